@@ -1,0 +1,31 @@
+# Every target sets up .venv from the pinned files first, so each works on a fresh clone.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STACK ?= dev
+
+.PHONY: setup plan plan-all test lint snapshots
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt listener/requirements.txt listener/pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(BIN)/.installed
+
+plan: setup  ## offline plan of one stack (STACK=dev)
+	$(BIN)/python -m tools.plan $(STACK)
+
+plan-all: setup
+	$(BIN)/python -m tools.plan --all
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint  ## lint, then every test of the program and the listener
+	$(BIN)/python -m pytest
+
+snapshots: setup  ## rewrite tests/snapshots/*.json from the current program
+	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest tests/test_snapshots.py

@@ -1,0 +1,1 @@
+"""The langsmith-dataplane listener: control-plane client, emulator and (later) the rollout loop."""
