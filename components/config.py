@@ -1,0 +1,308 @@
+"""The stack configuration model: what a `stacks/Pulumi.<stack>.yaml` may say, and its defaults.
+
+Pure data and validation: no Pulumi, no network. Every stack key under the project namespace
+(`langsmith-dataplane:<key>`) maps to one top-level field of `StackConfig`. Cross-field rules
+that need the whole document live in `components.rules`; turning config into this model lives
+in `components.load`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag
+
+from listener.regions import REGIONS, Region, RegionName, self_hosted_control_plane_url
+
+PROJECT = "langsmith-dataplane"
+REQUIRED_TAG_KEYS = ("owner", "cost-center")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_IMAGE = re.compile(
+    r"^(?P<repository>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+|[a-z0-9]+(?:[._-][a-z0-9]+)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise ValueError(
+            "must be a DNS-1123 label: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63 characters"
+        )
+    return value
+
+
+def _namespace(value: str) -> str:
+    _dns_label(value)
+    if value == "default" or value.startswith("kube-"):
+        raise ValueError("'default' and 'kube-*' namespaces are reserved; use a namespace of your own")
+    return value
+
+
+def _image(value: str) -> str:
+    if not _IMAGE.match(value):
+        raise ValueError("must be an image reference like 'registry/repo:tag' or 'registry/repo@sha256:<64 hex>'")
+    return value
+
+
+def _private_cidr_allowlist(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    if value.prefixlen == 0:
+        raise ValueError("0.0.0.0/0 opens the endpoint to the whole internet; list the CIDRs that need access")
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Namespace = Annotated[str, AfterValidator(_namespace)]
+ImageRef = Annotated[str, AfterValidator(_image)]
+AllowlistCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_private_cidr_allowlist)]
+
+
+class Model(BaseModel):
+    """Unknown keys are errors: a misspelt key must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- LangSmith ---------------------------------------------------------------------------------
+
+
+class LangSmith(Model):
+    """Which LangSmith the data plane talks to: a SaaS region, or a self-hosted URL."""
+
+    region: RegionName | None = None
+    url: HttpUrl | None = None
+    """Base URL of a self-hosted LangSmith; the control plane is served under `/api-host`."""
+    egress_cidrs: list[ipaddress.IPv4Network] = Field(default_factory=list)
+    """Self-hosted only: the addresses of `url`, for security-group egress (no list is published)."""
+
+    @property
+    def saas_region(self) -> Region | None:
+        return REGIONS[self.region] if self.region else None
+
+    @property
+    def control_plane_url(self) -> str:
+        if self.url is not None:
+            return self_hosted_control_plane_url(str(self.url))
+        return REGIONS[self.region or "us"].control_plane_url
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hostnames the data plane must reach over HTTPS."""
+        if self.url is not None:
+            return (self.url.host or "",)
+        return REGIONS[self.region or "us"].hosts
+
+    @property
+    def ip_cidrs(self) -> tuple[str, ...]:
+        if self.url is not None:
+            return tuple(str(c) for c in self.egress_cidrs)
+        return tuple(f"{ip}/32" for ip in REGIONS[self.region or "us"].published_ips)
+
+
+# --- Network -----------------------------------------------------------------------------------
+
+
+class DomainDestination(Model):
+    """An extra HTTPS destination by name, e.g. a registry or model endpoint (firewall modes)."""
+
+    domain: str = Field(pattern=r"^\.?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$")
+    """A hostname, or `.example.com` for the domain and every subdomain."""
+
+
+class CidrDestination(Model):
+    """An extra destination by address, allowed on one TCP port (security-group modes)."""
+
+    cidr: AllowlistCidr
+    port: int = Field(default=443, ge=1, le=65535)
+
+
+def _destination_kind(value: object) -> str | None:
+    if isinstance(value, dict):
+        return "domain" if "domain" in value else "cidr" if "cidr" in value else None
+    return "domain" if isinstance(value, DomainDestination) else "cidr"
+
+
+Destination = Annotated[
+    Annotated[DomainDestination, Tag("domain")] | Annotated[CidrDestination, Tag("cidr")],
+    Discriminator(
+        _destination_kind,
+        custom_error_type="destination",
+        custom_error_message="must have either a 'domain' or a 'cidr' key",
+    ),
+]
+
+EgressMode = Literal["security-group", "network-firewall", "both"]
+InterfaceEndpoint = Literal["ecr.api", "ecr.dkr", "sts", "logs", "eks", "elasticloadbalancing", "ec2"]
+
+
+class Egress(Model):
+    mode: EgressMode = "security-group"
+    """`security-group`: an IP allowlist on 443; `network-firewall`: a domain allowlist (TLS SNI/HTTP
+    Host) with default drop; `both`: the two together."""
+    extra_destinations: list[Destination] = Field(default_factory=list)
+
+
+class CreateVpc(Model):
+    mode: Literal["create"] = "create"
+    cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.0.0.0/16")
+    az_count: int = Field(default=3, ge=2, le=6)
+    single_nat_gateway: bool = False
+    """One NAT gateway for all AZs: cheaper, but an AZ outage cuts egress for the others."""
+    interface_endpoints: list[InterfaceEndpoint] = Field(
+        default_factory=lambda: ["ecr.api", "ecr.dkr", "sts", "logs", "eks"]
+    )
+    egress: Egress = Field(default_factory=Egress)
+
+
+class ExistingVpc(Model):
+    mode: Literal["existing"]
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$")
+    vpc_cidr: ipaddress.IPv4Network
+    private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(min_length=2)
+    public_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        default_factory=list
+    )
+    egress: Egress = Field(default_factory=Egress)
+
+
+def _network_mode(value: object) -> str:
+    # `mode` may be left out: creating the VPC is the default.
+    return value.get("mode", "create") if isinstance(value, dict) else value.mode  # type: ignore[attr-defined]
+
+
+Network = Annotated[
+    Annotated[CreateVpc, Tag("create")] | Annotated[ExistingVpc, Tag("existing")], Discriminator(_network_mode)
+]
+
+
+# --- Cluster -----------------------------------------------------------------------------------
+
+
+class Endpoint(Model):
+    public: bool = False
+    public_cidrs: list[AllowlistCidr] = Field(default_factory=list)
+
+
+class NodeGroup(Model):
+    name: DnsLabel
+    instance_types: list[str] = Field(default_factory=lambda: ["m6i.xlarge"], min_length=1)
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    ami_type: str = "AL2023_x86_64_STANDARD"
+    min_size: int = Field(default=2, ge=0)
+    desired_size: int = Field(default=2, ge=0)
+    max_size: int = Field(default=4, ge=1)
+    disk_size_gib: int = Field(default=50, ge=20, le=16384)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+ClusterLog = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+
+
+class Cluster(Model):
+    kubernetes_version: str = Field(default="1.33", pattern=r"^1\.[0-9]{2}$")
+    endpoint: Endpoint = Field(default_factory=Endpoint)
+    node_groups: list[NodeGroup] = Field(default_factory=lambda: [NodeGroup(name="default")], min_length=1)
+    admin_principal_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$")]] = (
+        Field(default_factory=list)
+    )
+    """IAM roles or users granted cluster-admin through EKS access entries."""
+    log_types: list[ClusterLog] = Field(default_factory=lambda: ["api", "audit", "authenticator"])
+
+
+# --- Backing stores ----------------------------------------------------------------------------
+
+
+class RdsPostgres(Model):
+    instance_class: str = Field(default="db.t4g.large", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    engine_version: str = Field(default="16", pattern=r"^1[6-9](\.[0-9]+)?$")
+    allocated_storage_gib: int = Field(default=20, ge=20, le=65536)
+    max_allocated_storage_gib: int = Field(default=100, ge=20, le=65536)
+    backup_retention_days: int = Field(default=7, ge=1, le=35)
+    multi_az: bool | None = None
+    """Defaults to true in prod, false elsewhere."""
+    deletion_protection: bool | None = None
+    """Defaults to true in prod, false elsewhere. The policy pack refuses false in prod."""
+
+
+class ElastiCacheRedis(Model):
+    node_type: str = Field(default="cache.t4g.medium", pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
+    engine_version: str = Field(default="7.1", pattern=r"^[67]\.[0-9]+$")
+    num_cache_clusters: int | None = Field(default=None, ge=1, le=6)
+    """Defaults to 2 (a replica in another AZ, automatic failover) in prod, 1 elsewhere."""
+
+
+class ManagedStores(Model):
+    mode: Literal["managed"]
+    postgres: RdsPostgres = Field(default_factory=RdsPostgres)
+    redis: ElastiCacheRedis = Field(default_factory=ElastiCacheRedis)
+
+
+class InClusterStores(Model):
+    """Postgres and Redis run inside the cluster, one pair per Agent Server (dev only)."""
+
+    mode: Literal["in-cluster"]
+
+
+Stores = Annotated[ManagedStores | InClusterStores, Field(discriminator="mode")]
+
+
+# --- Topology ----------------------------------------------------------------------------------
+
+
+class Workspace(Model):
+    name: DnsLabel
+    id: UUID
+    """The LangSmith workspace id (sent as `X-Tenant-Id`)."""
+
+
+class ListenerSpec(Model):
+    name: DnsLabel
+    """Names the listener's Kubernetes objects; unique in the stack."""
+    workspace: str
+    """The `name` of a workspace in `topology.workspaces`."""
+    compute_id: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+    """The listener's `compute_id` in LangSmith; unique per workspace."""
+    namespaces: list[Namespace] = Field(min_length=1)
+    adopt_listener_id: UUID | None = None
+    """An existing LangSmith listener to adopt instead of registering a new one."""
+
+
+class Topology(Model):
+    workspaces: list[Workspace] = Field(default_factory=list)
+    listeners: list[ListenerSpec] = Field(default_factory=list)
+    shared_namespaces: list[Namespace] = Field(default_factory=list)
+    """Namespaces that several listeners may watch (the "single namespace for multiple workspaces"
+    layout). Every other namespace belongs to exactly one listener, as the official chart requires."""
+
+
+# --- The whole stack ---------------------------------------------------------------------------
+
+Environment = Literal["dev", "staging", "prod"]
+
+
+class StackConfig(Model):
+    name: Annotated[str, AfterValidator(_dns_label), Field(max_length=24)]
+    """Prefix of every resource name (cluster, VPC, stores); short, because AWS names are."""
+    environment: Environment
+    aws_region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+    tags: dict[str, str]
+    langsmith: LangSmith = Field(default_factory=LangSmith)
+    network: Network = Field(default_factory=CreateVpc)
+    cluster: Cluster = Field(default_factory=Cluster)
+    stores: Stores = Field(default_factory=lambda: InClusterStores(mode="in-cluster"))
+    topology: Topology = Field(default_factory=Topology)
+    listener_image: ImageRef
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+    @property
+    def resource_tags(self) -> dict[str, str]:
+        """Tags on every taggable AWS resource: the stack's own plus what identifies the stack."""
+        return {**self.tags, "environment": self.environment, "managed-by": "pulumi", "dataplane": self.name}

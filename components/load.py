@@ -1,0 +1,164 @@
+"""Load a stack's configuration into a `StackConfig`, or fail with errors that name stack keys.
+
+The raw config is the flat `{"langsmith-dataplane:<key>": <str or JSON string>}` map Pulumi gives
+every program; which keys are secrets comes with it. Parsing is pure (`parse_stack_config`); only
+`load_stack_config` reads Pulumi's runtime.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pydantic import ValidationError
+
+from components.config import PROJECT, REQUIRED_TAG_KEYS, StackConfig
+from components.rules import Problem, stack_problems
+
+API_KEY = "api_key"
+"""The one secret stack key. It never enters `StackConfig`: it stays a Pulumi secret Output."""
+
+_SECRET_KEYS = frozenset({API_KEY})
+_FOREIGN_NAMESPACES = ("aws:", "kubernetes:", "pulumi:", "random:", "tls:")
+_LANGSMITH_KEY_PREFIXES = ("lsv2_pt_", "lsv2_sk_", "ls__")
+_MAX_SHOWN_VALUE = 80
+
+
+class ConfigError(Exception):
+    """A stack file that cannot be used. `str()` lists every problem, one per line."""
+
+    def __init__(self, stack: str, problems: Sequence[Problem]):
+        self.stack = stack
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"stack '{self.stack}' has {len(self.problems)} configuration error(s):"]
+        for problem in self.problems:
+            shown = "" if problem.value is None else f" (got {_show(problem.value)})"
+            lines.append(f"  {PROJECT}:{problem.key}{shown}: {problem.message}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: StackConfig
+    secret_keys: frozenset[str]
+
+
+def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str] | frozenset[str]) -> StackConfig:
+    """Validate a stack's raw Pulumi config. Raises `ConfigError` listing every problem."""
+    prefix = f"{PROJECT}:"
+    problems: list[Problem] = []
+    document: dict[str, object] = {}
+
+    for full_key, text in sorted(raw.items()):
+        if full_key.startswith(_FOREIGN_NAMESPACES):
+            continue
+        if not full_key.startswith(prefix):
+            problems.append(
+                Problem(full_key, f"is outside the '{PROJECT}' namespace; did you mean '{prefix}…'?", None)
+            )
+            continue
+        key = full_key.removeprefix(prefix)
+        if key in _SECRET_KEYS:
+            if full_key not in secret_keys:
+                problems.append(
+                    Problem(
+                        key,
+                        f"is stored in plaintext; set it with `pulumi config set --secret {key}` "
+                        "so only ciphertext is committed",
+                    )
+                )
+            continue
+        if full_key not in secret_keys and _looks_like_api_key(text):
+            problems.append(Problem(key, "holds what looks like a LangSmith API key in plaintext; remove it"))
+            continue
+        document[key] = _decode(text)
+
+    if problems:
+        raise ConfigError(stack, problems)
+    try:
+        config = StackConfig.model_validate(document)
+    except ValidationError as err:
+        raise ConfigError(stack, [_from_pydantic(e) for e in err.errors()]) from None
+
+    problems = _tag_problems(config) + stack_problems(config)
+    if problems:
+        raise ConfigError(stack, problems)
+    return config
+
+
+def load_stack_config() -> StackConfig:
+    """Read the running stack's config from Pulumi's runtime (CLI or mocks)."""
+    from pulumi.runtime import config as runtime_config
+
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret = set(runtime_config.get_config_secret_keys_env()) | {k for k in raw if runtime_config.is_config_secret(k)}
+    return parse_stack_config(pulumi.get_stack(), raw, secret)
+
+
+def require_api_key() -> pulumi.Output[str]:
+    """The LangSmith API key as a secret Output; the plaintext is never in the program's memory as a str."""
+    return pulumi.Config(PROJECT).require_secret(API_KEY)
+
+
+def _decode(text: str) -> object:
+    """Pulumi hands objects and lists over as JSON strings and scalars as plain strings."""
+    if isinstance(text, str) and text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def _looks_like_api_key(text: object) -> bool:
+    return isinstance(text, str) and text.strip().startswith(_LANGSMITH_KEY_PREFIXES)
+
+
+def _tag_problems(config: StackConfig) -> list[Problem]:
+    return [
+        Problem(f"tags.{key}", "is a required tag on every AWS resource; add it to the stack's tags")
+        for key in REQUIRED_TAG_KEYS
+        if not config.tags.get(key)
+    ]
+
+
+def _from_pydantic(error: Mapping[str, object]) -> Problem:
+    loc = _without_union_tags(list(error["loc"]))  # type: ignore[call-overload]
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    message = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        message = "is not a known key (check its spelling against the README's config reference)"
+    elif error["type"] == "missing":
+        message = "is required"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    value = None if error["type"] == "missing" else error.get("input")
+    return Problem(key or "(root)", message, value)
+
+
+# pydantic puts the chosen member's tag into `loc` right after a discriminated union's field.
+_UNION_TAGS = {"network": {"create", "existing"}, "stores": {"managed", "in-cluster"}}
+_LIST_UNION_TAGS = {"extra_destinations": {"domain", "cidr"}}
+
+
+def _without_union_tags(loc: list[object]) -> list[object]:
+    kept: list[object] = []
+    for k, part in enumerate(loc):
+        previous = loc[k - 1] if k >= 1 else None
+        list_field = loc[k - 2] if k >= 2 and isinstance(previous, int) else None
+        if part in _UNION_TAGS.get(str(previous), ()) or part in _LIST_UNION_TAGS.get(str(list_field), ()):
+            continue
+        kept.append(part)
+    return kept
+
+
+def _show(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= _MAX_SHOWN_VALUE else text[: _MAX_SHOWN_VALUE - 1] + "…"

@@ -1,0 +1,1 @@
+"""Developer and CI commands: the offline plan, the mock harness, test doubles."""

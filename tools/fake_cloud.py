@@ -1,0 +1,87 @@
+"""What the mocked cloud answers: plausible outputs for registered resources and invoke results.
+
+Only `up`-mode runs use `outputs`; in preview mode computed outputs stay unknown. Values are
+deterministic (derived from names) so plans and snapshots are byte-stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+ACCOUNT_ID = "123456789012"
+
+
+def _suffix(name: str, length: int = 17) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:length]
+
+
+def _eks_cluster(name: str, inputs: Mapping[str, Any], region: str) -> dict[str, Any]:
+    ident = _suffix(name, 32).upper()
+    return {
+        "endpoint": f"https://{ident}.gr7.{region}.eks.amazonaws.com",
+        "certificateAuthority": {"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="},
+        "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{ident}"}]}],
+        "vpcConfig": {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": f"sg-{_suffix(name + 'cluster')}"},
+        "name": inputs.get("name", name),
+    }
+
+
+_ID_PREFIX: dict[str, str] = {
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/securityGroup:SecurityGroup": "sg",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/natGateway:NatGateway": "nat",
+    "aws:ec2/internetGateway:InternetGateway": "igw",
+    "aws:ec2/eip:Eip": "eipalloc",
+    "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce",
+}
+
+_SPECIAL: dict[str, Callable[[str, Mapping[str, Any], str], dict[str, Any]]] = {
+    "aws:eks/cluster:Cluster": _eks_cluster,
+    "aws:rds/instance:Instance": lambda name, inputs, region: {
+        "address": f"{name}.{_suffix(name, 12)}.{region}.rds.amazonaws.com",
+        "port": inputs.get("port", 5432),
+    },
+    "aws:elasticache/replicationGroup:ReplicationGroup": lambda name, inputs, region: {
+        "primaryEndpointAddress": f"master.{name}.{_suffix(name, 6)}.{region}.cache.amazonaws.com",
+        "port": inputs.get("port", 6379),
+    },
+    "aws:kms/key:Key": lambda name, inputs, region: {"keyId": _suffix(name, 32)},
+}
+
+
+def outputs(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """Computed outputs a real provider would return for a newly created resource."""
+    result: dict[str, Any] = {}
+    if typ.startswith("aws:"):
+        service = typ.split(":")[1].split("/")[0]
+        result["arn"] = f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{name}"
+        if "name" not in inputs:
+            result["name"] = name
+    prefix = _ID_PREFIX.get(typ)
+    if prefix:
+        result["id"] = f"{prefix}-{_suffix(name)}"
+    special = _SPECIAL.get(typ)
+    if special:
+        result.update(special(name, inputs, region))
+    return result
+
+
+def invoke(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """Answers to data-source lookups (`aws.get_*`); unknown tokens answer an empty result."""
+    if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+        names = [f"{region}{letter}" for letter in "abcdef"]
+        return {"names": names, "zoneIds": [f"{region[:3]}-az{i}" for i in range(1, 7)], "id": region}
+    if token == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/plan", "userId": "PLAN", "id": "x"}
+    if token == "aws:index/getPartition:getPartition":
+        return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+    if token == "aws:index/getRegion:getRegion":
+        return {"name": region, "region": region, "id": region}
+    if token == "aws:iam/getPolicyDocument:getPolicyDocument":
+        return {"json": json.dumps(args, sort_keys=True), "id": "policy"}
+    return {}

@@ -1,0 +1,214 @@
+"""Run the real `__main__.py` for one stack under Pulumi's mocks and record what it would register.
+
+This is the engine of the offline plan (`python -m tools.plan`) and of the program tests. It needs
+no Pulumi CLI, no provider plugins and no cloud credentials. What it cannot know (provider
+defaults, diffs against deployed state, replacements) is listed in the README's plan section.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
+from pulumi.runtime.sync_await import _sync_await
+
+from components.config import PROJECT
+from tools import fake_cloud
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS_DIR = ROOT / "stacks"
+SECRET = "<secret>"
+UNKNOWN = "<unknown>"
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's wire marker for secret values
+_SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"
+
+
+class StackFileError(Exception):
+    """A stack file that is not valid YAML or not shaped like a Pulumi stack file."""
+
+
+@dataclass(frozen=True)
+class StackFile:
+    config: dict[str, str]
+    """Flat `namespace:key -> str` as Pulumi hands config to a program; secrets stubbed."""
+    secret_keys: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    provider: str
+    custom: bool
+    remote: bool
+    dependencies: tuple[str, ...]
+    inputs: Mapping[str, Any]
+    """The wire form the engine and CrossGuard see: camelCase keys, secrets and unknowns as sent."""
+
+
+@dataclass
+class PlanResult:
+    stack: str
+    preview: bool
+    resources: list[Registration] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def stack_names() -> list[str]:
+    return sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+
+
+def stack_path(stack: str) -> Path:
+    return STACKS_DIR / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_file(path: Path) -> StackFile:
+    """Read a stack file the way the CLI would hand it to the program: `secure:` values stubbed."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise StackFileError(f"{path.name} is not valid YAML: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
+        raise StackFileError(f"{path.name}: expected a mapping with a 'config' mapping")
+    config: dict[str, str] = {}
+    secret_keys: set[str] = set()
+    for key, value in (document.get("config") or {}).items():
+        stubbed, had_secret = _stub_secrets(value)
+        if had_secret:
+            secret_keys.add(key)
+        config[key] = _as_config_string(stubbed)
+    return StackFile(config, frozenset(secret_keys))
+
+
+def _stub_secrets(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return SECRET, True
+    if isinstance(value, dict):
+        items = {k: _stub_secrets(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in items.items()}, any(s for _, s in items.values())
+    if isinstance(value, list):
+        items_l = [_stub_secrets(v) for v in value]
+        return [v for v, _ in items_l], any(s for _, s in items_l)
+    return value, False
+
+
+def _as_config_string(value: Any) -> str:
+    """Pulumi passes scalars as plain strings and objects or lists as JSON text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, preview: bool, region: str):
+        self.preview = preview
+        self.region = region
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict]:
+        if self.preview:
+            # No id: every output the program did not set itself is unknown, as in a first preview.
+            return None, dict(args.inputs)
+        return f"{args.name}-id", {**args.inputs, **fake_cloud.outputs(args.typ, args.name, args.inputs, self.region)}
+
+    def call(self, args: MockCallArgs) -> tuple[dict, list | None]:
+        return fake_cloud.invoke(args.token, dict(args.args), self.region), []
+
+
+class _GraphMonitor(MockMonitor):
+    """Also records parent, provider and dependencies, which `MockResourceArgs` lacks (pulumi#14421)."""
+
+    def __init__(self, mocks: _Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            from pulumi.runtime import rpc
+
+            self.registrations.append(
+                Registration(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    provider=request.provider,
+                    custom=bool(request.custom),
+                    remote=bool(request.remote),
+                    dependencies=tuple(sorted(request.dependencies)),
+                    inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                )
+            )
+        return response
+
+
+def run_stack(stack: str, *, preview: bool = True, config_path: Path | None = None) -> PlanResult:
+    """Run the program for `stack` under mocks. Raises `pulumi.RunError` for config errors."""
+    stack_file = read_stack_file(config_path or stack_path(stack))
+    region = _region_of(stack_file)
+    mocks = _Mocks(preview, region)
+    monitor = _GraphMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_all_config(stack_file.config, sorted(stack_file.secret_keys))
+    result = PlanResult(stack=stack, preview=preview)
+    with _program_on_path():
+        pulumi.runtime.test(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__") and None)()
+    root = pulumi.runtime.get_root_resource()
+    result.outputs = {name: _sync_await(_resolve(value)) for name, value in sorted(root.outputs.items())}
+    result.resources = sorted(monitor.registrations, key=lambda r: r.urn)
+    return result
+
+
+@contextmanager
+def _program_on_path() -> Iterator[None]:
+    added = str(ROOT) not in sys.path
+    if added:
+        sys.path.insert(0, str(ROOT))
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(str(ROOT))
+
+
+def _region_of(stack_file: StackFile) -> str:
+    return stack_file.config.get(f"{PROJECT}:aws_region", "us-east-1")
+
+
+async def _resolve(value: Any) -> Any:
+    output = pulumi.Output.from_input(value)
+    if await output.is_secret():
+        return SECRET
+    if not await output.is_known():
+        return UNKNOWN
+    return sanitize(await output.future())
+
+
+def sanitize(value: Any) -> Any:
+    """Plain JSON for display and snapshots: secrets and unknowns as markers, whole floats as ints."""
+    if isinstance(value, Mapping):
+        if value.get(_SECRET_SIG) == _SECRET_SIG_VALUE:
+            return SECRET
+        return {str(k): sanitize(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list | tuple):
+        return [sanitize(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if type(value).__name__ == "Unknown":
+        return UNKNOWN
+    return str(value)
