@@ -46,13 +46,17 @@ def _namespace(value: str) -> str:
 
 def _image(value: str) -> str:
     if not _IMAGE.match(value):
-        raise ValueError("must be an image reference like 'registry/repo:tag' or 'registry/repo@sha256:<64 hex>'")
+        raise ValueError(
+            "must be an image reference like 'registry/repo:tag' or 'registry/repo@sha256:<64 hex>'"
+        )
     return value
 
 
 def _private_cidr_allowlist(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
     if value.prefixlen == 0:
-        raise ValueError("0.0.0.0/0 opens the endpoint to the whole internet; list the CIDRs that need access")
+        raise ValueError(
+            "0.0.0.0/0 opens the endpoint to the whole internet; list the CIDRs that need access"
+        )
     return value
 
 
@@ -176,7 +180,8 @@ def _network_mode(value: object) -> str:
 
 
 Network = Annotated[
-    Annotated[CreateVpc, Tag("create")] | Annotated[ExistingVpc, Tag("existing")], Discriminator(_network_mode)
+    Annotated[CreateVpc, Tag("create")] | Annotated[ExistingVpc, Tag("existing")],
+    Discriminator(_network_mode),
 ]
 
 
@@ -207,9 +212,9 @@ class Cluster(Model):
     kubernetes_version: str = Field(default="1.33", pattern=r"^1\.[0-9]{2}$")
     endpoint: Endpoint = Field(default_factory=Endpoint)
     node_groups: list[NodeGroup] = Field(default_factory=lambda: [NodeGroup(name="default")], min_length=1)
-    admin_principal_arns: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$")]] = (
-        Field(default_factory=list)
-    )
+    admin_principal_arns: list[
+        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$")]
+    ] = Field(default_factory=list)
     """IAM roles or users granted cluster-admin through EKS access entries."""
     log_types: list[ClusterLog] = Field(default_factory=lambda: ["api", "audit", "authenticator"])
 
@@ -265,7 +270,9 @@ class ListenerSpec(Model):
     """Names the listener's Kubernetes objects; unique in the stack."""
     workspace: str
     """The `name` of a workspace in `topology.workspaces`."""
-    compute_id: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+    compute_id: str = Field(
+        min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+    )
     """The listener's `compute_id` in LangSmith; unique per workspace."""
     namespaces: list[Namespace] = Field(min_length=1)
     adopt_listener_id: UUID | None = None

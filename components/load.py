@@ -48,7 +48,9 @@ class LoadedConfig:
     secret_keys: frozenset[str]
 
 
-def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str] | frozenset[str]) -> StackConfig:
+def parse_stack_config(
+    stack: str, raw: Mapping[str, str], secret_keys: set[str] | frozenset[str]
+) -> StackConfig:
     """Validate a stack's raw Pulumi config. Raises `ConfigError` listing every problem."""
     prefix = f"{PROJECT}:"
     problems: list[Problem] = []
@@ -96,7 +98,9 @@ def load_stack_config() -> StackConfig:
     from pulumi.runtime import config as runtime_config
 
     raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    secret = set(runtime_config.get_config_secret_keys_env()) | {k for k in raw if runtime_config.is_config_secret(k)}
+    secret = set(runtime_config.get_config_secret_keys_env()) | {
+        k for k in raw if runtime_config.is_config_secret(k)
+    }
     return parse_stack_config(pulumi.get_stack(), raw, secret)
 
 

@@ -54,7 +54,11 @@ def _topology_problems(config: StackConfig) -> list[Problem]:
         if listener.workspace not in workspaces:
             known = ", ".join(sorted(workspaces)) or "none defined"
             problems.append(
-                Problem(f"{key}.workspace", f"names no workspace in topology.workspaces ({known})", listener.workspace)
+                Problem(
+                    f"{key}.workspace",
+                    f"names no workspace in topology.workspaces ({known})",
+                    listener.workspace,
+                )
             )
         if compute_ids[(listener.workspace, listener.compute_id)] > 1:
             problems.append(
@@ -68,7 +72,9 @@ def _topology_problems(config: StackConfig) -> list[Problem]:
         seen: set[str] = set()
         for j, namespace in enumerate(listener.namespaces):
             if namespace in seen:
-                problems.append(Problem(f"{key}.namespaces[{j}]", "is listed twice for this listener", namespace))
+                problems.append(
+                    Problem(f"{key}.namespaces[{j}]", "is listed twice for this listener", namespace)
+                )
             seen.add(namespace)
             watchers[namespace].append(i)
 

@@ -24,7 +24,10 @@ def _eks_cluster(name: str, inputs: Mapping[str, Any], region: str) -> dict[str,
         "endpoint": f"https://{ident}.gr7.{region}.eks.amazonaws.com",
         "certificateAuthority": {"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="},
         "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{ident}"}]}],
-        "vpcConfig": {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": f"sg-{_suffix(name + 'cluster')}"},
+        "vpcConfig": {
+            **inputs.get("vpcConfig", {}),
+            "clusterSecurityGroupId": f"sg-{_suffix(name + 'cluster')}",
+        },
         "name": inputs.get("name", name),
     }
 
@@ -50,7 +53,7 @@ _SPECIAL: dict[str, Callable[[str, Mapping[str, Any], str], dict[str, Any]]] = {
         "primaryEndpointAddress": f"master.{name}.{_suffix(name, 6)}.{region}.cache.amazonaws.com",
         "port": inputs.get("port", 6379),
     },
-    "aws:kms/key:Key": lambda name, inputs, region: {"keyId": _suffix(name, 32)},
+    "aws:kms/key:Key": lambda name, _inputs, _region: {"keyId": _suffix(name, 32)},
 }
 
 
@@ -77,7 +80,12 @@ def invoke(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
         names = [f"{region}{letter}" for letter in "abcdef"]
         return {"names": names, "zoneIds": [f"{region[:3]}-az{i}" for i in range(1, 7)], "id": region}
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
-        return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/plan", "userId": "PLAN", "id": "x"}
+        return {
+            "accountId": ACCOUNT_ID,
+            "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/plan",
+            "userId": "PLAN",
+            "id": "x",
+        }
     if token == "aws:index/getPartition:getPartition":
         return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
     if token == "aws:index/getRegion:getRegion":

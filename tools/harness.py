@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import runpy
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +66,9 @@ class PlanResult:
 
 
 def stack_names() -> list[str]:
-    return sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+    return sorted(
+        p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml")
+    )
 
 
 def stack_path(stack: str) -> Path:
@@ -121,7 +123,10 @@ class _Mocks(pulumi.runtime.Mocks):
         if self.preview:
             # No id: every output the program did not set itself is unknown, as in a first preview.
             return None, dict(args.inputs)
-        return f"{args.name}-id", {**args.inputs, **fake_cloud.outputs(args.typ, args.name, args.inputs, self.region)}
+        return f"{args.name}-id", {
+            **args.inputs,
+            **fake_cloud.outputs(args.typ, args.name, args.inputs, self.region),
+        }
 
     def call(self, args: MockCallArgs) -> tuple[dict, list | None]:
         return fake_cloud.invoke(args.token, dict(args.args), self.region), []
@@ -134,7 +139,7 @@ class _GraphMonitor(MockMonitor):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
 
-    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             from pulumi.runtime import rpc
@@ -158,18 +163,38 @@ class _GraphMonitor(MockMonitor):
 def run_stack(stack: str, *, preview: bool = True, config_path: Path | None = None) -> PlanResult:
     """Run the program for `stack` under mocks. Raises `pulumi.RunError` for config errors."""
     stack_file = read_stack_file(config_path or stack_path(stack))
-    region = _region_of(stack_file)
-    mocks = _Mocks(preview, region)
+
+    def program() -> None:
+        with _program_on_path():
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    return run_program(
+        program, stack=stack, preview=preview, config=stack_file.config, secret_keys=stack_file.secret_keys
+    )
+
+
+def run_program(
+    program: Callable[[], object],
+    *,
+    stack: str = "test",
+    preview: bool = True,
+    config: Mapping[str, str] | None = None,
+    secret_keys: Iterable[str] = (),
+) -> PlanResult:
+    """Run any function that registers resources (a component test, say) under the recording mocks."""
+    config = dict(config or {})
+    mocks = _Mocks(preview, config.get(f"{PROJECT}:aws_region", "us-east-1"))
     monitor = _GraphMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
-    pulumi.runtime.set_all_config(stack_file.config, sorted(stack_file.secret_keys))
-    result = PlanResult(stack=stack, preview=preview)
-    with _program_on_path():
-        pulumi.runtime.test(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__") and None)()
+    pulumi.runtime.set_all_config(config, sorted(secret_keys))
+    pulumi.runtime.test(lambda: program() and None)()
     root = pulumi.runtime.get_root_resource()
-    result.outputs = {name: _sync_await(_resolve(value)) for name, value in sorted(root.outputs.items())}
-    result.resources = sorted(monitor.registrations, key=lambda r: r.urn)
-    return result
+    return PlanResult(
+        stack=stack,
+        preview=preview,
+        resources=sorted(monitor.registrations, key=lambda r: r.urn),
+        outputs={name: _sync_await(_resolve(value)) for name, value in sorted(root.outputs.items())},
+    )
 
 
 @contextmanager
@@ -182,10 +207,6 @@ def _program_on_path() -> Iterator[None]:
     finally:
         if added:
             sys.path.remove(str(ROOT))
-
-
-def _region_of(stack_file: StackFile) -> str:
-    return stack_file.config.get(f"{PROJECT}:aws_region", "us-east-1")
 
 
 async def _resolve(value: Any) -> Any:
