@@ -80,14 +80,12 @@ def parse_stack_config(
             continue
         document[key] = _decode(text)
 
-    if problems:
-        raise ConfigError(stack, problems)
     try:
         config = StackConfig.model_validate(document)
     except ValidationError as err:
-        raise ConfigError(stack, [_from_pydantic(e) for e in err.errors()]) from None
+        raise ConfigError(stack, problems + [_from_pydantic(e) for e in err.errors()]) from None
 
-    problems = _tag_problems(config) + stack_problems(config)
+    problems += _tag_problems(config) + stack_problems(config)
     if problems:
         raise ConfigError(stack, problems)
     return config
