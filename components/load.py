@@ -38,7 +38,8 @@ class ConfigError(Exception):
         lines = [f"stack '{self.stack}' has {len(self.problems)} configuration error(s):"]
         for problem in self.problems:
             shown = "" if problem.value is None else f" (got {_show(problem.value)})"
-            lines.append(f"  {PROJECT}:{problem.key}{shown}: {problem.message}")
+            key = problem.key if ":" in problem.key else f"{PROJECT}:{problem.key}"
+            lines.append(f"  {key}{shown}: {problem.message}")
         return "\n".join(lines)
 
 
