@@ -1,0 +1,171 @@
+"""The listener's configuration, from `LISTENER_*` environment variables, validated at start.
+
+A bad value stops the listener before it touches anything, with a message that names the
+variable and the value (never the API key's value).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from listener.regions import REGIONS, RegionName
+from listener.spec import RenderOptions
+
+ENV_PREFIX = "LISTENER_"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _split_commas(value: object) -> object:
+    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+
+def _split_words(value: object) -> object:
+    return tuple(value.split()) if isinstance(value, str) else value
+
+
+def _namespaces(items: list[str]) -> list[str]:
+    for item in items:
+        if not _DNS_LABEL.match(item) or len(item) > 63:
+            raise ValueError(f"{item!r} is not a DNS-1123 label")
+        if item == "default" or item.startswith("kube-"):
+            raise ValueError(f"{item!r} is reserved; the listener never deploys into 'default' or 'kube-*'")
+    if not items:
+        raise ValueError("at least one namespace is required")
+    if len(set(items)) != len(items):
+        raise ValueError("a namespace is listed twice")
+    return items
+
+
+def _command(parts: tuple[str, ...]) -> tuple[str, ...]:
+    if not parts:
+        raise ValueError("must not be empty")
+    return parts
+
+
+Namespaces = Annotated[list[str], NoDecode, BeforeValidator(_split_commas), AfterValidator(_namespaces)]
+Command = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_words), AfterValidator(_command)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # Who we are, and where the control plane is.
+    api_key: SecretStr
+    workspace_id: UUID
+    """The LangSmith workspace (sent as `X-Tenant-Id`)."""
+    listener_id: UUID
+    region: RegionName | None = None
+    control_plane_url: str | None = None
+    """An explicit control-plane URL (self-hosted LangSmith: `https://host/api-host`, or the emulator)."""
+    namespaces: Namespaces
+
+    # The loop.
+    poll_interval_seconds: float = Field(default=10.0, ge=1.0, le=3600.0)
+    poll_jitter: float = Field(default=0.1, ge=0.0, le=0.5)
+    resync_interval_seconds: float = Field(default=300.0, ge=10.0, le=86400.0)
+    rollout_timeout_seconds: float = Field(default=600.0, ge=30.0)
+    unschedulable_grace_seconds: float = Field(default=15.0, ge=0.0)
+
+    # What gets rendered.
+    routing: Literal["httproute", "ingress", "none"] = "none"
+    hostname: str | None = None
+    gateway_name: str | None = None
+    gateway_namespace: str | None = None
+    ingress_class_name: str | None = None
+    autoscaler: Literal["hpa", "keda"] = "hpa"
+    queue_enabled: bool = True
+    queue_command: Command = ("/storage/queue_entrypoint.sh",)
+    store_mode: Literal["in-cluster", "external"] = "in-cluster"
+    external_stores_secret: str | None = None
+    storage_class_name: str | None = None
+    data_retention: Literal["retain", "delete"] = "retain"
+    """What happens to a deleted deployment's Postgres volume: kept (default) or deleted with it."""
+
+    # Where status goes.
+    status_reporting: Literal["emulator", "heartbeat", "off"] = "heartbeat"
+    """`heartbeat` is all real LangSmith accepts; `emulator` also posts revision transitions to the
+    emulator's data-plane channel."""
+
+    # How we reach Kubernetes: in-cluster service account unless a kubeconfig is given.
+    kubeconfig: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.region is None and self.control_plane_url is None:
+            raise ValueError(
+                f"set {ENV_PREFIX}REGION (us, eu, apac, aws-us) or {ENV_PREFIX}CONTROL_PLANE_URL"
+            )
+        if self.region is not None and self.control_plane_url is not None:
+            raise ValueError(f"set only one of {ENV_PREFIX}REGION and {ENV_PREFIX}CONTROL_PLANE_URL")
+        if self.routing != "none" and not self.hostname:
+            raise ValueError(f"{ENV_PREFIX}ROUTING={self.routing} needs {ENV_PREFIX}HOSTNAME")
+        if self.routing == "httproute" and not self.gateway_name:
+            raise ValueError(f"{ENV_PREFIX}ROUTING=httproute needs {ENV_PREFIX}GATEWAY_NAME")
+        if self.routing == "ingress" and len(self.namespaces) > 1:
+            raise ValueError(
+                f"{ENV_PREFIX}ROUTING=ingress cannot serve several namespaces (an Ingress routes only within "
+                "its namespace); use httproute with a Gateway"
+            )
+        if self.store_mode == "external" and not self.external_stores_secret:
+            raise ValueError(f"{ENV_PREFIX}STORE_MODE=external needs {ENV_PREFIX}EXTERNAL_STORES_SECRET")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        if self.control_plane_url:
+            return self.control_plane_url.rstrip("/")
+        return REGIONS[self.region or "us"].control_plane_url
+
+    def render_options(self) -> RenderOptions:
+        return RenderOptions(
+            routing=self.routing,
+            hostname=self.hostname,
+            gateway_name=self.gateway_name,
+            gateway_namespace=self.gateway_namespace,
+            ingress_class_name=self.ingress_class_name,
+            autoscaler=self.autoscaler,
+            queue_enabled=self.queue_enabled,
+            queue_command=self.queue_command,
+            progress_deadline_seconds=int(self.rollout_timeout_seconds),
+            store_mode=self.store_mode,
+            storage_class_name=self.storage_class_name,
+        )
+
+
+class SettingsError(Exception):
+    """Settings that cannot start the listener; `str()` names every offending variable."""
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    try:
+        if environ is None:
+            return Settings()  # type: ignore[call-arg]
+        fields = {
+            name.removeprefix(ENV_PREFIX).lower(): value
+            for name, value in environ.items()
+            if name.startswith(ENV_PREFIX)
+        }
+        return Settings.model_validate(fields)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = ["the listener's settings are invalid:"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"])
+        variable = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "missing":
+            lines.append(f"  {variable}: is required")
+        elif field in ("api_key", ""):
+            # The key's value, and the whole input of a cross-field error, are never echoed.
+            lines.append(f"  {variable}: {message}")
+        else:
+            lines.append(f"  {variable}={item.get('input')!r}: {message}")
+    return "\n".join(lines)
