@@ -1,0 +1,208 @@
+"""Desired state: which control-plane deployments this listener runs, where, and as what.
+
+Pure functions over the control-plane models. The reconciler asks three questions of them each
+cycle: which deployments are ours (and which must be refused, with a reason), which of those
+changed since the last cycle (cheaply: id, latest revision, updated_at), and what spec to render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from uuid import UUID
+
+from listener.controlplane.models import Deployment
+from listener.spec import AgentServerSpec, ExternalStores, ResourceSpec, SecretReference, SecretValue
+
+EXTERNAL_DOCKER = "external_docker"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A deployment this listener runs, in the namespace it runs in."""
+
+    deployment: Deployment
+    namespace: str
+
+    @property
+    def deployment_id(self) -> str:
+        return str(self.deployment.id)
+
+    @property
+    def revision_id(self) -> str | None:
+        revision = self.deployment.latest_revision_id
+        return str(revision) if revision else None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A deployment placed on this listener that it will not apply, and why (reported, never applied)."""
+
+    deployment_id: str
+    revision_id: str | None
+    reason: str
+
+
+Fingerprint = tuple[str | None, str]
+"""(latest revision id, updated_at): changes whenever the control plane changed the deployment."""
+
+
+def place(
+    deployments: Iterable[Deployment], listener_id: UUID, namespaces: Iterable[str]
+) -> tuple[list[Placement], list[Refusal]]:
+    """Split the workspace's deployments into those this listener runs and those it must refuse.
+
+    Deployments of other listeners, and sources other than `external_docker`, are simply not ours.
+    """
+    watched = tuple(namespaces)
+    placed: list[Placement] = []
+    refused: list[Refusal] = []
+    for deployment in deployments:
+        config = deployment.source_config
+        if deployment.source != EXTERNAL_DOCKER or config.listener_id != listener_id:
+            continue
+        revision = str(deployment.latest_revision_id) if deployment.latest_revision_id else None
+        requested = config.listener_config.k8s_namespace if config.listener_config else None
+        if requested is None:
+            # The service does not always echo listener_config back; a single-namespace listener is unambiguous.
+            if len(watched) == 1:
+                placed.append(Placement(deployment, watched[0]))
+            else:
+                refused.append(
+                    Refusal(
+                        str(deployment.id),
+                        revision,
+                        "the deployment names no namespace (source_config.listener_config.k8s_namespace) and "
+                        f"this listener watches several ({', '.join(watched)})",
+                    )
+                )
+        elif requested not in watched:
+            refused.append(
+                Refusal(
+                    str(deployment.id),
+                    revision,
+                    f"namespace '{requested}' is not watched by this listener (it watches {', '.join(watched)})",
+                )
+            )
+        elif not deployment.source_revision_config.image_uri:
+            refused.append(Refusal(str(deployment.id), revision, "the latest revision has no image_uri"))
+        else:
+            placed.append(Placement(deployment, requested))
+    placed.sort(key=lambda p: p.deployment_id)
+    refused.sort(key=lambda r: r.deployment_id)
+    return placed, refused
+
+
+def fingerprint(deployment: Deployment) -> Fingerprint:
+    revision = str(deployment.latest_revision_id) if deployment.latest_revision_id else None
+    return (revision, deployment.updated_at.isoformat())
+
+
+def changed(previous: Mapping[str, Fingerprint], placements: Iterable[Placement]) -> list[Placement]:
+    """Placements that are new or whose control-plane state moved since the last cycle."""
+    return [p for p in placements if previous.get(p.deployment_id) != fingerprint(p.deployment)]
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the platform injects into every Agent Server (from the listener's settings)."""
+
+    listener_id: str
+    langsmith_endpoint: str | None
+    api_key: SecretValue | None
+    """Shared with Agent Servers for tracing and licensing, as LangSmith's own platform does."""
+    tracing: bool = True
+    external_stores: ExternalStores | None = None
+
+
+def agent_server_spec(
+    placement: Placement, platform: Platform, postgres_password: SecretValue | None
+) -> AgentServerSpec:
+    deployment = placement.deployment
+    revision = placement.revision_id
+    if revision is None or not deployment.source_revision_config.image_uri:
+        raise ValueError(f"deployment {deployment.id} has no revision with an image to run")
+    env = {
+        "LANGSMITH_DEPLOYMENT_NAME": deployment.name,
+        "LANGSMITH_HOST_PROJECT_ID": str(deployment.id),
+        "LANGSMITH_HOST_PROJECT_NAME": deployment.name,
+        "LANGSMITH_HOST_REVISION_ID": revision,
+        "LANGSMITH_TENANT_ID": str(deployment.tenant_id),
+        "LANGSMITH_WORKSPACE_ID": str(deployment.tenant_id),
+        "LANGCHAIN_PROJECT": deployment.name,
+        "LANGSMITH_PROJECT": deployment.name,
+        "LANGCHAIN_TRACING_V2": "true" if platform.tracing else "false",
+        "LANGSMITH_TRACING": "true" if platform.tracing else "false",
+    }
+    if platform.langsmith_endpoint:
+        env["LANGSMITH_ENDPOINT"] = platform.langsmith_endpoint
+        env["LANGCHAIN_ENDPOINT"] = platform.langsmith_endpoint
+    platform_secrets: tuple[tuple[str, SecretValue], ...] = ()
+    if platform.api_key is not None:
+        platform_secrets = (("LANGCHAIN_API_KEY", platform.api_key), ("LANGSMITH_API_KEY", platform.api_key))
+    user_names = {secret.name for secret in deployment.secrets}
+    return AgentServerSpec(
+        deployment_id=str(deployment.id),
+        deployment_name=deployment.name,
+        revision_id=revision,
+        tenant_id=str(deployment.tenant_id),
+        listener_id=platform.listener_id,
+        namespace=placement.namespace,
+        image=deployment.source_revision_config.image_uri,
+        secrets=tuple(sorted((s.name, SecretValue(s.value.get_secret_value())) for s in deployment.secrets)),
+        secret_references=tuple(
+            sorted(
+                (
+                    SecretReference(r.name, r.secret_name, r.secret_key)
+                    for r in deployment.secret_references or ()
+                ),
+                key=lambda r: r.name,
+            )
+        ),
+        # A user secret of the same name wins: the user asked for it explicitly.
+        platform_env=tuple(sorted((k, v) for k, v in env.items() if k not in user_names)),
+        platform_secrets=tuple((k, v) for k, v in platform_secrets if k not in user_names),
+        resources=resource_spec(deployment),
+        postgres_password=postgres_password,
+        external_stores=platform.external_stores,
+    )
+
+
+def resource_spec(deployment: Deployment) -> ResourceSpec:
+    spec = deployment.source_config.resource_spec
+    if spec is None:
+        return ResourceSpec()
+
+    def dumped(items: Iterable[object] | None) -> tuple[dict, ...]:
+        return tuple(item.model_dump(exclude_none=True) for item in items or ())  # type: ignore[attr-defined]
+
+    scalars = {
+        name: getattr(spec, name)
+        for name in ResourceSpec.__dataclass_fields__
+        if name not in _STRUCTURED and getattr(spec, name, None) is not None
+    }
+    return ResourceSpec(
+        **scalars,
+        labels=tuple(sorted((spec.labels or {}).items())),
+        annotations=tuple(sorted((spec.annotations or {}).items())),
+        service_account_name=spec.service_account_name,
+        image_pull_secrets=tuple(ref.name for ref in spec.image_pull_secrets or ()),
+        volumes=dumped(spec.volumes),
+        volume_mounts=dumped(spec.volume_mounts),
+        init_containers=dumped(spec.init_containers),
+        sidecars=dumped(spec.sidecars),
+    )
+
+
+_STRUCTURED = frozenset(
+    {
+        "labels",
+        "annotations",
+        "service_account_name",
+        "image_pull_secrets",
+        "volumes",
+        "volume_mounts",
+        "init_containers",
+        "sidecars",
+    }
+)
