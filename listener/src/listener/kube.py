@@ -1,0 +1,131 @@
+"""The listener's only door to Kubernetes: plain dicts in and out, over lightkube.
+
+Everything above this module works with manifest dicts (what `render` produces), so the
+reconciler can be read without knowing lightkube, and every write goes through one place that
+uses server-side apply with one fixed field manager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lightkube import ApiError, Client
+from lightkube.codecs import from_dict, resource_registry
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.types import CascadeType
+
+FIELD_MANAGER = "langsmith-dataplane-listener"
+STATUS_FIELD_MANAGER = "langsmith-dataplane-listener-status"
+"""Status annotations are written by a second manager so they never fight the spec's fields."""
+
+# Custom resources the renderer may emit; registered once so lightkube can (de)serialise them.
+create_namespaced_resource("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects")
+create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+
+
+class ClusterError(Exception):
+    """A Kubernetes API call that failed; `status` is the HTTP code (0 when the server was unreachable)."""
+
+    def __init__(self, action: str, target: str, status: int, message: str):
+        self.status = status
+        super().__init__(f"{action} {target}: {status or 'unreachable'} {message}".strip())
+
+
+def _target(api_version: str, kind: str, namespace: str | None, name: str | None) -> str:
+    where = f"{namespace}/" if namespace else ""
+    return f"{kind}.{api_version} {where}{name or '*'}"
+
+
+class Cluster:
+    def __init__(self, client: Client):
+        self._client = client
+
+    def apply(self, manifest: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        target = _target(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+        obj = from_dict(dict(manifest))
+        try:
+            applied = self._client.apply(obj, field_manager=field_manager, force=True)
+        except ApiError as error:
+            raise ClusterError("apply", target, error.status.code or 0, error.status.message or "") from None
+        except OSError as error:
+            raise ClusterError("apply", target, 0, str(error)) from None
+        return _as_dict(applied)
+
+    def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        target = _target(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+        try:
+            return _as_dict(self._client.create(from_dict(dict(manifest)), field_manager=FIELD_MANAGER))
+        except ApiError as error:
+            raise ClusterError("create", target, error.status.code or 0, error.status.message or "") from None
+        except OSError as error:
+            raise ClusterError("create", target, 0, str(error)) from None
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        resource = resource_registry.load(api_version, kind)
+        try:
+            return _as_dict(self._client.get(resource, name, namespace=namespace))
+        except ApiError as error:
+            if error.status.code == 404:
+                return None
+            raise ClusterError(
+                "get",
+                _target(api_version, kind, namespace, name),
+                error.status.code or 0,
+                error.status.message or "",
+            ) from None
+        except OSError as error:
+            raise ClusterError("get", _target(api_version, kind, namespace, name), 0, str(error)) from None
+
+    def list(
+        self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        resource = resource_registry.load(api_version, kind)
+        try:
+            return [
+                _as_dict(o) for o in self._client.list(resource, namespace=namespace, labels=dict(labels))
+            ]
+        except ApiError as error:
+            raise ClusterError(
+                "list",
+                _target(api_version, kind, namespace, None),
+                error.status.code or 0,
+                error.status.message or "",
+            ) from None
+        except OSError as error:
+            raise ClusterError("list", _target(api_version, kind, namespace, None), 0, str(error)) from None
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        resource = resource_registry.load(api_version, kind)
+        try:
+            self._client.delete(resource, name, namespace=namespace, cascade=CascadeType.FOREGROUND)
+        except ApiError as error:
+            if error.status.code == 404:
+                return
+            raise ClusterError(
+                "delete",
+                _target(api_version, kind, namespace, name),
+                error.status.code or 0,
+                error.status.message or "",
+            ) from None
+        except OSError as error:
+            raise ClusterError("delete", _target(api_version, kind, namespace, name), 0, str(error)) from None
+
+    def annotate(
+        self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> None:
+        """Set annotations under the status field manager (a tiny apply that owns only these keys)."""
+        self.apply(
+            {
+                "apiVersion": api_version,
+                "kind": kind,
+                "metadata": {"name": name, "namespace": namespace, "annotations": dict(annotations)},
+            },
+            field_manager=STATUS_FIELD_MANAGER,
+        )
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    return dict(obj) if isinstance(obj, dict) else obj.to_dict()
