@@ -158,13 +158,13 @@ def find_conflicts(
 
 
 def prunable(previous: Iterable[Path], now: Iterable[Path], others: Iterable[Path]) -> list[Path]:
-    """Fields the applier owned before, no longer applies, and nobody else owns (deepest first)."""
+    """Fields the applier owned before, no longer applies, and nobody else owns.
+
+    A dropped keyed-list item is one path: its own fields go with it, so they are not listed.
+    """
     now_set, other_list = set(now), list(others)
-    out = []
-    for path in sorted(set(previous) - now_set, key=len, reverse=True):
-        if not any(o[: len(path)] == path for o in other_list):
-            out.append(path)
-    return out
+    candidates = {p for p in set(previous) - now_set if not any(o[: len(p)] == p for o in other_list)}
+    return sorted(p for p in candidates if not any(p[:i] in candidates for i in range(1, len(p))))
 
 
 def changed_paths(old: Mapping[Path, Any], new: Mapping[Path, Any]) -> tuple[set[Path], set[Path]]:
