@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from lightkube import Client
+
+from tools.fakekube import FakeKube
+
+NS = "team-a"
+OTHER_NS = "team-b"
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKube]:
+    with FakeKube([NS, OTHER_NS], max_watch_seconds=10) as server:
+        yield server
+
+
+@pytest.fixture
+def manual_kube() -> Iterator[FakeKube]:
+    with FakeKube([NS], auto=False, max_watch_seconds=10) as server:
+        yield server
+
+
+@pytest.fixture
+def client(kube: FakeKube) -> Iterator[Client]:
+    with kube.client(NS) as c:
+        yield c
+
+
+def deployment(
+    name: str = "web",
+    *,
+    image: str = "app:1",
+    replicas: int = 2,
+    labels: dict[str, str] | None = None,
+    env: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "app", "image": image, "ports": [{"containerPort": 8000}]}
+    if env is not None:
+        container["env"] = env
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": name, **(labels or {})}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
+        },
+    }

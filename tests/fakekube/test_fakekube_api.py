@@ -1,0 +1,293 @@
+"""API semantics, exercised with the real lightkube client over real HTTP."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+import httpx2
+import pytest
+from lightkube import ApiError, Client
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret
+from lightkube.types import CascadeType, PatchType
+
+from tests.fakekube.conftest import NS, OTHER_NS, deployment
+from tools.fakekube import FakeKube
+
+
+def configmap(
+    name: str, labels: dict[str, str] | None = None, data: dict[str, str] | None = None
+) -> ConfigMap:
+    return ConfigMap(metadata=ObjectMeta(name=name, labels=labels), data=data or {"k": "v"})
+
+
+def test_create_stamps_metadata_and_duplicate_is_already_exists(client: Client) -> None:
+    cm = client.create(configmap("one"))
+    assert cm.metadata.uid
+    assert cm.metadata.creationTimestamp
+    assert int(cm.metadata.resourceVersion) > 0
+    with pytest.raises(ApiError) as err:
+        client.create(configmap("one"))
+    assert (err.value.status.code, err.value.status.reason) == (409, "AlreadyExists")
+
+
+def test_get_missing_is_a_not_found_status(client: Client) -> None:
+    with pytest.raises(ApiError) as err:
+        client.get(Secret, "nope")
+    status = err.value.status
+    assert (status.code, status.reason, status.kind) == (404, "NotFound", "Status")
+    assert status.message == 'secrets "nope" not found'
+
+
+def test_resource_version_is_global_and_monotonic_generation_follows_spec(client: Client) -> None:
+    d1 = client.apply(Deployment.from_dict(deployment("a")))
+    cm = client.create(configmap("c"))
+    assert int(cm.metadata.resourceVersion) > int(d1.metadata.resourceVersion)
+    assert d1.metadata.generation == 1
+    # A label change is not a spec change: generation stays, resourceVersion moves.
+    d2 = client.apply(Deployment.from_dict(deployment("a", labels={"x": "y"})))
+    assert d2.metadata.generation == 1
+    assert int(d2.metadata.resourceVersion) > int(cm.metadata.resourceVersion)
+    d3 = client.apply(Deployment.from_dict(deployment("a", labels={"x": "y"}, image="app:2")))
+    assert d3.metadata.generation == 2
+
+
+def test_reapplying_the_same_config_is_not_a_write(kube: FakeKube, client: Client) -> None:
+    first = client.apply(Deployment.from_dict(deployment()))
+    rv = kube.store.resource_version
+    again = client.apply(Deployment.from_dict(deployment()))
+    assert kube.store.resource_version == rv
+    assert again.metadata.resourceVersion == client.get(Deployment, "web").metadata.resourceVersion
+    assert again.metadata.generation == first.metadata.generation
+
+
+def test_put_with_stale_resource_version_is_a_conflict(client: Client) -> None:
+    cm = client.create(configmap("lease"))
+    stale = cm.metadata.resourceVersion
+    cm.data = {"k": "v2"}
+    updated = client.replace(cm)
+    assert updated.data == {"k": "v2"}
+    cm.metadata.resourceVersion = stale
+    cm.data = {"k": "v3"}
+    with pytest.raises(ApiError) as err:
+        client.replace(cm)
+    assert (err.value.status.code, err.value.status.reason) == (409, "Conflict")
+    assert client.get(ConfigMap, "lease").data == {"k": "v2"}
+
+
+def test_merge_and_strategic_patches(client: Client) -> None:
+    client.apply(Deployment.from_dict(deployment(env=[{"name": "A", "value": "1"}])))
+    patched = client.patch(
+        Deployment, "web", {"metadata": {"labels": {"x": "1"}}}, patch_type=PatchType.MERGE
+    )
+    assert patched.metadata.labels == {"app": "web", "x": "1"}
+    strategic = {
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "app", "env": [{"name": "B", "value": "2"}]}]}}
+        }
+    }
+    patched = client.patch(Deployment, "web", strategic)  # lightkube's default is strategic merge
+    container = patched.spec.template.spec.containers[0]
+    assert container.image == "app:1"
+    assert [e.name for e in container.env] == ["A", "B"]
+
+
+def test_ssa_conflict_force_and_prune(client: Client) -> None:
+    created = client.apply(Deployment.from_dict(deployment(labels={"tier": "x"})))
+    assert created.metadata.labels["tier"] == "x"
+    with pytest.raises(ApiError) as err:
+        client.apply(Deployment.from_dict(deployment(image="hotfix:9")), field_manager="kubectl")
+    status = err.value.status
+    assert (status.code, status.reason) == (409, "Conflict")
+    assert 'conflict with "langsmith-listener"' in status.message
+    assert [c.field for c in status.details.causes] == ['.spec.template.spec.containers[name="app"].image']
+    # The same value is shared ownership, not a conflict.
+    client.apply(Deployment.from_dict(deployment()), field_manager="kubectl")
+
+    taken = client.apply(
+        Deployment.from_dict(deployment(image="hotfix:9")), field_manager="kubectl", force=True
+    )
+    assert taken.spec.template.spec.containers[0].image == "hotfix:9"
+    with pytest.raises(ApiError):
+        client.apply(Deployment.from_dict(deployment(image="app:2")))
+    back = client.apply(Deployment.from_dict(deployment(image="app:2")), force=True)
+    assert back.spec.template.spec.containers[0].image == "app:2"
+    # Fields the listener no longer applies and nobody else owns disappear; the shared ones stay.
+    pruned = client.apply(Deployment.from_dict(deployment(image="app:2")), force=True)
+    assert "tier" not in pruned.metadata.labels
+    assert pruned.metadata.labels["app"] == "web"
+    managers = {(m.manager, m.operation) for m in pruned.metadata.managedFields}
+    assert {("langsmith-listener", "Apply"), ("kubectl", "Apply")} <= managers
+
+
+def test_ssa_conflicts_with_an_update_manager_and_removes_dropped_list_items(client: Client) -> None:
+    env = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    client.apply(Deployment.from_dict(deployment(env=env)))
+    # A human edits with a merge patch (an Update-operation manager takes the field over).
+    client.patch(
+        Deployment, "web", {"spec": {"replicas": 5}}, patch_type=PatchType.MERGE, field_manager="kubectl-edit"
+    )
+    with pytest.raises(ApiError) as err:
+        client.apply(Deployment.from_dict(deployment(env=env)))
+    assert 'conflict with "kubectl-edit"' in err.value.status.message
+    applied = client.apply(Deployment.from_dict(deployment(env=env[:1])), force=True)
+    assert applied.spec.replicas == 2
+    assert [e.name for e in applied.spec.template.spec.containers[0].env] == ["A"]
+
+
+def test_apply_requires_field_manager(kube: FakeKube) -> None:
+    with kube.client(NS, field_manager=None) as anonymous:
+        response = anonymous._client._client.patch(  # below lightkube, which refuses to send this itself
+            f"/apis/apps/v1/namespaces/{NS}/deployments/web",
+            content=b"{}",
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+    assert response.status_code == 400
+
+
+def test_status_subresource_is_separate(client: Client) -> None:
+    client.apply(Deployment.from_dict(deployment()))
+    before = client.get(Deployment, "web")
+    assert before.status.readyReplicas == 2
+    patched = client.patch(
+        Deployment.Status, "web", {"status": {"readyReplicas": 0}}, patch_type=PatchType.MERGE
+    )
+    assert patched.status.readyReplicas == 0
+    assert patched.metadata.generation == before.metadata.generation
+    # A main-resource write that carries status does not change status.
+    body = deployment(image="app:1")
+    body["status"] = {"readyReplicas": 42}
+    written = client.replace(Deployment.from_dict(body))
+    assert written.status.readyReplicas != 42
+
+
+def test_label_and_field_selector_lists(client: Client) -> None:
+    client.create(configmap("a", {"app": "x", "tier": "web"}))
+    client.create(configmap("b", {"app": "x", "tier": "db"}))
+    client.create(configmap("c", {"app": "y"}))
+
+    def names(**selectors: Any) -> list[str]:
+        return [o.metadata.name for o in client.list(ConfigMap, **selectors)]
+
+    from lightkube import operators as op
+
+    assert names(labels={"app": "x"}) == ["a", "b"]
+    assert names(labels={"tier": op.not_equal("web")}) == ["b", "c"]
+    assert names(labels={"tier": op.in_(["web", "db"])}) == ["a", "b"]
+    assert names(labels={"tier": op.not_in(["web"])}) == ["b", "c"]
+    assert names(labels={"tier": None}) == ["a", "b"]
+    assert names(labels={"tier": op.not_exists()}) == ["c"]
+    assert names(fields={"metadata.name": "b"}) == ["b"]
+    assert names(labels={"app": "x"}, chunk_size=1) == ["a", "b"]
+
+
+def test_namespaces_outside_the_role_are_forbidden(kube: FakeKube, client: Client) -> None:
+    with pytest.raises(ApiError) as err:
+        client.create(configmap("x"), namespace="kube-system")
+    assert (err.value.status.code, err.value.status.reason) == (403, "Forbidden")
+    with pytest.raises(ApiError) as err:
+        list(client.list(ConfigMap, namespace="*"))
+    assert err.value.status.code == 403
+    assert "at the cluster scope" in err.value.status.message
+    with pytest.raises(ApiError) as err:
+        list(client.list(Namespace))
+    assert err.value.status.code == 403
+    assert client.get(Namespace, NS).status.phase == "Active"
+    client.create(configmap("ok"), namespace=OTHER_NS)
+    assert kube.log.count(verb="create", namespace="kube-system") == 1
+
+
+def test_delete_cascades_to_owned_replicasets_and_pods(kube: FakeKube, client: Client) -> None:
+    client.apply(Deployment.from_dict(deployment()))
+    assert len(list(client.list(Pod, labels={"app": "web"}))) == 2
+    client.delete(Deployment, "web", cascade=CascadeType.BACKGROUND)
+    assert list(client.list(Pod, labels={"app": "web"})) == []
+    with pytest.raises(ApiError):
+        client.get(Deployment, "web")
+
+
+def test_delete_orphan_keeps_dependents(client: Client) -> None:
+    client.apply(Deployment.from_dict(deployment()))
+    client.delete(Deployment, "web", cascade=CascadeType.ORPHAN)
+    pods = list(client.list(Pod, labels={"app": "web"}))
+    assert len(pods) == 2
+
+
+def test_invalid_objects_are_rejected_with_422(client: Client) -> None:
+    body = deployment("Bad_Name")
+    with pytest.raises(ApiError) as err:
+        client.apply(Deployment.from_dict(body))
+    assert (err.value.status.code, err.value.status.reason) == (422, "Invalid")
+    body = deployment()
+    body["spec"]["selector"] = {"matchLabels": {"app": "other"}}
+    with pytest.raises(ApiError) as err:
+        client.apply(Deployment.from_dict(body))
+    assert "selector" in err.value.status.message
+
+
+def _collect(it: Any, n: int, out: list[tuple[str, str, str]]) -> None:
+    for kind, obj in itertools.islice(it, n):
+        out.append((kind, obj.metadata.name, obj.data.get("k") if obj.data else ""))
+
+
+def test_watch_streams_added_modified_deleted_from_a_resource_version(client: Client) -> None:
+    client.create(configmap("before"))
+    listing = client.list(ConfigMap)
+    assert [o.metadata.name for o in listing] == ["before"]
+    events: list[tuple[str, str, str]] = []
+    watch = client.watch(
+        ConfigMap, resource_version=listing.resourceVersion, labels={"w": "1"}, server_timeout=5
+    )
+    worker = threading.Thread(target=_collect, args=(watch, 4, events), daemon=True)
+    worker.start()
+    client.create(configmap("w", {"w": "1"}, {"k": "1"}))
+    client.create(configmap("ignored", {"w": "2"}))
+    client.patch(ConfigMap, "w", {"data": {"k": "2"}}, patch_type=PatchType.MERGE)
+    client.patch(ConfigMap, "w", {"metadata": {"labels": {"w": "0"}}}, patch_type=PatchType.MERGE)
+    client.patch(ConfigMap, "w", {"metadata": {"labels": {"w": "1"}}}, patch_type=PatchType.MERGE)
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    # Leaving the selector is a DELETED event for the watcher, coming back an ADDED one.
+    assert events == [("ADDED", "w", "1"), ("MODIFIED", "w", "2"), ("DELETED", "w", "2"), ("ADDED", "w", "2")]
+
+
+def test_watch_without_resource_version_replays_then_ends_at_timeout(kube: FakeKube) -> None:
+    with kube.client(NS) as c:
+        c.create(configmap("x"))
+        c.delete(ConfigMap, "x")
+        c.create(configmap("y"))
+        response = c._client._client.get(
+            f"/api/v1/namespaces/{NS}/configmaps", params={"watch": "true", "timeoutSeconds": "1"}
+        )
+    lines = response.text.splitlines()
+    assert len(lines) == 1
+    assert '"type": "ADDED"' in lines[0]
+    assert '"name": "y"' in lines[0]
+
+
+def test_watch_rejects_an_expired_resource_version(kube: FakeKube) -> None:
+    kube.store._history.clear()  # as if compaction happened
+    with kube.client(NS) as c:
+        c.create(configmap("x"))
+        c.create(configmap("z"))
+        kube.store._history.popleft()
+        with pytest.raises(ApiError) as err:
+            next(iter(c.watch(ConfigMap, resource_version="1")))
+    assert err.value.status.code == 410
+
+
+def test_discovery_endpoints(kube: FakeKube) -> None:
+    http = httpx2.Client(base_url=kube.url)
+    with http:
+        assert http.get("/version").json()["major"] == "1"
+        assert http.get("/api").json()["versions"] == ["v1"]
+        groups = {g["name"] for g in http.get("/apis").json()["groups"]}
+        assert {"apps", "keda.sh", "gateway.networking.k8s.io", "policy"} <= groups
+        apps = {r["name"]: r for r in http.get("/apis/apps/v1").json()["resources"]}
+        assert apps["deployments"]["namespaced"] is True
+        assert "deployments/status" in apps
+        core = {r["name"]: r for r in http.get("/api/v1").json()["resources"]}
+        assert core["namespaces"]["namespaced"] is False
