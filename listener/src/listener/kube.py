@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import httpx2
 from lightkube import ApiError, Client
 from lightkube.codecs import from_dict, resource_registry
 from lightkube.generic_resource import create_namespaced_resource
@@ -18,6 +19,9 @@ from lightkube.types import CascadeType
 FIELD_MANAGER = "langsmith-dataplane-listener"
 STATUS_FIELD_MANAGER = "langsmith-dataplane-listener-status"
 """Status annotations are written by a second manager so they never fight the spec's fields."""
+
+# lightkube 1.x speaks httpx2; a dropped or refused connection is one of these, never an ApiError.
+_UNREACHABLE = (OSError, httpx2.TransportError)
 
 # Custom resources the renderer may emit; registered once so lightkube can (de)serialise them.
 create_namespaced_resource("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects")
@@ -49,7 +53,7 @@ class Cluster:
             applied = self._client.apply(obj, field_manager=field_manager, force=True)
         except ApiError as error:
             raise ClusterError("apply", target, error.status.code or 0, error.status.message or "") from None
-        except OSError as error:
+        except _UNREACHABLE as error:
             raise ClusterError("apply", target, 0, str(error)) from None
         return _as_dict(applied)
 
@@ -60,7 +64,7 @@ class Cluster:
             return _as_dict(self._client.create(from_dict(dict(manifest)), field_manager=FIELD_MANAGER))
         except ApiError as error:
             raise ClusterError("create", target, error.status.code or 0, error.status.message or "") from None
-        except OSError as error:
+        except _UNREACHABLE as error:
             raise ClusterError("create", target, 0, str(error)) from None
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -76,7 +80,7 @@ class Cluster:
                 error.status.code or 0,
                 error.status.message or "",
             ) from None
-        except OSError as error:
+        except _UNREACHABLE as error:
             raise ClusterError("get", _target(api_version, kind, namespace, name), 0, str(error)) from None
 
     def list(
@@ -94,7 +98,7 @@ class Cluster:
                 error.status.code or 0,
                 error.status.message or "",
             ) from None
-        except OSError as error:
+        except _UNREACHABLE as error:
             raise ClusterError("list", _target(api_version, kind, namespace, None), 0, str(error)) from None
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
@@ -110,7 +114,7 @@ class Cluster:
                 error.status.code or 0,
                 error.status.message or "",
             ) from None
-        except OSError as error:
+        except _UNREACHABLE as error:
             raise ClusterError("delete", _target(api_version, kind, namespace, name), 0, str(error)) from None
 
     def annotate(

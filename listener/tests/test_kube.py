@@ -1,0 +1,92 @@
+"""listener.kube against the fake API server over real HTTP: SSA, ownership scope, error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from listener.kube import FIELD_MANAGER, STATUS_FIELD_MANAGER, Cluster, ClusterError
+from tools.fakekube import DROP, FakeKube
+
+NS = "agents"
+
+
+def config_map(name: str, data: dict[str, str], labels: dict[str, str] | None = None) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NS, "labels": labels or {}},
+        "data": data,
+    }
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKube]:
+    with FakeKube([NS]) as fake:
+        yield fake
+
+
+@pytest.fixture
+def cluster(kube: FakeKube) -> Iterator[Cluster]:
+    with kube.client(NS) as client:
+        yield Cluster(client)
+
+
+def test_apply_uses_one_field_manager_and_force(kube: FakeKube, cluster: Cluster):
+    cluster.apply(config_map("a", {"k": "1"}))
+    cluster.apply(config_map("a", {"k": "2"}))
+    applies = kube.log.records(verb="apply", name="a")
+    assert [r.field_manager for r in applies] == [FIELD_MANAGER, FIELD_MANAGER]
+    assert cluster.get("v1", "ConfigMap", NS, "a")["data"] == {"k": "2"}
+
+
+def test_apply_takes_fields_from_another_manager(kube: FakeKube, cluster: Cluster):
+    with kube.client(NS) as other:
+        from lightkube.codecs import from_dict
+
+        other.apply(from_dict(config_map("a", {"k": "theirs"})), field_manager="kubectl")
+    cluster.apply(config_map("a", {"k": "ours"}))
+    assert cluster.get("v1", "ConfigMap", NS, "a")["data"] == {"k": "ours"}
+
+
+def test_list_by_labels_and_delete(cluster: Cluster):
+    cluster.apply(config_map("mine", {}, {"owner": "me"}))
+    cluster.apply(config_map("theirs", {}, {"owner": "them"}))
+    assert [o["metadata"]["name"] for o in cluster.list("v1", "ConfigMap", NS, {"owner": "me"})] == ["mine"]
+    cluster.delete("v1", "ConfigMap", NS, "mine")
+    cluster.delete("v1", "ConfigMap", NS, "mine")  # already gone: not an error
+    assert cluster.get("v1", "ConfigMap", NS, "mine") is None
+
+
+def test_annotate_uses_the_status_manager_and_keeps_spec_fields(kube: FakeKube, cluster: Cluster):
+    cluster.apply(config_map("a", {"k": "1"}))
+    cluster.annotate("v1", "ConfigMap", NS, "a", {"example/status": "DEPLOYED"})
+    obj = cluster.get("v1", "ConfigMap", NS, "a")
+    assert obj["metadata"]["annotations"] == {"example/status": "DEPLOYED"}
+    assert obj["data"] == {"k": "1"}
+    assert kube.log.records(verb="apply", field_manager=STATUS_FIELD_MANAGER)
+
+
+def test_outside_the_watched_namespaces_is_forbidden(cluster: Cluster):
+    manifest = config_map("a", {})
+    manifest["metadata"]["namespace"] = "kube-system"
+    with pytest.raises(ClusterError) as caught:
+        cluster.apply(manifest)
+    assert caught.value.status == 403
+    assert "ConfigMap.v1 kube-system/a" in str(caught.value)
+
+
+def test_a_dropped_connection_is_a_cluster_error(kube: FakeKube, cluster: Cluster):
+    kube.faults.inject(r"/configmaps", DROP, times=1)
+    with pytest.raises(ClusterError) as caught:
+        cluster.list("v1", "ConfigMap", NS, {})
+    assert caught.value.status == 0
+    assert cluster.list("v1", "ConfigMap", NS, {}) == []
+
+
+def test_server_errors_are_cluster_errors(kube: FakeKube, cluster: Cluster):
+    kube.faults.inject(r"/configmaps/a$", 503, times=1)
+    with pytest.raises(ClusterError) as caught:
+        cluster.get("v1", "ConfigMap", NS, "a")
+    assert caught.value.status == 503
