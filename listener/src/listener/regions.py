@@ -35,11 +35,15 @@ class Region:
 
 
 REGIONS: dict[str, Region] = {
-    "us": Region("us", "api.host.langchain.com", "api.smith.langchain.com", ("34.8.121.39", "34.107.251.234")),
+    "us": Region(
+        "us", "api.host.langchain.com", "api.smith.langchain.com", ("34.8.121.39", "34.107.251.234")
+    ),
     "eu": Region(
         "eu", "eu.api.host.langchain.com", "eu.api.smith.langchain.com", ("34.95.92.214", "34.13.73.122")
     ),
-    "apac": Region("apac", "apac.api.host.langchain.com", "apac.api.smith.langchain.com", ("34.149.149.213",)),
+    "apac": Region(
+        "apac", "apac.api.host.langchain.com", "apac.api.smith.langchain.com", ("34.149.149.213",)
+    ),
     "aws-us": Region(
         "aws-us",
         "aws.api.host.langchain.com",
