@@ -33,7 +33,6 @@ from listener.controlplane.models import (
     DeploymentPatchRequest,
     DeploymentsList,
     Listener,
-    ListenerComputeConfig,
     ListenerCreateRequest,
     ListenerPatchRequest,
     ListenersList,
@@ -132,11 +131,13 @@ class ControlPlaneClient:
     ) -> Listener:
         if isinstance(namespaces, str):
             raise ValueError(f"namespaces must be a list of namespace names, got the string {namespaces!r}")
-        body = ListenerCreateRequest(
-            compute_type="k8s",
-            compute_id=compute_id,
-            compute_config=ListenerComputeConfig(k8s_namespaces=list(namespaces)),
-            version=version,
+        body = ListenerCreateRequest.model_validate(
+            {
+                "compute_type": "k8s",
+                "compute_id": compute_id,
+                "compute_config": {"k8s_namespaces": list(namespaces)},
+                "version": version,
+            }
         )
         return self._call("POST", "/v2/listeners", Listener, json=dump_request(body))
 
@@ -157,10 +158,10 @@ class ControlPlaneClient:
                 raise ValueError(
                     f"namespaces must be a list of namespace names, got the string {namespaces!r}"
                 )
-            fields["compute_config"] = ListenerComputeConfig(k8s_namespaces=list(namespaces))
+            fields["compute_config"] = {"k8s_namespaces": list(namespaces)}
         if not fields:
             raise ValueError("patch_listener needs version= and/or namespaces=; nothing to change")
-        body = ListenerPatchRequest(**fields)
+        body = ListenerPatchRequest.model_validate(fields)
         # Setting fields to given values is idempotent, so transient failures may be retried.
         return self._call("PATCH", f"/v2/listeners/{lid}", Listener, json=dump_request(body), idempotent=True)
 
