@@ -116,8 +116,7 @@ class ControlPlaneClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    # --- Listeners
-    # ---------------------------------------------------------------------------------------------
+    # --- Listeners ---
 
     def list_listeners(self) -> list[Listener]:
         return self._all_pages("/v2/listeners", {}, ListenersList, "listener")
@@ -169,8 +168,7 @@ class ControlPlaneClient:
         lid = as_uuid(listener_id, "listener_id")
         self.request("DELETE", f"/v2/listeners/{lid}")
 
-    # --- Deployments
-    # -------------------------------------------------------------------------------------------
+    # --- Deployments ---
 
     def list_deployments(
         self,
@@ -230,8 +228,7 @@ class ControlPlaneClient:
         rid = as_uuid(revision_id, "revision_id")
         return self._call("POST", f"/v2/deployments/{did}/revisions/{rid}/redeploy", Deployment)
 
-    # --- Transport
-    # ---------------------------------------------------------------------------------------------
+    # --- Transport ---
 
     def request(
         self,

@@ -129,10 +129,9 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-# --- Shared nested types (used in requests and responses; unknown fields are tolerated on nested Kubernetes
-# objects
-# because they are passed through to Kubernetes, which validates them itself)
-# ---------------------------------------
+# --- Shared nested types ---
+# Used in requests and responses. Unknown fields are tolerated on nested Kubernetes objects because they are
+# passed through to Kubernetes, which validates them itself.
 
 
 class _Nested(BaseModel):
@@ -279,8 +278,7 @@ class ListenerComputeConfig(_Nested):
     k8s_namespaces: list[str] | None = None
 
 
-# --- Requests
-# ------------------------------------------------------------------------------------------------------
+# --- Requests ---
 
 
 class _StrictListenerConfig(ListenerConfig):
@@ -354,8 +352,7 @@ def dump_request(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_unset=True, context={_REVEAL: True})
 
 
-# --- Responses
-# -----------------------------------------------------------------------------------------------------
+# --- Responses ---
 
 
 class SourceConfig(_Response):

@@ -226,8 +226,7 @@ class Emulator:
     def close(self) -> None:
         self.store.close()
 
-    # --- plumbing
-    # -----------------------------------------------------------------------------------------------
+    # --- plumbing ---
 
     def _deny(self, request: Request, admin: bool) -> Response | None:
         given = request.headers.get("x-api-key")
@@ -388,8 +387,7 @@ class Emulator:
             Route("/_emulator/settings", ep(self._patch_settings, admin=True), methods=["PATCH"]),
         ]
 
-    # --- handlers that need more than one line
-    # --------------------------------------------------------------------
+    # --- handlers that need more than one line ---
 
     def _list_deployments(self, request: Request, raw: bytes, ctx: _Ctx) -> dict[str, Any]:
         params = _query(_DeploymentListParams, request)

@@ -94,8 +94,7 @@ class Store:
             seqs = [r.get("_seq", 0) for t in tables.values() for r in t.values()]
             self._seq = max(seqs, default=0)
 
-    # --- persistence
-    # --------------------------------------------------------------------------------------------
+    # --- persistence ---
 
     def meta(self, key: str, default: Callable[[], str]) -> str:
         """A value persisted with the data (the API key and tenant of a --db emulator survive restarts)."""
@@ -140,8 +139,7 @@ class Store:
         self._seq += 1
         return self._seq
 
-    # --- listeners
-    # ----------------------------------------------------------------------------------------------
+    # --- listeners ---
 
     def _listeners_guard(self) -> None:
         if not self.settings.listeners_allowed:
@@ -213,8 +211,7 @@ class Store:
             del self.listeners[listener_id]
             writes.append(("listener", listener_id, None))
 
-    # --- deployments
-    # --------------------------------------------------------------------------------------------
+    # --- deployments ---
 
     def _deployment(self, deployment_id: str) -> dict[str, Any]:
         rec = self.deployments.get(deployment_id)
@@ -454,8 +451,7 @@ class Store:
             writes.append(("deployment", dep["id"], dep))
             return self.view_deployment(dep)
 
-    # --- data-plane status channel (emulator only)
-    # --------------------------------------------------------------
+    # --- data-plane status channel (emulator only) ---
 
     def report_status(
         self, deployment_id: str, revision_id: str, status: str, reason: str | None
