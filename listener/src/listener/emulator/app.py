@@ -73,12 +73,29 @@ def _errors(exc: ValidationError, where: str) -> list[dict[str, Any]]:
     ]
 
 
-def _body(model: type[BaseModel], raw: bytes) -> dict[str, Any]:
+def _body(model: type[BaseModel], raw: bytes, *, reject_unknown: bool) -> dict[str, Any]:
+    """Validate a JSON body like the service's FastAPI models: strict JSON types ("5" is not an integer, 1 is
+    not a
+    string). Unknown fields are ignored, as the OpenAPI schemas allow them (no additionalProperties: false),
+    unless
+    the `reject_unknown_fields` setting asks for 422s naming them."""
     if not raw.strip():
         raise _Invalid([{"loc": ["body"], "msg": "Field required", "type": "missing"}])
     try:
-        # Strict JSON validation: "5" is not an integer and 1 is not a string, as in the OpenAPI schemas.
         return dump_request(model.model_validate_json(raw, strict=True))
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        extras = [e["loc"] for e in errors if e["type"] == "extra_forbidden"]
+        if reject_unknown or len(extras) != len(errors):
+            raise _Invalid(_errors(exc, "body")) from None
+    data = json.loads(raw)
+    for loc in extras:
+        parent = data
+        for part in loc[:-1]:
+            parent = parent[part]
+        parent.pop(loc[-1], None)
+    try:
+        return dump_request(model.model_validate_json(json.dumps(data), strict=True))
     except ValidationError as exc:
         raise _Invalid(_errors(exc, "body")) from None
 
@@ -140,6 +157,7 @@ class _SettingsPatch(BaseModel):
     require_tenant: bool | None = None
     require_listener: bool | None = None
     echo_listener_config: bool | None = None
+    reject_unknown_fields: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -204,7 +222,7 @@ class Emulator:
         self.api_key = api_key or self.store.meta("api_key", lambda: "lsv2_emu_" + secrets.token_urlsafe(24))
         self.faults = FaultRegistry()
         self.requests: list[RequestRecord] = []
-        self.app = Starlette(routes=self._routes())
+        self.app = Starlette(routes=_by_path(self._routes()))
 
     def __repr__(self) -> str:
         return f"Emulator(tenant_id={self.tenant_id!r}, db_path={self.store.db_path!r})"
@@ -297,7 +315,7 @@ class Emulator:
             ),
             Route(
                 "/v2/listeners",
-                ep(lambda r, b, c: (201, s.create_listener(_body(ListenerCreateRequest, b)))),
+                ep(lambda r, b, c: (201, s.create_listener(self._body(ListenerCreateRequest, b)))),
                 methods=["POST"],
             ),
             Route(
@@ -309,7 +327,7 @@ class Emulator:
                 "/v2/listeners/{listener_id}",
                 ep(
                     lambda r, b, c: s.patch_listener(
-                        _path_id(r, "listener_id"), _body(ListenerPatchRequest, b)
+                        _path_id(r, "listener_id"), self._body(ListenerPatchRequest, b)
                     )
                 ),
                 methods=["PATCH"],
@@ -323,7 +341,7 @@ class Emulator:
             Route("/v2/deployments", ep(self._list_deployments, is_list=True), methods=["GET"]),
             Route(
                 "/v2/deployments",
-                ep(lambda r, b, c: (201, s.create_deployment(_body(DeploymentCreateRequest, b)))),
+                ep(lambda r, b, c: (201, s.create_deployment(self._body(DeploymentCreateRequest, b)))),
                 methods=["POST"],
             ),
             Route("/v2/deployments", ep(self._bulk_delete), methods=["DELETE"]),
@@ -336,7 +354,7 @@ class Emulator:
                 "/v2/deployments/{deployment_id}",
                 ep(
                     lambda r, b, c: s.patch_deployment(
-                        _path_id(r, "deployment_id"), _body(DeploymentPatchRequest, b)
+                        _path_id(r, "deployment_id"), self._body(DeploymentPatchRequest, b)
                     )
                 ),
                 methods=["PATCH"],
@@ -388,6 +406,9 @@ class Emulator:
         ]
 
     # --- handlers that need more than one line ---
+
+    def _body(self, model: type[BaseModel], raw: bytes) -> dict[str, Any]:
+        return _body(model, raw, reject_unknown=self.settings.reject_unknown_fields)
 
     def _list_deployments(self, request: Request, raw: bytes, ctx: _Ctx) -> dict[str, Any]:
         params = _query(_DeploymentListParams, request)
@@ -453,6 +474,24 @@ class Emulator:
             if value is not None:
                 setattr(self.settings, f.name, value)
         return asdict(self.settings)
+
+
+def _by_path(routes: list[Route]) -> list[Route]:
+    """One Route per path serving all its methods, so a 405 lists every allowed method in `Allow`."""
+    table: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for route in routes:
+        for method in route.methods or ():
+            if method != "HEAD":
+                table.setdefault(route.path, {})[method] = route.endpoint
+
+    def dispatcher(handlers: dict[str, Callable[[Request], Awaitable[Response]]]) -> Any:
+        async def dispatch(request: Request) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await handlers[method](request)
+
+        return dispatch
+
+    return [Route(path, dispatcher(handlers), methods=list(handlers)) for path, handlers in table.items()]
 
 
 def _to_response(result: Response | dict[str, Any] | list[Any] | tuple[int, Any]) -> Response:

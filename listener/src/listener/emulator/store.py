@@ -58,6 +58,10 @@ class Settings:
     echo_listener_config: bool = True
     """False: responses drop source_config.listener_config, as the real service may (control-plane-api.md
     §9.1)."""
+    reject_unknown_fields: bool = False
+    """True: unknown request-body fields answer 422 (extra_forbidden) instead of being ignored like the
+    service
+    does; catches clients that misspell a field name."""
 
 
 def _now() -> str:
