@@ -54,6 +54,10 @@ _SPECIAL: dict[str, Callable[[str, Mapping[str, Any], str], dict[str, Any]]] = {
         "port": inputs.get("port", 6379),
     },
     "aws:kms/key:Key": lambda name, _inputs, _region: {"keyId": _suffix(name, 32)},
+    # A deterministic stand-in, so tests can prove the generated value never leaks in plaintext.
+    "random:index/randomPassword:RandomPassword": lambda name, inputs, _region: {
+        "result": _suffix("password" + name, 64)[: int(inputs.get("length", 16))],
+    },
 }
 
 
