@@ -41,8 +41,8 @@ def one(result: PlanResult, type_: str) -> Registration:
     return found[0]
 
 
-def named(result: PlanResult, name: str) -> Registration:
-    found = [r for r in result.resources if r.name == name]
+def named(result: PlanResult, name: str, type_: str | None = None) -> Registration:
+    found = [r for r in result.resources if r.name == name and type_ in (None, r.type)]
     assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
     return found[0]
 
