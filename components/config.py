@@ -66,6 +66,17 @@ ImageRef = Annotated[str, AfterValidator(_image)]
 AllowlistCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_private_cidr_allowlist)]
 
 
+def _vpc_cidr(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    # AWS allows /16../28 for a VPC; the subnet layout (components.network.plan_subnets) carves
+    # NAT and firewall subnets at prefix+7, and AWS's smallest subnet is a /28.
+    if not 16 <= value.prefixlen <= 21:
+        raise ValueError("must be a /16 to /21: large enough for a subnet per AZ and tier (smallest /28)")
+    return value
+
+
+VpcCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_vpc_cidr)]
+
+
 class Model(BaseModel):
     """Unknown keys are errors: a misspelt key must never be silently ignored."""
 
@@ -153,7 +164,7 @@ class Egress(Model):
 
 class CreateVpc(Model):
     mode: Literal["create"] = "create"
-    cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.0.0.0/16")
+    cidr: VpcCidr = ipaddress.IPv4Network("10.0.0.0/16")
     az_count: int = Field(default=3, ge=2, le=6)
     single_nat_gateway: bool = False
     """One NAT gateway for all AZs: cheaper, but an AZ outage cuts egress for the others."""

@@ -498,3 +498,18 @@ def test_pack_requirements_pin_what_the_policies_import() -> None:
 def test_every_shipped_stack_passes_every_policy(stack: str, preview: bool) -> None:
     result = run_stack(stack, preview=preview)
     assert evaluate(result.resources) == []
+
+
+def test_components_tag_roles_the_way_the_pack_reads_them():
+    from components import egress
+    from policy import policies
+
+    assert (egress.ROLE_TAG, egress.CONTROL_PLANE_EGRESS) == (policies.ROLE_TAG, policies.CONTROL_PLANE_EGRESS)
+
+
+def test_managed_store_credentials_leave_the_stack_only_as_secrets():
+    from tests.conftest import cached_run
+
+    outputs = cached_run("prod", False).outputs
+    assert outputs["postgresUri"] == outputs["redisUri"] == "<secret>"
+    assert outputs["postgresHost"].endswith(".rds.amazonaws.com")

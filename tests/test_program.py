@@ -1,4 +1,4 @@
-"""The whole program, run per stack under mocks, in preview (unknowns) and up modes."""
+"""The whole program per stack, under mocks: runs in preview and up, providers, parents, tags, outputs."""
 
 from __future__ import annotations
 
@@ -6,60 +6,55 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
+from components.config import REQUIRED_TAG_KEYS
+from policy.offline import evaluate
 from tests.conftest import cached_run
-from tools.harness import Registration, run_program, stack_names
+from tests.support import of_type, stack_document
+from tools.harness import SECRET, UNKNOWN, run_program, stack_names
+
+COMPONENTS = ("langsmith:infra:Network", "langsmith:infra:ControlPlaneEgress", "langsmith:infra:EksCluster")
+EXPLICIT_PROVIDER = "kubernetes-explicit-provider"
 
 
-def provider_type(reference: str) -> str:
-    """`urn:pulumi:<stack>::<project>::<parent types>$<type>::<name>::<id>` -> `<type>`; '' for a default."""
-    parts = reference.split("::")
-    return parts[2].split("$")[-1] if len(parts) >= 4 else ""
-
-
-def kubernetes_without_explicit_provider(resources: list[Registration]) -> list[str]:
-    """Names of `kubernetes:*` resources left on a default provider (or handed a non-Kubernetes one)."""
-    return [
-        r.name
-        for r in resources
-        if r.type.startswith("kubernetes:")
-        and r.custom
-        and (
-            provider_type(r.provider) != "pulumi:providers:kubernetes"
-            or r.provider.split("::")[3].startswith("default")
-        )
-    ]
-
-
+@pytest.mark.parametrize("stack", stack_names())
 @pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
-@pytest.mark.parametrize("stack", stack_names())
-def test_every_stack_runs(stack, preview):
+def test_every_stack_runs(stack: str, preview: bool) -> None:
     result = cached_run(stack, preview)
-    assert result.resources, "a stack registers at least its providers"
-    assert result.outputs["environment"] in {"dev", "staging", "prod"}
+    assert {r.type for r in result.resources} >= {*COMPONENTS, "aws:eks/cluster:Cluster"}
+    assert result.outputs["kubeconfig"] == SECRET
+    assert result.outputs["egressAllowlist"]["controlPlaneHosts"]
     assert result.outputs["controlPlaneUrl"].startswith("https://")
+    if preview:
+        assert result.outputs["clusterEndpoint"] == UNKNOWN
+    else:
+        assert result.outputs["clusterEndpoint"].startswith("https://")
+        assert len(result.outputs["privateSubnetIds"]) >= 2
 
 
 @pytest.mark.parametrize("stack", stack_names())
-def test_every_kubernetes_resource_uses_an_explicit_provider(stack):
-    assert kubernetes_without_explicit_provider(cached_run(stack, True).resources) == []
+def test_every_kubernetes_resource_uses_the_clusters_provider(stack: str) -> None:
+    resources = cached_run(stack, True).resources
+    kubernetes = [r for r in resources if r.type.startswith("kubernetes:") and r.custom]
+    assert kubernetes, "every stack creates Kubernetes resources (at least the gp3 StorageClass)"
+    (provider,) = [r.urn for r in resources if r.type == "pulumi:providers:kubernetes"]
+    assert all(r.provider.startswith(provider + "::") for r in kubernetes)
+    assert [v for v in evaluate(resources) if v.policy == EXPLICIT_PROVIDER] == []
 
 
-def test_the_provider_check_catches_a_default_provider():
+def test_the_provider_check_catches_a_default_provider() -> None:
     def program() -> None:
         provider = k8s.Provider("explicit", kubeconfig="{}")
         k8s.core.v1.ConfigMap("good", opts=pulumi.ResourceOptions(provider=provider))
         k8s.core.v1.ConfigMap("bad")
 
-    resources = run_program(program, preview=True).resources
-    assert kubernetes_without_explicit_provider(resources) == ["bad"]
+    violations = [v for v in evaluate(run_program(program).resources) if v.policy == EXPLICIT_PROVIDER]
+    assert [v.urn.rsplit("::", 1)[-1] for v in violations] == ["bad"]
 
 
 @pytest.mark.parametrize("stack", stack_names())
-def test_every_aws_resource_uses_the_stacks_aws_provider(stack):
+def test_every_aws_resource_uses_the_stacks_aws_provider(stack: str) -> None:
     resources = cached_run(stack, True).resources
-    providers = {r.urn for r in resources if r.type == "pulumi:providers:aws"}
-    assert len(providers) == 1
-    (provider,) = providers
+    (provider,) = [r.urn for r in resources if r.type == "pulumi:providers:aws"]
     strays = [
         r.name for r in resources if r.type.startswith("aws:") and not r.provider.startswith(provider + "::")
     ]
@@ -67,13 +62,41 @@ def test_every_aws_resource_uses_the_stacks_aws_provider(stack):
 
 
 @pytest.mark.parametrize("stack", stack_names())
-def test_no_resource_hangs_off_the_stack_except_providers_and_components(stack):
-    """Children are parented to their component, so the plan reads as a tree."""
+def test_every_resource_is_parented_to_its_component(stack: str) -> None:
     resources = cached_run(stack, True).resources
-    stack_urn_suffix = f"pulumi:pulumi:Stack::langsmith-dataplane-{stack}"
-    orphans = [
-        r.name
-        for r in resources
-        if r.custom and not r.type.startswith("pulumi:providers:") and r.parent.endswith(stack_urn_suffix)
-    ]
-    assert orphans == []
+    components = {r.urn: r for r in resources if r.type.startswith("langsmith:infra:")}
+    assert {c.type for c in components.values()} >= set(COMPONENTS)
+    for resource in resources:
+        if resource.type.startswith("langsmith:infra:") or resource.type == "pulumi:providers:aws":
+            assert resource.parent.endswith("pulumi:pulumi:Stack::langsmith-dataplane-" + stack)
+            continue
+        assert resource.parent in components, resource.name
+        parent_type = components[resource.parent].type
+        # The URN carries the parent chain, so a wrong parent also shows in every snapshot.
+        assert f"{parent_type}${resource.type}::" in resource.urn
+        assert resource.name.startswith(components[resource.parent].name + "-"), resource.name
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_every_taggable_aws_resource_carries_the_stack_tags(stack: str) -> None:
+    from policy.policies import is_taggable
+
+    result = cached_run(stack, False)
+    stack_tags = stack_document(stack)["config"]["langsmith-dataplane:tags"]
+    for resource in result.resources:
+        if not resource.custom or not is_taggable(resource.type, resource.inputs):
+            continue
+        tags = resource.inputs.get("tags")
+        assert tags, f"{resource.type} {resource.name} has no tags"
+        assert {k: tags.get(k) for k in stack_tags} == stack_tags, resource.name
+        assert all(tags.get(k) for k in (*REQUIRED_TAG_KEYS, "Name", "environment", "dataplane")), (
+            resource.name
+        )
+
+
+def test_resource_counts_follow_the_stack_shape() -> None:
+    dev, prod = cached_run("dev", False), cached_run("prod", False)
+    assert len(of_type(dev, "aws:ec2/natGateway:NatGateway")) == 1
+    assert len(of_type(prod, "aws:ec2/natGateway:NatGateway")) == 3
+    assert not of_type(dev, "aws:networkfirewall/firewall:Firewall")
+    assert len(of_type(prod, "aws:networkfirewall/firewall:Firewall")) == 1

@@ -32,6 +32,30 @@ def _eks_cluster(name: str, inputs: Mapping[str, Any], region: str) -> dict[str,
     }
 
 
+def _firewall(name: str, inputs: Mapping[str, Any], _region: str) -> dict[str, Any]:
+    # One endpoint per subnet mapping, listed in reverse so code that assumes subnet order breaks here.
+    attachments = [
+        {"subnetId": m["subnetId"], "endpointId": f"vpce-{_suffix(name + m['subnetId'])}", "status": "READY"}
+        for m in inputs.get("subnetMappings", [])
+    ]
+    return {
+        "firewallStatuses": [
+            {"syncStates": [{"availabilityZone": "", "attachments": [a]} for a in reversed(attachments)]}
+        ]
+    }
+
+
+def _oidc_provider(_name: str, inputs: Mapping[str, Any], _region: str) -> dict[str, Any]:
+    host = str(inputs.get("url", "")).removeprefix("https://")
+    return {"arn": f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{host}"}
+
+
+def _zone_id_prefix(region: str) -> str:
+    # AWS's zone ids abbreviate the region: us-east-1 -> use1, ca-central-1 -> cac1.
+    area, direction, number = region.split("-")[0], region.split("-")[1:-1], region.split("-")[-1]
+    return area + "".join(word[0] for word in direction) + number
+
+
 _ID_PREFIX: dict[str, str] = {
     "aws:ec2/vpc:Vpc": "vpc",
     "aws:ec2/subnet:Subnet": "subnet",
@@ -41,6 +65,7 @@ _ID_PREFIX: dict[str, str] = {
     "aws:ec2/internetGateway:InternetGateway": "igw",
     "aws:ec2/eip:Eip": "eipalloc",
     "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce",
+    "aws:ec2/launchTemplate:LaunchTemplate": "lt",
 }
 
 _SPECIAL: dict[str, Callable[[str, Mapping[str, Any], str], dict[str, Any]]] = {
@@ -57,6 +82,12 @@ _SPECIAL: dict[str, Callable[[str, Mapping[str, Any], str], dict[str, Any]]] = {
     # A deterministic stand-in, so tests can prove the generated value never leaks in plaintext.
     "random:index/randomPassword:RandomPassword": lambda name, inputs, _region: {
         "result": _suffix("password" + name, 64)[: int(inputs.get("length", 16))],
+    },
+    "aws:networkfirewall/firewall:Firewall": _firewall,
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": _oidc_provider,
+    "aws:ec2/launchTemplate:LaunchTemplate": lambda _name, _inputs, _region: {
+        "latestVersion": 1,
+        "defaultVersion": 1,
     },
 }
 
@@ -81,8 +112,13 @@ def outputs(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> dict
 def invoke(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
     """Answers to data-source lookups (`aws.get_*`); unknown tokens answer an empty result."""
     if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-        names = [f"{region}{letter}" for letter in "abcdef"]
-        return {"names": names, "zoneIds": [f"{region[:3]}-az{i}" for i in range(1, 7)], "id": region}
+        zones = [
+            (f"{region}{letter}", f"{_zone_id_prefix(region)}-az{i}") for i, letter in enumerate("abcdef", 1)
+        ]
+        excluded_names = set(args.get("excludeNames") or [])
+        excluded_ids = set(args.get("excludeZoneIds") or [])
+        kept = [(n, z) for n, z in zones if n not in excluded_names and z not in excluded_ids]
+        return {"names": [n for n, _ in kept], "zoneIds": [z for _, z in kept], "id": region}
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
         return {
             "accountId": ACCOUNT_ID,

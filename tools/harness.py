@@ -185,6 +185,9 @@ def run_program(
     config = dict(config or {})
     mocks = _Mocks(preview, config.get(f"{PROJECT}:aws_region", "us-east-1"))
     monitor = _GraphMonitor(mocks)
+    # set_mocks keeps an existing root Stack resource, so without this every run after the first
+    # would parent its resources (and collect its outputs) on the first run's stack.
+    pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config, sorted(secret_keys))
     pulumi.runtime.test(lambda: program() and None)()

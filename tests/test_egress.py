@@ -1,0 +1,218 @@
+"""Control-plane egress: exact allowlists per LangSmith region, the firewall, and its routes."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.egress import endpoint_for_subnet
+from listener.regions import REGIONS
+from tests.support import named, of_type, one, run_variant
+from tools import fake_cloud
+from tools.harness import run_stack, stack_names
+
+EGRESS_RULE = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+RULE_GROUP = "aws:networkfirewall/ruleGroup:RuleGroup"
+SG = "aws:ec2/securityGroup:SecurityGroup"
+
+
+def _sg_rules(result) -> set[tuple[str, float, float, str]]:
+    return {
+        (r.inputs["cidrIpv4"], r.inputs["fromPort"], r.inputs["toPort"], r.inputs["ipProtocol"])
+        for r in of_type(result, EGRESS_RULE)
+    }
+
+
+def _firewall_domains(result) -> list[str]:
+    source = one(result, RULE_GROUP).inputs["ruleGroup"]["rulesSource"]["rulesSourceList"]
+    assert source["generatedRulesType"] == "ALLOWLIST"
+    assert sorted(source["targetTypes"]) == ["HTTP_HOST", "TLS_SNI"]
+    return source["targets"]
+
+
+@pytest.mark.parametrize("region", sorted(REGIONS))
+def test_security_group_mode_allows_exactly_the_published_ips_on_443(tmp_path, region: str) -> None:
+    result = run_variant(tmp_path, "dev", {"langsmith": {"region": region}})
+    expected = {(f"{ip}/32", 443.0, 443.0, "tcp") for ip in REGIONS[region].published_ips}
+    assert _sg_rules(result) == expected
+    sg = named(result, "lsdp-dev-egress-sg")
+    assert "egress" not in sg.inputs
+    assert "ingress" not in sg.inputs
+    assert {r.inputs["securityGroupId"] for r in of_type(result, EGRESS_RULE)} == {"lsdp-dev-egress-sg-id"}
+    assert not of_type(result, RULE_GROUP)
+    allowlist = result.outputs["egressAllowlist"]
+    assert allowlist["mode"] == "security-group"
+    assert allowlist["controlPlaneHosts"] == list(REGIONS[region].hosts)
+    assert {(r["cidr"], r["port"]) for r in allowlist["securityGroupRules"]} == {
+        (f"{ip}/32", 443) for ip in REGIONS[region].published_ips
+    }
+    assert allowlist["firewallDomains"] == []
+
+
+@pytest.mark.parametrize("region", sorted(REGIONS))
+def test_firewall_mode_allows_exactly_the_control_plane_hosts(tmp_path, region: str) -> None:
+    network = {"cidr": "10.30.0.0/16", "az_count": 3, "egress": {"mode": "network-firewall"}}
+    result = run_variant(tmp_path, "prod", {"langsmith": {"region": region}, "network": network})
+    # The default interface endpoints cover ECR, STS, logs and EKS; EC2 (VPC CNI, EBS CSI) is not one.
+    assert sorted(_firewall_domains(result)) == sorted(
+        {*REGIONS[region].hosts, "ec2.us-east-2.amazonaws.com"}
+    )
+    assert not of_type(result, EGRESS_RULE)
+    # The stores' groups admit clients; no group exists for egress, the firewall is the control.
+    assert [s.name for s in of_type(result, SG)] == [
+        "lsdp-prod-net-endpoints",
+        "lsdp-prod-stores-postgres",
+        "lsdp-prod-stores-redis",
+    ]
+    assert result.outputs["egressAllowlist"]["firewallDomains"] == sorted(_firewall_domains(result))
+
+
+def test_firewall_allows_aws_apis_by_name_only_without_their_endpoints(tmp_path) -> None:
+    network = {"az_count": 2, "interface_endpoints": [], "egress": {"mode": "network-firewall"}}
+    result = run_variant(tmp_path, "prod", {"network": network})
+    assert set(_firewall_domains(result)) == {
+        *REGIONS["aws-us"].hosts,
+        "api.ecr.us-east-2.amazonaws.com",
+        ".dkr.ecr.us-east-2.amazonaws.com",
+        "sts.us-east-2.amazonaws.com",
+        "ec2.us-east-2.amazonaws.com",
+    }
+
+
+def test_self_hosted_langsmith_uses_its_host_and_given_cidrs(tmp_path) -> None:
+    langsmith = {
+        "url": "https://langsmith.example.com",
+        "egress_cidrs": ["203.0.113.0/28", "198.51.100.7/32"],
+    }
+    network = {
+        "az_count": 2,
+        "egress": {"mode": "both", "extra_destinations": [{"cidr": "192.0.2.10/32", "port": 8443}]},
+    }
+    result = run_variant(tmp_path, "prod", {"langsmith": langsmith, "network": network})
+    assert _sg_rules(result) == {
+        ("203.0.113.0/28", 443.0, 443.0, "tcp"),
+        ("198.51.100.7/32", 443.0, 443.0, "tcp"),
+        ("192.0.2.10/32", 8443.0, 8443.0, "tcp"),
+    }
+    assert set(_firewall_domains(result)) == {"langsmith.example.com", "ec2.us-east-2.amazonaws.com"}
+
+
+def test_prod_firewall_holds_hosts_and_extra_domains() -> None:
+    result = run_stack("prod", preview=False)
+    assert _firewall_domains(result) == sorted(
+        [
+            *REGIONS["aws-us"].hosts,
+            ".docker.io",
+            "production.cloudflare.docker.com",
+            "api.openai.com",
+            "api.anthropic.com",
+            "ec2.us-east-2.amazonaws.com",
+        ]
+    )
+
+
+@pytest.mark.parametrize("stack", stack_names())
+@pytest.mark.parametrize("preview", [True, False])
+def test_no_security_group_anywhere_opens_the_internet(stack: str, preview: bool) -> None:
+    result = run_stack(stack, preview=preview)
+    for sg in of_type(result, SG):
+        assert "egress" not in sg.inputs, sg.name
+        assert "ingress" not in sg.inputs, sg.name
+    for rule in result.resources:
+        if rule.type.startswith("aws:vpc/securityGroup"):
+            assert rule.inputs.get("cidrIpv4") != "0.0.0.0/0", rule.name
+            assert rule.inputs.get("ipProtocol") != "-1", rule.name
+
+
+def test_firewall_policy_is_strict_order_with_default_drop() -> None:
+    result = run_stack("prod", preview=False)
+    group = one(result, RULE_GROUP)
+    assert group.inputs["type"] == "STATEFUL"
+    assert group.inputs["ruleGroup"]["statefulRuleOptions"]["ruleOrder"] == "STRICT_ORDER"
+    assert group.inputs["ruleGroup"]["ruleVariables"]["ipSets"][0]["ipSet"]["definitions"] == ["10.30.0.0/16"]
+    policy = one(result, "aws:networkfirewall/firewallPolicy:FirewallPolicy").inputs["firewallPolicy"]
+    assert policy["statefulEngineOptions"]["ruleOrder"] == "STRICT_ORDER"
+    assert "aws:drop_established" in policy["statefulDefaultActions"]
+    assert policy["statelessDefaultActions"] == ["aws:forward_to_sfe"]
+    assert (
+        policy["statefulRuleGroupReferences"][0]["resourceArn"]
+        == fake_cloud.outputs(RULE_GROUP, group.name, group.inputs, "us-east-2")["arn"]
+    )
+
+
+def test_firewall_sits_in_its_own_subnet_per_az() -> None:
+    result = run_stack("prod", preview=False)
+    firewall = one(result, "aws:networkfirewall/firewall:Firewall")
+    assert sorted(m["subnetId"] for m in firewall.inputs["subnetMappings"]) == [
+        f"lsdp-prod-net-firewall-{i}-id" for i in range(3)
+    ]
+    subnets = {s.name: s.inputs["availabilityZone"] for s in of_type(result, "aws:ec2/subnet:Subnet")}
+    assert len({subnets[f"lsdp-prod-net-firewall-{i}"] for i in range(3)}) == 3
+    for i in range(3):
+        assert subnets[f"lsdp-prod-net-firewall-{i}"] == subnets[f"lsdp-prod-net-private-{i}"]
+
+
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+def test_firewall_routes_keep_each_az_symmetric(stack: str) -> None:
+    result = run_stack(stack, preview=False)
+    firewall = one(result, "aws:networkfirewall/firewall:Firewall")
+    endpoints = {
+        a["subnetId"]: a["endpointId"]
+        for state in fake_cloud.outputs(firewall.type, firewall.name, firewall.inputs, "")[
+            "firewallStatuses"
+        ][0]["syncStates"]
+        for a in state["attachments"]
+    }
+    routes = {r.name: r.inputs for r in of_type(result, "aws:ec2/route:Route")}
+    private_cidrs = {
+        s.name: s.inputs["cidrBlock"]
+        for s in of_type(result, "aws:ec2/subnet:Subnet")
+        if "-private-" in s.name
+    }
+    for i in range(3):
+        endpoint = endpoints[f"{stack_prefix(stack)}-net-firewall-{i}-id"]
+        out = routes[f"{stack_prefix(stack)}-egress-private-{i}-via-firewall"]
+        assert out == {
+            "routeTableId": f"{stack_prefix(stack)}-net-private-{i}-id",
+            "destinationCidrBlock": "0.0.0.0/0",
+            "vpcEndpointId": endpoint,
+        }
+        back = routes[f"{stack_prefix(stack)}-egress-return-{i}-via-firewall"]
+        assert back == {
+            "routeTableId": f"{stack_prefix(stack)}-net-nat-id",
+            "destinationCidrBlock": private_cidrs[f"{stack_prefix(stack)}-net-private-{i}"],
+            "vpcEndpointId": endpoint,
+        }
+        # The firewall subnet forwards to a NAT gateway; private subnets never bypass the firewall.
+        assert "natGatewayId" in routes[f"{stack_prefix(stack)}-net-firewall-{i}-default"]
+        assert f"{stack_prefix(stack)}-net-private-{i}-default" not in routes
+
+
+def stack_prefix(stack: str) -> str:
+    return f"lsdp-{stack}"
+
+
+def test_endpoint_lookup_matches_by_subnet_not_position() -> None:
+    statuses = [
+        {
+            "sync_states": [
+                {
+                    "availability_zone": "b",
+                    "attachments": [{"subnet_id": "subnet-b", "endpoint_id": "vpce-b"}],
+                },
+                {
+                    "availability_zone": "a",
+                    "attachments": [{"subnet_id": "subnet-a", "endpoint_id": "vpce-a"}],
+                },
+            ]
+        }
+    ]
+    assert endpoint_for_subnet(statuses, "subnet-a") == "vpce-a"
+    assert endpoint_for_subnet(statuses, "subnet-b") == "vpce-b"
+    with pytest.raises(ValueError, match="subnet-c"):
+        endpoint_for_subnet(statuses, "subnet-c")
+
+
+def test_firewall_routes_are_unknown_not_wrong_in_preview() -> None:
+    result = run_stack("prod", preview=True)
+    route = named(result, "lsdp-prod-egress-private-0-via-firewall")
+    assert type(route.inputs["vpcEndpointId"]).__name__ == "Unknown"
