@@ -58,7 +58,7 @@ def test_firewall_mode_allows_exactly_the_control_plane_hosts(tmp_path, region: 
     )
     assert not of_type(result, EGRESS_RULE)
     # The stores' groups admit clients; no group exists for egress, the firewall is the control.
-    assert [s.name for s in of_type(result, SG)] == [
+    assert sorted(s.name for s in of_type(result, SG)) == [
         "lsdp-prod-net-endpoints",
         "lsdp-prod-stores-postgres",
         "lsdp-prod-stores-redis",

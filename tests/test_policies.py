@@ -504,7 +504,10 @@ def test_components_tag_roles_the_way_the_pack_reads_them():
     from components import egress
     from policy import policies
 
-    assert (egress.ROLE_TAG, egress.CONTROL_PLANE_EGRESS) == (policies.ROLE_TAG, policies.CONTROL_PLANE_EGRESS)
+    assert (egress.ROLE_TAG, egress.CONTROL_PLANE_EGRESS) == (
+        policies.ROLE_TAG,
+        policies.CONTROL_PLANE_EGRESS,
+    )
 
 
 def test_managed_store_credentials_leave_the_stack_only_as_secrets():
