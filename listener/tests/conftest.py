@@ -73,3 +73,11 @@ def make_client(server: BackgroundServer, sleeps: Sleeps) -> Iterator[object]:
 @pytest.fixture
 def client(make_client: object) -> ControlPlaneClient:
     return make_client()  # type: ignore[operator]
+
+
+@pytest.fixture
+def validate():
+    """Strict schema + semantic validation of one rendered object; returns the list of errors."""
+    from manifest_validation import validate_object
+
+    return validate_object

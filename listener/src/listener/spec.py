@@ -127,3 +127,9 @@ class RenderOptions:
     redis_image: str = "redis:7"
     storage_class_name: str | None = None
     run_as_non_root: bool = True
+    cluster_domain: str = "cluster.local"
+    """Used in the in-cluster store URIs (`<service>.<namespace>.svc.<cluster_domain>`)."""
+    hpa_cpu_utilization: int = 80
+    """HPA target: average CPU utilisation, in percent of the request."""
+    revision_history_limit: int = 10
+    """ReplicaSets kept per Deployment (the operator's template uses 10)."""
