@@ -65,7 +65,7 @@ def test_annotate_uses_the_status_manager_and_keeps_spec_fields(kube: FakeKube, 
     obj = cluster.get("v1", "ConfigMap", NS, "a")
     assert obj["metadata"]["annotations"] == {"example/status": "DEPLOYED"}
     assert obj["data"] == {"k": "1"}
-    assert kube.log.records(verb="apply", field_manager=STATUS_FIELD_MANAGER)
+    assert kube.log.records(field_manager=STATUS_FIELD_MANAGER)
 
 
 def test_outside_the_watched_namespaces_is_forbidden(cluster: Cluster):

@@ -291,3 +291,25 @@ def test_discovery_endpoints(kube: FakeKube) -> None:
         assert "deployments/status" in apps
         core = {r["name"]: r for r in http.get("/api/v1").json()["resources"]}
         assert core["namespaces"]["namespaced"] is False
+
+
+def test_secret_string_data_is_folded_into_data_like_the_real_api_server(kube):
+    from lightkube.codecs import from_dict
+    from lightkube.resources.core_v1 import Secret
+
+    with kube.client("team-a") as client:
+        client.apply(
+            from_dict(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "s", "namespace": "team-a"},
+                    "data": {"old": "b2xk"},
+                    "stringData": {"new": "value"},
+                }
+            ),
+            field_manager="t",
+        )
+        stored = client.get(Secret, "s", namespace="team-a")
+    assert stored.stringData is None
+    assert stored.data == {"new": "dmFsdWU=", "old": "b2xk"}

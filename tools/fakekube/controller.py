@@ -639,7 +639,11 @@ class FakeController:
                 body = {
                     "metadata": {
                         "name": claim,
-                        "labels": copy.deepcopy(sts["spec"]["selector"].get("matchLabels") or {}),
+                        # Like the StatefulSet controller: the template's labels plus the set's selector.
+                        "labels": {
+                            **copy.deepcopy((tpl.get("metadata") or {}).get("labels") or {}),
+                            **copy.deepcopy(sts["spec"]["selector"].get("matchLabels") or {}),
+                        },
                     },
                     "spec": copy.deepcopy(tpl.get("spec") or {}),
                     "status": {"phase": "Bound"},

@@ -6,6 +6,7 @@ controller from theirs. All methods take and return plain dicts, deep-copied at 
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import hashlib
@@ -499,6 +500,8 @@ class Store:
         meta = new.setdefault("metadata", {})
         for k in _SYSTEM_METADATA:
             meta.pop(k, None)
+        if kind.kind == "Secret":
+            _fold_string_data(new)
         if cur is None:
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now()
@@ -627,3 +630,12 @@ def _immutable(kind: Kind, old: Mapping[str, Any], new: Mapping[str, Any]) -> li
     if workload and old.get("spec", {}).get("selector") != new.get("spec", {}).get("selector"):
         return [("spec.selector", "Invalid value: field is immutable")]
     return []
+
+
+def _fold_string_data(secret: dict[str, Any]) -> None:
+    """Like the real API server: `stringData` is write-only, merged into base64 `data` (it wins)."""
+    string_data = secret.pop("stringData", None)
+    if string_data:
+        data = dict(secret.get("data") or {})
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()})
+        secret["data"] = dict(sorted(data.items()))

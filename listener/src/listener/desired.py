@@ -7,6 +7,8 @@ changed since the last cycle (cheaply: id, latest revision, updated_at), and wha
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from uuid import UUID
@@ -44,7 +46,8 @@ class Refusal:
 
 
 Fingerprint = tuple[str | None, str]
-"""(latest revision id, updated_at): changes whenever the control plane changed the deployment."""
+"""(latest revision id, hash of what we render from). Not `updated_at`: the control plane moves it
+when the data plane reports status, which would turn every report into a needless re-apply."""
 
 
 def place(
@@ -95,7 +98,17 @@ def place(
 
 def fingerprint(deployment: Deployment) -> Fingerprint:
     revision = str(deployment.latest_revision_id) if deployment.latest_revision_id else None
-    return (revision, deployment.updated_at.isoformat())
+    content = {
+        "name": deployment.name,
+        "image": deployment.source_revision_config.image_uri,
+        "secrets": sorted((s.name, s.value.get_secret_value()) for s in deployment.secrets),
+        "secret_references": sorted(r.model_dump_json() for r in deployment.secret_references or ()),
+        "resource_spec": deployment.source_config.resource_spec.model_dump(mode="json")
+        if deployment.source_config.resource_spec
+        else None,
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    return (revision, digest)
 
 
 def changed(previous: Mapping[str, Fingerprint], placements: Iterable[Placement]) -> list[Placement]:

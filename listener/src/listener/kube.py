@@ -14,7 +14,7 @@ import httpx2
 from lightkube import ApiError, Client
 from lightkube.codecs import from_dict, resource_registry
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.types import CascadeType
+from lightkube.types import CascadeType, PatchType
 
 FIELD_MANAGER = "langsmith-dataplane-listener"
 STATUS_FIELD_MANAGER = "langsmith-dataplane-listener-status"
@@ -120,15 +120,25 @@ class Cluster:
     def annotate(
         self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str]
     ) -> None:
-        """Set annotations under the status field manager (a tiny apply that owns only these keys)."""
-        self.apply(
-            {
-                "apiVersion": api_version,
-                "kind": kind,
-                "metadata": {"name": name, "namespace": namespace, "annotations": dict(annotations)},
-            },
-            field_manager=STATUS_FIELD_MANAGER,
-        )
+        """Merge-patch annotations under the status field manager: it owns only these keys, so the
+        spec's server-side applies never remove them and never conflict with them."""
+        resource = resource_registry.load(api_version, kind)
+        target = _target(api_version, kind, namespace, name)
+        try:
+            self._client.patch(
+                resource,
+                name,
+                {"metadata": {"annotations": dict(annotations)}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+                field_manager=STATUS_FIELD_MANAGER,
+            )
+        except ApiError as error:
+            raise ClusterError(
+                "annotate", target, error.status.code or 0, error.status.message or ""
+            ) from None
+        except _UNREACHABLE as error:
+            raise ClusterError("annotate", target, 0, str(error)) from None
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

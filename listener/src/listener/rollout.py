@@ -172,7 +172,8 @@ def _container_failure(pod_name: str, status: Mapping[str, Any], images: Mapping
         if last.get("message"):
             detail += f", message: {last['message']}"
         return Failure(
-            f"pod {pod_name}: container {name} is crash-looping (restarted {restarts} times; {detail})",
+            f"pod {pod_name}: container {name} is crash-looping (CrashLoopBackOff, restarted {restarts} times; "
+            f"{detail})",
             reason,
             pod_name,
             name,
