@@ -99,3 +99,10 @@ def test_reads_the_process_environment(monkeypatch):
     settings = load_settings()
     assert settings.namespaces == ["agents", "agents-batch"]
     assert settings.api_key.get_secret_value() == KEY
+
+
+def test_probe_url_template():
+    assert load_settings(env()).probe_url_template.format(namespace="agents", service="x-api") == (
+        "http://x-api.agents.svc.cluster.local:8000/ok"
+    )
+    assert "must contain {service} and {namespace}" in error_of(env(probe_url_template="http://fixed/ok"))

@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run and not args.once:
         parser.error("--dry-run goes with --once")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpx2"):  # one line per request drowns what the listener decided
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
     try:
         settings = load_settings()

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     """`heartbeat` is all real LangSmith accepts; `emulator` also posts revision transitions to the
     emulator's data-plane channel."""
 
+    probe_url_template: str = "http://{service}.{namespace}.svc.cluster.local:8000/ok"
+    """Where a new revision's `GET /ok` is checked before it is called DEPLOYED."""
+
     # How we reach Kubernetes: in-cluster service account unless a kubeconfig is given.
     kubeconfig: str | None = None
 
@@ -111,6 +114,8 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}ROUTING=ingress cannot serve several namespaces (an Ingress routes only within "
                 "its namespace); use httproute with a Gateway"
             )
+        if "{service}" not in self.probe_url_template or "{namespace}" not in self.probe_url_template:
+            raise ValueError(f"{ENV_PREFIX}PROBE_URL_TEMPLATE must contain {{service}} and {{namespace}}")
         if self.store_mode == "external" and not self.external_stores_secret:
             raise ValueError(f"{ENV_PREFIX}STORE_MODE=external needs {ENV_PREFIX}EXTERNAL_STORES_SECRET")
         return self
