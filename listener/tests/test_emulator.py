@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,12 +137,20 @@ def test_sqlite_persistence_survives_a_restart(tmp_path: Path, make_client: Any)
     second.close()
 
 
-def test_python_m_listener_says_not_implemented() -> None:
+def test_python_m_listener_without_settings_names_what_is_missing() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTENER_")}
     done = subprocess.run(
-        [sys.executable, "-m", "listener"], capture_output=True, text=True, timeout=30, cwd=SRC, check=False
+        [sys.executable, "-m", "listener"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=SRC,
+        check=False,
+        env=env,
     )
     assert done.returncode == 2
-    assert "not implemented yet" in done.stderr
+    assert "LISTENER_API_KEY: is required" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_python_m_listener_emulator_prints_url_key_and_tenant(tmp_path: Path) -> None:
@@ -156,11 +165,11 @@ def test_python_m_listener_emulator_prints_url_key_and_tenant(tmp_path: Path) ->
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(5)]  # readline blocks until printed; 5 lines, bounded
         values = dict(line.strip().split("=", 1) for line in lines if "=" in line)
-        assert values["LANGSMITH_API_KEY"] == "k-cli"
+        assert values["LISTENER_API_KEY"] == "k-cli"
         config = ControlPlaneConfig(
-            base_url=values["LANGSMITH_CONTROL_PLANE_URL"],
+            base_url=values["LISTENER_CONTROL_PLANE_URL"],
             api_key="k-cli",
-            tenant_id=values["LANGSMITH_TENANT_ID"],
+            tenant_id=values["LISTENER_WORKSPACE_ID"],
         )
         with ControlPlaneClient(config) as c:
             assert c.list_listeners() == []

@@ -52,9 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             host, port = server.servers[0].sockets[0].getsockname()[:2]
             print(
                 "LangSmith control-plane emulator\n"
-                f"  LANGSMITH_CONTROL_PLANE_URL=http://{host}:{port}\n"
-                f"  LANGSMITH_API_KEY={emulator.api_key}\n"
-                f"  LANGSMITH_TENANT_ID={emulator.tenant_id}\n"
+                f"  LISTENER_CONTROL_PLANE_URL=http://{host}:{port}\n"
+                f"  LISTENER_API_KEY={emulator.api_key}\n"
+                f"  LISTENER_WORKSPACE_ID={emulator.tenant_id}\n"
                 f"  data: {args.db or 'in memory (lost on exit)'}",
                 flush=True,
             )
