@@ -7,7 +7,8 @@ uses server-side apply with one fixed field manager.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import httpx2
@@ -41,81 +42,58 @@ def _target(api_version: str, kind: str, namespace: str | None, name: str | None
     return f"{kind}.{api_version} {where}{name or '*'}"
 
 
+@contextmanager
+def _translated(action: str, target: str) -> Iterator[None]:
+    """One place that turns lightkube/httpx2 failures into `ClusterError`."""
+    try:
+        yield
+    except ApiError as error:
+        raise ClusterError(action, target, error.status.code or 0, error.status.message or "") from None
+    except _UNREACHABLE as error:
+        raise ClusterError(action, target, 0, str(error)) from None
+
+
 class Cluster:
     def __init__(self, client: Client):
         self._client = client
 
     def apply(self, manifest: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
-        meta = manifest["metadata"]
-        target = _target(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
-        obj = from_dict(dict(manifest))
-        try:
-            applied = self._client.apply(obj, field_manager=field_manager, force=True)
-        except ApiError as error:
-            raise ClusterError("apply", target, error.status.code or 0, error.status.message or "") from None
-        except _UNREACHABLE as error:
-            raise ClusterError("apply", target, 0, str(error)) from None
+        with _translated("apply", _manifest_target(manifest)):
+            applied = self._client.apply(from_dict(dict(manifest)), field_manager=field_manager, force=True)
         return _as_dict(applied)
 
     def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        meta = manifest["metadata"]
-        target = _target(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
-        try:
+        with _translated("create", _manifest_target(manifest)):
             return _as_dict(self._client.create(from_dict(dict(manifest)), field_manager=FIELD_MANAGER))
-        except ApiError as error:
-            raise ClusterError("create", target, error.status.code or 0, error.status.message or "") from None
-        except _UNREACHABLE as error:
-            raise ClusterError("create", target, 0, str(error)) from None
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        resource = resource_registry.load(api_version, kind)
         try:
-            return _as_dict(self._client.get(resource, name, namespace=namespace))
-        except ApiError as error:
-            if error.status.code == 404:
+            with _translated("get", _target(api_version, kind, namespace, name)):
+                return _as_dict(
+                    self._client.get(resource_registry.load(api_version, kind), name, namespace=namespace)
+                )
+        except ClusterError as error:
+            if error.status == 404:
                 return None
-            raise ClusterError(
-                "get",
-                _target(api_version, kind, namespace, name),
-                error.status.code or 0,
-                error.status.message or "",
-            ) from None
-        except _UNREACHABLE as error:
-            raise ClusterError("get", _target(api_version, kind, namespace, name), 0, str(error)) from None
+            raise
 
     def list(
         self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]
     ) -> list[dict[str, Any]]:
         resource = resource_registry.load(api_version, kind)
-        try:
+        with _translated("list", _target(api_version, kind, namespace, None)):
             return [
                 _as_dict(o) for o in self._client.list(resource, namespace=namespace, labels=dict(labels))
             ]
-        except ApiError as error:
-            raise ClusterError(
-                "list",
-                _target(api_version, kind, namespace, None),
-                error.status.code or 0,
-                error.status.message or "",
-            ) from None
-        except _UNREACHABLE as error:
-            raise ClusterError("list", _target(api_version, kind, namespace, None), 0, str(error)) from None
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         resource = resource_registry.load(api_version, kind)
         try:
-            self._client.delete(resource, name, namespace=namespace, cascade=CascadeType.FOREGROUND)
-        except ApiError as error:
-            if error.status.code == 404:
-                return
-            raise ClusterError(
-                "delete",
-                _target(api_version, kind, namespace, name),
-                error.status.code or 0,
-                error.status.message or "",
-            ) from None
-        except _UNREACHABLE as error:
-            raise ClusterError("delete", _target(api_version, kind, namespace, name), 0, str(error)) from None
+            with _translated("delete", _target(api_version, kind, namespace, name)):
+                self._client.delete(resource, name, namespace=namespace, cascade=CascadeType.FOREGROUND)
+        except ClusterError as error:
+            if error.status != 404:  # already gone is what we wanted
+                raise
 
     def annotate(
         self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str]
@@ -123,8 +101,7 @@ class Cluster:
         """Merge-patch annotations under the status field manager: it owns only these keys, so the
         spec's server-side applies never remove them and never conflict with them."""
         resource = resource_registry.load(api_version, kind)
-        target = _target(api_version, kind, namespace, name)
-        try:
+        with _translated("annotate", _target(api_version, kind, namespace, name)):
             self._client.patch(
                 resource,
                 name,
@@ -133,12 +110,11 @@ class Cluster:
                 patch_type=PatchType.MERGE,
                 field_manager=STATUS_FIELD_MANAGER,
             )
-        except ApiError as error:
-            raise ClusterError(
-                "annotate", target, error.status.code or 0, error.status.message or ""
-            ) from None
-        except _UNREACHABLE as error:
-            raise ClusterError("annotate", target, 0, str(error)) from None
+
+
+def _manifest_target(manifest: Mapping[str, Any]) -> str:
+    meta = manifest["metadata"]
+    return _target(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
