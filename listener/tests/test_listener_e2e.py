@@ -481,3 +481,28 @@ def test_status_reaches_the_emulators_public_revision_endpoints(world: World):
     world.cycle()
     deployment = world.client.get_deployment(deployment_id)
     assert deployment.active_revision_id == deployment.latest_revision_id
+
+
+def test_a_restarted_listener_resumes_quietly(world: World):
+    deployed = world.deploy("long-running")
+    broken = world.deploy("broken", image=BAD_IMAGE)
+    world.kube.controller.set_pod_behaviour(PodState.ERR_IMAGE_PULL, image=BAD_IMAGE)
+    first = world.cycle()
+    assert first.deployed == [deployed]
+    assert broken in first.failed
+
+    # A new process: nothing in memory, everything in the cluster and the control plane.
+    world.reconciler = make_reconciler(
+        world.client, world.kube, world.listener_id, world.servers, (NS, OTHER_NS)
+    )
+    writes = world.writes()
+    world.emulator.requests.clear()
+    report = world.cycle()
+
+    assert (report.applied, report.deployed, report.failed) == ([], [], {})
+    assert world.writes() == writes, "a restart re-applies nothing that is already deployed or failed"
+    assert not [r for r in world.emulator.requests if "/_emulator/dataplane/" in r.path], (
+        "nothing re-reported"
+    )
+    assert world.reconciler.tracked[deployed].phase == "deployed"
+    assert world.reconciler.tracked[broken].phase == "failed"

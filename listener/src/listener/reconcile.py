@@ -199,6 +199,8 @@ class Reconciler:
             started=now,
         )
         self.tracked[placement.deployment_id] = tracked
+        if self._resume(tracked):
+            return
         foreign = self._foreign_objects(waves)
         if foreign:
             self._fail(
@@ -211,6 +213,33 @@ class Reconciler:
         report.applied.append(placement.deployment_id)
         self._transition(tracked, "DEPLOYING", "rollout started", report)
         self._progress(tracked, now, report)
+
+    def _resume(self, tracked: Tracked) -> bool:
+        """After a restart, pick up what the cluster already records for this exact revision and spec,
+        instead of rolling it out and reporting it again (or retrying a revision that failed)."""
+        live = self._cluster.get("apps/v1", "Deployment", tracked.placement.namespace, tracked.names.api)
+        if live is None or not naming.is_ours(live, self.listener_id):
+            return False
+        annotations = live["metadata"].get("annotations") or {}
+        try:
+            recorded = json.loads(annotations.get(STATUS_ANNOTATION, "{}"))
+        except json.JSONDecodeError:
+            return False
+        if recorded.get("revision") != tracked.revision_id:
+            return False
+        rendered = next(o for o in tracked.waves[2].objects if o["metadata"]["name"] == tracked.names.api)
+        same_spec = annotations.get(naming.ANNOTATION_SPEC_HASH) == rendered["metadata"]["annotations"].get(
+            naming.ANNOTATION_SPEC_HASH
+        )
+        if recorded.get("status") == "DEPLOYED" and same_spec:
+            tracked.phase = "deployed"
+            return True
+        if recorded.get("status") == "DEPLOY_FAILED":
+            tracked.phase = "failed"
+            tracked.reason = str(recorded.get("reason", ""))
+            self._failed_revisions.add(tracked.revision_id)
+            return True
+        return False
 
     def _postgres_password(self, namespace: str, names: naming.ObjectNames) -> SecretValue | None:
         """Generated once, then read back from the cluster, so re-rendering never rotates it."""
