@@ -136,14 +136,6 @@ def test_sqlite_persistence_survives_a_restart(tmp_path: Path, make_client: Any)
     second.close()
 
 
-def test_python_m_listener_says_not_implemented() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "listener"], capture_output=True, text=True, timeout=30, cwd=SRC, check=False
-    )
-    assert done.returncode == 2
-    assert "not implemented yet" in done.stderr
-
-
 def test_python_m_listener_emulator_prints_url_key_and_tenant(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "listener.emulator", "--port", "0", "--api-key", "k-cli"],
