@@ -23,10 +23,21 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 def kubernetes_client(settings: Settings):  # -> lightkube.Client
     from lightkube import Client, KubeConfig
+    from lightkube.core.exceptions import ConfigError
 
     from listener.kube import FIELD_MANAGER
+    from listener.settings import ENV_PREFIX
 
-    config = KubeConfig.from_file(settings.kubeconfig) if settings.kubeconfig else KubeConfig.from_env()
+    try:
+        config = KubeConfig.from_file(settings.kubeconfig) if settings.kubeconfig else KubeConfig.from_env()
+    except ConfigError as error:
+        # A missing or unusable kubeconfig is a settings problem: name the variable, no traceback.
+        variable = (
+            f"{ENV_PREFIX}KUBECONFIG={settings.kubeconfig!r}"
+            if settings.kubeconfig
+            else f"{ENV_PREFIX}KUBECONFIG (unset, and not running in a cluster)"
+        )
+        raise SettingsError(f"the listener's settings are invalid:\n  {variable}: {error}") from None
     return Client(config=config, namespace=settings.namespaces[0], field_manager=FIELD_MANAGER)
 
 
@@ -59,7 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"control plane: {error}", file=sys.stderr)
                 return EXIT_FAILED
             return EXIT_OK
-        service = _service(settings, client)
+        try:
+            service = _service(settings, client)
+        except SettingsError as error:
+            print(error, file=sys.stderr)
+            return EXIT_CONFIG
         if args.once:
             report = service.cycle()
             return (

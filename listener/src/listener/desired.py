@@ -66,7 +66,13 @@ def place(
             continue
         revision = str(deployment.latest_revision_id) if deployment.latest_revision_id else None
         requested = config.listener_config.k8s_namespace if config.listener_config else None
-        if requested is None:
+        # Checked before the namespace: a placement must always be renderable, whichever way its namespace
+        # was chosen (`agent_server_spec` raises otherwise, which would abort the whole cycle).
+        if revision is None:
+            refused.append(Refusal(str(deployment.id), None, "the deployment has no revision yet"))
+        elif not deployment.source_revision_config.image_uri:
+            refused.append(Refusal(str(deployment.id), revision, "the latest revision has no image_uri"))
+        elif requested is None:
             # The service does not always echo listener_config back; a single-namespace listener is unambiguous.
             if len(watched) == 1:
                 placed.append(Placement(deployment, watched[0]))
@@ -87,8 +93,6 @@ def place(
                     f"namespace '{requested}' is not watched by this listener (it watches {', '.join(watched)})",
                 )
             )
-        elif not deployment.source_revision_config.image_uri:
-            refused.append(Refusal(str(deployment.id), revision, "the latest revision has no image_uri"))
         else:
             placed.append(Placement(deployment, requested))
     placed.sort(key=lambda p: p.deployment_id)
@@ -162,7 +166,14 @@ def agent_server_spec(
         listener_id=platform.listener_id,
         namespace=placement.namespace,
         image=deployment.source_revision_config.image_uri,
-        secrets=tuple(sorted((s.name, SecretValue(s.value.get_secret_value())) for s in deployment.secrets)),
+        # By name only: a duplicated name would otherwise compare two SecretValues (TypeError). Stable, so
+        # the last duplicate still wins when the env Secret is built.
+        secrets=tuple(
+            sorted(
+                ((s.name, SecretValue(s.value.get_secret_value())) for s in deployment.secrets),
+                key=lambda item: item[0],
+            )
+        ),
         secret_references=tuple(
             sorted(
                 (

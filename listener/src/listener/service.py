@@ -30,7 +30,7 @@ from listener.reconcile import CycleReport, Reconciler, ReconcilerConfig
 from listener.regions import REGIONS
 from listener.render import flatten, render, to_yaml
 from listener.settings import Settings
-from listener.spec import SecretValue
+from listener.spec import ExternalStores, SecretValue
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,10 @@ def platform(settings: Settings) -> Platform:
         listener_id=str(settings.listener_id),
         langsmith_endpoint=f"https://{smith}" if smith else None,
         api_key=SecretValue(settings.api_key.get_secret_value()),
-        external_stores=None,
+        # Settings guarantee the Secret's name in external mode; without it every render fails.
+        external_stores=ExternalStores(secret_name=settings.external_stores_secret)
+        if settings.store_mode == "external" and settings.external_stores_secret
+        else None,
     )
 
 

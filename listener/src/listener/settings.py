@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from listener.regions import REGIONS, RegionName
@@ -96,6 +105,26 @@ class Settings(BaseSettings):
 
     # How we reach Kubernetes: in-cluster service account unless a kubeconfig is given.
     kubeconfig: str | None = None
+
+    # Checked here, not first by the client's config: its ValidationError escaped `main` as a traceback
+    # (exit 1) that named neither variable.
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("control_plane_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(
+                    "must be an http(s) URL with a host, e.g. https://langsmith.example.com/api-host"
+                )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -1,5 +1,5 @@
-"""Where and as whom the client talks: base URL (from a region or an explicit URL), API key, workspace,
-timeouts."""
+"""Where and as whom the client talks: base URL (from a region or an explicit URL), API key,
+workspace, timeouts."""
 
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ __all__ = ["ControlPlaneConfig", "resolve_base_url"]
 def resolve_base_url(
     *, region: str | None = None, url: str | None = None, self_hosted_url: str | None = None
 ) -> str:
-    """The control-plane base URL from exactly one of: a SaaS region name, an explicit control-plane URL, or
-    the URL
-    of a self-hosted LangSmith (whose control plane lives under `/api-host`)."""
+    """The control-plane base URL from exactly one of: a SaaS region name, an explicit control-plane
+    URL, or the URL of a self-hosted LangSmith (whose control plane lives under `/api-host`)."""
     given = {k: v for k, v in {"region": region, "url": url, "self_hosted_url": self_hosted_url}.items() if v}
     if len(given) != 1:
         raise ValueError(

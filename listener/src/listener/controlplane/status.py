@@ -1,14 +1,11 @@
 """Reporting a revision's rollout status upstream: a port with two adapters.
 
-The public API has no endpoint for a data plane to report revision status (control-plane-api.md §10, §12).
-Against
-real LangSmith the listener therefore uses `LoggingStatusReporter` (the transition goes to the logs;
-Kubernetes Events
-and metrics are the later loop's job) and heartbeats through
-`ControlPlaneClient.patch_listener(version=...)`. Against
-the emulator, `EmulatorStatusReporter` posts to the emulator's data-plane channel so the public revision
-endpoints
-reflect the rollout, which is what end-to-end tests need.
+The public API has no endpoint for a data plane to report revision status (control-plane-api.md
+§10, §12). Against real LangSmith the listener therefore uses `LoggingStatusReporter` (the
+transition goes to the logs; Kubernetes Events and metrics are the later loop's job) and
+heartbeats through `ControlPlaneClient.patch_listener(version=...)`. Against the emulator,
+`EmulatorStatusReporter` posts to the emulator's data-plane channel so the public revision
+endpoints reflect the rollout, which is what end-to-end tests need.
 """
 
 from __future__ import annotations

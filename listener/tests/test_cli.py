@@ -1,0 +1,189 @@
+"""`python -m listener` as an operator runs it: real subprocesses, an explicit environment, bounded runs.
+
+The environment is built from scratch (never inherited), so a stray LISTENER_* variable on the
+machine running the tests cannot change the outcome, and PYTHONPATH points at this checkout's code
+(the virtualenv may hold an install of another checkout).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from listener import naming
+from listener.controlplane import ControlPlaneClient
+from listener.controlplane.builders import external_docker_deployment
+from listener.emulator import BackgroundServer, Emulator
+from listener.render.dump import REDACTED
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+KEY = "lsv2_sk_cli_test_key_must_never_print_0123"
+USER_SECRET = "sk-user-secret-must-never-print"
+IMAGE = "registry.example.com/agents/support@sha256:" + "1" * 64
+TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_listener(args: list[str], environ: dict[str, str], cwd: Path) -> Run:
+    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HOME": str(cwd), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.update(environ)
+    done = subprocess.run(
+        [sys.executable, "-m", "listener", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def valid_env(tmp_path: Path, **overrides: str | None) -> dict[str, str]:
+    environ = {
+        "LISTENER_API_KEY": KEY,
+        "LISTENER_WORKSPACE_ID": "0a000000-0000-4000-8000-00000000000a",
+        "LISTENER_LISTENER_ID": "0b000000-0000-4000-8000-00000000000b",
+        "LISTENER_CONTROL_PLANE_URL": "http://127.0.0.1:9",
+        "LISTENER_NAMESPACES": "agents",
+        # Never read in these tests: a dry run must not touch Kubernetes, and bad settings stop earlier.
+        "LISTENER_KUBECONFIG": str(tmp_path / "no-such-kubeconfig"),
+    }
+    for name, value in overrides.items():
+        variable = f"LISTENER_{name.upper()}"
+        if value is None:
+            environ.pop(variable, None)
+        else:
+            environ[variable] = value
+    return environ
+
+
+BAD_SETTINGS: list[tuple[str, dict[str, str | None], list[str]]] = [
+    # (case, overrides, what stderr must name)
+    ("no API key", {"api_key": None}, ["LISTENER_API_KEY", "is required"]),
+    ("empty API key", {"api_key": "  "}, ["LISTENER_API_KEY"]),
+    ("no workspace", {"workspace_id": None}, ["LISTENER_WORKSPACE_ID", "is required"]),
+    ("workspace not a UUID", {"workspace_id": "workspace-1"}, ["LISTENER_WORKSPACE_ID", "'workspace-1'"]),
+    ("reserved namespace", {"namespaces": "agents,kube-system"}, ["LISTENER_NAMESPACES", "reserved"]),
+    ("poll interval too short", {"poll_interval_seconds": "0.1"}, ["LISTENER_POLL_INTERVAL_SECONDS"]),
+    ("no region and no URL", {"control_plane_url": None}, ["LISTENER_REGION", "LISTENER_CONTROL_PLANE_URL"]),
+    ("region and URL", {"region": "eu"}, ["LISTENER_REGION", "LISTENER_CONTROL_PLANE_URL"]),
+    ("unknown region", {"control_plane_url": None, "region": "mars"}, ["LISTENER_REGION", "'mars'"]),
+    (
+        "URL without scheme",
+        {"control_plane_url": "api.example.com"},
+        ["LISTENER_CONTROL_PLANE_URL", "api.example.com"],
+    ),
+    ("URL not http", {"control_plane_url": "ftp://api.example.com"}, ["LISTENER_CONTROL_PLANE_URL"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"), [c[1:] for c in BAD_SETTINGS], ids=[c[0] for c in BAD_SETTINGS]
+)
+@pytest.mark.parametrize("mode", [["--once"], ["--once", "--dry-run"]], ids=["once", "dry-run"])
+def test_bad_settings_exit_2_naming_the_variable(
+    tmp_path: Path, overrides: dict[str, str | None], named: list[str], mode: list[str]
+) -> None:
+    result = run_listener(mode, valid_env(tmp_path, **overrides), tmp_path)
+
+    assert result.code == 2, result
+    assert "the listener's settings are invalid" in result.stderr
+    for fragment in named:
+        assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert KEY not in result.stderr + result.stdout
+    assert result.stdout == ""
+
+
+def test_a_missing_kubeconfig_is_a_settings_error_too(tmp_path: Path) -> None:
+    # --once (not a dry run) does need Kubernetes: the operator gets the variable, not a traceback.
+    result = run_listener(["--once"], valid_env(tmp_path), tmp_path)
+    assert result.code == 2, result
+    assert "LISTENER_KUBECONFIG" in result.stderr
+    assert "no-such-kubeconfig" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert KEY not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("args", [["--dry-run"], ["--dry-run", "--bogus"], ["--bogus"]])
+def test_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    # Even with a complete, valid environment: the command line is checked first.
+    result = run_listener(args, valid_env(tmp_path), tmp_path)
+    assert result.code == 2
+    assert result.stderr.startswith("usage: python -m listener")
+    if args == ["--dry-run"]:
+        assert "--dry-run goes with --once" in result.stderr
+    assert result.stdout == ""
+
+
+def test_dry_run_prints_redacted_yaml_and_writes_nothing(
+    tmp_path: Path, server: BackgroundServer, emulator: Emulator, make_client: Any
+) -> None:
+    client: ControlPlaneClient = make_client()
+    listener = client.create_listener(compute_id="cli-dry-run", namespaces=["agents", "elsewhere"])
+    ours = client.create_deployment(
+        external_docker_deployment(
+            name="support-agent",
+            image_uri=IMAGE,
+            listener_id=listener.id,
+            k8s_namespace="agents",
+            secrets={"OPENAI_API_KEY": USER_SECRET},
+        )
+    )
+    refused = client.create_deployment(
+        external_docker_deployment(
+            name="misplaced", image_uri=IMAGE, listener_id=listener.id, k8s_namespace="elsewhere"
+        )
+    )
+    emulator.requests.clear()
+    environ = valid_env(
+        tmp_path,
+        api_key=emulator.api_key,
+        workspace_id=emulator.tenant_id,
+        listener_id=str(listener.id),
+        control_plane_url=server.url,
+        status_reporting="emulator",
+    )
+
+    result = run_listener(["--once", "--dry-run"], environ, tmp_path)
+
+    assert result.code == 0, result
+    assert "Traceback" not in result.stderr
+    assert f"# refused {refused.id}: namespace 'elsewhere' is not watched" in result.stdout
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d is not None]
+    names = naming.ObjectNames.of("support-agent", str(ours.id))
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in documents}
+    assert {("Deployment", names.api), ("Service", names.api), ("Secret", names.env_secret)} <= kinds
+    assert all(d["metadata"]["namespace"] == "agents" for d in documents)
+    assert not any("misplaced" in d["metadata"]["name"] for d in documents)
+    api = next(d for d in documents if (d["kind"], d["metadata"]["name"]) == ("Deployment", names.api))
+    assert api["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+    secrets = [d for d in documents if d["kind"] == "Secret"]
+    env_secret = next(d for d in secrets if d["metadata"]["name"] == names.env_secret)
+    assert env_secret["stringData"]["OPENAI_API_KEY"] == REDACTED, "keys stay, values go"
+    for secret in secrets:
+        values = {**secret.get("stringData", {}), **secret.get("data", {})}
+        assert values
+        assert set(values.values()) == {REDACTED}
+    for leaked in (USER_SECRET, emulator.api_key):
+        assert leaked not in result.stdout
+        assert leaked not in result.stderr
+
+    # Reads only: the emulator saw GETs and nothing else (no heartbeat, no status report).
+    methods = {(r.method, r.path) for r in emulator.requests}
+    assert methods
+    assert {m for m, _ in methods} == {"GET"}, methods
