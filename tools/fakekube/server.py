@@ -77,6 +77,9 @@ class FakeKube:
             raise RuntimeError("already started")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this. Without it, a keep-alive response written in two
+        # segments waits out the client's delayed ACK: 40 ms per request instead of 1.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
