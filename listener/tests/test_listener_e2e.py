@@ -407,7 +407,22 @@ def test_an_object_of_the_same_name_that_is_not_ours_stops_the_rollout(world: Wo
     assert "not managed by this listener" in report.failed[deployment_id]
     secret = world.get("Secret", names.env_secret)
     assert base64.b64decode(secret["data"]["mine"]) == b"yes"
+    assert STATUS_ANNOTATION not in (secret["metadata"].get("annotations") or {}), "the squatter is untouched"
     assert world.get("Deployment", names.api) is None
+    assert not [
+        r for r in world.kube.log.writes() if r.name == names.env_secret and r.field_manager != "kubectl"
+    ]
+
+
+def test_a_cluster_error_midway_through_an_apply_is_finished_next_cycle(world: World):
+    deployment_id = world.deploy("interrupted")
+    names = world.names(deployment_id)
+    world.kube.faults.inject(r".*/statefulsets/.*", 503, times=1)
+    first = world.cycle()
+    assert first.errors
+    assert world.get("StatefulSet", names.postgres) is None
+    assert world.cycle().deployed == [deployment_id]
+    assert world.revision_status(deployment_id)[1] == "DEPLOYED"
 
 
 def test_namespace_not_watched_is_refused_and_reported(world: World):

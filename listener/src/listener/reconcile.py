@@ -81,6 +81,8 @@ class Tracked:
     phase: Phase
     started: datetime
     reason: str = ""
+    applied: set[int] = field(default_factory=set)
+    """Waves applied for this revision; a cluster error mid-apply leaves the rest for the next cycle."""
 
 
 @dataclass
@@ -209,9 +211,6 @@ class Reconciler:
                 report,
             )
             return
-        self._apply_waves(tracked, (0, 1))
-        report.applied.append(placement.deployment_id)
-        self._transition(tracked, "DEPLOYING", "rollout started", report)
         self._progress(tracked, now, report)
 
     def _resume(self, tracked: Tracked) -> bool:
@@ -265,11 +264,16 @@ class Reconciler:
         for index in indices:
             for obj in tracked.waves[index].objects:
                 self._cluster.apply(obj)
+            tracked.applied.add(index)
 
     # --- following a rollout -----------------------------------------------------------------
 
     def _progress(self, tracked: Tracked, now: datetime, report: CycleReport) -> None:
         if tracked.phase == "stores":
+            if not {0, 1} <= tracked.applied:
+                self._apply_waves(tracked, (0, 1))
+                report.applied.append(tracked.placement.deployment_id)
+                self._transition(tracked, "DEPLOYING", "rollout started", report)
             state = self._workloads_state(tracked, tracked.waves[1], now)
             if state[0] == "Failed":
                 self._fail(tracked, f"backing store failed: {state[1]}", report)
@@ -355,32 +359,34 @@ class Reconciler:
         deployment_id = tracked.placement.deployment_id
         log.info("deployment %s revision %s: %s (%s)", deployment_id, tracked.revision_id, status, reason)
         namespace = tracked.placement.namespace
-        target = self._status_target(tracked)
         try:
-            self._cluster.annotate(
-                target[0],
-                target[1],
-                namespace,
-                target[2],
-                {
-                    STATUS_ANNOTATION: json.dumps(
-                        {"revision": tracked.revision_id, "status": status, "reason": reason}, sort_keys=True
-                    )
-                },
-            )
-            self._event(tracked, target, status, reason)
+            target = self._status_target(tracked)
+            if target is not None:
+                record = {"revision": tracked.revision_id, "status": status, "reason": reason}
+                self._cluster.annotate(
+                    target[0],
+                    target[1],
+                    namespace,
+                    target[2],
+                    {STATUS_ANNOTATION: json.dumps(record, sort_keys=True)},
+                )
+            self._event(tracked, target or ("apps/v1", "Deployment", tracked.names.api), status, reason)
         except ClusterError as error:
             report.errors.append(f"{deployment_id}: recording status: {error}")
         self._report_once(deployment_id, tracked.revision_id, status, reason)
 
-    def _status_target(self, tracked: Tracked) -> tuple[str, str, str]:
-        """The API server Deployment once it exists, else the deployment's env Secret (always wave 0)."""
-        if tracked.phase in ("rolling", "deployed") or (
-            tracked.phase == "failed"
-            and self._cluster.get("apps/v1", "Deployment", tracked.placement.namespace, tracked.names.api)
+    def _status_target(self, tracked: Tracked) -> tuple[str, str, str] | None:
+        """The API server Deployment, else the deployment's env Secret: whichever exists and is ours.
+        None when neither is (a rollout stopped by a foreign object must not annotate that object)."""
+        namespace = tracked.placement.namespace
+        for api_version, kind, name in (
+            ("apps/v1", "Deployment", tracked.names.api),
+            ("v1", "Secret", tracked.names.env_secret),
         ):
-            return ("apps/v1", "Deployment", tracked.names.api)
-        return ("v1", "Secret", tracked.names.env_secret)
+            live = self._cluster.get(api_version, kind, namespace, name)
+            if live is not None and naming.is_ours(live, self.listener_id):
+                return (api_version, kind, name)
+        return None
 
     def _event(self, tracked: Tracked, target: tuple[str, str, str], status: str, reason: str) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
