@@ -139,7 +139,7 @@ def test_key_outside_the_project_namespace_is_named():
 
 
 def test_plaintext_api_key_is_refused_without_echoing_it():
-    key = "lsv2_pt_0123456789abcdef0123456789abcdef_0123456789"
+    key = "lsv2_pt_FAKE_TEST_VALUE_not_a_real_key"
     error = one_error(raw(api_key=key))
     assert error.startswith(f"{NS}:api_key")
     assert "pulumi config set --secret api_key" in error
@@ -153,7 +153,7 @@ def test_secret_api_key_is_accepted_and_kept_out_of_the_model():
 
 
 def test_api_key_pasted_into_another_key_is_refused():
-    key = "lsv2_sk_0123456789abcdef"
+    key = "lsv2_sk_FAKE_TEST_VALUE_pasted_into_name"
     errors = errors_of(raw(name=key))
     assert (
         errors[0].strip() == f"{NS}:name: holds what looks like a LangSmith API key in plaintext; remove it"
