@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,13 @@ from components.config import PROJECT
 from tools.harness import PlanResult, Registration, run_stack, stack_path
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+@functools.cache
+def cached_run(stack: str, preview: bool) -> PlanResult:
+    """A shipped stack's run; the program is deterministic, so each (stack, mode) runs once per session.
+    Callers must not mutate the result."""
+    return run_stack(stack, preview=preview)
 
 
 def stack_document(stack: str) -> dict[str, Any]:

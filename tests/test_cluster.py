@@ -7,8 +7,8 @@ import json
 import pytest
 
 from components.cluster import gp2_is_default, irsa_trust_policy, kubeconfig, principal_slug
-from tests.support import is_secret, named, of_type, one, run_variant
-from tools.harness import SECRET, run_stack, stack_names
+from tests.support import cached_run, is_secret, named, of_type, one, run_variant
+from tools.harness import SECRET, stack_names
 
 CLUSTER = "aws:eks/cluster:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -16,7 +16,7 @@ K8S_PROVIDER = "pulumi:providers:kubernetes"
 
 
 def test_endpoint_is_private_by_default() -> None:
-    vpc = one(run_stack("dev", preview=False), CLUSTER).inputs["vpcConfig"]
+    vpc = one(cached_run("dev", preview=False), CLUSTER).inputs["vpcConfig"]
     assert vpc["endpointPrivateAccess"] is True
     assert vpc["endpointPublicAccess"] is False
     assert "publicAccessCidrs" not in vpc
@@ -31,7 +31,7 @@ def test_public_endpoint_only_with_its_allowlist(tmp_path) -> None:
 
 
 def test_secrets_are_envelope_encrypted_with_a_rotating_key() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     key = one(result, "aws:kms/key:Key")
     assert key.inputs["enableKeyRotation"] is True
     encryption = one(result, CLUSTER).inputs["encryptionConfig"]
@@ -52,7 +52,7 @@ def test_control_plane_logging_and_api_access_mode(tmp_path) -> None:
 
 
 def test_admin_principals_get_access_entries_with_cluster_admin() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     entry = one(result, "aws:eks/accessEntry:AccessEntry")
     assert entry.inputs["principalArn"] == "arn:aws:iam::123456789012:role/platform-admin"
     assert entry.inputs["type"] == "STANDARD"
@@ -63,11 +63,11 @@ def test_admin_principals_get_access_entries_with_cluster_admin() -> None:
     )
     assert association.inputs["accessScope"] == {"type": "cluster"}
     assert association.inputs["principalArn"] == entry.inputs["principalArn"]
-    assert not of_type(run_stack("dev", preview=False), "aws:eks/accessEntry:AccessEntry")
+    assert not of_type(cached_run("dev", preview=False), "aws:eks/accessEntry:AccessEntry")
 
 
 def test_node_groups_follow_the_config() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     groups = {g.name: g.inputs for g in of_type(result, NODE_GROUP)}
     assert set(groups) == {"lsdp-prod-eks-system", "lsdp-prod-eks-agents"}
     agents = groups["lsdp-prod-eks-agents"]
@@ -82,7 +82,7 @@ def test_node_groups_follow_the_config() -> None:
 
 
 def test_nodes_carry_the_cluster_and_control_plane_egress_security_groups() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     cluster_sg = result.outputs["clusterSecurityGroupId"]
     assert cluster_sg.startswith("sg-")
     for template in of_type(result, "aws:ec2/launchTemplate:LaunchTemplate"):
@@ -101,7 +101,7 @@ def test_firewall_only_stack_gives_nodes_just_the_cluster_group(tmp_path) -> Non
 
 
 def test_oidc_provider_for_the_cluster_issuer() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     oidc = one(result, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
     assert oidc.inputs["url"].startswith("https://oidc.eks.us-east-2.amazonaws.com/id/")
     assert oidc.inputs["clientIdLists"] == ["sts.amazonaws.com"]
@@ -109,7 +109,7 @@ def test_oidc_provider_for_the_cluster_issuer() -> None:
 
 
 def test_ebs_csi_irsa_role_trusts_only_its_service_account() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     oidc = one(result, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
     issuer = oidc.inputs["url"].removeprefix("https://")
     trust = json.loads(named(result, "lsdp-prod-eks-ebs-csi", "aws:iam/role:Role").inputs["assumeRolePolicy"])
@@ -133,7 +133,7 @@ def test_ebs_csi_irsa_role_trusts_only_its_service_account() -> None:
 
 
 def test_core_addons_and_their_order() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     addons = {a.inputs["addonName"]: a for a in of_type(result, "aws:eks/addon:Addon")}
     assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "aws-ebs-csi-driver"}
     node_groups = {g.urn for g in of_type(result, NODE_GROUP)}
@@ -146,7 +146,7 @@ def test_core_addons_and_their_order() -> None:
 
 @pytest.mark.parametrize("preview", [True, False])
 def test_kubernetes_provider_is_explicit_secret_and_pinned_to_the_cluster(preview: bool) -> None:
-    result = run_stack("prod", preview=preview)
+    result = cached_run("prod", preview=preview)
     provider = one(result, K8S_PROVIDER)
     assert is_secret(provider.inputs["kubeconfig"])
     assert "clusterIdentifier" in provider.inputs
@@ -163,7 +163,7 @@ def test_kubernetes_provider_is_explicit_secret_and_pinned_to_the_cluster(previe
 
 @pytest.mark.parametrize("stack", stack_names())
 def test_every_resource_uses_the_stacks_explicit_providers(stack: str) -> None:
-    result = run_stack(stack, preview=False)
+    result = cached_run(stack, preview=False)
     aws_provider = one(result, "pulumi:providers:aws")
     k8s_provider = one(result, K8S_PROVIDER)
     for resource in result.resources:
@@ -174,7 +174,7 @@ def test_every_resource_uses_the_stacks_explicit_providers(stack: str) -> None:
 
 
 def test_default_storage_class_is_encrypted_gp3_bound_on_first_consumer() -> None:
-    result = run_stack("dev", preview=False)
+    result = cached_run("dev", preview=False)
     (gp3,) = of_type(result, "kubernetes:storage.k8s.io/v1:StorageClass")
     assert gp3.inputs["metadata"] == {
         "name": "gp3",

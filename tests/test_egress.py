@@ -6,9 +6,9 @@ import pytest
 
 from components.egress import endpoint_for_subnet
 from listener.regions import REGIONS
-from tests.support import named, of_type, one, run_variant
+from tests.support import cached_run, named, of_type, one, run_variant
 from tools import fake_cloud
-from tools.harness import run_stack, stack_names
+from tools.harness import stack_names
 
 EGRESS_RULE = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 RULE_GROUP = "aws:networkfirewall/ruleGroup:RuleGroup"
@@ -97,7 +97,7 @@ def test_self_hosted_langsmith_uses_its_host_and_given_cidrs(tmp_path) -> None:
 
 
 def test_prod_firewall_holds_hosts_and_extra_domains() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     assert _firewall_domains(result) == sorted(
         [
             *REGIONS["aws-us"].hosts,
@@ -113,7 +113,7 @@ def test_prod_firewall_holds_hosts_and_extra_domains() -> None:
 @pytest.mark.parametrize("stack", stack_names())
 @pytest.mark.parametrize("preview", [True, False])
 def test_no_security_group_anywhere_opens_the_internet(stack: str, preview: bool) -> None:
-    result = run_stack(stack, preview=preview)
+    result = cached_run(stack, preview=preview)
     for sg in of_type(result, SG):
         assert "egress" not in sg.inputs, sg.name
         assert "ingress" not in sg.inputs, sg.name
@@ -124,7 +124,7 @@ def test_no_security_group_anywhere_opens_the_internet(stack: str, preview: bool
 
 
 def test_firewall_policy_is_strict_order_with_default_drop() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     group = one(result, RULE_GROUP)
     assert group.inputs["type"] == "STATEFUL"
     assert group.inputs["ruleGroup"]["statefulRuleOptions"]["ruleOrder"] == "STRICT_ORDER"
@@ -140,7 +140,7 @@ def test_firewall_policy_is_strict_order_with_default_drop() -> None:
 
 
 def test_firewall_sits_in_its_own_subnet_per_az() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     firewall = one(result, "aws:networkfirewall/firewall:Firewall")
     assert sorted(m["subnetId"] for m in firewall.inputs["subnetMappings"]) == [
         f"lsdp-prod-net-firewall-{i}-id" for i in range(3)
@@ -153,7 +153,7 @@ def test_firewall_sits_in_its_own_subnet_per_az() -> None:
 
 @pytest.mark.parametrize("stack", ["prod", "staging"])
 def test_firewall_routes_keep_each_az_symmetric(stack: str) -> None:
-    result = run_stack(stack, preview=False)
+    result = cached_run(stack, preview=False)
     firewall = one(result, "aws:networkfirewall/firewall:Firewall")
     endpoints = {
         a["subnetId"]: a["endpointId"]
@@ -213,6 +213,6 @@ def test_endpoint_lookup_matches_by_subnet_not_position() -> None:
 
 
 def test_firewall_routes_are_unknown_not_wrong_in_preview() -> None:
-    result = run_stack("prod", preview=True)
+    result = cached_run("prod", preview=True)
     route = named(result, "lsdp-prod-egress-private-0-via-firewall")
     assert type(route.inputs["vpcEndpointId"]).__name__ == "Unknown"

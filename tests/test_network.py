@@ -10,8 +10,7 @@ from pydantic import ValidationError
 
 from components.config import CreateVpc
 from components.network import pick_zone, plan_subnets
-from tests.support import named, of_type, one, run_variant
-from tools.harness import run_stack
+from tests.support import cached_run, named, of_type, one, run_variant
 
 SUBNET = "aws:ec2/subnet:Subnet"
 ROUTE = "aws:ec2/route:Route"
@@ -63,7 +62,7 @@ def test_pick_zone_explains_a_short_region() -> None:
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_private_subnets_spread_over_distinct_azs_inside_the_vpc(stack: str) -> None:
-    result = run_stack(stack, preview=False)
+    result = cached_run(stack, preview=False)
     vpc = ipaddress.IPv4Network(one(result, "aws:ec2/vpc:Vpc").inputs["cidrBlock"])
     private = [s for s in of_type(result, SUBNET) if "-private-" in s.name]
     zones = {s.inputs["availabilityZone"] for s in private}
@@ -83,7 +82,7 @@ def test_zones_eks_refuses_are_skipped(tmp_path) -> None:
 
 
 def test_subnet_tags_let_kubernetes_find_load_balancer_subnets() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     cluster_tag = "kubernetes.io/cluster/lsdp-prod"
     for subnet in of_type(result, SUBNET):
         tags = subnet.inputs["tags"]
@@ -100,7 +99,7 @@ def test_subnet_tags_let_kubernetes_find_load_balancer_subnets() -> None:
 
 @pytest.mark.parametrize(("stack", "nats"), [("dev", 1), ("staging", 1), ("prod", 3)])
 def test_nat_gateways_per_az_unless_single(stack: str, nats: int) -> None:
-    result = run_stack(stack, preview=False)
+    result = cached_run(stack, preview=False)
     gateways = of_type(result, "aws:ec2/natGateway:NatGateway")
     assert len(gateways) == nats
     assert len(of_type(result, "aws:ec2/eip:Eip")) == nats
@@ -124,7 +123,7 @@ def test_without_firewall_private_subnets_route_to_the_nat_of_their_az(tmp_path)
 
 
 def test_single_nat_gateway_serves_every_az() -> None:
-    result = run_stack("dev", preview=False)
+    result = cached_run("dev", preview=False)
     targets = {
         r.inputs["natGatewayId"] for r in of_type(result, ROUTE) if r.name.startswith("lsdp-dev-net-private-")
     }
@@ -132,7 +131,7 @@ def test_single_nat_gateway_serves_every_az() -> None:
 
 
 def test_s3_gateway_endpoint_on_private_route_tables() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     s3 = named(result, "lsdp-prod-net-s3")
     assert s3.inputs["vpcEndpointType"] == "Gateway"
     assert s3.inputs["serviceName"] == "com.amazonaws.us-east-2.s3"
@@ -140,7 +139,7 @@ def test_s3_gateway_endpoint_on_private_route_tables() -> None:
 
 
 def test_interface_endpoints_use_private_dns_and_accept_https_from_the_vpc_only() -> None:
-    result = run_stack("prod", preview=False)
+    result = cached_run("prod", preview=False)
     interface = [
         e
         for e in of_type(result, "aws:ec2/vpcEndpoint:VpcEndpoint")
@@ -165,7 +164,7 @@ def test_interface_endpoints_use_private_dns_and_accept_https_from_the_vpc_only(
 
 
 def test_dev_has_no_interface_endpoints() -> None:
-    result = run_stack("dev", preview=False)
+    result = cached_run("dev", preview=False)
     kinds = [e.inputs["vpcEndpointType"] for e in of_type(result, "aws:ec2/vpcEndpoint:VpcEndpoint")]
     assert kinds == ["Gateway"]
 

@@ -21,7 +21,8 @@ from components.stores import ManagedStoresArgs
 from policy import policies
 from policy.offline import PolicyViolation, evaluate
 from policy.policies import POLICIES, ROLE_TAG, schema_has_tags
-from tools.harness import run_program, run_stack, stack_names
+from tests.support import cached_run
+from tools.harness import run_program, stack_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_TAGS = {"owner": "platform-team", "cost-center": "cc-1234", "environment": "dev"}
@@ -496,7 +497,7 @@ def test_pack_requirements_pin_what_the_policies_import() -> None:
 @pytest.mark.parametrize("stack", stack_names())
 @pytest.mark.parametrize("preview", [True, False])
 def test_every_shipped_stack_passes_every_policy(stack: str, preview: bool) -> None:
-    result = run_stack(stack, preview=preview)
+    result = cached_run(stack, preview=preview)
     assert evaluate(result.resources) == []
 
 
@@ -511,7 +512,7 @@ def test_components_tag_roles_the_way_the_pack_reads_them():
 
 
 def test_managed_store_credentials_leave_the_stack_only_as_secrets():
-    from tests.conftest import cached_run
+    from tests.support import cached_run
 
     outputs = cached_run("prod", False).outputs
     assert outputs["postgresUri"] == outputs["redisUri"] == "<secret>"

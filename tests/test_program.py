@@ -8,8 +8,7 @@ import pytest
 
 from components.config import REQUIRED_TAG_KEYS
 from policy.offline import evaluate
-from tests.conftest import cached_run
-from tests.support import of_type, stack_document
+from tests.support import cached_run, of_type, stack_document
 from tools.harness import SECRET, UNKNOWN, run_program, stack_names
 
 COMPONENTS = ("langsmith:infra:Network", "langsmith:infra:ControlPlaneEgress", "langsmith:infra:EksCluster")

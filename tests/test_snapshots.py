@@ -12,16 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cached_plan
 from tools.harness import stack_names
-from tools.plan import to_document
+from tools.plan import plan, to_document
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
 
 
 def rendered(stack: str) -> str:
-    stack_plan = cached_plan(stack)
+    stack_plan = plan(stack)
     assert stack_plan.error is None, stack_plan.error
     return json.dumps(to_document(stack_plan), indent=2, sort_keys=True) + "\n"
 
