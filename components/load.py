@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import pulumi
 from pydantic import ValidationError
@@ -41,12 +40,6 @@ class ConfigError(Exception):
             key = problem.key if ":" in problem.key else f"{PROJECT}:{problem.key}"
             lines.append(f"  {key}{shown}: {problem.message}")
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class LoadedConfig:
-    config: StackConfig
-    secret_keys: frozenset[str]
 
 
 def parse_stack_config(
@@ -101,11 +94,6 @@ def load_stack_config() -> StackConfig:
         k for k in raw if runtime_config.is_config_secret(k)
     }
     return parse_stack_config(pulumi.get_stack(), raw, secret)
-
-
-def require_api_key() -> pulumi.Output[str]:
-    """The LangSmith API key as a secret Output; the plaintext is never in the program's memory as a str."""
-    return pulumi.Config(PROJECT).require_secret(API_KEY)
 
 
 def _decode(text: str) -> object:

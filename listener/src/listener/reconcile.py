@@ -20,12 +20,21 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient, ControlPlaneError, NotFoundError, StatusReporter
-from listener.desired import Fingerprint, Placement, Platform, Refusal, agent_server_spec, fingerprint, place
+from listener.desired import (
+    Fingerprint,
+    Placement,
+    Platform,
+    Refusal,
+    agent_server_spec,
+    changed,
+    fingerprint,
+    place,
+)
 from listener.kube import Cluster, ClusterError
 from listener.render import RenderError, Wave, render
 from listener.render.secrets import POSTGRES_PASSWORD_KEY
@@ -97,10 +106,6 @@ class CycleReport:
     pruned: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    @property
-    def busy(self) -> bool:
-        return bool(self.applied)
-
 
 class Reconciler:
     def __init__(
@@ -150,8 +155,11 @@ class Reconciler:
             self._refuse(refusal, report)
 
         resync = self._last_resync is None or now - self._last_resync >= self.config.resync_interval
+        moved = {
+            p.deployment_id for p in changed({k: t.fingerprint for k, t in self.tracked.items()}, placed)
+        }
         for placement in placed:
-            self._reconcile_one(placement, now, resync, report)
+            self._reconcile_one(placement, placement.deployment_id in moved, now, resync, report)
 
         vanished = set(self.tracked) - {p.deployment_id for p in placed}
         if resync or vanished:
@@ -162,13 +170,14 @@ class Reconciler:
             self._last_resync = now
         return report
 
-    def _reconcile_one(self, placement: Placement, now: datetime, resync: bool, report: CycleReport) -> None:
+    def _reconcile_one(
+        self, placement: Placement, moved: bool, now: datetime, resync: bool, report: CycleReport
+    ) -> None:
         deployment_id = placement.deployment_id
         tracked = self.tracked.get(deployment_id)
-        current = fingerprint(placement.deployment)
         revision = placement.revision_id or ""
         try:
-            if tracked is None or tracked.fingerprint != current:
+            if tracked is None or moved:
                 if revision in self._failed_revisions:
                     return
                 self._start(placement, now, report)
@@ -481,11 +490,3 @@ class Reconciler:
         self.tracked = {k: v for k, v in self.tracked.items() if k != deployment_id}
         report.pruned.append(deployment_id)
         log.info("deployment %s was deleted in the control plane; its objects were pruned", deployment_id)
-
-
-def tracked_summary(reconciler: Reconciler) -> dict[str, Any]:
-    """A plain view of what the listener is doing, for logs and `--once` output."""
-    return {
-        deployment_id: {"revision": t.revision_id, "phase": t.phase, "reason": t.reason}
-        for deployment_id, t in sorted(reconciler.tracked.items())
-    }
