@@ -390,15 +390,7 @@ class FakeController:
             "availableReplicas": ready,
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
-        self.store.replace(
-            REPLICASET,
-            ns,
-            rs["metadata"]["name"],
-            {**rs, "status": status},
-            manager=MANAGER,
-            subresource="status",
-            internal=True,
-        )
+        self._write_status(REPLICASET, rs, status)
         return out
 
     def _create_pod(
@@ -443,15 +435,7 @@ class FakeController:
             )
         if pod.get("status") == status:
             return pod
-        pod = self.store.replace(
-            POD,
-            pod["metadata"]["namespace"],
-            pod["metadata"]["name"],
-            {**pod, "status": status},
-            manager="kubelet",
-            subresource="status",
-            internal=True,
-        )
+        pod = self._write_status(POD, pod, status, manager="kubelet")
         self._pod_event(pod, behaviour)
         return pod
 
@@ -528,15 +512,7 @@ class FakeController:
             status["unavailableReplicas"] = desired - ready
         status = {k: v for k, v in status.items() if v != 0 or k == "observedGeneration"}
         if dep.get("status") != status:
-            self.store.replace(
-                DEPLOYMENT,
-                ns,
-                name,
-                {**dep, "status": status},
-                manager=MANAGER,
-                subresource="status",
-                internal=True,
-            )
+            self._write_status(DEPLOYMENT, dep, status)
 
     # ------------------------------------------------------------------ StatefulSets
 
@@ -620,15 +596,22 @@ class FakeController:
             "collisionCount": 0,
         }
         if sts.get("status") != status:
-            self.store.replace(
-                STATEFULSET,
-                ns,
-                name,
-                {**sts, "status": status},
-                manager=MANAGER,
-                subresource="status",
-                internal=True,
-            )
+            self._write_status(STATEFULSET, sts, status)
+
+    def _write_status(
+        self, kind: Kind, obj: Mapping[str, Any], status: dict[str, Any], *, manager: str = MANAGER
+    ) -> dict[str, Any]:
+        """What a controller does: write the status subresource, never the spec."""
+        meta = obj["metadata"]
+        return self.store.replace(
+            kind,
+            meta["namespace"],
+            meta["name"],
+            {**obj, "status": status},
+            manager=manager,
+            subresource="status",
+            internal=True,
+        )
 
     def _ensure_claims(self, sts: Mapping[str, Any], pod_name: str) -> None:
         ns = sts["metadata"]["namespace"]
