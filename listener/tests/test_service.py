@@ -31,6 +31,7 @@ from listener.service import (
     control_plane_client,
     next_delay,
     platform,
+    prober,
     reconciler_config,
     reporter,
 )
@@ -331,3 +332,17 @@ def test_stop_ends_the_loop_between_cycles_without_waiting_out_the_poll() -> Non
     thread.join(timeout=WAIT)
     assert not thread.is_alive(), "stop must interrupt the wait, not wait out the hour"
     assert flaky.calls == 2
+
+
+def test_the_health_check_goes_where_the_settings_say() -> None:
+    servers = AgentServers()
+    try:
+        template = f"http://127.0.0.1:{servers.port}/{{namespace}}/{{service}}/ok"
+        check = prober(load_settings(base_env(probe_url_template=template)))
+        assert check(NS, "web-api") is True
+        servers.unhealthy.add("web-api")
+        assert check(NS, "web-api") is False
+        assert servers.requests == [f"/{NS}/web-api/ok", f"/{NS}/web-api/ok"]
+        check.close()
+    finally:
+        servers.close()

@@ -94,11 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _service(settings: Settings, client):  # -> Service
     from listener.kube import Cluster
     from listener.reconcile import Reconciler
-    from listener.service import HttpProber, Service, reconciler_config, reporter
+    from listener.service import Service, prober, reconciler_config, reporter
 
     cluster = Cluster(kubernetes_client(settings))
     reconciler = Reconciler(
-        reconciler_config(settings), client, cluster, reporter(settings, client), HttpProber()
+        reconciler_config(settings), client, cluster, reporter(settings, client), prober(settings)
     )
     return Service(settings, reconciler, client)
 

@@ -88,16 +88,10 @@ def reporter(settings: Settings, client: ControlPlaneClient) -> StatusReporter:
 
 
 class HttpProber:
-    """`GET http://<service>.<namespace>.svc.<domain>:8000/ok`, the Agent Server's health endpoint."""
+    """`GET` the Agent Server's health endpoint; `url_for(namespace, service)` says where it is."""
 
-    def __init__(
-        self,
-        url_for: Callable[[str, str], str] | None = None,
-        *,
-        cluster_domain: str = "cluster.local",
-        timeout: float = 5.0,
-    ):
-        self._url_for = url_for or (lambda ns, svc: f"http://{svc}.{ns}.svc.{cluster_domain}:8000/ok")
+    def __init__(self, url_for: Callable[[str, str], str], *, timeout: float = 5.0):
+        self._url_for = url_for
         self._http = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def __call__(self, namespace: str, service: str) -> bool:
@@ -108,6 +102,11 @@ class HttpProber:
 
     def close(self) -> None:
         self._http.close()
+
+
+def prober(settings: Settings) -> HttpProber:
+    """The health check at `LISTENER_PROBE_URL_TEMPLATE` (by default the Service's cluster DNS name)."""
+    return HttpProber(lambda ns, svc: settings.probe_url_template.format(namespace=ns, service=svc))
 
 
 class Service:
