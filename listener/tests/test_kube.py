@@ -6,7 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from listener.kube import FIELD_MANAGER, STATUS_FIELD_MANAGER, Cluster, ClusterError
+from listener.kube import (
+    FIELD_MANAGER,
+    STATUS_FIELD_MANAGER,
+    WATCHED_NAMESPACE_RULES,
+    AccessRule,
+    Cluster,
+    ClusterError,
+    UndeclaredAccess,
+)
 from tools.fakekube import DROP, FakeKube
 
 NS = "agents"
@@ -29,8 +37,20 @@ def kube() -> Iterator[FakeKube]:
 
 @pytest.fixture
 def cluster(kube: FakeKube) -> Iterator[Cluster]:
+    # The mechanics are exercised on ConfigMaps, which the listener itself may not touch.
+    config_maps = AccessRule("", ("configmaps",), ("get", "list", "create", "patch", "delete"))
     with kube.client(NS) as client:
-        yield Cluster(client)
+        yield Cluster(client, rules=(*WATCHED_NAMESPACE_RULES, config_maps))
+
+
+def test_a_call_outside_the_declared_rules_is_refused_before_it_is_sent(kube: FakeKube):
+    with kube.client(NS) as client:
+        cluster = Cluster(client)
+        with pytest.raises(UndeclaredAccess, match=r"get configmaps\.core"):
+            cluster.get("v1", "ConfigMap", NS, "a")
+        with pytest.raises(UndeclaredAccess, match=r"delete pods\.core"):
+            cluster.delete("v1", "Pod", NS, "a")
+    assert kube.log.records() == []
 
 
 def test_apply_uses_one_field_manager_and_force(kube: FakeKube, cluster: Cluster):

@@ -18,19 +18,40 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from lightkube.codecs import from_dict
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient, EmulatorStatusReporter
 from listener.controlplane.builders import external_docker_deployment, new_image_revision
 from listener.desired import Platform
 from listener.emulator import Emulator
-from listener.kube import FIELD_MANAGER, Cluster
+from listener.kube import FIELD_MANAGER, AccessRule, Cluster
 from listener.reconcile import STATUS_ANNOTATION, CycleReport, Reconciler, ReconcilerConfig
 from listener.service import HttpProber
 from listener.spec import RenderOptions, SecretValue
 from tools.fakekube import FakeKube, PodState
 
 NS = "agents"
+# The tests' own look at the cluster may read what the listener never reads (Events, ConfigMaps).
+READ_ANYTHING = tuple(
+    AccessRule(group, (resource,), ("get", "list"))
+    for group, resource in [
+        ("", "events"),
+        ("", "secrets"),
+        ("", "services"),
+        ("", "pods"),
+        ("", "persistentvolumeclaims"),
+        ("", "configmaps"),
+        ("apps", "deployments"),
+        ("apps", "statefulsets"),
+        ("apps", "replicasets"),
+        ("autoscaling", "horizontalpodautoscalers"),
+        ("policy", "poddisruptionbudgets"),
+        ("networking.k8s.io", "ingresses"),
+        ("gateway.networking.k8s.io", "httproutes"),
+        ("keda.sh", "scaledobjects"),
+    ]
+)
 OTHER_NS = "agents-b"
 IMAGE_1 = "registry.example.com/agents/support@sha256:" + "1" * 64
 IMAGE_2 = "registry.example.com/agents/support@sha256:" + "2" * 64
@@ -105,11 +126,13 @@ class World:
     def get(self, kind: str, name: str, namespace: str = NS, api_version: str | None = None) -> dict | None:
         versions = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "PersistentVolumeClaim": "v1"}
         with self.kube.client(namespace) as client:
-            return Cluster(client).get(api_version or versions.get(kind, "v1"), kind, namespace, name)
+            return Cluster(client, rules=READ_ANYTHING).get(
+                api_version or versions.get(kind, "v1"), kind, namespace, name
+            )
 
     def list(self, api_version: str, kind: str, namespace: str = NS) -> list[dict]:
         with self.kube.client(namespace) as client:
-            return Cluster(client).list(api_version, kind, namespace, {})
+            return Cluster(client, rules=READ_ANYTHING).list(api_version, kind, namespace, {})
 
     def writes(self) -> int:
         return len(
@@ -375,7 +398,7 @@ def test_foreign_and_other_listener_objects_are_never_touched(world: World, make
         "data": {"k": "v"},
     }
     with world.kube.client(NS) as client:
-        Cluster(client).apply(foreign, field_manager="kubectl")
+        client.apply(from_dict(foreign), field_manager="kubectl")
 
     assert other.run_once(world.now).deployed == [theirs]
     assert world.cycle().deployed == [ours]
@@ -482,8 +505,6 @@ def test_resync_reverts_manual_edits(world: World):
     edited = world.get("Deployment", names.api)
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = "attacker/image:latest"
     with world.kube.client(NS) as client:
-        from lightkube.codecs import from_dict
-
         client.apply(from_dict(edited), field_manager="kubectl-edit", force=True)
     world.cycle()  # not yet due
     assert world.get("Deployment", names.api)["spec"]["template"]["spec"]["containers"][0]["image"] != IMAGE_1

@@ -7,13 +7,15 @@ uses server-side apply with one fixed field manager.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 from lightkube import ApiError, Client
 from lightkube.codecs import from_dict, resource_registry
+from lightkube.core.resource import api_info
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import CascadeType, PatchType
 
@@ -27,6 +29,46 @@ _UNREACHABLE = (OSError, httpx2.TransportError)
 # Custom resources the renderer may emit; registered once so lightkube can (de)serialise them.
 create_namespaced_resource("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects")
 create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """One RBAC rule, in the shape of a Role's `rules[]` entry."""
+
+    api_group: str  # "" is the core group
+    resources: tuple[str, ...]  # plural resource names, e.g. "deployments"
+    verbs: tuple[str, ...]
+
+    def allows(self, api_group: str, resource: str, verb: str) -> bool:
+        return api_group == self.api_group and resource in self.resources and verb in self.verbs
+
+
+_WORKLOAD_VERBS = ("get", "list", "create", "patch", "delete")
+"""Server-side apply is a PATCH, and a PATCH that creates the object also needs `create`."""
+
+WATCHED_NAMESPACE_RULES: tuple[AccessRule, ...] = (
+    AccessRule("", ("secrets", "services"), _WORKLOAD_VERBS),
+    AccessRule("", ("persistentvolumeclaims",), ("get", "list", "delete")),
+    AccessRule("", ("pods",), ("get", "list")),
+    AccessRule("", ("events",), ("create",)),
+    AccessRule("apps", ("deployments", "statefulsets"), _WORKLOAD_VERBS),
+    AccessRule("autoscaling", ("horizontalpodautoscalers",), _WORKLOAD_VERBS),
+    AccessRule("policy", ("poddisruptionbudgets",), _WORKLOAD_VERBS),
+    AccessRule("networking.k8s.io", ("ingresses",), _WORKLOAD_VERBS),
+    AccessRule("gateway.networking.k8s.io", ("httproutes",), _WORKLOAD_VERBS),
+    AccessRule("keda.sh", ("scaledobjects",), _WORKLOAD_VERBS),
+)
+"""Everything the listener may do in a namespace it watches: the single source of truth.
+
+`Cluster` refuses any call outside it (so a new call without a rule fails every test that makes
+it), and the Pulumi program renders each watched namespace's Role from it."""
+
+OWN_NAMESPACE_RULES: tuple[AccessRule, ...] = ()
+"""What the listener may do in its own namespace (leader election's Lease, once it exists)."""
+
+
+class UndeclaredAccess(Exception):
+    """The code made a Kubernetes call that no `AccessRule` declares: a bug, not a cluster fault."""
 
 
 class ClusterError(Exception):
@@ -53,20 +95,38 @@ def _translated(action: str, target: str) -> Iterator[None]:
         raise ClusterError(action, target, 0, str(error)) from None
 
 
+def _group_and_resource(api_version: str, kind: str) -> tuple[str, str]:
+    resource = resource_registry.load(api_version, kind)
+    group = api_version.rpartition("/")[0]
+    return group, api_info(resource).plural
+
+
 class Cluster:
-    def __init__(self, client: Client):
+    def __init__(self, client: Client, *, rules: Iterable[AccessRule] = WATCHED_NAMESPACE_RULES):
         self._client = client
+        self._rules = tuple(rules)
+
+    def _check(self, verb: str, api_version: str, kind: str) -> None:
+        group, resource = _group_and_resource(api_version, kind)
+        if not any(rule.allows(group, resource, verb) for rule in self._rules):
+            raise UndeclaredAccess(
+                f"{verb} {resource}.{group or 'core'} is not declared in listener.kube's access rules"
+            )
 
     def apply(self, manifest: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        self._check("patch", manifest["apiVersion"], manifest["kind"])
+        self._check("create", manifest["apiVersion"], manifest["kind"])
         with _translated("apply", _manifest_target(manifest)):
             applied = self._client.apply(from_dict(dict(manifest)), field_manager=field_manager, force=True)
         return _as_dict(applied)
 
     def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        self._check("create", manifest["apiVersion"], manifest["kind"])
         with _translated("create", _manifest_target(manifest)):
             return _as_dict(self._client.create(from_dict(dict(manifest)), field_manager=FIELD_MANAGER))
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self._check("get", api_version, kind)
         try:
             with _translated("get", _target(api_version, kind, namespace, name)):
                 return _as_dict(
@@ -80,6 +140,7 @@ class Cluster:
     def list(
         self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]
     ) -> list[dict[str, Any]]:
+        self._check("list", api_version, kind)
         resource = resource_registry.load(api_version, kind)
         with _translated("list", _target(api_version, kind, namespace, None)):
             return [
@@ -87,6 +148,7 @@ class Cluster:
             ]
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self._check("delete", api_version, kind)
         resource = resource_registry.load(api_version, kind)
         try:
             with _translated("delete", _target(api_version, kind, namespace, name)):
@@ -100,6 +162,7 @@ class Cluster:
     ) -> None:
         """Merge-patch annotations under the status field manager: it owns only these keys, so the
         spec's server-side applies never remove them and never conflict with them."""
+        self._check("patch", api_version, kind)
         resource = resource_registry.load(api_version, kind)
         with _translated("annotate", _target(api_version, kind, namespace, name)):
             self._client.patch(
