@@ -166,15 +166,15 @@ def test_dry_run_prints_redacted_yaml_and_writes_nothing(
     documents = [d for d in yaml.safe_load_all(result.stdout) if d is not None]
     names = naming.ObjectNames.of("support-agent", str(ours.id))
     kinds = {(d["kind"], d["metadata"]["name"]) for d in documents}
-    assert {("Deployment", names.api), ("Service", names.api), ("Secret", names.env_secret)} <= kinds
+    assert {("Deployment", names.api), ("Service", names.api), ("Secret", names.postgres_secret)} <= kinds
     assert all(d["metadata"]["namespace"] == "agents" for d in documents)
     assert not any("misplaced" in d["metadata"]["name"] for d in documents)
     api = next(d for d in documents if (d["kind"], d["metadata"]["name"]) == ("Deployment", names.api))
     assert api["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
 
     secrets = [d for d in documents if d["kind"] == "Secret"]
-    env_secret = next(d for d in secrets if d["metadata"]["name"] == names.env_secret)
-    assert env_secret["stringData"]["OPENAI_API_KEY"] == REDACTED, "keys stay, values go"
+    env_secret = next(d for d in secrets if d["metadata"]["name"].startswith(names.env_secret + "-"))
+    assert env_secret["data"]["OPENAI_API_KEY"] == REDACTED, "keys stay, values go"
     for secret in secrets:
         values = {**secret.get("stringData", {}), **secret.get("data", {})}
         assert values

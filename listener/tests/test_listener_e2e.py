@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from clusters import like_a_real_cluster
 from lightkube.codecs import from_dict
 
 from listener import naming
@@ -26,7 +27,7 @@ from listener.controlplane.builders import external_docker_deployment, new_image
 from listener.desired import Platform
 from listener.emulator import Emulator
 from listener.kube import FIELD_MANAGER, AccessRule, Cluster
-from listener.reconcile import STATUS_ANNOTATION, CycleReport, Reconciler, ReconcilerConfig
+from listener.reconcile import STATUS_ANNOTATION, CycleReport, PrunePolicy, Reconciler, ReconcilerConfig
 from listener.service import HttpProber
 from listener.spec import RenderOptions, SecretValue
 from tools.fakekube import FakeKube, PodState
@@ -48,11 +49,15 @@ READ_ANYTHING = tuple(
         ("autoscaling", "horizontalpodautoscalers"),
         ("policy", "poddisruptionbudgets"),
         ("networking.k8s.io", "ingresses"),
+        ("networking.k8s.io", "networkpolicies"),
         ("gateway.networking.k8s.io", "httproutes"),
         ("keda.sh", "scaledobjects"),
     ]
 )
 OTHER_NS = "agents-b"
+PRUNE_WINDOW = PrunePolicy().window
+ALLOW_EMPTY = PrunePolicy(allow_empty=True)
+KIND_VERSIONS = {"NetworkPolicy": "networking.k8s.io/v1", "HorizontalPodAutoscaler": "autoscaling/v2"}
 IMAGE_1 = "registry.example.com/agents/support@sha256:" + "1" * 64
 IMAGE_2 = "registry.example.com/agents/support@sha256:" + "2" * 64
 BAD_IMAGE = "registry.example.com/agents/support@sha256:" + "b" * 64
@@ -130,6 +135,22 @@ class World:
                 api_version or versions.get(kind, "v1"), kind, namespace, name
             )
 
+    def env_secret(self, deployment_id: str, namespace: str = NS) -> dict | None:
+        """The env Secret the API server Deployment reads (one per distinct environment)."""
+        api = self.get("Deployment", self.names(deployment_id).api, namespace)
+        if api is None:
+            return None
+        container = api["spec"]["template"]["spec"]["containers"][0]
+        return self.get("Secret", container["envFrom"][0]["secretRef"]["name"], namespace)
+
+    def env_secret_names(self, names: naming.ObjectNames, namespace: str = NS) -> list[str]:
+        prefix = names.env_secret + "-"
+        return sorted(
+            s["metadata"]["name"]
+            for s in self.list("v1", "Secret", namespace)
+            if s["metadata"]["name"].startswith(prefix)
+        )
+
     def list(self, api_version: str, kind: str, namespace: str = NS) -> list[dict]:
         with self.kube.client(namespace) as client:
             return Cluster(client, rules=READ_ANYTHING).list(api_version, kind, namespace, {})
@@ -185,7 +206,7 @@ def servers() -> Iterator[AgentServers]:
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
     with FakeKube([NS, OTHER_NS], auto=True) as fake:
-        yield fake
+        yield like_a_real_cluster(fake)
 
 
 @pytest.fixture
@@ -217,7 +238,7 @@ def test_first_deployment_becomes_deployed(world: World):
         "reason": "all replicas ready and GET /ok answered 200",
     }
     assert world.get("StatefulSet", names.postgres) is not None
-    env = world.get("Secret", names.env_secret)
+    env = world.env_secret(deployment_id)
     values = {k: base64.b64decode(v).decode() for k, v in env["data"].items()}
     assert values["OPENAI_API_KEY"] == "sk-user-secret"
     assert values["LANGSMITH_HOST_REVISION_ID"] == revision_id
@@ -339,7 +360,15 @@ def test_health_check_gates_deployed(world: World):
     assert world.cycle().deployed == [deployment_id]
 
 
+def prune_after_the_window(world: World) -> CycleReport:
+    """Deletion is confirmed in one cycle (the absence streak starts) and acted on after the window."""
+    first = world.cycle()
+    assert first.pruned == [], "never in the cycle that first sees it gone"
+    return world.cycle(after=PRUNE_WINDOW + timedelta(seconds=1))
+
+
 def test_deletion_prunes_by_label_inventory_and_keeps_data_by_default(world: World):
+    world.deploy("keeper")
     deployment_id = world.deploy("short-lived")
     world.cycle()
     names = world.names(deployment_id)
@@ -351,28 +380,39 @@ def test_deletion_prunes_by_label_inventory_and_keeps_data_by_default(world: Wor
     assert pvcs
 
     world.client.delete_deployment(deployment_id)
-    report = world.cycle()
+    report = prune_after_the_window(world)
 
     assert report.pruned == [deployment_id]
     for kind, name in (
         ("Deployment", names.api),
         ("StatefulSet", names.postgres),
-        ("Secret", names.env_secret),
+        ("NetworkPolicy", names.postgres),
     ):
-        assert world.get(kind, name) is None, f"{kind} {name} should be pruned"
+        assert world.get(kind, name, api_version=KIND_VERSIONS.get(kind)) is None, (
+            f"{kind} {name} should be pruned"
+        )
+    assert world.env_secret_names(names) == []
     assert world.get("Secret", names.postgres_secret) is not None, "the password stays with the data"
+    assert world.get("Secret", names.redis_secret) is not None
     assert all(world.get("PersistentVolumeClaim", name) is not None for name in pvcs)
+    # Retained data is not a deployment to prune again: later resyncs leave it alone.
+    deletes = len(world.kube.log.records(verb="delete"))
+    for _ in range(3):
+        later = world.cycle(after=timedelta(minutes=6))
+        assert (later.pruned, later.prune_refused, later.errors) == ([], {}, [])
+    assert len(world.kube.log.records(verb="delete")) == deletes
 
 
 def test_deletion_with_data_retention_delete_removes_volumes(world: World, make_client: Any):
     world.reconciler = make_reconciler(
         world.client, world.kube, world.listener_id, world.servers, (NS, OTHER_NS), data_retention="delete"
     )
+    world.deploy("keeper")
     deployment_id = world.deploy("throwaway")
     world.cycle()
     names = world.names(deployment_id)
     world.client.delete_deployment(deployment_id)
-    world.cycle()
+    assert prune_after_the_window(world).pruned == [deployment_id]
     assert world.get("Secret", names.postgres_secret) is None
     pvcs = world.list("v1", "PersistentVolumeClaim")
     assert not [p for p in pvcs if names.postgres in p["metadata"]["name"]]
@@ -407,7 +447,10 @@ def test_foreign_and_other_listener_objects_are_never_touched(world: World, make
     # Our deployment goes away; pruning must spare the other listener's objects and the foreign one.
     our_names = world.names(ours)
     world.client.delete_deployment(ours)
-    world.cycle()
+    world.reconciler = make_reconciler(
+        world.client, world.kube, world.listener_id, world.servers, (NS, OTHER_NS), prune=ALLOW_EMPTY
+    )
+    assert prune_after_the_window(world).pruned == [ours]
     assert world.get("Deployment", their_names.api) is not None
     assert world.get("ConfigMap", "someone-elses") is not None
     deletes = [r.name for r in world.kube.log.records(verb="delete")]
@@ -421,19 +464,21 @@ def test_an_object_of_the_same_name_that_is_not_ours_stops_the_rollout(world: Wo
     squatter = {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": names.env_secret, "namespace": NS},
+        "metadata": {"name": names.postgres_secret, "namespace": NS},
         "stringData": {"mine": "yes"},
     }
     with world.kube.client(NS) as client:
         Cluster(client).apply(squatter, field_manager="kubectl")
     report = world.cycle()
     assert "not managed by this listener" in report.failed[deployment_id]
-    secret = world.get("Secret", names.env_secret)
+    secret = world.get("Secret", names.postgres_secret)
     assert base64.b64decode(secret["data"]["mine"]) == b"yes"
     assert STATUS_ANNOTATION not in (secret["metadata"].get("annotations") or {}), "the squatter is untouched"
     assert world.get("Deployment", names.api) is None
     assert not [
-        r for r in world.kube.log.writes() if r.name == names.env_secret and r.field_manager != "kubectl"
+        r
+        for r in world.kube.log.writes()
+        if r.field_manager and r.field_manager.startswith(FIELD_MANAGER) and r.kind != "Event"
     ]
 
 
@@ -487,6 +532,7 @@ def test_an_empty_or_short_list_never_prunes_without_a_404(world: World):
 
 
 def test_cluster_outage_deletes_nothing(world: World):
+    world.deploy("keeper")
     deployment_id = world.deploy("steady")
     world.cycle()
     world.client.delete_deployment(deployment_id)
@@ -495,7 +541,7 @@ def test_cluster_outage_deletes_nothing(world: World):
     assert report.pruned == []
     assert report.errors
     world.kube.faults.clear()
-    assert world.cycle().pruned == [deployment_id]
+    assert prune_after_the_window(world).pruned == [deployment_id]
 
 
 def test_resync_reverts_manual_edits(world: World):
@@ -540,5 +586,5 @@ def test_a_restarted_listener_resumes_quietly(world: World):
     assert not [r for r in world.emulator.requests if "/_emulator/dataplane/" in r.path], (
         "nothing re-reported"
     )
-    assert world.reconciler.tracked[deployed].phase == "deployed"
-    assert world.reconciler.tracked[broken].phase == "failed"
+    assert world.reconciler.records[deployed].attempt.phase == "deployed"
+    assert world.reconciler.records[broken].attempt.phase == "failed"

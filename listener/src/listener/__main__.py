@@ -11,34 +11,36 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 
-from listener.settings import Settings, SettingsError, load_settings
+from listener.settings import Settings, SettingsError, load_settings, unknown_variables
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def kubernetes_client(settings: Settings):  # -> lightkube.Client
     from lightkube import Client, KubeConfig
-    from lightkube.core.exceptions import ConfigError
 
     from listener.kube import FIELD_MANAGER
     from listener.settings import ENV_PREFIX
 
+    variable = (
+        f"{ENV_PREFIX}KUBECONFIG={settings.kubeconfig!r}"
+        if settings.kubeconfig
+        else f"{ENV_PREFIX}KUBECONFIG (unset, and not running in a cluster)"
+    )
     try:
         config = KubeConfig.from_file(settings.kubeconfig) if settings.kubeconfig else KubeConfig.from_env()
-    except ConfigError as error:
-        # A missing or unusable kubeconfig is a settings problem: name the variable, no traceback.
-        variable = (
-            f"{ENV_PREFIX}KUBECONFIG={settings.kubeconfig!r}"
-            if settings.kubeconfig
-            else f"{ENV_PREFIX}KUBECONFIG (unset, and not running in a cluster)"
-        )
-        raise SettingsError(f"the listener's settings are invalid:\n  {variable}: {error}") from None
-    return Client(config=config, namespace=settings.namespaces[0], field_manager=FIELD_MANAGER)
+        return Client(config=config, namespace=settings.namespaces[0], field_manager=FIELD_MANAGER)
+    except Exception as error:
+        # A missing, malformed or unusable kubeconfig is a settings problem: name the variable, no
+        # traceback. (lightkube raises ConfigError, YAML errors, KeyError, TypeError, OSError, ...)
+        what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise SettingsError(f"the listener's settings are invalid:\n  {variable}: {what}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
+    for warning in unknown_variables(os.environ):
+        logging.getLogger("listener").warning(warning)
 
     from listener.controlplane import ControlPlaneError
     from listener.service import control_plane_client, dry_run
@@ -76,12 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(error, file=sys.stderr)
             return EXIT_CONFIG
         if args.once:
-            report = service.cycle()
-            return (
-                EXIT_OK
-                if report.control_plane_ok and not report.failed and not report.errors
-                else EXIT_FAILED
-            )
+            try:
+                report = service.cycle()
+            except Exception as error:  # `--once` ends with an exit code, never a traceback
+                logging.getLogger("listener").debug("the cycle failed", exc_info=True)
+                print(f"the cycle failed: {type(error).__name__}: {error}", file=sys.stderr)
+                return EXIT_FAILED
+            return EXIT_OK if report.ok else EXIT_FAILED
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())

@@ -7,12 +7,14 @@ uses server-side apply with one fixed field manager.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2
+import msgspec
 from lightkube import ApiError, Client
 from lightkube.codecs import from_dict, resource_registry
 from lightkube.core.resource import api_info
@@ -22,6 +24,9 @@ from lightkube.types import CascadeType, PatchType
 FIELD_MANAGER = "langsmith-dataplane-listener"
 STATUS_FIELD_MANAGER = "langsmith-dataplane-listener-status"
 """Status annotations are written by a second manager so they never fight the spec's fields."""
+HANDOVER_FIELD_MANAGER = "langsmith-dataplane-listener-handover"
+"""Co-owns `spec.replicas` while an autoscaler takes it over (server-side apply's documented
+ownership transfer), so dropping the field from our apply does not reset it to 1."""
 
 # lightkube 1.x speaks httpx2; a dropped or refused connection is one of these, never an ApiError.
 _UNREACHABLE = (OSError, httpx2.TransportError)
@@ -54,14 +59,15 @@ WATCHED_NAMESPACE_RULES: tuple[AccessRule, ...] = (
     AccessRule("apps", ("deployments", "statefulsets"), _WORKLOAD_VERBS),
     AccessRule("autoscaling", ("horizontalpodautoscalers",), _WORKLOAD_VERBS),
     AccessRule("policy", ("poddisruptionbudgets",), _WORKLOAD_VERBS),
-    AccessRule("networking.k8s.io", ("ingresses",), _WORKLOAD_VERBS),
+    AccessRule("networking.k8s.io", ("ingresses", "networkpolicies"), _WORKLOAD_VERBS),
     AccessRule("gateway.networking.k8s.io", ("httproutes",), _WORKLOAD_VERBS),
     AccessRule("keda.sh", ("scaledobjects",), _WORKLOAD_VERBS),
 )
 """Everything the listener may do in a namespace it watches: the single source of truth.
 
 `Cluster` refuses any call outside it (so a new call without a rule fails every test that makes
-it), and the Pulumi program renders each watched namespace's Role from it."""
+it), and the Pulumi program renders each watched namespace's Role from it. Discovery
+(`Cluster.served`) needs no rule: every authenticated identity may read it (system:discovery)."""
 
 OWN_NAMESPACE_RULES: tuple[AccessRule, ...] = ()
 """What the listener may do in its own namespace (leader election's Lease, once it exists)."""
@@ -91,8 +97,14 @@ def _translated(action: str, target: str) -> Iterator[None]:
         yield
     except ApiError as error:
         raise ClusterError(action, target, error.status.code or 0, error.status.message or "") from None
+    except httpx2.HTTPStatusError as error:
+        raise ClusterError(action, target, error.response.status_code, error.response.reason_phrase) from None
     except _UNREACHABLE as error:
         raise ClusterError(action, target, 0, str(error)) from None
+    except (msgspec.MsgspecError, json.JSONDecodeError) as error:  # not the JSON the API promises
+        raise ClusterError(action, target, 0, f"unreadable answer: {error}") from None
+    except KeyError as error:  # lightkube reads Content-Type unguarded; a proxy may not send one
+        raise ClusterError(action, target, 0, f"unreadable answer (no {error} header)") from None
 
 
 def _group_and_resource(api_version: str, kind: str) -> tuple[str, str]:
@@ -113,12 +125,28 @@ class Cluster:
                 f"{verb} {resource}.{group or 'core'} is not declared in listener.kube's access rules"
             )
 
-    def apply(self, manifest: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+    def apply(
+        self, manifest: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER, force: bool = True
+    ) -> dict[str, Any]:
         self._check("patch", manifest["apiVersion"], manifest["kind"])
         self._check("create", manifest["apiVersion"], manifest["kind"])
         with _translated("apply", _manifest_target(manifest)):
-            applied = self._client.apply(from_dict(dict(manifest)), field_manager=field_manager, force=True)
+            applied = self._client.apply(from_dict(dict(manifest)), field_manager=field_manager, force=force)
         return _as_dict(applied)
+
+    def served(self, api_version: str) -> frozenset[str]:
+        """The kinds the API server serves at `api_version` (`group/version`, or `v1`); empty when
+        it serves nothing there (e.g. a CRD that is not installed). Discovery, not a resource call."""
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        with _translated("discover", path):
+            response = self._client._client._client.get(path)  # lightkube has no discovery call
+            if response.status_code == 404:
+                return frozenset()
+            response.raise_for_status()
+            body = response.json()
+        return frozenset(
+            r["kind"] for r in body.get("resources") or [] if "/" not in r.get("name", "/") and r.get("kind")
+        )
 
     def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         self._check("create", manifest["apiVersion"], manifest["kind"])
@@ -158,10 +186,10 @@ class Cluster:
                 raise
 
     def annotate(
-        self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str]
+        self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str | None]
     ) -> None:
         """Merge-patch annotations under the status field manager: it owns only these keys, so the
-        spec's server-side applies never remove them and never conflict with them."""
+        spec's server-side applies never remove them and never conflict with them. None removes a key."""
         self._check("patch", api_version, kind)
         resource = resource_registry.load(api_version, kind)
         with _translated("annotate", _target(api_version, kind, namespace, name)):

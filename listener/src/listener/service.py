@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from listener import __version__
+from listener import __version__, validate
 from listener.controlplane import (
     ControlPlaneClient,
     ControlPlaneConfig,
@@ -26,10 +26,11 @@ from listener.controlplane import (
     StatusReporter,
 )
 from listener.desired import Platform, agent_server_spec, place
-from listener.reconcile import CycleReport, Reconciler, ReconcilerConfig
-from listener.regions import REGIONS
-from listener.render import flatten, render, to_yaml
-from listener.settings import Settings
+from listener.reconcile import CycleReport, PrunePolicy, Reconciler, ReconcilerConfig
+from listener.regions import REGIONS, langsmith_api_url
+from listener.render import RenderError, flatten, render, to_yaml
+from listener.render.context import API_PORT
+from listener.settings import ENV_PREFIX, Settings
 from listener.spec import ExternalStores, SecretValue
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,28 @@ def control_plane_client(settings: Settings) -> ControlPlaneClient:
     )
 
 
+def langsmith_endpoint(settings: Settings) -> str | None:
+    """Where Agent Servers send traces: set explicitly, else the control plane's own LangSmith API."""
+    if settings.langsmith_endpoint:
+        return settings.langsmith_endpoint
+    if settings.region:
+        return f"https://{REGIONS[settings.region].smith_api_host}"
+    return langsmith_api_url(settings.base_url)
+
+
 def platform(settings: Settings) -> Platform:
-    smith = REGIONS[settings.region].smith_api_host if settings.region else None
+    endpoint = langsmith_endpoint(settings)
+    if endpoint is None:
+        log.warning(
+            "no LangSmith API is known for %s: Agent Servers get tracing off and no API key "
+            "(set %sLANGSMITH_ENDPOINT to trace to your LangSmith)",
+            settings.base_url,
+            ENV_PREFIX,
+        )
     return Platform(
         listener_id=str(settings.listener_id),
-        langsmith_endpoint=f"https://{smith}" if smith else None,
-        api_key=SecretValue(settings.api_key.get_secret_value()),
+        langsmith_endpoint=endpoint,
+        api_key=SecretValue(settings.api_key.get_secret_value()) if endpoint else None,
         # Settings guarantee the Secret's name in external mode; without it every render fails.
         external_stores=ExternalStores(secret_name=settings.external_stores_secret)
         if settings.store_mode == "external" and settings.external_stores_secret
@@ -77,6 +94,11 @@ def reconciler_config(settings: Settings) -> ReconcilerConfig:
         unschedulable_grace=timedelta(seconds=settings.unschedulable_grace_seconds),
         resync_interval=timedelta(seconds=settings.resync_interval_seconds),
         data_retention=settings.data_retention,
+        prune=PrunePolicy(
+            window=timedelta(seconds=settings.prune_window_seconds),
+            max_fraction=settings.prune_max_fraction,
+            allow_empty=settings.prune_allow_empty,
+        ),
     )
 
 
@@ -106,7 +128,7 @@ class HttpProber:
 
 def prober(settings: Settings) -> HttpProber:
     """The health check at `LISTENER_PROBE_URL_TEMPLATE` (by default the Service's cluster DNS name)."""
-    return HttpProber(lambda ns, svc: settings.probe_url_template.format(namespace=ns, service=svc))
+    return HttpProber(lambda ns, svc: settings.probe_url(ns, svc, API_PORT))
 
 
 class Service:
@@ -129,6 +151,7 @@ class Service:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._on_cycle = on_cycle
         self._last_heartbeat: datetime | None = None
+        self._logged: set[str] = set()
 
     def cycle(self) -> CycleReport:
         now = self._clock()
@@ -136,6 +159,13 @@ class Service:
         self._heartbeat(now)
         for line in _summary(report):
             log.info(line)
+        # Refused prunes and foreign objects repeat every cycle until something changes: say each once.
+        notices = [f"cycle: not pruned {d}: {why}" for d, why in report.prune_refused.items()]
+        notices += [f"cycle: warning: {w}" for w in report.warnings]
+        for line in notices:
+            if line not in self._logged:
+                log.warning(line)
+        self._logged = set(notices)
         if self._on_cycle:
             self._on_cycle(report)
         return report
@@ -179,6 +209,9 @@ def _summary(report: CycleReport) -> list[str]:
         lines.append(f"cycle: {deployment_id} DEPLOY_FAILED: {reason}")
     for deployment_id in report.pruned:
         lines.append(f"cycle: pruned {deployment_id}")
+    for deployment_id, how in report.moved.items():
+        lines.append(f"cycle: {deployment_id} {how}")
+    lines.extend(f"cycle: removed {what} (no longer rendered)" for what in report.pruned_objects)
     lines.extend(f"cycle: error: {error}" for error in report.errors)
     return lines
 
@@ -189,8 +222,13 @@ def dry_run(settings: Settings, client: ControlPlaneClient) -> str:
     documents: list[dict[str, Any]] = []
     # Passwords are generated at apply time; the value never shows here anyway (Secrets are redacted).
     placeholder = SecretValue("generated-on-first-apply")
+    invalid: list[str] = []
     for placement in placed:
-        spec = agent_server_spec(placement, platform(settings), placeholder)
-        documents.extend(flatten(render(spec, settings.render_options())))
-    header = "".join(f"# refused {r.deployment_id}: {r.reason}\n" for r in refused)
+        spec = agent_server_spec(placement, platform(settings), placeholder, placeholder)
+        try:
+            validate.check(spec)
+            documents.extend(flatten(render(spec, settings.render_options())))
+        except (validate.InvalidDeployment, RenderError) as error:
+            invalid.append(f"# invalid {placement.deployment_id}: {error}\n")
+    header = "".join(f"# refused {r.deployment_id}: {r.reason}\n" for r in refused) + "".join(invalid)
     return header + (to_yaml(documents) if documents else "# nothing to apply\n")
