@@ -652,3 +652,64 @@ def test_validator_catches_broken_objects(
     errors = validate(obj)
     assert errors
     assert any(needle in e for e in errors), errors
+
+
+def test_store_images_are_digest_pinned_by_default_and_overridable() -> None:
+    objs = flatten(render(make_spec(), RenderOptions()))
+    images = [container(o)["image"] for o in objs if o["kind"] in ("StatefulSet", "Deployment")]
+    stores = [i for i in images if "pgvector" in i or "redis" in i]
+    assert len(stores) == 2
+    assert all("@sha256:" in image for image in stores), stores
+    mirror = RenderOptions(postgres_image="mirror.example/pg:16", redis_image="mirror.example/redis:7")
+    mirrored = flatten(render(make_spec(), mirror))
+    assert container(one(mirrored, "StatefulSet"))["image"] == "mirror.example/pg:16"
+    assert container(one(mirrored, "Deployment", "redis"))["image"] == "mirror.example/redis:7"
+
+
+def test_redis_requires_a_generated_password() -> None:
+    objs = flatten(render(make_spec(), RenderOptions()))
+    redis = container(one(objs, "Deployment", "redis"))
+    secret = one(objs, "Secret", "redis")["metadata"]["name"]
+    assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"], "expanded by the kubelet from env"
+    ref = {"secretKeyRef": {"name": secret, "key": "REDIS_PASSWORD"}}
+    assert {e["name"]: e["valueFrom"] for e in redis["env"]} == {"REDISCLI_AUTH": ref, "REDIS_PASSWORD": ref}
+    assert REDIS_PASSWORD not in yaml.safe_dump(redis)
+    env = decoded(one(objs, "Secret", "config"))
+    assert env["REDIS_URI"].startswith("redis://:redis%3Apass%2Fword@")
+    with pytest.raises(RenderError, match="redis_password"):
+        render(make_spec(redis_password=None), RenderOptions())
+
+
+@pytest.mark.parametrize("autoscaler", ["hpa", "keda"])
+def test_each_store_admits_only_this_deployments_servers(autoscaler: str) -> None:
+    objs = flatten(render(make_spec(), RenderOptions(autoscaler=autoscaler, keda_namespace="keda-system")))
+    policies = {p["metadata"]["labels"][naming.LABEL_COMPONENT]: p for p in by_kind(objs, "NetworkPolicy")}
+    assert set(policies) == {"postgres", "redis"}
+    api = one(objs, "Deployment", "api-server")
+    queue = one(objs, "Deployment", "queue")
+    for component, port in (("postgres", 5432), ("redis", 6379)):
+        policy = policies[component]["spec"]
+        store = one(objs, "StatefulSet" if component == "postgres" else "Deployment", component)
+        assert policy["podSelector"]["matchLabels"] == store["spec"]["selector"]["matchLabels"]
+        assert policy["policyTypes"] == ["Ingress"]
+        (rule,) = policy["ingress"]
+        assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
+        pods = rule["from"][0]["podSelector"]
+        # The servers' pod labels satisfy the peer selector; another deployment's never do.
+        for server in (api, queue):
+            labels = server["spec"]["template"]["metadata"]["labels"]
+            assert all(labels.get(k) == v for k, v in pods["matchLabels"].items())
+            (expr,) = pods["matchExpressions"]
+            assert labels[expr["key"]] in expr["values"]
+        assert naming.LABEL_DEPLOYMENT_ID in pods["matchLabels"]
+        keda = [p for p in rule["from"] if "namespaceSelector" in p]
+        if component == "postgres" and autoscaler == "keda":
+            assert keda == [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda-system"}}}
+            ]
+        else:
+            assert keda == []
+    other = flatten(render(make_spec(deployment_id="8d1f0c4e-0000-4000-8000-000000000001"), RenderOptions()))
+    other_api = one(other, "Deployment", "api-server")["spec"]["template"]["metadata"]["labels"]
+    peer = policies["postgres"]["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert not all(other_api.get(k) == v for k, v in peer.items())
