@@ -171,13 +171,16 @@ def make_reconciler(
     listener_id: str,
     servers: AgentServers,
     namespaces: tuple[str, ...] = (NS,),
+    *,
+    options: RenderOptions | None = None,
+    password_prefix: str = "generated-password",
     **config: Any,
 ) -> Reconciler:
     cluster = Cluster(kube.client(namespaces[0]))
     settings = ReconcilerConfig(
         listener_id=UUID(listener_id),
         namespaces=namespaces,
-        options=RenderOptions(run_as_non_root=True),
+        options=options or RenderOptions(run_as_non_root=True),
         platform=Platform(
             listener_id=listener_id,
             langsmith_endpoint="https://api.smith.langchain.com",
@@ -192,7 +195,7 @@ def make_reconciler(
         cluster,
         EmulatorStatusReporter(emulator_client),
         HttpProber(servers.url_for),
-        new_password=lambda: f"generated-password-{next(counter)}",
+        new_password=lambda: f"{password_prefix}-{next(counter)}",
     )
 
 

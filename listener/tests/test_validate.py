@@ -92,11 +92,6 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("zero memory", {"resources": resources(memory_mb=0)}, f"{RS}.memory_mb: 0 must be greater than 0"),
     (
-        "min above max",
-        {"resources": resources(min_scale=5, max_scale=2)},
-        f"{RS}.min_scale: 5 is above max_scale (2)",
-    ),
-    (
         "absurd replicas",
         {"resources": resources(max_scale=100000)},
         f"{RS}.max_scale: 100000 is outside 0..1000",

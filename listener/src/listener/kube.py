@@ -130,8 +130,20 @@ class Cluster:
     ) -> dict[str, Any]:
         self._check("patch", manifest["apiVersion"], manifest["kind"])
         self._check("create", manifest["apiVersion"], manifest["kind"])
+        meta = manifest["metadata"]
+        resource = resource_registry.load(manifest["apiVersion"], manifest["kind"])
         with _translated("apply", _manifest_target(manifest)):
-            applied = self._client.apply(from_dict(dict(manifest)), field_manager=field_manager, force=force)
+            # The manifest goes as it is (a dict), not through lightkube's typed models: an apply may
+            # be partial (the replicas handover sends only `spec.replicas`), which a model refuses.
+            applied = self._client.patch(
+                resource,
+                meta["name"],
+                dict(manifest),
+                namespace=meta.get("namespace"),
+                patch_type=PatchType.APPLY,
+                field_manager=field_manager,
+                force=force,
+            )
         return _as_dict(applied)
 
     def served(self, api_version: str) -> frozenset[str]:

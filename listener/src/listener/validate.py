@@ -152,8 +152,8 @@ def _resources(spec: AgentServerSpec) -> list[Problem]:
         for name, value in ((low, lo), (high, hi)):
             if value is not None and not 0 <= value <= MAX_REPLICAS:
                 problems.append(Problem(f"{RS}.{name}", f"{value} is outside 0..{MAX_REPLICAS}"))
-        if lo is not None and hi is not None and lo > hi:
-            problems.append(Problem(f"{RS}.{low}", f"{lo} is above {high} ({hi})"))
+        # min above max is not an error: the control plane materialises max_scale=1 next to a
+        # min_scale the user set, and it means "fixed at min" (listener.render.resources.api_scale).
     for prefix, compute in (
         ("", api_compute(rs)),
         ("queue_", queue_compute(rs)),

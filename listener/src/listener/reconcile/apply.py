@@ -93,10 +93,12 @@ def survey(cluster: Cluster, objects: Iterable[Mapping[str, Any]], listener_id: 
     return live
 
 
-def apply_objects(cluster: Cluster, objects: Iterable[Mapping[str, Any]]) -> None:
+def apply_objects(cluster: Cluster, objects: Iterable[Mapping[str, Any]], live: Live | None = None) -> None:
+    """Write `objects` in order. `live` (from `survey`) spares the create of credentials that exist."""
     for obj in objects:
         if is_create_only(obj):
-            _create_once(cluster, obj)
+            if live is None or live.get(key_of(obj)) is None:
+                _create_once(cluster, obj)
             continue
         if obj["kind"] == "Deployment" and "replicas" not in obj["spec"]:
             hand_over_replicas(cluster, obj)

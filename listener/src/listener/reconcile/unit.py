@@ -204,13 +204,16 @@ def _prepare(
         return
     live = apply.survey(ctx.cluster, objects, ctx.listener_id)
     apply.check_routes(ctx.cluster, objects, ctx.config.namespaces, live)
-    if attempt.moved_from:
-        result.warnings.append(
-            f"{record.deployment_id}: moved from namespace {attempt.moved_from} to {placement.namespace}; "
-            f"it starts with a new, empty database there (the old volume and password stay in "
-            f"{attempt.moved_from})"
-        )
     attempt.phase = "stores"
+    started = "rollout started"
+    if attempt.moved_from:
+        moved = (
+            f"moved from namespace {attempt.moved_from} to {placement.namespace}: it starts with a new, empty "
+            f"database here (the old volume and password stay in {attempt.moved_from})"
+        )
+        result.warnings.append(f"{record.deployment_id}: {moved}")
+        started += f" ({moved})"
+    _transition(ctx, record, attempt, "DEPLOYING", started, result)
 
 
 def _credentials(
@@ -277,10 +280,12 @@ def _resume(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: d
 # --- apply in waves, following the rollout ----------------------------------------------------
 
 
-def _apply_waves(ctx: StepContext, attempt: Attempt, indices: tuple[int, ...]) -> None:
+def _apply_waves(
+    ctx: StepContext, attempt: Attempt, indices: tuple[int, ...], live: apply.Live | None = None
+) -> None:
     assert attempt.waves is not None
     for index in indices:
-        apply.apply_objects(ctx.cluster, attempt.waves[index].objects)
+        apply.apply_objects(ctx.cluster, attempt.waves[index].objects, live)
         attempt.applied.add(index)
 
 
@@ -293,13 +298,6 @@ def _progress(
         if not {WAVE_SECRETS, WAVE_STORES} <= attempt.applied:
             _apply_waves(ctx, attempt, (WAVE_SECRETS, WAVE_STORES))
             result.applied = True
-            started = "rollout started"
-            if attempt.moved_from:
-                started += (
-                    f" (moved from namespace {attempt.moved_from}: a new, empty database here; the old volume "
-                    "and password are kept there)"
-                )
-            _transition(ctx, record, attempt, "DEPLOYING", started, result)
         state, why = health.workloads(
             ctx.cluster,
             attempt.waves[WAVE_STORES].objects,
@@ -344,9 +342,8 @@ def _reassert(
 ) -> None:
     """Resync: re-apply every object (reverting manual edits) and prune what is no longer rendered."""
     assert attempt.waves is not None
-    objects = flatten(attempt.waves)
-    apply.survey(ctx.cluster, objects, ctx.listener_id)
-    _apply_waves(ctx, attempt, (WAVE_SECRETS, WAVE_STORES, WAVE_SERVERS, WAVE_EXPOSURE))
+    live = apply.survey(ctx.cluster, flatten(attempt.waves), ctx.listener_id)
+    _apply_waves(ctx, attempt, (WAVE_SECRETS, WAVE_STORES, WAVE_SERVERS, WAVE_EXPOSURE), live)
     record.last_applied = now
     _prune_stale(ctx, record, attempt, result)
 
