@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from e2e import kube, servers, world  # noqa: F401 -- the end-to-end fixtures, for every module
 
 from listener.controlplane import ControlPlaneClient, ControlPlaneConfig, RetryPolicy
 from listener.emulator import BackgroundServer, Emulator

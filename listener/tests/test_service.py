@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from clusters import like_a_real_cluster
-from test_listener_e2e import IMAGE_1, IMAGE_2, NS, AgentServers
+from e2e import IMAGE_1, IMAGE_2, NS, AgentServers
 
 from listener import __version__
 from listener.controlplane import ControlPlaneClient, EmulatorStatusReporter, LoggingStatusReporter

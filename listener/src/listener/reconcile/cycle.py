@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from listener import naming
 from listener.controlplane import ControlPlaneClient, StatusReporter
 from listener.desired import Refusal, place
 from listener.kube import Cluster, ClusterError
@@ -130,6 +131,7 @@ class Reconciler:
                 placed=where,
                 refused=[r.deployment_id for r in refused],
                 now=now,
+                bases={p.deployment_id: naming.base_name(p.deployment.name, p.deployment_id) for p in placed},
             )
             self._prune_pending = outcome.pending
             report.pruned += outcome.pruned

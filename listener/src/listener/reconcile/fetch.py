@@ -25,7 +25,7 @@ from uuid import UUID
 from listener.controlplane import ControlPlaneClient, ControlPlaneError, NotFoundError
 from listener.controlplane.models import Deployment
 from listener.desired import place
-from listener.kube import Cluster
+from listener.kube import Cluster, ClusterError
 from listener.render import KINDS
 
 _NOT_FOUND = re.compile(r"^Deployment ID ([0-9A-Fa-f-]{32,36}) not found\.$")
@@ -113,11 +113,22 @@ def confirm(
     )
 
 
+ALWAYS_SERVED = frozenset({"v1", "apps/v1"})
+
+
 def served_kinds(cluster: Cluster) -> frozenset[tuple[str, str]]:
     """Which of the kinds the listener renders this cluster serves (discovery: no RBAC needed).
     Optional kinds (Gateway API's HTTPRoute, KEDA's ScaledObject) are absent without their CRDs."""
     served: set[tuple[str, str]] = set()
     for api_version in sorted({api_version for api_version, _ in KINDS}):
         kinds = cluster.served(api_version)
+        if not kinds and api_version in ALWAYS_SERVED:
+            # Every Kubernetes API server serves these: whatever answered is not one.
+            raise ClusterError(
+                "discover",
+                f"/api/{api_version}" if api_version == "v1" else f"/apis/{api_version}",
+                404,
+                "not served: is this a Kubernetes API server (LISTENER_KUBECONFIG)?",
+            )
         served.update((version, kind) for version, kind in KINDS if version == api_version and kind in kinds)
     return frozenset(served)

@@ -346,9 +346,11 @@ def run(
     placed: Mapping[str, str],
     refused: Iterable[str],
     now: datetime,
+    bases: Mapping[str, str] | None = None,
 ) -> Outcome:
     """One prune pass. `placed` maps the listed deployments this listener runs to their namespace;
-    `refused` lists the ones it was given but refuses (they are kept, never pruned)."""
+    `refused` lists the ones it was given but refuses (they are kept, never pruned); `bases` maps
+    them to their object names' stem, to point out retained data of a same-named predecessor."""
     outcome = Outcome()
     listener_id = str(config.listener_id)
     try:
@@ -358,6 +360,7 @@ def run(
         outcome.pending = True
         return outcome
     outcome.warnings.extend(found.warnings)
+    outcome.warnings.extend(_retained(found, placed, bases or {}))
     refused_ids = {str(r) for r in refused}
     groups = {k: g for k, g in found.groups.items() if not g.data_only}
     candidates = [
@@ -390,6 +393,28 @@ def run(
         _execute(cluster, config, groups[decision.key], decision, outcome)
     outcome.pending = any(d.action != "prune" and not _listed(d, candidates) for d in decisions)
     return outcome
+
+
+def _retained(found: Inventory, placed: Mapping[str, str], bases: Mapping[str, str]) -> list[str]:
+    """Retained data of pruned deployments, and the new deployments of the same name that started on
+    an empty database next to it (a delete-and-recreate): said, never silently."""
+    notes = []
+    for group in found.groups.values():
+        if not group.data_only or str(group.deployment_id) in placed:
+            continue
+        instance = ownership.labels_of(group.items[0][2]).get(naming.LABEL_INSTANCE, "")
+        slug = instance.rpartition("-")[0]
+        kept = ", ".join(f"{kind} {_name(obj)}" for _, kind, obj in group.items)
+        successors = [
+            d
+            for d, base in bases.items()
+            if placed.get(d) == group.namespace and base.rpartition("-")[0] == slug
+        ]
+        note = f"deployment {group.deployment_id} was deleted; its data is kept in {group.namespace} ({kept})"
+        if successors:
+            note += f"; deployment {', '.join(sorted(successors))} of the same name started with a new, empty database"
+        notes.append(note + "; delete it by hand once it is not needed")
+    return notes
 
 
 def _listed(decision: Decision, candidates: list[Candidate]) -> bool:
