@@ -35,14 +35,14 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "image with a trailing space",
         {"image": "repo/agent:1 "},
-        "source_revision_config.image_uri: 'repo/agent:1 ' contains whitespace",
+        "source_revision_config.image_uri: 'repo/agent:1 ' must not have leading or trailing whitespace",
     ),
     ("image not a reference", {"image": "Repo/Agent:1"}, "is not a valid image reference"),
     ("empty image", {"image": ""}, "source_revision_config.image_uri: is required"),
     (
         "secret key with a space",
         {"secrets": (("MY KEY", SecretValue("v")),)},
-        "secrets[0].name: 'MY KEY' is not a valid Secret key",
+        "secrets[0].name: 'MY KEY': a valid config key must consist of alphanumeric characters",
     ),
     (
         "secret listed twice",
@@ -53,7 +53,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "reference with bad secret name",
         {"secret_references": (SecretReference("TOKEN", "Team_Secrets", "token"),)},
-        "secret_references[0].secret_name: 'Team_Secrets' is not a valid Secret name",
+        "secret_references[0].secret_name: 'Team_Secrets': a lowercase RFC 1123 subdomain must consist",
     ),
     (
         "reference with bad key",
@@ -73,7 +73,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "requests above limits",
         {"resources": resources(cpu=4.0, cpu_limit=2.0)},
-        f"{RS}.cpu: 4.0 is above cpu_limit (2.0)",
+        f"{RS}.cpu: 4.0 is above cpu_limit (2.0): must be less than or equal to cpu limit of 2",
     ),
     (
         "memory above its limit",
@@ -110,7 +110,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "label value too long",
         {"resources": resources(labels=(("team", "x" * 64),))},
-        "is not a valid label value",
+        "a valid label must be an empty string",
     ),
     (
         "annotation key invalid",
@@ -218,7 +218,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "sidecar image with whitespace",
         {"resources": resources(sidecars=({"name": "p", "image": " a:1"},))},
-        f"{RS}.sidecars[0].image: ' a:1' contains whitespace",
+        f"{RS}.sidecars[0].image: ' a:1' must not have leading or trailing whitespace",
     ),
     (
         "sidecar requests above limits",
@@ -251,7 +251,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
                 sidecars=({"name": "p", "image": "a:1", "env": [{"name": "1BAD", "value": "x"}]},)
             )
         },
-        "'1BAD' is not a valid environment variable name",
+        "'1BAD': a valid environment variable name must consist",
     ),
 ]
 

@@ -18,7 +18,14 @@ from typing import Any, Final
 
 from listener import naming
 from listener.render.pods import TMP_VOLUME
-from listener.render.resources import Compute, api_compute, db_compute, queue_compute, redis_compute
+from listener.render.resources import (
+    Compute,
+    api_compute,
+    cpu_quantity,
+    db_compute,
+    queue_compute,
+    redis_compute,
+)
 from listener.render.secrets import STORE_URI_VARS
 from listener.render.servers import API_PORT_NAME, AUTOMATIC_ENV, QUEUE_PORT_NAME
 from listener.spec import AgentServerSpec
@@ -48,6 +55,29 @@ RESERVED_CONTAINERS: Final = frozenset({API_PORT_NAME, QUEUE_PORT_NAME})
 RESERVED_VOLUMES: Final = frozenset({TMP_VOLUME})
 RESERVED_MOUNT_PATHS: Final = frozenset({"/tmp"})  # noqa: S108 -- the listener's own emptyDir mount
 RESERVED_ENV: Final = frozenset({*AUTOMATIC_ENV, *STORE_URI_VARS})
+
+# Kubernetes' own wording (k8s.io/apimachinery/pkg/util/validation), so a message reads the same as
+# the API server's would, and searching for it finds the rule.
+CONFIG_KEY_MSG: Final = (
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
+    "(e.g. 'key.name', or 'KEY_NAME', or 'key-name')"
+)
+SUBDOMAIN_MSG: Final = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    "and must start and end with an alphanumeric character (e.g. 'example.com')"
+)
+LABEL_MSG: Final = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+    "start and end with an alphanumeric character (e.g. 'my-name', or '123-abc')"
+)
+LABEL_VALUE_MSG: Final = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and "
+    "must start and end with an alphanumeric character (at most 63 characters)"
+)
+ENV_NAME_MSG: Final = (
+    "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', "
+    "and must not start with a digit"
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +122,8 @@ def validate(spec: AgentServerSpec) -> list[Problem]:
 def _image(field: str, image: Any) -> list[Problem]:
     if not isinstance(image, str) or not image:
         return [Problem(field, "is required")]
+    if image != image.strip():
+        return [Problem(field, f"{image!r} must not have leading or trailing whitespace")]
     if any(c.isspace() for c in image):
         return [Problem(field, f"{image!r} contains whitespace")]
     if len(image) > 4096 or not _IMAGE.match(image):
@@ -106,9 +138,7 @@ def _secrets(spec: AgentServerSpec) -> list[Problem]:
     for index, (name, value) in enumerate(spec.secrets):
         field = f"secrets[{index}].name"
         if not _CONFIG_MAP_KEY.match(name) or len(name) > 253:
-            problems.append(
-                Problem(field, f"{name!r} is not a valid Secret key ([-._a-zA-Z0-9]+, at most 253)")
-            )
+            problems.append(Problem(field, f"{name!r}: {CONFIG_KEY_MSG} (at most 253)"))
         if name in seen:
             problems.append(Problem(field, f"{name!r} is listed twice"))
         seen.add(name)
@@ -119,9 +149,7 @@ def _secrets(spec: AgentServerSpec) -> list[Problem]:
     for index, ref in enumerate(spec.secret_references):
         field = f"secret_references[{index}]"
         if not _ENV_VAR_NAME.match(ref.name):
-            problems.append(
-                Problem(f"{field}.name", f"{ref.name!r} is not a valid environment variable name")
-            )
+            problems.append(Problem(f"{field}.name", f"{ref.name!r}: {ENV_NAME_MSG}"))
         elif ref.name in RESERVED_ENV:
             problems.append(
                 Problem(f"{field}.name", f"{ref.name!r} is set by the listener and cannot be overridden")
@@ -130,11 +158,9 @@ def _secrets(spec: AgentServerSpec) -> list[Problem]:
             problems.append(Problem(f"{field}.name", f"{ref.name!r} is also a secret of this deployment"))
         seen.add(ref.name)
         if not _is_subdomain(ref.secret_name):
-            problems.append(
-                Problem(f"{field}.secret_name", f"{ref.secret_name!r} is not a valid Secret name")
-            )
+            problems.append(Problem(f"{field}.secret_name", f"{ref.secret_name!r}: {SUBDOMAIN_MSG}"))
         if not _CONFIG_MAP_KEY.match(ref.secret_key) or len(ref.secret_key) > 253:
-            problems.append(Problem(f"{field}.secret_key", f"{ref.secret_key!r} is not a valid Secret key"))
+            problems.append(Problem(f"{field}.secret_key", f"{ref.secret_key!r}: {CONFIG_KEY_MSG}"))
     return problems
 
 
@@ -185,14 +211,17 @@ def _compute(prefix: str, compute: Compute) -> list[Problem]:
         if compute.cpu > compute.cpu_limit:
             problems.append(
                 Problem(
-                    f"{RS}.{prefix}cpu", f"{compute.cpu} is above {prefix}cpu_limit ({compute.cpu_limit})"
+                    f"{RS}.{prefix}cpu",
+                    f"{compute.cpu} is above {prefix}cpu_limit ({compute.cpu_limit}): must be less than or "
+                    f"equal to cpu limit of {cpu_quantity(compute.cpu_limit)}",
                 )
             )
         if compute.memory_mb > compute.memory_limit_mb:
             problems.append(
                 Problem(
                     f"{RS}.{prefix}memory_mb",
-                    f"{compute.memory_mb} is above {prefix}memory_limit_mb ({compute.memory_limit_mb})",
+                    f"{compute.memory_mb} is above {prefix}memory_limit_mb ({compute.memory_limit_mb}): must be "
+                    f"less than or equal to memory limit of {compute.memory_limit_mb}Mi",
                 )
             )
     return problems
@@ -207,7 +236,7 @@ def _metadata(spec: AgentServerSpec) -> list[Problem]:
         if key in naming.OWNERSHIP_LABELS or key.startswith(RESERVED_PREFIX):
             problems.append(Problem(field, "is a label the listener sets itself"))
         if len(value) > 63 or not _LABEL_VALUE.match(value):
-            problems.append(Problem(field, f"value {value!r} is not a valid label value"))
+            problems.append(Problem(field, f"value {value!r}: {LABEL_VALUE_MSG}"))
     total = 0
     for key, value in rs.annotations:
         field = f"{RS}.annotations[{key!r}]"
@@ -223,14 +252,12 @@ def _metadata(spec: AgentServerSpec) -> list[Problem]:
         problems.append(
             Problem(
                 f"{RS}.service_account_name",
-                f"{rs.service_account_name!r} is not a valid ServiceAccount name",
+                f"{rs.service_account_name!r}: {SUBDOMAIN_MSG}",
             )
         )
     for index, name in enumerate(rs.image_pull_secrets):
         if not _is_subdomain(name):
-            problems.append(
-                Problem(f"{RS}.image_pull_secrets[{index}].name", f"{name!r} is not a valid Secret name")
-            )
+            problems.append(Problem(f"{RS}.image_pull_secrets[{index}].name", f"{name!r}: {SUBDOMAIN_MSG}"))
     return problems
 
 
@@ -242,7 +269,7 @@ def _pod_parts(spec: AgentServerSpec) -> list[Problem]:
         field = f"{RS}.volumes[{index}]"
         name = volume.get("name")
         if not isinstance(name, str) or not _is_label(name):
-            problems.append(Problem(f"{field}.name", f"{name!r} is not a valid volume name (DNS-1123 label)"))
+            problems.append(Problem(f"{field}.name", f"{name!r}: {LABEL_MSG}"))
         elif name in RESERVED_VOLUMES:
             problems.append(Problem(f"{field}.name", f"{name!r} is reserved by the listener"))
         elif name in volumes:
@@ -283,7 +310,7 @@ def _container(field: str, container: Mapping[str, Any], names: set[str], volume
     problems: list[Problem] = []
     name = container.get("name")
     if not isinstance(name, str) or not _is_label(name):
-        problems.append(Problem(f"{field}.name", f"{name!r} is not a valid container name (DNS-1123 label)"))
+        problems.append(Problem(f"{field}.name", f"{name!r}: {LABEL_MSG}"))
     elif name in names:
         why = "is reserved by the listener" if name in RESERVED_CONTAINERS else "is used by another container"
         problems.append(Problem(f"{field}.name", f"{name!r} {why}"))
@@ -308,11 +335,7 @@ def _container(field: str, container: Mapping[str, Any], names: set[str], volume
     for index, env in enumerate(container.get("env") or []):
         env_name = env.get("name") if isinstance(env, Mapping) else None
         if not isinstance(env_name, str) or not _ENV_VAR_NAME.match(env_name):
-            problems.append(
-                Problem(
-                    f"{field}.env[{index}].name", f"{env_name!r} is not a valid environment variable name"
-                )
-            )
+            problems.append(Problem(f"{field}.env[{index}].name", f"{env_name!r}: {ENV_NAME_MSG}"))
     problems += _mounts(
         f"{field}.volumeMounts", container.get("volumeMounts") or [], volumes | RESERVED_VOLUMES
     )
