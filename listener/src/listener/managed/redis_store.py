@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from typing import Final
 
 import redis
-from redis.exceptions import AuthenticationError, ConnectionError, RedisError, ResponseError, TimeoutError
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    NoPermissionError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 
 from listener.managed.credentials import Credentials
 from listener.managed.errors import (
@@ -223,6 +230,13 @@ class RedisStore:
         try:
             self._client.execute_command("ACL", "WHOAMI")
             self._client.execute_command("ACL", "GETUSER", "default")
+        except NoPermissionError as error:
+            raise InsufficientPrivileges(
+                self.store,
+                f"the admin user may not manage ACL users ({error}); LISTENER_REDIS_ISOLATION=acl needs "
+                "ACL SETUSER/GETUSER/DELUSER (+@admin), or use prefix",
+                secrets=self._secrets,
+            ) from None
         except ResponseError as error:
             raise StoreConfigError(
                 self.store,
@@ -309,6 +323,8 @@ class RedisStore:
                     f"TLS failed: {message}. ElastiCache with in-transit encryption needs rediss://",
                     secrets=self._secrets,
                 ) from None
+            if self.target.scheme == "rediss" and isinstance(error, TimeoutError):
+                message += " (with rediss:// a server that does not speak TLS lets the handshake hang until this timeout)"
             if "No connection available" in message:
                 raise StoreBusy(
                     self.store, f"{action}: every admin connection is busy; retrying next cycle"
