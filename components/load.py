@@ -7,6 +7,7 @@ every program; which keys are secrets comes with it. Parsing is pure (`parse_sta
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import re
@@ -104,19 +105,21 @@ def parse_stack_config(
         document[key] = value
 
     leaked = {p.key for p in problems}
-    invalid: set[str] = set()
+    set_aside: set[str] = set(leaked)
     try:
         config: StackConfig | None = StackConfig.model_validate(document)
     except ValidationError as err:
-        schema = [_from_pydantic(e) for e in err.errors()]
-        invalid = {_top_key(p.key) for p in schema}
         # A redacted key fails its own validation; the leak is already reported, without the value.
-        problems += [p for p in schema if not _under(p.key, leaked)]
-        config = _validate_without(document, invalid)
-    set_aside = invalid | {_top_key(k) for k in leaked}
+        problems += [p for p in map(_from_pydantic, err.errors()) if not _under(p.key, leaked)]
+        config, removed = _validate_without(document)
+        set_aside |= removed
     if config is not None:
+        # A rule about a value that was set aside, or about something containing it, would judge a
+        # default rather than what the file says: its schema error is the one to fix first.
         problems += [
-            p for p in _tag_problems(config) + stack_problems(config) if _top_key(p.key) not in set_aside
+            p
+            for p in _tag_problems(config) + stack_problems(config)
+            if not any(_related(k, set_aside) for k in (p.key, *p.context))
         ]
     if problems:
         raise ConfigError(stack, problems)
@@ -129,19 +132,68 @@ def config_warnings(config: StackConfig, today: datetime.date | None = None) -> 
     return [_render(p) for p in stack_warnings(config, today or datetime.date.today())]
 
 
-def _validate_without(document: Mapping[str, object], bad_keys: set[str]) -> StackConfig | None:
-    repaired = {k: v for k, v in document.items() if k not in bad_keys}
-    for key in bad_keys:
-        if key in _STAND_INS:
-            repaired[key] = _STAND_INS[key]
-    try:
-        return StackConfig.model_validate(repaired)
-    except ValidationError:
-        return None
+def _validate_without(document: Mapping[str, object]) -> tuple[StackConfig | None, set[str]]:
+    """The config with every invalid value set aside, so the cross-key rules can judge the rest.
+
+    An invalid field is removed (its default takes its place); where that is not possible (a list
+    item, a required field) its parent goes, up to a top-level key, which a stand-in replaces when it
+    is required. Returns the config (None if nothing worked) and the keys set aside.
+    """
+    repaired = copy.deepcopy(dict(document))
+    removed: set[str] = set()
+    for _ in range(8):  # each round removes at least one path; nesting is shallower than this
+        try:
+            return StackConfig.model_validate(repaired), removed
+        except ValidationError as err:
+            locations = [tuple(_without_union_tags(list(e["loc"]))) for e in err.errors()]
+        progress = False
+        for loc in locations:
+            path = loc
+            while path:
+                if _remove(repaired, path):
+                    removed.add(_key_of(path))
+                    progress = True
+                    break
+                path = path[:-1]
+        if not progress:
+            break
+    return None, removed
 
 
-def _top_key(key: str) -> str:
-    return re.split(r"[.\[]", key, maxsplit=1)[0]
+def _remove(document: dict[str, object], path: tuple[object, ...]) -> bool:
+    """Remove the dict entry at `path` (a stand-in for a required top-level key); False if impossible."""
+    *parents, last = path
+    node: object = document
+    for part in parents:
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
+            node = node[part]
+        else:
+            return False
+    if not isinstance(node, dict) or not isinstance(last, str):
+        return False  # list items stay put: removing one would renumber its siblings
+    if not parents and last in _STAND_INS:
+        if node.get(last) == _STAND_INS[last]:
+            return False
+        node[last] = _STAND_INS[last]
+        return True
+    if last not in node:
+        return False
+    del node[last]
+    return True
+
+
+def _key_of(path: tuple[object, ...]) -> str:
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _related(key: str, paths: set[str]) -> bool:
+    """`key` lies inside one of `paths`, or contains one."""
+    return _under(key, paths) or any(_under(path, {key}) for path in paths)
 
 
 def _under(key: str, paths: set[str]) -> bool:
@@ -202,10 +254,7 @@ def _tag_problems(config: StackConfig) -> list[Problem]:
 
 
 def _from_pydantic(error: Mapping[str, object]) -> Problem:
-    loc = _without_union_tags(list(error["loc"]))  # type: ignore[call-overload]
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    key = _key_of(tuple(_without_union_tags(list(error["loc"]))))  # type: ignore[call-overload]
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
         message = "is not a known key (check its spelling against the README's config reference)"

@@ -33,6 +33,9 @@ class Problem:
     """Path below the project namespace, e.g. `topology.listeners[1].namespaces[0]`."""
     message: str
     value: object = None
+    context: tuple[str, ...] = ()
+    """Other keys the verdict depends on: when one of them is itself invalid the problem is not reported
+    (it would judge a default, not the file)."""
 
 
 def stack_problems(config: StackConfig) -> list[Problem]:
@@ -360,6 +363,7 @@ def _registry_problems(config: StackConfig) -> list[Problem]:
                         "network.egress.aws_apis",
                         f"{key} is in this region's ECR, so ecr.api and ecr.dkr must be listed",
                         list(egress.aws_apis),
+                        context=("listener_image",),
                     )
                 )
             continue
@@ -372,6 +376,7 @@ def _registry_problems(config: StackConfig) -> list[Problem]:
                     + ", ".join(f"{{domain: {h}}}" for h in missing)
                     + " to network.egress.extra_destinations (or mirror the image to this region's ECR)",
                     shown,
+                    context=("network.egress",),
                 )
             )
     return problems

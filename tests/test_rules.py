@@ -352,3 +352,17 @@ def test_secret_values_are_not_scanned_for_keys() -> None:
     # A key stored as a Pulumi secret is exactly right; only plaintext is refused.
     config = raw(api_key="<secret>", tags=json.dumps({"owner": "me", "cost-center": "cc-1"}))
     parse_stack_config("test", config, {f"{NS}:api_key"})
+
+
+def test_an_invalid_field_sets_aside_only_itself() -> None:
+    # The version is invalid, the public endpoint lacks its allowlist: both in one report, because only
+    # cluster.kubernetes_version is set aside, not the whole cluster key.
+    errors = errors_of(raw(cluster={"kubernetes_version": "1.29", "endpoint": {"public": True}}))
+    assert keys_of(errors) == [f"{NS}:cluster.kubernetes_version", f"{NS}:cluster.endpoint.public_cidrs"]
+
+
+def test_a_rule_that_reads_an_invalid_key_stays_quiet() -> None:
+    # The listener image's registry check reads the allowlist; with the allowlist itself invalid its
+    # verdict would be about a default, so only the schema error is reported.
+    network = {"egress": {"mode": "network-firewall", "extra_destinations": [{"host": "ghcr.io"}]}}
+    assert keys_of(errors_of(raw(network=network))) == [f"{NS}:network.egress.extra_destinations[0]"]

@@ -204,6 +204,7 @@ def _render_children(
         last = i == len(kids) - 1
         provider = _urn_of_provider(r.provider)
         via = f"  [provider {_short_urn(provider)}]" if provider else ""
+        via += "  [protect]" if r.protect else ""
         lines.append(f"{indent}{'└─' if last else '├─'} {r.type} {r.name}{via}")
         detail = _inputs_summary(r)
         child_indent = indent + ("   " if last else "│  ")
