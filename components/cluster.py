@@ -34,7 +34,7 @@ from components.iam import (
 
 __all__ = ["EksCluster", "EksClusterArgs", "assume_role_policy", "irsa_trust_policy", "kubeconfig"]
 
-CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 VPC_CNI_SERVICE_ACCOUNT = ("kube-system", "aws-node")
 
@@ -446,7 +446,7 @@ class EksCluster(pulumi.ComponentResource):
                     resource_name,
                     cluster_name=cluster.name,
                     principal_arn=entry.principal_arn,
-                    policy_arn=CLUSTER_ADMIN_POLICY,
+                    policy_arn=CLUSTER_ADMIN_POLICY.format(partition=self._partition),
                     access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                     opts=pulumi.ResourceOptions(parent=self),
                 )

@@ -273,6 +273,17 @@ def _endpoint_access_problems(config: StackConfig) -> list[Problem]:
                 "forwarding), or public with public_cidrs",
             )
         )
+    for field, values in (
+        ("private_access_cidrs", [str(c) for c in endpoint.private_access_cidrs]),
+        ("private_access_security_group_ids", list(endpoint.private_access_security_group_ids)),
+    ):
+        counts = Counter(values)
+        problems += [
+            # EC2 refuses a second identical rule (InvalidPermission.Duplicate).
+            Problem(f"cluster.endpoint.{field}[{i}]", "is listed twice", value)
+            for i, value in enumerate(values)
+            if counts[value] > 1 and values.index(value) != i
+        ]
     if endpoint.bastion is not None and isinstance(config.network, CreateVpc):
         missing = [s for s in SSM_ENDPOINTS if s not in config.network.interface_endpoints]
         if missing:

@@ -111,3 +111,15 @@ def test_the_dev_plan_prints_its_warnings():
     assert "Warnings: 1" in result.stdout
     assert "security-group egress states the allowlist but enforces nothing" in result.stdout
     assert "[advisory] egress-not-enforced-in-dev" in result.stdout
+
+
+def test_broken_yaml_is_reported_without_the_line_it_is_on(tmp_path: Path) -> None:
+    # PyYAML's message quotes the offending line; a stack file line may hold a pasted secret.
+    from tools.harness import StackFileError, read_stack_file
+
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text("config:\n  langsmith-dataplane:name: hunter2-secret-value: [\n")
+    with pytest.raises(StackFileError) as caught:
+        read_stack_file(path)
+    assert "hunter2" not in str(caught.value)
+    assert "line 2" in str(caught.value)

@@ -366,3 +366,12 @@ def test_a_rule_that_reads_an_invalid_key_stays_quiet() -> None:
     # verdict would be about a default, so only the schema error is reported.
     network = {"egress": {"mode": "network-firewall", "extra_destinations": [{"host": "ghcr.io"}]}}
     assert keys_of(errors_of(raw(network=network))) == [f"{NS}:network.egress.extra_destinations[0]"]
+
+
+def test_an_access_source_listed_twice_is_refused() -> None:
+    # Each source is one ingress rule; EC2 refuses a duplicate (InvalidPermission.Duplicate), and two
+    # resources of the same name would not even register.
+    endpoint = {"private_access_cidrs": ["10.8.0.0/16", "10.9.0.0/16", "10.8.0.0/16"]}
+    assert keys_of(errors_of(raw(cluster={"endpoint": endpoint}))) == [
+        f"{NS}:cluster.endpoint.private_access_cidrs[2]"
+    ]

@@ -86,7 +86,7 @@ def read_stack_file(path: Path) -> StackFile:
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise StackFileError(f"{path.name} is not valid YAML: {error}") from None
+        raise StackFileError(f"{path.name} is not valid YAML: {_yaml_problem(error)}") from None
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
         raise StackFileError(f"{path.name}: expected a mapping with a 'config' mapping")
     config: dict[str, str] = {}
@@ -97,6 +97,15 @@ def read_stack_file(path: Path) -> StackFile:
             secret_keys.add(key)
         config[key] = _as_config_string(stubbed)
     return StackFile(config, frozenset(secret_keys))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong and where, without PyYAML's snippet of the line: that line may hold a secret."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        context = f"{error.context}, " if error.context else ""
+        mark = error.problem_mark
+        return f"{context}{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return type(error).__name__
 
 
 def _stub_secrets(value: Any) -> tuple[Any, bool]:
