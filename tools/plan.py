@@ -271,8 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         assert stack_plan.result is not None
         status = "ok  " if stack_plan.exit_code == EXIT_OK else "FAIL"
+        mandatory = sum(v["enforcement"] == "mandatory" for v in stack_plan.violations)
         summary = (
-            f"{len(stack_plan.result.resources)} resources, {len(stack_plan.violations)} policy violation(s), "
+            f"{len(stack_plan.result.resources)} resources, {mandatory} mandatory and "
+            f"{len(stack_plan.violations) - mandatory} advisory policy violation(s), "
             f"{len(stack_plan.result.warnings)} warning(s)"
         )
         if args.json:
