@@ -64,6 +64,19 @@ def key_policy(account_id: str, partition: str = "aws") -> str:
     )
 
 
+def node_volumes(ami_type: str, disk_size_gib: int) -> list[tuple[str, int | None]]:
+    """(device, size) of the EBS volumes a node group's launch template sets; size None keeps the AMI's.
+
+    AL2023 has one root volume, `/dev/xvda`, which holds the images and pod storage. Bottlerocket boots
+    from a small OS volume on `/dev/xvda` and keeps images and pod storage on a data volume on
+    `/dev/xvdb` (https://github.com/bottlerocket-os/bottlerocket#default-volumes): `disk_size_gib` is
+    that volume's size, and the OS volume keeps its snapshot's size. Both are encrypted.
+    """
+    if ami_type.startswith("BOTTLEROCKET_"):
+        return [("/dev/xvda", None), ("/dev/xvdb", disk_size_gib)]
+    return [("/dev/xvda", disk_size_gib)]
+
+
 def control_plane_log_group(cluster_name: str) -> str:
     """The log group EKS writes control-plane logs to (fixed by EKS,
     https://docs.aws.amazon.com/eks/latest/userguide/control-plane-logs.html)."""
@@ -559,14 +572,15 @@ class EksCluster(pulumi.ComponentResource):
             vpc_security_group_ids=list(security_group_ids),
             block_device_mappings=[
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
-                    device_name="/dev/xvda",
+                    device_name=device,
                     ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                        volume_size=group.disk_size_gib,
+                        volume_size=size,
                         volume_type="gp3",
                         encrypted="true",
                         delete_on_termination="true",
                     ),
                 )
+                for device, size in node_volumes(group.ami_type, group.disk_size_gib)
             ],
             # IMDSv2 only, one hop: pods cannot borrow the node role; they use IRSA. (Host-network
             # add-ons such as the VPC CNI are one hop away and unaffected.)

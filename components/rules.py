@@ -16,6 +16,7 @@ from components.config import (
     CreateVpc,
     DomainDestination,
     InClusterStores,
+    ManagedStores,
     StackConfig,
     ami_architecture,
     instance_architecture,
@@ -85,6 +86,7 @@ def stack_warnings(config: StackConfig, today: datetime.date) -> list[Problem]:
                 version,
             )
         )
+    warnings += _endpoint_path_warnings(config)
     if config.network.egress.mode == "security-group":
         warnings.append(
             Problem(
@@ -93,6 +95,40 @@ def stack_warnings(config: StackConfig, today: datetime.date) -> list[Problem]:
                 "the EKS cluster security group, which allows all egress. Use 'network-firewall' or 'both' "
                 "to enforce it (the policy pack requires that outside dev)",
                 "security-group",
+            )
+        )
+    return warnings
+
+
+def _endpoint_path_warnings(config: StackConfig) -> list[Problem]:
+    """What the program cannot set up for the private endpoint's callers, said before `pulumi up`."""
+    network = config.network
+    endpoint = config.cluster.endpoint
+    warnings: list[Problem] = []
+    if isinstance(network, CreateVpc):
+        # The endpoint's ENIs answer from the private subnets, whose route tables this program owns and
+        # route only the VPC locally (everything else to the NAT gateway or the firewall). A source
+        # outside the VPC (VPN, peering, Transit Gateway) gets no reply until someone adds its route.
+        outside = [str(c) for c in endpoint.private_access_cidrs if not c.subnet_of(network.cidr)]
+        if outside:
+            warnings.append(
+                Problem(
+                    "cluster.endpoint.private_access_cidrs",
+                    "lie outside the VPC and the program does not route them: unless the connection "
+                    "translates its sources into VPC addresses, add a route for each to every private route "
+                    "table (to the peering connection, Transit Gateway or virtual private gateway), or the API "
+                    "endpoint's replies leave through the NAT gateway or firewall and connections hang",
+                    outside,
+                )
+            )
+    elif endpoint.bastion is not None:
+        # The bastion's only egress is HTTPS inside the VPC, so Session Manager needs interface endpoints
+        # there (https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html).
+        warnings.append(
+            Problem(
+                "cluster.endpoint.bastion",
+                "in an adopted VPC the bastion reaches Session Manager only through interface endpoints for "
+                f"{', '.join(SSM_ENDPOINTS)} with private DNS in that VPC; the program cannot check they exist",
             )
         )
     return warnings
@@ -394,7 +430,8 @@ def _registry_problems(config: StackConfig) -> list[Problem]:
 
 
 def _store_problems(config: StackConfig) -> list[Problem]:
-    if config.is_prod and isinstance(config.stores, InClusterStores):
+    stores = config.stores
+    if config.is_prod and isinstance(stores, InClusterStores):
         return [
             Problem(
                 "stores.mode",
@@ -402,4 +439,21 @@ def _store_problems(config: StackConfig) -> list[Problem]:
                 "in-cluster",
             )
         ]
+    if isinstance(stores, ManagedStores):
+        postgres = stores.postgres
+        # RDS storage autoscaling: CreateDBInstance fails with InvalidParameterCombination unless
+        # MaxAllocatedStorage exceeds AllocatedStorage by at least 10 percent ("Max storage size must be
+        # greater than storage size"; "The maximum allocated storage must be increased by at least 10
+        # percent"; https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_PIOPS.Autoscaling.html).
+        if postgres.max_allocated_storage_gib * 10 < postgres.allocated_storage_gib * 11:
+            least = -(-postgres.allocated_storage_gib * 11 // 10)
+            return [
+                Problem(
+                    "stores.postgres.max_allocated_storage_gib",
+                    f"must be at least 10% above allocated_storage_gib ({postgres.allocated_storage_gib}), "
+                    f"so at least {least}: RDS refuses a smaller storage-autoscaling ceiling",
+                    postgres.max_allocated_storage_gib,
+                    context=("stores.postgres.allocated_storage_gib",),
+                )
+            ]
     return []

@@ -1,0 +1,240 @@
+"""AWS's and the AWS provider's own rules that Pulumi's mocks accept silently, encoded as tests.
+
+Each rule cites its source. A stack that breaks one must fail at config time, naming the key, instead
+of failing in the middle of a real `pulumi up` (or worse, succeeding and doing something else).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from typing import Any
+
+import pytest
+
+from components.cluster import node_volumes
+from components.config import MAX_STACK_TAGS
+from components.load import config_warnings, parse_stack_config
+from tests.support import of_type, run_variant
+from tests.test_config import NS, errors_of, one_error, raw
+
+# terraform-provider-aws validateRdsIdentifier (the RDS DBInstanceIdentifier rules): lowercase letters,
+# digits and hyphens, first a letter, no "--", no trailing hyphen. ElastiCache's ReplicationGroupId has
+# the same shape (CreateReplicationGroup: "must begin with a letter ... cannot contain two consecutive
+# hyphens"), at most 40 characters.
+RDS_IDENTIFIER = re.compile(r"^[a-z](?!.*--)[a-z0-9-]*[a-z0-9]$")
+
+
+def _rds_identifier_ok(value: str, limit: int) -> bool:
+    return len(value) <= limit and RDS_IDENTIFIER.match(value) is not None
+
+
+# --- The stack name prefixes RDS, ElastiCache and security group names ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("1dataplane", "must start with a letter"),
+        ("data--plane", "must not contain '--'"),
+        ("sg-dataplane", "must not start with 'sg-'"),  # EC2 CreateSecurityGroup: no "sg-" group names
+    ],
+)
+def test_a_stack_name_aws_would_refuse_downstream_is_refused(name: str, why: str) -> None:
+    error = one_error(raw(name=name))
+    assert error.startswith(f"{NS}:name (got '{name}'): {why}")
+
+
+@pytest.mark.parametrize("name", ["a", "lsdp-prod", "a1-b2-c3", "x" * 24])
+def test_every_accepted_stack_name_gives_valid_store_identifiers(name: str) -> None:
+    config = parse_stack_config("test", raw(name=name), set())
+    # components.stores names them `<name>-postgres` and `<name>-redis`.
+    assert _rds_identifier_ok(f"{config.name}-postgres", 63)
+    assert _rds_identifier_ok(f"{config.name}-redis", 40)
+
+
+# --- Node groups ---------------------------------------------------------------------------------
+
+
+def test_a_node_group_name_must_leave_room_for_the_unique_suffix() -> None:
+    # terraform-provider-aws aws_eks_node_group: node_group_name_prefix is
+    # StringLenBetween(0, 63-id.UniqueIDSuffixLength), i.e. at most 37 characters, and the program
+    # uses the prefix `<name>-`; so a name is at most 36.
+    accepted = {"node_groups": [{"name": "n" * 36}]}
+    parse_stack_config("test", raw(cluster=accepted), set())
+    error = one_error(raw(cluster={"node_groups": [{"name": "n" * 37}]}))
+    assert error.startswith(f"{NS}:cluster.node_groups[0].name")
+    assert "36" in error
+
+
+def test_the_program_never_asks_for_a_longer_node_group_prefix(tmp_path) -> None:
+    cluster = {
+        "endpoint": {"public": True, "public_cidrs": ["203.0.113.0/24"]},
+        "node_groups": [{"name": "n" * 36, "instance_types": ["m6i.large"]}],
+    }
+    (group,) = of_type(run_variant(tmp_path, "dev", {"cluster": cluster}), "aws:eks/nodeGroup:NodeGroup")
+    assert len(group.inputs["nodeGroupNamePrefix"]) <= 63 - 26
+
+
+@pytest.mark.parametrize(
+    ("labels", "why"),
+    [
+        ({"role": ""}, "the value of label 'role'"),  # EKS: values 1-63 characters
+        ({"role": "v" * 64}, "the value of label 'role'"),
+        ({"k" * 64: "x"}, "label key"),  # EKS: keys 1-63 characters, prefix included
+        ({"team name": "x"}, "label key"),  # Kubernetes label syntax
+        ({"role": "a/b"}, "the value of label 'role'"),
+        ({"node-role.kubernetes.io/agents": "x"}, "prefix EKS reserves"),  # aws/containers-roadmap#1451
+        ({"k8s.io/role": "x"}, "prefix EKS reserves"),
+        ({"eks.amazonaws.com/nodegroup": "x"}, "prefix EKS reserves"),
+    ],
+)
+def test_node_labels_follow_the_eks_api_rules(labels: dict[str, str], why: str) -> None:
+    # CreateNodegroup `labels` (https://docs.aws.amazon.com/eks/latest/APIReference/API_CreateNodegroup.html):
+    # key and value lengths 1-63; EKS refuses reserved prefixes with InvalidParameterException, after
+    # the control plane has already been created.
+    error = one_error(raw(cluster={"node_groups": [{"name": "default", "labels": labels}]}))
+    assert error.startswith(f"{NS}:cluster.node_groups[0].labels")
+    assert why in error
+
+
+def test_ordinary_node_labels_are_accepted() -> None:
+    labels = {"role": "agents", "example.com/team": "platform_1", "tier": "A.b-c"}
+    parse_stack_config("test", raw(cluster={"node_groups": [{"name": "default", "labels": labels}]}), set())
+
+
+@pytest.mark.parametrize(
+    ("ami_type", "expected"),
+    [
+        ("AL2023_x86_64_STANDARD", [("/dev/xvda", 80)]),
+        ("AL2023_ARM_64_NVIDIA", [("/dev/xvda", 80)]),
+        # Bottlerocket: /dev/xvda is the OS volume, /dev/xvdb the data volume that holds images and pod
+        # storage (https://github.com/bottlerocket-os/bottlerocket#default-volumes).
+        ("BOTTLEROCKET_x86_64", [("/dev/xvda", None), ("/dev/xvdb", 80)]),
+        ("BOTTLEROCKET_ARM_64_NVIDIA", [("/dev/xvda", None), ("/dev/xvdb", 80)]),
+    ],
+)
+def test_disk_size_goes_to_the_volume_that_holds_pod_storage(
+    ami_type: str, expected: list[tuple[str, int | None]]
+) -> None:
+    assert node_volumes(ami_type, 80) == expected
+
+
+def test_a_bottlerocket_group_sizes_and_encrypts_its_data_volume(tmp_path) -> None:
+    cluster = {
+        "endpoint": {"public": True, "public_cidrs": ["203.0.113.0/24"]},
+        "node_groups": [
+            {
+                "name": "br",
+                "ami_type": "BOTTLEROCKET_ARM_64",
+                "instance_types": ["m7g.large"],
+                "disk_size_gib": 80,
+            }
+        ],
+    }
+    result = run_variant(tmp_path, "dev", {"cluster": cluster})
+    (template,) = of_type(result, "aws:ec2/launchTemplate:LaunchTemplate")
+    mappings = {m["deviceName"]: m["ebs"] for m in template.inputs["blockDeviceMappings"]}
+    assert mappings["/dev/xvdb"]["volumeSize"] == 80
+    assert "volumeSize" not in mappings["/dev/xvda"]  # the OS volume keeps its snapshot's size
+    assert all(ebs["encrypted"] == "true" for ebs in mappings.values())
+
+
+# --- Tags ------------------------------------------------------------------------------------------
+
+
+def test_no_more_tags_than_aws_allows_once_the_program_adds_its_own() -> None:
+    # AWS: at most 50 user tags per resource
+    # (https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html#tag-conventions).
+    tags = {"owner": "me", "cost-center": "cc-1"}
+    tags |= {f"t{i}": "x" for i in range(MAX_STACK_TAGS - len(tags))}
+    parse_stack_config("test", raw(tags=tags), set())
+    error = one_error(raw(tags={**tags, "one-more": "x"}))
+    assert error.startswith(f"{NS}:tags")
+    assert "at most 44" in error
+
+
+# --- RDS storage autoscaling -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("allocated", "ceiling", "ok"), [(100, 100, False), (100, 109, False), (100, 110, True)]
+)
+def test_the_storage_ceiling_is_at_least_ten_percent_above_the_allocation(
+    allocated: int, ceiling: int, ok: bool
+) -> None:
+    # RDS CreateDBInstance: InvalidParameterCombination "Max storage size must be greater than storage
+    # size" / "The maximum allocated storage must be increased by at least 10 percent".
+    stores = {
+        "mode": "managed",
+        "postgres": {"allocated_storage_gib": allocated, "max_allocated_storage_gib": ceiling},
+    }
+    if ok:
+        parse_stack_config("test", raw(stores=stores), set())
+        return
+    error = one_error(raw(stores=stores))
+    assert error.startswith(f"{NS}:stores.postgres.max_allocated_storage_gib (got {ceiling})")
+    assert "at least 110" in error
+
+
+def test_raising_only_the_allocation_past_the_default_ceiling_is_caught() -> None:
+    # The default ceiling is 100 GiB: allocating 100 without raising it used to be silently sent as
+    # max == allocated, which RDS refuses at create time.
+    error = one_error(raw(stores={"mode": "managed", "postgres": {"allocated_storage_gib": 100}}))
+    assert error.startswith(f"{NS}:stores.postgres.max_allocated_storage_gib (got 100)")
+
+
+# --- Secrets in config ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cluster", {"access": {"deployer_role_arn": "TopSecretValue99"}}),
+        ("langsmith", {"url": "https://user:S3cretPassw0rd@ls.example.com"}),
+        ("name", "hunter2"),
+    ],
+)
+def test_a_secret_on_a_plain_key_is_refused_and_never_echoed(key: str, value: Any) -> None:
+    # The program would use the decrypted value in plaintext (names, tags, plan, outputs); refusing is
+    # the only way not to unwrap it. Whatever it holds, valid or not, is never repeated.
+    text = value if isinstance(value, str) else json.dumps(value)
+    config = raw(**{key: text})
+    errors = errors_of(config, {f"{NS}:{key}"})
+    assert [e.strip().split(" ")[0].rstrip(":") for e in errors] == [f"{NS}:{key}"]
+    assert "is stored as a secret" in errors[0]
+    for secret in ("TopSecretValue99", "S3cretPassw0rd", "hunter2"):
+        assert secret not in "\n".join(errors)
+
+
+# --- Warnings for what the program cannot set up ----------------------------------------------------
+
+
+def test_private_access_from_outside_the_vpc_warns_about_the_return_route() -> None:
+    # The endpoint ENIs sit in the private subnets; their route tables send everything outside the VPC
+    # to the NAT gateway or firewall, so a peered/VPN source needs a route the program does not create.
+    outside = parse_stack_config(
+        "test", raw(cluster={"endpoint": {"private_access_cidrs": ["10.255.0.0/16"]}}), set()
+    )
+    (warning,) = [
+        w for w in config_warnings(outside, datetime.date(2026, 1, 1)) if "private_access_cidrs" in w
+    ]
+    assert "10.255.0.0/16" in warning
+    assert "route" in warning
+    inside = parse_stack_config(
+        "test", raw(cluster={"endpoint": {"private_access_cidrs": ["10.0.8.0/24"]}}), set()
+    )
+    assert not [w for w in config_warnings(inside, datetime.date(2026, 1, 1)) if "private_access_cidrs" in w]
+
+
+def test_a_bastion_in_an_adopted_vpc_warns_about_session_manager_endpoints() -> None:
+    network = {
+        "mode": "existing",
+        "vpc_id": "vpc-0123456789abcdef0",
+        "vpc_cidr": "10.0.0.0/16",
+        "private_subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+    }
+    config = parse_stack_config("test", raw(network=network, cluster={"endpoint": {"bastion": {}}}), set())
+    (warning,) = [w for w in config_warnings(config, datetime.date(2026, 1, 1)) if "bastion" in w]
+    assert "ssm, ssmmessages, ec2messages" in warning
