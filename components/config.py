@@ -203,7 +203,9 @@ class CidrDestination(Model):
 def _destination_kind(value: object) -> str | None:
     if isinstance(value, dict):
         return "domain" if "domain" in value else "cidr" if "cidr" in value else None
-    return "domain" if isinstance(value, DomainDestination) else "cidr"
+    if isinstance(value, DomainDestination | CidrDestination):
+        return "domain" if isinstance(value, DomainDestination) else "cidr"
+    return None
 
 
 Destination = Annotated[
@@ -291,14 +293,21 @@ class ExistingVpc(Model):
         return []
 
 
-def _network_mode(value: object) -> str:
-    # `mode` may be left out: creating the VPC is the default.
-    return value.get("mode", "create") if isinstance(value, dict) else value.mode  # type: ignore[attr-defined]
+def _network_mode(value: object) -> str | None:
+    # `mode` may be left out: creating the VPC is the default. Anything but a mapping (a stack file
+    # saying `network: create`, say) has no tag: None makes pydantic report it as a config error.
+    if isinstance(value, dict):
+        return value.get("mode", "create")
+    return value.mode if isinstance(value, CreateVpc | ExistingVpc) else None
 
 
 Network = Annotated[
     Annotated[CreateVpc, Tag("create")] | Annotated[ExistingVpc, Tag("existing")],
-    Discriminator(_network_mode),
+    Discriminator(
+        _network_mode,
+        custom_error_type="network",
+        custom_error_message="must be a mapping whose 'mode' is 'create' (the default) or 'existing'",
+    ),
 ]
 
 

@@ -286,6 +286,7 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                     f"{key}.desired_size",
                     f"must lie between min_size ({group.min_size}) and max_size ({group.max_size})",
                     group.desired_size,
+                    context=(f"{key}.min_size", f"{key}.max_size"),
                 )
             )
     return problems

@@ -17,7 +17,7 @@ from components.cluster import node_volumes
 from components.config import MAX_STACK_TAGS
 from components.load import config_warnings, parse_stack_config
 from tests.support import of_type, run_variant
-from tests.test_config import NS, errors_of, one_error, raw
+from tests.test_config import ECR_IMAGE, NS, errors_of, one_error, raw
 
 # terraform-provider-aws validateRdsIdentifier (the RDS DBInstanceIdentifier rules): lowercase letters,
 # digits and hyphens, first a letter, no "--", no trailing hyphen. ElastiCache's ReplicationGroupId has
@@ -238,3 +238,70 @@ def test_a_bastion_in_an_adopted_vpc_warns_about_session_manager_endpoints() -> 
     config = parse_stack_config("test", raw(network=network, cluster={"endpoint": {"bastion": {}}}), set())
     (warning,) = [w for w in config_warnings(config, datetime.date(2026, 1, 1)) if "bastion" in w]
     assert "ssm, ssmmessages, ec2messages" in warning
+
+
+# --- Every name the program asks AWS for fits AWS's limit, even with the longest stack name -----------
+
+# Pulumi auto-names a resource `<logical name>-<7 random characters>`
+# (https://www.pulumi.com/docs/iac/concepts/resources/names/#autonaming), so the logical name has 8
+# characters less than the API's limit. Limits: IAM CreateRole RoleName 64, CreateInstanceProfile 128,
+# PutRolePolicy PolicyName 128; EC2 CreateLaunchTemplate 128, CreateSecurityGroup GroupName 255.
+AUTONAME_LIMITS = {
+    "aws:iam/role:Role": 64,
+    "aws:iam/instanceProfile:InstanceProfile": 128,
+    "aws:iam/rolePolicy:RolePolicy": 128,
+    "aws:ec2/launchTemplate:LaunchTemplate": 128,
+    "aws:ec2/securityGroup:SecurityGroup": 255,
+}
+# Names the program sets itself: Network Firewall names 1-128 (CreateFirewall), EKS cluster names 1-100
+# (CreateCluster), RDS identifiers 63, ElastiCache replication group ids 40.
+EXPLICIT_LIMITS = {
+    ("aws:networkfirewall/firewall:Firewall", "name"): 128,
+    ("aws:networkfirewall/firewallPolicy:FirewallPolicy", "name"): 128,
+    ("aws:networkfirewall/ruleGroup:RuleGroup", "name"): 128,
+    ("aws:eks/cluster:Cluster", "name"): 100,
+    ("aws:rds/instance:Instance", "identifier"): 63,
+    ("aws:elasticache/replicationGroup:ReplicationGroup", "replicationGroupId"): 40,
+}
+
+
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+def test_every_name_fits_with_the_longest_stack_name(tmp_path, stack: str) -> None:
+    longest = "n" * 24
+    result = run_variant(tmp_path, stack, {"name": longest})
+    checked = 0
+    for r in result.resources:
+        limit = AUTONAME_LIMITS.get(r.type)
+        if limit is not None and "name" not in r.inputs and "namePrefix" not in r.inputs:
+            assert len(r.name) + 8 <= limit, f"{r.type} {r.name}: auto-name exceeds {limit}"
+            checked += 1
+        for (type_, field), limit in EXPLICIT_LIMITS.items():
+            if r.type == type_:
+                assert len(r.inputs[field]) <= limit, f"{r.type} {r.inputs[field]} exceeds {limit}"
+                checked += 1
+    assert checked >= 10
+
+
+# --- Hostile shapes: one clear report, never a traceback ---------------------------------------------
+
+
+@pytest.mark.parametrize("network", ["create", "null", [], ["create"], {"mode": ["x"]}])
+def test_a_network_that_is_not_a_mapping_is_a_config_error(network: Any) -> None:
+    # It used to reach `value.mode` in the union's discriminator and crash the program.
+    error = one_error(raw(network=network if isinstance(network, str) else json.dumps(network)))
+    assert error.startswith(f"{NS}:network ")
+    assert "must be a mapping whose 'mode' is 'create'" in error
+
+
+@pytest.mark.parametrize("destination", [None, 5, "ghcr.io"])
+def test_an_extra_destination_that_is_not_a_mapping_names_the_two_shapes(destination: Any) -> None:
+    network = {"egress": {"mode": "network-firewall", "extra_destinations": [destination]}}
+    error = one_error(raw(network=network, listener_image=ECR_IMAGE))
+    assert error.startswith(f"{NS}:network.egress.extra_destinations[0]")
+    assert "must have either a 'domain' or a 'cidr' key" in error
+
+
+def test_a_size_rule_stays_quiet_when_a_bound_it_compares_with_is_invalid() -> None:
+    group = {"name": "a", "min_size": 5, "desired_size": 1, "max_size": 0}
+    errors = errors_of(raw(cluster={"node_groups": [group]}))
+    assert [e.strip().split(" ")[0] for e in errors] == [f"{NS}:cluster.node_groups[0].max_size"]
