@@ -186,6 +186,11 @@ class EksClusterArgs:
     account_id: pulumi.Input[str] | None = None
     """The stack's AWS account (for the key policy); looked up from the caller's identity when None."""
     partition: str = "aws"
+    node_dependencies: Sequence[pulumi.Resource] = ()
+    """What must exist before any node boots: the private subnets' routes out (NAT or firewall) and
+    the VPC endpoints. Otherwise, in firewall mode (a firewall takes minutes to create), nodes come up
+    with no route to the EC2, STS or ECR APIs, the VPC CNI cannot assign addresses, and the add-ons
+    that wait for healthy pods time out."""
 
 
 class EksCluster(pulumi.ComponentResource):
@@ -393,7 +398,7 @@ class EksCluster(pulumi.ComponentResource):
                 node_role,
                 args.private_subnet_ids,
                 node_sgs,
-                [*node_attachments, *networking_addons],
+                [*node_attachments, *networking_addons, *args.node_dependencies],
             )
             for group in cfg.node_groups
         ]

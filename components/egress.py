@@ -205,6 +205,9 @@ class ControlPlaneEgress(pulumi.ComponentResource):
     security_group_id: pulumi.Output[str] | None
     """Attach to the nodes (with the cluster security group); None unless the mode uses it."""
     firewall_arn: pulumi.Output[str] | None
+    routes: list[aws.ec2.Route]
+    """The private subnets' default routes and the firewall's return routes: the nodes' way out. Nodes
+    must not boot before these exist (their first EC2/STS/ECR calls would go nowhere)."""
 
     def __init__(
         self, name: str, args: ControlPlaneEgressArgs, opts: pulumi.ResourceOptions | None = None
@@ -215,6 +218,7 @@ class ControlPlaneEgress(pulumi.ComponentResource):
         self.allowlist = args.allowlist
         self.security_group_id = None
         self.firewall_arn = None
+        self.routes = []
         if uses_security_group(args.allowlist.mode):
             self.security_group_id = self._security_group(args)
         endpoints: list[pulumi.Output[str]] | None = None
@@ -281,26 +285,28 @@ class ControlPlaneEgress(pulumi.ComponentResource):
                 if firewall_endpoints is not None
                 else {"nat_gateway_id": routing.nat_gateway_ids[i]}
             )
-            aws.ec2.Route(
+            route = aws.ec2.Route(
                 f"{self._name}-private-{i}-default",
                 route_table_id=table_id,
                 destination_cidr_block="0.0.0.0/0",
                 opts=child,
                 **target,  # type: ignore[arg-type]
             )
+            self.routes.append(route)
         if firewall_endpoints is None:
             return
         for i, (endpoint, private_cidr) in enumerate(
             zip(firewall_endpoints, routing.private_subnet_cidrs, strict=True)
         ):
             # Return traffic from the NAT gateways to this AZ's private subnet crosses the same endpoint.
-            aws.ec2.Route(
+            route = aws.ec2.Route(
                 f"{self._name}-return-{i}-via-firewall",
                 route_table_id=routing.nat_route_table_id,
                 destination_cidr_block=private_cidr,
                 vpc_endpoint_id=endpoint,
                 opts=child,
             )
+            self.routes.append(route)
 
     def _firewall(
         self, placement: PrivateRouting, retention_days: int, delete_protection: bool

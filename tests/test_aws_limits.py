@@ -16,7 +16,7 @@ import pytest
 from components.cluster import node_volumes
 from components.config import MAX_STACK_TAGS
 from components.load import config_warnings, parse_stack_config
-from tests.support import of_type, run_variant
+from tests.support import cached_run, of_type, run_variant
 from tests.test_config import ECR_IMAGE, NS, errors_of, one_error, raw
 
 # terraform-provider-aws validateRdsIdentifier (the RDS DBInstanceIdentifier rules): lowercase letters,
@@ -305,3 +305,25 @@ def test_a_size_rule_stays_quiet_when_a_bound_it_compares_with_is_invalid() -> N
     group = {"name": "a", "min_size": 5, "desired_size": 1, "max_size": 0}
     errors = errors_of(raw(cluster={"node_groups": [group]}))
     assert [e.strip().split(" ")[0] for e in errors] == [f"{NS}:cluster.node_groups[0].max_size"]
+
+
+# --- Nodes boot only once they have a way out -----------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["prod", "staging", "dev"])
+def test_node_groups_wait_for_the_routes_and_endpoints_they_need(stack: str) -> None:
+    # A node's first minutes need the EC2 API (VPC CNI), STS (IRSA) and ECR (images): through the
+    # private default route (NAT or firewall endpoint) or the VPC endpoints. A Network Firewall takes
+    # minutes to create and the route to it waits for it, so without these dependencies the nodes of a
+    # firewall stack come up with nowhere to send those calls, and CoreDNS/EBS CSI (which wait for
+    # healthy pods) can time out on the first `pulumi up`.
+    result = cached_run(stack, preview=True)
+    needed = {
+        r.urn
+        for r in result.resources
+        if r.type == "aws:ec2/vpcEndpoint:VpcEndpoint"
+        or (r.type == "aws:ec2/route:Route" and "-egress-" in r.name)
+    }
+    assert needed
+    for group in of_type(result, "aws:eks/nodeGroup:NodeGroup"):
+        assert needed <= set(group.dependencies), group.name
