@@ -13,7 +13,6 @@ then the node groups, then CoreDNS and the EBS CSI driver.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -154,12 +153,6 @@ def _field(obj: object, key: str) -> Any:
     if isinstance(obj, Mapping) and key in obj:
         return obj[key]
     return getattr(obj, key, None)
-
-
-def principal_slug(arn: str) -> str:
-    """A stable, readable resource-name part for an IAM principal (keyed by ARN, not list position)."""
-    tail = arn.rsplit("/", 1)[-1].lower()
-    return re.sub(r"[^a-z0-9-]+", "-", tail).strip("-")[:40] or "principal"
 
 
 def _cidr_slug(cidr: str) -> str:
@@ -443,13 +436,8 @@ class EksCluster(pulumi.ComponentResource):
 
     def _access_entries(self, cluster: aws.eks.Cluster, cfg: Cluster) -> list[pulumi.Resource]:
         """Cluster-admin access entries, each keyed by its principal (never by list position)."""
-        principals = [
-            *((("deployer", cfg.access.deployer_role_arn),) if cfg.access.deployer_role_arn else ()),
-            *((f"ci-{principal_slug(arn)}", arn) for arn in cfg.access.ci_role_arns),
-            *((f"admin-{principal_slug(arn)}", arn) for arn in cfg.admin_principal_arns),
-        ]
         associations: list[pulumi.Resource] = []
-        for role, arn in principals:
+        for _, role, arn in cfg.access_entries():
             resource_name = f"{self._name}-{role}"
             entry = aws.eks.AccessEntry(
                 resource_name,

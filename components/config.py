@@ -320,6 +320,12 @@ PrincipalArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:(ro
 PrivateSourceCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_private_source)]
 
 
+def principal_slug(arn: str) -> str:
+    """A stable, readable resource-name part for an IAM principal (keyed by ARN, not list position)."""
+    tail = arn.rsplit("/", 1)[-1].lower()
+    return re.sub(r"[^a-z0-9-]+", "-", tail).strip("-")[:40] or "principal"
+
+
 class Bastion(Model):
     """A small instance in a private subnet, reached only through SSM Session Manager (no SSH, no
     public IP, IMDSv2), for port-forwarding to the private API endpoint."""
@@ -458,6 +464,29 @@ class Cluster(Model):
     ] = Field(default_factory=dict)
     """Pins for the core add-ons. Unpinned ones get EKS's default version for `kubernetes_version`,
     looked up at deploy time (so a real preview shows it, and a version change moves them too)."""
+
+    def access_entries(self) -> list[tuple[str, str, str]]:
+        """(stack key, resource-name part, principal ARN) of every cluster-admin access entry.
+
+        The one place that names them: `components.cluster` creates them under these names, and
+        `components.rules` refuses two that would share one (a duplicate resource name).
+        """
+        access = self.access
+        return [
+            *(
+                (("cluster.access.deployer_role_arn", "deployer", access.deployer_role_arn),)
+                if access.deployer_role_arn
+                else ()
+            ),
+            *(
+                (f"cluster.access.ci_role_arns[{i}]", f"ci-{principal_slug(arn)}", arn)
+                for i, arn in enumerate(access.ci_role_arns)
+            ),
+            *(
+                (f"cluster.admin_principal_arns[{i}]", f"admin-{principal_slug(arn)}", arn)
+                for i, arn in enumerate(self.admin_principal_arns)
+            ),
+        ]
 
 
 # --- Backing stores ----------------------------------------------------------------------------

@@ -332,27 +332,29 @@ def _endpoint_access_problems(config: StackConfig) -> list[Problem]:
                     list(config.network.interface_endpoints),
                 )
             )
-    access = cluster.access
-    listed = [
-        *(
-            (("cluster.access.deployer_role_arn", access.deployer_role_arn),)
-            if access.deployer_role_arn
-            else ()
-        ),
-        *((f"cluster.access.ci_role_arns[{i}]", arn) for i, arn in enumerate(access.ci_role_arns)),
-        *((f"cluster.admin_principal_arns[{i}]", arn) for i, arn in enumerate(cluster.admin_principal_arns)),
-    ]
-    counts = Counter(arn for _, arn in listed)
-    seen: set[str] = set()
-    for key, arn in listed:
-        if counts[arn] > 1:
-            if arn in seen:
-                # EKS allows one access entry per principal: a second CreateAccessEntry fails with
-                # ResourceInUseException.
-                problems.append(
-                    Problem(key, "is already given an access entry above; EKS allows one per principal", arn)
+    seen_arns: set[str] = set()
+    seen_names: dict[str, str] = {}
+    for key, name, arn in cluster.access_entries():
+        if arn in seen_arns:
+            # EKS allows one access entry per principal: a second CreateAccessEntry fails with
+            # ResourceInUseException.
+            problems.append(
+                Problem(key, "is already given an access entry above; EKS allows one per principal", arn)
+            )
+        elif name in seen_names:
+            # Entries are named after the principal's last ARN segment, so role/a/admin and
+            # user/admin (or two long names sharing 40 characters) would register two resources of
+            # one name, which the engine refuses.
+            problems.append(
+                Problem(
+                    key,
+                    f"would get the same access-entry resource name ({name}) as {seen_names[name]}; "
+                    "use principals whose names differ in their first 40 characters after the last '/'",
+                    arn,
                 )
-            seen.add(arn)
+            )
+        seen_arns.add(arn)
+        seen_names.setdefault(name, key)
     return problems
 
 

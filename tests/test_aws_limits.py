@@ -327,3 +327,21 @@ def test_node_groups_wait_for_the_routes_and_endpoints_they_need(stack: str) -> 
     assert needed
     for group in of_type(result, "aws:eks/nodeGroup:NodeGroup"):
         assert needed <= set(group.dependencies), group.name
+
+
+@pytest.mark.parametrize(
+    "admins",
+    [
+        ["arn:aws:iam::123456789012:role/team-a/admin", "arn:aws:iam::123456789012:role/team-b/admin"],
+        ["arn:aws:iam::123456789012:role/admin", "arn:aws:iam::123456789012:user/admin"],
+        [
+            "arn:aws:iam::123456789012:role/" + "x" * 40 + "-one",
+            "arn:aws:iam::123456789012:role/" + "x" * 40 + "-two",
+        ],
+    ],
+)
+def test_two_principals_whose_access_entries_would_share_a_name_are_refused(admins: list[str]) -> None:
+    # Two resources of one type and name are a duplicate URN: the engine stops the whole run.
+    error = one_error(raw(cluster={"admin_principal_arns": admins}))
+    assert error.startswith(f"{NS}:cluster.admin_principal_arns[1]")
+    assert "same access-entry resource name" in error
