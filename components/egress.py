@@ -37,9 +37,21 @@ from components.config import CidrDestination, DomainDestination, Egress, Egress
 
 HTTPS = 443
 # Rule-group capacity cannot change after creation (a change replaces the group, which the policy still
-# references), so it is fixed generously: one unit per domain and target type.
+# references), so it is fixed generously.
 RULE_GROUP_CAPACITY = 200
 _TARGET_TYPES = ("TLS_SNI", "HTTP_HOST")
+
+
+def domain_list_capacity(domains: int) -> int:
+    """Capacity a domain-list rule group of `domains` consumes: one unit per domain and inspected
+    protocol plus one per protocol (AWS's "StatefulRules capacity exceeded" starts at 100 domains in a
+    100-unit HTTP-only group: https://cloudnetworks.io/2021-09-22-suricata-notes; the AWS guide,
+    nwfw-rule-group-capacity, only says to leave room)."""
+    return (domains + 1) * len(_TARGET_TYPES)
+
+
+MAX_FIREWALL_DOMAINS = RULE_GROUP_CAPACITY // len(_TARGET_TYPES) - 1
+"""The most domains the fixed capacity holds (99)."""
 
 # The host name each AWS API answers on in a region (https://docs.aws.amazon.com/general/latest/gr/rande.html).
 # Behind the firewall an API the stack lists in `network.egress.aws_apis` is allowed by this name
@@ -313,10 +325,11 @@ class ControlPlaneEgress(pulumi.ComponentResource):
     ) -> aws.networkfirewall.Firewall:
         name = self._name
         domains = list(self.allowlist.firewall_domains)
-        if len(domains) * len(_TARGET_TYPES) > RULE_GROUP_CAPACITY:
+        if domain_list_capacity(len(domains)) > RULE_GROUP_CAPACITY:
+            # components.rules refuses such a stack first, naming the key; this guards other callers.
             raise ValueError(
                 f"{len(domains)} firewall domains exceed the rule group's fixed capacity "
-                f"({RULE_GROUP_CAPACITY // len(_TARGET_TYPES)} domains)"
+                f"({MAX_FIREWALL_DOMAINS} domains)"
             )
         child = pulumi.ResourceOptions(parent=self)
         rule_group = aws.networkfirewall.RuleGroup(

@@ -21,6 +21,7 @@ from components.config import (
     ami_architecture,
     instance_architecture,
 )
+from components.egress import MAX_FIREWALL_DOMAINS, egress_allowlist
 from components.registries import ecr_region, hosts_for_registry, registry_host, uncovered
 from components.versions import EKS_VERSIONS, support_phase
 
@@ -242,6 +243,25 @@ def _egress_problems(config: StackConfig) -> list[Problem]:
                     "a CIDR can only be allowed by the security group; set network.egress.mode to "
                     "'security-group' or 'both', or give a domain instead",
                     str(destination.cidr),
+                )
+            )
+    if uses_firewall:
+        domains = egress_allowlist(
+            config.langsmith,
+            egress,
+            region=config.aws_region,
+            interface_endpoints=network.interface_endpoints,
+        ).firewall_domains
+        if len(domains) > MAX_FIREWALL_DOMAINS:
+            # The rule group's capacity is fixed at creation; CreateRuleGroup/UpdateRuleGroup fail with
+            # "StatefulRules capacity exceeded" (components.egress.domain_list_capacity).
+            problems.append(
+                Problem(
+                    "network.egress.extra_destinations",
+                    f"the firewall allowlist would hold {len(domains)} domains (control plane, AWS APIs without "
+                    f"an interface endpoint, and these); its rule group holds at most {MAX_FIREWALL_DOMAINS}: "
+                    "use wildcard domains (.example.com) or interface endpoints",
+                    context=("network", "langsmith"),
                 )
             )
     if uses_sg and not config.langsmith.ip_cidrs:

@@ -345,3 +345,35 @@ def test_two_principals_whose_access_entries_would_share_a_name_are_refused(admi
     error = one_error(raw(cluster={"admin_principal_arns": admins}))
     assert error.startswith(f"{NS}:cluster.admin_principal_arns[1]")
     assert "same access-entry resource name" in error
+
+
+# --- Network Firewall rule-group capacity ------------------------------------------------------------
+
+
+def test_domain_list_capacity_counts_a_unit_per_protocol_on_top() -> None:
+    # (domains + 1) x protocols: 99 HTTP-only domains fill a 100-unit group, the 100th fails with
+    # "StatefulRules capacity exceeded" (https://cloudnetworks.io/2021-09-22-suricata-notes).
+    from components.egress import MAX_FIREWALL_DOMAINS, RULE_GROUP_CAPACITY, domain_list_capacity
+
+    assert domain_list_capacity(MAX_FIREWALL_DOMAINS) <= RULE_GROUP_CAPACITY
+    assert domain_list_capacity(MAX_FIREWALL_DOMAINS + 1) > RULE_GROUP_CAPACITY
+
+
+def test_an_allowlist_the_rule_group_cannot_hold_is_a_config_error_not_a_crash() -> None:
+    from components.egress import MAX_FIREWALL_DOMAINS
+
+    def network(extra: int) -> dict[str, Any]:
+        domains = [{"domain": f"d{i}.example.com"} for i in range(extra)]
+        return {"egress": {"mode": "network-firewall", "extra_destinations": domains}}
+
+    # The control plane's hosts and the AWS API names come on top of the extra domains.
+    fixed = len(
+        parse_stack_config("test", raw(network=network(0), listener_image=ECR_IMAGE), set()).langsmith.hosts
+    )
+    fixed += 1  # ec2: the one default AWS API without a default interface endpoint
+    parse_stack_config(
+        "test", raw(network=network(MAX_FIREWALL_DOMAINS - fixed), listener_image=ECR_IMAGE), set()
+    )
+    error = one_error(raw(network=network(MAX_FIREWALL_DOMAINS - fixed + 1), listener_image=ECR_IMAGE))
+    assert error.startswith(f"{NS}:network.egress.extra_destinations:")
+    assert f"would hold {MAX_FIREWALL_DOMAINS + 1} domains" in error
