@@ -67,10 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
-<<<<<<< HEAD
     for warning in unknown_variables(os.environ):
         logging.getLogger("listener").warning(warning)
-=======
     if args.command == "rotate-credentials":
         return _rotate(settings, args.deployment_id)
     if settings.store_mode == "managed":
@@ -81,7 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
->>>>>>> main
 
     from listener.controlplane import ControlPlaneError
     from listener.service import control_plane_client, dry_run
