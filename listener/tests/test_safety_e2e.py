@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from clusters import like_a_real_cluster
-from conftest import API_KEY
 from e2e import (
     ALLOW_EMPTY,
     BAD_IMAGE,
@@ -205,10 +204,12 @@ def test_pruning_fault_combinations(
     assert bool(events) == bool(refusals), "refused prunes are reported as Events"
 
 
-def test_wrong_workspace_another_control_plane_prunes_nothing(fleet: Fleet, make_client: Any) -> None:
+def test_wrong_workspace_another_control_plane_prunes_nothing(
+    fleet: Fleet, make_client: Any, api_key: str
+) -> None:
     # LISTENER_WORKSPACE_ID (or the URL) points at another workspace: an empty list, documented 404s
     # for every deployment, and no record of this listener. Nothing may be deleted, however long.
-    with BackgroundServer(Emulator(api_key=API_KEY)) as other:
+    with BackgroundServer(Emulator(api_key=api_key)) as other:
         client: ControlPlaneClient = make_client(base_url=other.url, tenant_id=other.emulator.tenant_id)
         fleet.world.reconciler = make_reconciler(
             client,
@@ -582,3 +583,22 @@ def test_in_cluster_stores_have_a_password_and_a_network_policy(world: World) ->
     assert "@sha256:" in redis["image"]
     for name in (names.postgres, names.redis):
         assert world.get("NetworkPolicy", name, api_version="networking.k8s.io/v1") is not None
+
+
+def test_a_renamed_deployment_says_it_starts_on_a_new_database_and_keeps_the_old_one(world: World) -> None:
+    # Names follow the control-plane name; `name` is immutable there, but a restore or an admin fix
+    # can change it in place. The new object set must not silently replace the data.
+    deployment_id = world.deploy("before")
+    world.cycle()
+    old = world.names(deployment_id)
+    old_volumes = volumes(world, old)
+    with world.emulator.store._lock:
+        world.emulator.store.deployments[deployment_id]["name"] = "after"
+    report = world.cycle()
+    assert report.deployed == [deployment_id]
+    assert any("renamed" in w and "new, empty database" in w for w in report.warnings)
+    new = world.names(deployment_id)
+    assert running(world, new)
+    assert not running(world, old), "the old object set goes once the new revision is ready"
+    assert volumes(world, old) == old_volumes, "... except its data"
+    assert world.get("Secret", old.postgres_secret) is not None

@@ -13,8 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from test_render import make_spec
+from test_render import DEPLOYMENT_ID, make_spec
 
+from listener import naming
 from listener.render import render
 from listener.spec import RenderOptions, ResourceSpec, SecretReference, SecretValue
 from listener.validate import InvalidDeployment, check, quantity, validate
@@ -245,6 +246,40 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "'lots' is not a quantity",
     ),
     (
+        "a reference to another deployment's password",
+        {"secret_references": (SecretReference("STOLEN", "their-agent-0a1b2c3d-pg", "POSTGRES_PASSWORD"),)},
+        "secret_references[0].secret_name: 'their-agent-0a1b2c3d-pg' is another deployment's Secret",
+    ),
+    (
+        "a volume of another deployment's environment",
+        {
+            "resources": resources(
+                volumes=({"name": "v", "secret": {"secretName": "x-0a1b2c3d-env-0123456789"}},)
+            )
+        },
+        f"{RS}.volumes[0].secret.secretName: 'x-0a1b2c3d-env-0123456789' is another deployment's Secret",
+    ),
+    (
+        "a sidecar reading another deployment's Redis password",
+        {
+            "resources": resources(
+                sidecars=(
+                    {
+                        "name": "p",
+                        "image": "a:1",
+                        "env": [
+                            {
+                                "name": "P",
+                                "valueFrom": {"secretKeyRef": {"name": "y-0a1b2c3d-redis", "key": "k"}},
+                            }
+                        ],
+                    },
+                )
+            )
+        },
+        "is another deployment's Secret",
+    ),
+    (
         "sidecar env name",
         {
             "resources": resources(
@@ -262,6 +297,12 @@ def test_bad_data_is_named_before_anything_is_rendered(overrides: dict[str, Any]
     assert any(expected in p for p in found), found
     with pytest.raises(InvalidDeployment, match="invalid deployment data"):
         check(make_spec(**overrides))
+
+
+def test_its_own_secrets_and_ordinary_ones_may_be_referenced() -> None:
+    own = naming.base_name("support-agent", DEPLOYMENT_ID)
+    refs = (SecretReference("OWN", f"{own}-pg", "POSTGRES_PASSWORD"), SecretReference("DB", "team-db", "uri"))
+    assert problems_of(secret_references=refs) == []
 
 
 def test_secret_values_never_appear_in_problems() -> None:

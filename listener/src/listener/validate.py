@@ -113,6 +113,51 @@ def validate(spec: AgentServerSpec) -> list[Problem]:
     problems += _resources(spec)
     problems += _metadata(spec)
     problems += _pod_parts(spec)
+    problems += _foreign_secrets(spec)
+    return problems
+
+
+# `<slug>-<8 hex>-pg`, `-redis`, `-env-<10 hex>`: the Secrets the listener writes for a deployment.
+_MANAGED_SECRET: Final = re.compile(r"^.+-([0-9a-f]{8})-(pg|redis|env-[0-9a-f]{10})$")
+
+
+def _foreign_secrets(spec: AgentServerSpec) -> list[Problem]:
+    """A deployment may read Secrets that exist in its namespace, but never another deployment's
+    passwords or environment: in a namespace shared across workspaces that would hand one tenant
+    another's database credentials."""
+    own = naming.id_hash(spec.deployment_id)
+    rs = spec.resources
+    referenced: list[tuple[str, Any]] = [
+        (f"secret_references[{i}].secret_name", r.secret_name) for i, r in enumerate(spec.secret_references)
+    ]
+    for i, volume in enumerate(rs.volumes):
+        referenced.append(
+            (f"{RS}.volumes[{i}].secret.secretName", (volume.get("secret") or {}).get("secretName"))
+        )
+        for j, source in enumerate((volume.get("projected") or {}).get("sources") or []):
+            name = ((source or {}).get("secret") or {}).get("name")
+            referenced.append((f"{RS}.volumes[{i}].projected.sources[{j}].secret.name", name))
+    for group, containers in (("init_containers", rs.init_containers), ("sidecars", rs.sidecars)):
+        for i, container in enumerate(containers):
+            for j, env in enumerate(container.get("env") or []):
+                ref = ((env or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+                referenced.append(
+                    (f"{RS}.{group}[{i}].env[{j}].valueFrom.secretKeyRef.name", ref.get("name"))
+                )
+            for j, source in enumerate(container.get("envFrom") or []):
+                referenced.append(
+                    (
+                        f"{RS}.{group}[{i}].envFrom[{j}].secretRef.name",
+                        ((source or {}).get("secretRef") or {}).get("name"),
+                    )
+                )
+    problems = []
+    for field, name in referenced:
+        match = _MANAGED_SECRET.match(name) if isinstance(name, str) else None
+        if match and match.group(1) != own:
+            problems.append(
+                Problem(field, f"{name!r} is another deployment's Secret, managed by the listener")
+            )
     return problems
 
 

@@ -60,6 +60,8 @@ class Attempt:
     failures: int = 0
     retry_at: datetime | None = None
     moved_from: str | None = None
+    renamed_from: str | None = None
+    """The names' stem before the control plane renamed the deployment (names follow the name)."""
 
     @property
     def busy(self) -> bool:
@@ -128,13 +130,18 @@ def step(ctx: StepContext, record: DeploymentRecord, placement: Placement, now: 
             record.placement = placement
             return result  # failed before: wait for the control plane to move
         moved_from = record.placement.namespace if record.placement.namespace != placement.namespace else None
+        names = naming.ObjectNames.of(placement.deployment.name, placement.deployment_id)
+        renamed_from = (
+            attempt.names.base if attempt is not None and attempt.names.base != names.base else None
+        )
         record.placement = placement
         attempt = record.attempt = Attempt(
             fingerprint=current,
             revision_id=placement.revision_id or "",
-            names=naming.ObjectNames.of(placement.deployment.name, placement.deployment_id),
+            names=names,
             started=now,
             moved_from=moved_from,
+            renamed_from=renamed_from,
         )
     if attempt.phase == "failed":
         return result
@@ -213,6 +220,13 @@ def _prepare(
         )
         result.warnings.append(f"{record.deployment_id}: {moved}")
         started += f" ({moved})"
+    if attempt.renamed_from and ctx.config.options.store_mode == "in-cluster":
+        renamed = (
+            f"renamed: its objects are now {attempt.names.base}-*, with a new, empty database; the old ones "
+            f"({attempt.renamed_from}-*) go once this revision is ready, except the old volume and password"
+        )
+        result.warnings.append(f"{record.deployment_id}: {renamed}")
+        started += f" ({renamed})"
     _transition(ctx, record, attempt, "DEPLOYING", started, result)
 
 
