@@ -602,3 +602,16 @@ def test_a_renamed_deployment_says_it_starts_on_a_new_database_and_keeps_the_old
     assert not running(world, old), "the old object set goes once the new revision is ready"
     assert volumes(world, old) == old_volumes, "... except its data"
     assert world.get("Secret", old.postgres_secret) is not None
+
+
+def test_a_deployment_deleted_mid_rollout_does_not_keep_the_loop_ticking_fast(world: World) -> None:
+    world.deploy("keeper")
+    deployment_id = world.deploy("abandoned")
+    world.kube.controller.set_pod_behaviour(
+        PodState.UNREADY, namespace=NS, workload=world.names(deployment_id).api
+    )
+    world.cycle()
+    assert world.reconciler.in_progress
+    world.client.delete_deployment(deployment_id)
+    world.cycle()
+    assert not world.reconciler.in_progress, "nothing will move it forward: back to the normal poll"

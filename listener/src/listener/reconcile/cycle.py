@@ -76,10 +76,13 @@ class Reconciler:
         self._refusals_reported: set[tuple[str, str]] = set()
         self._last_resync: datetime | None = None
         self._prune_pending = False
+        self._listed: set[str] = set()
 
     @property
     def in_progress(self) -> bool:
-        return any(record.busy for record in self.records.values())
+        """A rollout of a deployment the control plane still lists is under way (the loop ticks faster).
+        A deployment that vanished mid-rollout does not count: nothing will move it forward."""
+        return any(self.records[d].busy for d in self._listed if d in self.records)
 
     def run_once(self, now: datetime) -> CycleReport:
         report = CycleReport()
@@ -121,6 +124,7 @@ class Reconciler:
             _merge(result, report)
 
         where = {p.deployment_id: p.namespace for p in placed}
+        self._listed = set(where)
         vanished = set(self.records) - set(where)
         if resync or vanished or moved or self._prune_pending:
             outcome = prune.run(
