@@ -615,3 +615,19 @@ def test_a_deployment_deleted_mid_rollout_does_not_keep_the_loop_ticking_fast(wo
     world.client.delete_deployment(deployment_id)
     world.cycle()
     assert not world.reconciler.in_progress, "nothing will move it forward: back to the normal poll"
+
+
+def test_a_revision_that_failed_before_its_servers_existed_is_not_retried_after_a_restart(
+    world: World,
+) -> None:
+    deployment_id = world.deploy("storeless")
+    names = world.names(deployment_id)
+    world.kube.controller.set_pod_behaviour(PodState.UNREADY, namespace=NS, workload=names.postgres)
+    world.cycle()
+    assert "backing stores not ready" in world.cycle(after=timedelta(seconds=601)).failed[deployment_id]
+    assert world.get("Deployment", names.api) is None, "the failure is recorded on the env Secret"
+    with_reconciler(world)  # a new process
+    writes = world.writes()
+    report = world.cycle()
+    assert (report.applied, report.failed) == ([], {})
+    assert world.writes() == writes, "not re-applied: the control plane has not moved"

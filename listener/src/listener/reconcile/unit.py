@@ -261,33 +261,34 @@ def _credentials(
 
 def _resume(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime) -> bool:
     """After a restart, take over what the cluster records for this exact revision and spec instead
-    of rolling it out and reporting it again (or retrying a revision that failed)."""
+    of rolling it out and reporting it again (or retrying a revision that failed). The record is on
+    the API server Deployment, or — for a revision that failed before that existed — on its env Secret."""
     assert attempt.waves is not None
     namespace = record.placement.namespace
-    live = ctx.cluster.get("apps/v1", "Deployment", namespace, attempt.names.api)
-    if live is None or not ownership.owned(live, ctx.listener_id):
-        return False
-    annotations = live["metadata"].get("annotations") or {}
-    recorded = status.status_record(annotations)
-    if recorded.get("revision") != attempt.revision_id:
-        return False
-    rendered = next(
-        o for o in attempt.waves[WAVE_SERVERS].objects if o["metadata"]["name"] == attempt.names.api
-    )
-    same_spec = annotations.get(naming.ANNOTATION_SPEC_HASH) == rendered["metadata"]["annotations"].get(
-        naming.ANNOTATION_SPEC_HASH
-    )
-    if recorded.get("status") == "DEPLOYED" and same_spec:
-        attempt.phase = "deployed"
-        record.last_applied = now
-        record.reported.add((attempt.revision_id, "DEPLOYED"))
-        return True
-    if recorded.get("status") == "DEPLOY_FAILED":
-        attempt.phase = "failed"
-        attempt.reason = str(recorded.get("reason", ""))
-        record.failed.add(attempt.fingerprint)
-        record.reported.add((attempt.revision_id, "DEPLOY_FAILED"))
-        return True
+    rendered = {apply.key_of(o): o for o in flatten(attempt.waves)}
+    env = [k for k in rendered if k[0] == "Secret" and k[1].startswith(attempt.names.env_secret + "-")]
+    for kind, name in [("Deployment", attempt.names.api), *env]:
+        live = ctx.cluster.get("apps/v1" if kind == "Deployment" else "v1", kind, namespace, name)
+        if live is None or not ownership.owned(live, ctx.listener_id):
+            continue
+        annotations = live["metadata"].get("annotations") or {}
+        recorded = status.status_record(annotations)
+        if recorded.get("revision") != attempt.revision_id:
+            continue
+        ours = rendered[(kind, name)]["metadata"]["annotations"].get(naming.ANNOTATION_SPEC_HASH)
+        if recorded.get("status") == "DEPLOYED" and kind == "Deployment":
+            if annotations.get(naming.ANNOTATION_SPEC_HASH) != ours:
+                return False  # same revision, different spec (e.g. new listener settings): roll it out
+            attempt.phase = "deployed"
+            record.last_applied = now
+            record.reported.add((attempt.revision_id, "DEPLOYED"))
+            return True
+        if recorded.get("status") == "DEPLOY_FAILED":
+            attempt.phase = "failed"
+            attempt.reason = str(recorded.get("reason", ""))
+            record.failed.add(attempt.fingerprint)
+            record.reported.add((attempt.revision_id, "DEPLOY_FAILED"))
+            return True
     return False
 
 
