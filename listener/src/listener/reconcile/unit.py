@@ -367,9 +367,13 @@ def _prune_stale(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, r
     assert attempt.waves is not None
     keep = {apply.key_of(o) for o in flatten(attempt.waves)}
     try:
-        result.pruned_objects += prune.prune_stale(
+        removed = prune.prune_stale(
             ctx.cluster, ctx.listener_id, record.placement.namespace, record.deployment_id, keep, ctx.served
         )
+        result.pruned_objects += removed
+        if any(r.startswith(("HorizontalPodAutoscaler ", "ScaledObject ")) for r in removed):
+            # The autoscaler kept writing `replicas` until it was gone: assert the fixed count now.
+            _apply_waves(ctx, attempt, (WAVE_SERVERS,))
     except ClusterError as error:
         result.errors.append(f"{record.deployment_id}: pruning objects it no longer renders: {error}")
 
