@@ -120,7 +120,8 @@ class Reconciler:
             record = self.records.get(placement.deployment_id) or unit.new_record(placement)
             self.records[placement.deployment_id] = record
             result = unit.step(context, record, placement, now)
-            moved = moved or bool(record.attempt and record.attempt.moved_from)
+            # A move starts this cycle: look at the old place now (later passes follow `pending`).
+            moved = moved or bool(record.attempt and record.attempt.moved_from and record.attempt.started == now)
             _merge(result, report)
 
         where = {p.deployment_id: p.namespace for p in placed}
