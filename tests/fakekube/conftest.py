@@ -26,7 +26,8 @@ def manual_kube() -> Iterator[FakeKube]:
 
 @pytest.fixture
 def client(kube: FakeKube) -> Iterator[Client]:
-    with kube.client(NS) as c:
+    """An admin client: these tests exercise API semantics, not RBAC (test_fakekube_rbac.py does)."""
+    with kube.admin_client(NS, field_manager="langsmith-listener") as c:
         yield c
 
 
