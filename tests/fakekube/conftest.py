@@ -3,10 +3,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from lightkube import Client
 
-from tools.fakekube import FakeKube
+from tools.fakekube import FakeKube, Identity
 
 NS = "team-a"
 OTHER_NS = "team-b"
@@ -52,3 +53,10 @@ def deployment(
             "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
         },
     }
+
+
+def http(kube: FakeKube, identity: Identity | None = None) -> httpx2.Client:
+    """A plain HTTP client for what lightkube's typed models will not send (unknown fields, raw
+    bodies) or do not expose (Warning headers); authenticated as ``identity`` (default: admin)."""
+    who = identity or kube.admin
+    return httpx2.Client(base_url=kube.url, headers={"Authorization": f"Bearer {who.token}"}, trust_env=False)

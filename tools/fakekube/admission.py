@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from tools.fakekube import errors, podsecurity, quantity
+from tools.fakekube import auth, errors, podsecurity, quantity
 from tools.fakekube.kinds import (
     LIMITRANGE,
     NAMESPACE,
@@ -46,6 +46,8 @@ class KubeAdmission(Admission):
             _add_finalizer(obj, PV_PROTECTION)
 
     def validate(self, store: Store, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions) -> None:
+        if kind.group == auth.RBAC_GROUP:
+            _rbac_escalation(store, kind, obj, opts)
         if old is not None:
             return
         name = obj["metadata"].get("name") or ""
@@ -150,16 +152,21 @@ def _limit_ranger_pvc(store: Store, kind: Kind, pvc: Mapping[str, Any], name: st
         raise errors.forbidden(kind, name, problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]")
 
 
-def _default_storage_class(store: Store, pvc: dict[str, Any]) -> None:
-    spec = pvc.setdefault("spec", {})
-    if spec.get("storageClassName") is not None:
-        return
+def default_storage_class(store: Store) -> str | None:
     classes, _ = store.list(STORAGECLASS, None)
     defaults = [c for c in classes if (c["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"]
-    if defaults:
-        # Since 1.26 the newest default class wins when several are marked default.
-        newest = max(defaults, key=lambda c: (c["metadata"]["creationTimestamp"], c["metadata"]["name"]))
-        spec["storageClassName"] = newest["metadata"]["name"]
+    if not defaults:
+        return None
+    # Since 1.26 the newest default class wins when several are marked default.
+    return max(defaults, key=lambda c: (c["metadata"]["creationTimestamp"], c["metadata"]["name"]))["metadata"]["name"]
+
+
+def _default_storage_class(store: Store, pvc: dict[str, Any]) -> None:
+    spec = pvc.setdefault("spec", {})
+    if spec.get("storageClassName") is None:
+        default = default_storage_class(store)
+        if default is not None:
+            spec["storageClassName"] = default
 
 
 def _pod_security(store: Store, kind: Kind, pod: Mapping[str, Any], name: str) -> None:
@@ -276,3 +283,46 @@ def _resource_quota(store: Store, kind: Kind, obj: Mapping[str, Any], name: str,
             use = ",".join(f"{r}={_fmt(r, used.get(r, Decimal(0)))}" for r in over)
             lim = ",".join(f"{r}={hard[r]}" for r in over)
             raise errors.forbidden(kind, name, f"exceeded quota: {qname}, requested: {req}, used: {use}, limited: {lim}")
+
+
+# ---------------------------------------------------------------- RBAC escalation prevention
+
+
+def _rbac_escalation(store: Store, kind: Kind, obj: Mapping[str, Any], opts: WriteOptions) -> None:
+    """pkg/registry/rbac/{role,clusterrole,rolebinding,clusterrolebinding}/policybased: a user may
+    only grant permissions it holds, unless it may ``escalate`` (roles) or ``bind`` (the role)."""
+    user = opts.user
+    if user is None or auth.MASTERS in user.groups:
+        return
+    meta = obj["metadata"]
+    ns = meta.get("namespace") or ""
+    authorizer = auth.Authorizer(store)
+
+    def may(verb: str, resource: str, name: str) -> bool:
+        attrs = auth.Attributes(user, verb, True, "", auth.RBAC_GROUP, "v1", resource, "", ns, name)
+        return authorizer.authorize(attrs)[0]
+
+    if kind.kind in ("Role", "ClusterRole"):
+        if may("escalate", kind.plural, meta["name"]):
+            return
+        rules = list(obj.get("rules") or [])
+    else:
+        ref = obj.get("roleRef") or {}
+        role_resource = "roles" if ref.get("kind") == "Role" else "clusterroles"
+        if may("bind", role_resource, ref.get("name", "")):
+            return
+        role = store.role(ns, ref.get("name", "")) if ref.get("kind") == "Role" else store.cluster_role(ref.get("name", ""))
+        if role is None:
+            what = "role" if ref.get("kind") == "Role" else "clusterrole"
+            raise errors.forbidden(kind, meta["name"], f'{what}.rbac.authorization.k8s.io "{ref.get("name")}" not found')
+        rules = list(role.get("rules") or [])
+    owner_rules, _ = auth.rules_for(store, user, ns)
+    missing = auth.covers(owner_rules, rules)
+    if missing:
+        groups = " ".join(f'"{g}"' for g in user.groups)
+        raise errors.forbidden(
+            kind,
+            meta["name"],
+            f'user "{user.name}" (groups=[{groups}]) is attempting to grant RBAC permissions not currently held:\n'
+            + auth.describe_missing(missing),
+        )

@@ -385,6 +385,13 @@ def reconcile_pvc(ctl: FakeController, namespace: str | None, name: str) -> None
         return
     spec = pvc.get("spec") or {}
     class_name = spec.get("storageClassName")
+    if class_name is None:
+        # RetroactiveDefaultStorageClass (GA in 1.28): a claim created before any default class
+        # existed gets the default class once there is one.
+        default = admission.default_storage_class(store)
+        if default is not None:
+            pvc = ctl.update(PVC, {**pvc, "spec": {**spec, "storageClassName": default}}, manager="persistentvolume-controller")
+            spec, class_name = pvc["spec"], default
     if not class_name:
         ctl.event(pvc, "Normal", "FailedBinding", "no persistent volumes available for this claim and no storage class is set", "persistentvolume-controller")
         return

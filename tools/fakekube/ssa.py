@@ -14,9 +14,10 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 Path = tuple[str, ...]
+K = TypeVar("K")
 
 
 class _Missing:
@@ -146,8 +147,8 @@ def _remove(node: Any, path: Path) -> bool:
 
 
 def find_conflicts(
-    current: Mapping[Path, Any], applied: Mapping[Path, Any], others: Mapping[str, Iterable[Path]]
-) -> list[tuple[str, Path]]:
+    current: Mapping[Path, Any], applied: Mapping[Path, Any], others: Mapping[K, Iterable[Path]]
+) -> list[tuple[K, Path]]:
     """(manager, path) pairs where another manager owns a field the applier sets to a different value."""
     out = []
     for manager, paths in others.items():

@@ -455,9 +455,9 @@ class Store:
             applied_flat = ssa.flatten(view)
             current_flat = cur.flat(kind) if cur is not None and opts.subresource is None else ssa.flatten(scope_view(kind, base, opts.subresource))
             others = {mk: e.fields for mk, e in managed.items() if mk != me}
-            conflicts = ssa.find_conflicts(current_flat, applied_flat, {_mk_str(mk): f for mk, f in others.items()})
+            conflicts = ssa.find_conflicts(current_flat, applied_flat, others)
             if conflicts and not opts.force:
-                raise _apply_conflict(kind, name, conflicts, applied["apiVersion"])
+                raise _apply_conflict(kind, name, conflicts, managed)
             if conflicts:
                 lost = {p for _, p in conflicts}
                 for mk in others:
@@ -991,6 +991,10 @@ def _keep_allocations(new: dict[str, Any], old: dict[str, Any]) -> None:
     for f in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
         if not new_spec.get(f) and old_spec.get(f):
             new_spec[f] = copy.deepcopy(old_spec[f])
+    # normalizeClusterIPs, case 2: the singular field changed and the plural did not -> sync them
+    # (and let validation refuse the change).
+    if new_spec.get("clusterIP") != old_spec.get("clusterIP") and new_spec.get("clusterIPs") == old_spec.get("clusterIPs") and new_spec.get("clusterIPs"):
+        new_spec["clusterIPs"] = [new_spec["clusterIP"], *new_spec["clusterIPs"][1:]]
     old_ports = {(p.get("port"), p.get("protocol")): p.get("nodePort") for p in old_spec.get("ports") or []}
     for p in new_spec.get("ports") or []:
         if isinstance(p, dict) and not p.get("nodePort") and old_ports.get((p.get("port"), p.get("protocol"))):
@@ -1002,30 +1006,45 @@ def _drop_empty(managed: dict[ManagerKey, _Entry]) -> None:
         del managed[mk]
 
 
-def _mk_str(mk: ManagerKey) -> str:
-    return mk[0]
-
-
 def _check_precondition(kind: Kind, name: str, body: Mapping[str, Any], current: Mapping[str, Any]) -> None:
     want = (body.get("metadata") or {}).get("resourceVersion")
     if want and str(want) != current["metadata"]["resourceVersion"]:
         raise errors.stale(kind, name)
 
 
-def _apply_conflict(kind: Kind, name: str, conflicts: list[tuple[str, ssa.Path]], api_version: str) -> errors.ApiStatusError:
+def _print_manager(mk: ManagerKey, entry: _Entry | None) -> str:
+    """fieldmanager's printManager: Update managers also show their API version and time."""
+    manager, operation, subresource = mk
+    out = f'"{manager}"'
+    if subresource:
+        out += f' with subresource "{subresource}"'
+    if operation == "Update" and entry is not None:
+        out += f" using {entry.api_version} at {entry.time}"
+    return out
+
+
+def _apply_conflict(
+    kind: Kind, name: str, conflicts: list[tuple[ManagerKey, ssa.Path]], managed: Mapping[ManagerKey, _Entry]
+) -> errors.ApiStatusError:
+    """NewConflictError / getConflictMessage of k8s.io/apimachinery/pkg/util/managedfields."""
     causes = [
         {
             "reason": "FieldManagerConflict",
-            "message": f'conflict with "{mgr}" using {api_version}',
+            "message": f"conflict with {_print_manager(mk, managed.get(mk))}",
             "field": ssa.path_to_string(path),
         }
-        for mgr, path in conflicts
+        for mk, path in conflicts
     ]
-    lines = "\n".join(f"- {c['message']}: {c['field']}" for c in causes)
-    plural = "conflict" if len(conflicts) == 1 else "conflicts"
-    return errors.ApiStatusError(
-        409, "Conflict", f"Apply failed with {len(conflicts)} {plural}: {lines}", kind=kind, name=name, causes=causes
-    )
+    if len(conflicts) == 1:
+        mk, path = conflicts[0]
+        message = f"Apply failed with 1 conflict: conflict with {_print_manager(mk, managed.get(mk))}: {ssa.path_to_string(path)}"
+    else:
+        lines = []
+        for mk in sorted({mk for mk, _ in conflicts}):
+            lines.append(f"conflicts with {_print_manager(mk, managed.get(mk))}:")
+            lines += [f"- {ssa.path_to_string(p)}" for m, p in conflicts if m == mk]
+        message = f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
+    return errors.ApiStatusError(409, "Conflict", message, kind=kind, name=name, causes=causes)
 
 
 def _duplicate_keys(applied: Any, path: str = "", field_name: str | None = None) -> str | None:

@@ -11,6 +11,7 @@ Progressing conditions, OrderedReady StatefulSets with claims from ``volumeClaim
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -279,9 +280,17 @@ def reconcile_replicaset(ctl: FakeController, namespace: str | None, name: str) 
     failure: str | None = None
     if len(active) < desired:
         template = (rs.get("spec") or {}).get("template") or {}
+        serial = 0
         for _ in range(desired - len(active)):
+            # Deterministic names (the real controller uses generateName): a failing creation is
+            # retried under the same name, so its FailedCreate event and condition are stable.
+            while True:
+                serial += 1
+                pod_name = f"{rs['metadata']['name']}-{_suffix(rs['metadata']['uid'], serial)}"
+                if store.find(POD, ns, pod_name) is None:
+                    break
             try:
-                pod = _create_pod(ctl, rs, template, generate=f"{rs['metadata']['name']}-")
+                pod = _create_pod(ctl, rs, template, name=pod_name)
             except ApiStatusError as e:
                 failure = e.message
                 ctl.event(rs, "Warning", "FailedCreate", f"Error creating: {e.message}", "replicaset-controller")
@@ -313,6 +322,11 @@ def reconcile_replicaset(ctl: FakeController, namespace: str | None, name: str) 
     elif "ReplicaFailure" in old_conditions and len(active) < desired:
         status["conditions"] = [old_conditions["ReplicaFailure"]]
     ctl.write_status(REPLICASET, rs, status)
+
+
+def _suffix(seed: str, serial: int) -> str:
+    digest = hashlib.sha256(f"{seed}/{serial}".encode()).hexdigest()
+    return "".join("bcdfghjklmnpqrstvwxz2456789"[int(c, 16)] for c in digest[:5])
 
 
 def _deletion_rank(pod: Mapping[str, Any]) -> tuple[Any, ...]:
