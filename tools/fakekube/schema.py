@@ -91,7 +91,26 @@ def findings(kind: Kind, obj: Mapping[str, Any]) -> list[Finding]:
     validator = _validator(kind)
     if validator.is_valid(obj):
         return []
-    return list(_classify(validator.iter_errors(obj)))
+    found = list(_classify(validator.iter_errors(obj)))
+    order = _document_order(obj)
+    # Report in document order, as a streaming decoder meets the fields.
+    return sorted(found, key=lambda f: (order.get(f.field_path, order.get(f.path, len(order))), f.field_path != f.path))
+
+
+def _document_order(obj: Any) -> dict[tuple[PathElem, ...], int]:
+    order: dict[tuple[PathElem, ...], int] = {}
+
+    def walk(node: Any, path: tuple[PathElem, ...]) -> None:
+        order[path] = len(order)
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, (*path, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, (*path, i))
+
+    walk(obj, ())
+    return order
 
 
 def _classify(errs: Iterator[Any]) -> Iterator[Finding]:

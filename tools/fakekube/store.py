@@ -605,7 +605,6 @@ class Store:
             if bad is not None:
                 raise bad
             self._unknown_fields(found, obj, opts)
-            self._schema_invalid(kind, (obj["metadata"].get("name") or ""), found, opts)
         self._decode_values(kind, obj)
         defaults.apply(kind, obj)
         del verb
@@ -624,13 +623,6 @@ class Store:
         warnings = schema.prune_unknown(obj, found)
         if opts.field_validation == "Warn":
             opts.warnings.extend(warnings)
-
-    @staticmethod
-    def _schema_invalid(kind: Kind, name: str, found: list[schema.Finding], opts: WriteOptions) -> None:
-        del opts
-        errs = schema.field_errors([f for f in found if f.type != "unknown"])
-        if errs:
-            raise errors.invalid(kind, name, errs)
 
     def _check_identity(self, kind: Kind, namespace: str | None, body: dict[str, Any], name: str | None = None) -> None:
         meta = body.setdefault("metadata", {})
@@ -693,6 +685,10 @@ class Store:
             errs = validation.validate_status(kind, new, old)
         else:
             errs = validation.validate(kind, new, old)
+        if not opts.internal:
+            # The schema's own constraints on the final object (required fields; for custom
+            # resources also enum, pattern, bounds: apiextensions' schema validation).
+            errs = schema.field_errors([f for f in schema.findings(kind, new) if f.type in ("required", "enum", "other")]) + errs
         if errs:
             raise errors.invalid(kind, name, errs)
 
