@@ -271,6 +271,10 @@ def _write_options(request: Request, query: MutableMapping[str, str], user: User
         raise errors.bad_request(
             f'fieldValidation: Unsupported value: "{validation}": supported values: "Ignore", "Strict", "Warn"'
         )
+    if verb == "patch" and "force" in query:
+        err = errors.field_forbidden("force", "may not be specified for non-apply patch")
+        raise errors.ApiStatusError(422, "Invalid", f'PatchOptions.meta.k8s.io "" is invalid: {err}',
+                                    causes=[{"reason": err.type, "message": err.body, "field": err.field}])  # fmt: skip
     agent = request.headers.get("user-agent", "unknown").split("/")[0]
     manager = query.get("fieldManager") if verb == "apply" else (query.get("fieldManager") or agent)
     return WriteOptions(

@@ -650,10 +650,9 @@ class Store:
             meta.pop(k, None)
         if kind.status and not opts.internal:
             new.pop("status", None)
-        if not opts.internal:
-            initial = _INITIAL_STATUS.get(kind.kind) if not kind.is_custom else None
-            if initial is not None:
-                new["status"] = initial(new)
+        initial = _INITIAL_STATUS.get(kind.kind) if not kind.is_custom else None
+        if initial is not None and "status" not in new:
+            new["status"] = initial(new)
         if kind.kind == "Service" and not kind.group:
             self._allocate_service(new)
         if kind.kind == "Namespace" and not kind.group:
