@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from test_listener_e2e import IMAGE_1, IMAGE_2, NS, AgentServers
+from test_listener_e2e import IMAGE_1, IMAGE_2, NS, AgentServers, prepared_cluster
 
 from listener import __version__
 from listener.controlplane import ControlPlaneClient, EmulatorStatusReporter, LoggingStatusReporter
@@ -176,7 +176,7 @@ class Loop:
 @pytest.fixture
 def live(server: BackgroundServer, emulator: Emulator) -> Iterator[dict[str, Any]]:
     servers = AgentServers()
-    with FakeKube([NS], auto=True) as kube:
+    with prepared_cluster(NS) as kube:
         environ = {
             "LISTENER_API_KEY": server.emulator.api_key,
             "LISTENER_WORKSPACE_ID": server.emulator.tenant_id,
