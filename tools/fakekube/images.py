@@ -42,12 +42,34 @@ class InvalidImage(ValueError):
     pass
 
 
+def _split_docker_domain(name: str) -> tuple[str, str]:
+    """splitDockerDomain (normalize.go): the remainder gets ``library/`` on Docker Hub."""
+    i = name.find("/")
+    first = name[:i]
+    if i == -1 or (not any(c in first for c in ".:") and first != "localhost" and first.lower() == first):
+        domain, remainder = "docker.io", name
+    else:
+        domain, remainder = first, name[i + 1 :]
+    if domain == "index.docker.io":
+        domain = "docker.io"
+    if domain == "docker.io" and "/" not in remainder:
+        remainder = "library/" + remainder
+    return domain, remainder
+
+
+_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+
+
 def parse(reference: str) -> ImageRef:
+    """ParseNormalizedNamed: the 64-hex and lowercase checks come before the grammar."""
+    if _HEX64.match(reference):
+        raise InvalidImage(f"invalid repository name ({reference}), cannot specify 64-byte hexadecimal strings")
+    _, remainder = _split_docker_domain(reference)
+    remote = remainder.split(":", 1)[0]
+    if remote.lower() != remote:
+        raise InvalidImage(f"invalid reference format: repository name ({remote}) must be lowercase")
     m = _REFERENCE.match(reference)
     if not m:
-        lowered = _REFERENCE.match(reference.lower()) if reference.strip() == reference else None
-        if lowered and reference.split("@")[0].split(":")[0] != lowered.group("name"):
-            raise InvalidImage(f"invalid reference format: repository name ({reference}) must be lowercase")
         raise InvalidImage("invalid reference format")
     name = m.group("name")
     if len(name) > 255:
