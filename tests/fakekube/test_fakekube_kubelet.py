@@ -48,12 +48,14 @@ def dep(name: str = "web", **container: Any) -> dict[str, Any]:
 
 
 def test_invalid_image_references(admin: Client) -> None:
+    # kubelet applyDefaultImageTag -> ParseNormalizedNamed (distribution/reference normalize.go): the
+    # lowercase check names the repository after the registry domain ("Team/App").
     admin.apply(Deployment.from_dict(dep(image="Registry.example.com/Team/App:1")))
     reason, message = waiting(only_pod(admin))
     assert reason == "InvalidImageName"
     assert message == (
         'Failed to apply default image tag "Registry.example.com/Team/App:1": couldn\'t parse image name '
-        '"Registry.example.com/Team/App:1": invalid reference format: repository name (Registry.example.com/Team/App:1) must be lowercase'
+        '"Registry.example.com/Team/App:1": invalid reference format: repository name (Team/App) must be lowercase'
     )
     admin.apply(Deployment.from_dict(dep("digest", image="app@sha256:abc123")))
     assert waiting(only_pod(admin, "digest"))[1].endswith("invalid reference format")

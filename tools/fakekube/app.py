@@ -16,14 +16,16 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 import yaml
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tools.fakekube import auth, errors, ssa
 from tools.fakekube.auth import Attributes, Authorizer, Tokens, UserInfo
@@ -627,10 +629,11 @@ def authenticate(ctx: Context, header: str | None) -> UserInfo:
     raise _UNAUTHORIZED
 
 
-def build_app(ctx: Context) -> Starlette:
+def build_app(ctx: Context) -> ASGIApp:
     async def kube(request: Request) -> Response | _Drop:
-        method, path = request.method, request.url.path
-        query = dict(request.query_params)
+        scope = request.scope
+        method, path = scope["method"], scope["path"]
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         content_type = request.headers.get("content-type", "")
         ctx.controller.settle()
         target: Target | None = None
@@ -689,7 +692,21 @@ def build_app(ctx: Context) -> Starlette:
             response.background = BackgroundTask(_settle, ctx.controller)
         return response
 
-    return Starlette(routes=[*admin_routes(ctx), Route("/{path:path}", kube, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
+    admin = Starlette(routes=admin_routes(ctx))
+    methods = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE"))
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # The API itself skips the router (a dozen regex matches per request); ``/_fake`` goes through it.
+        if scope["type"] != "http" or scope["path"].startswith("/_fake/"):
+            await admin(scope, receive, send)
+            return
+        if scope["method"] not in methods:
+            await PlainTextResponse("Method Not Allowed", status_code=405)(scope, receive, send)
+            return
+        response = await kube(Request(scope, receive))
+        await response(scope, receive, send)
+
+    return app
 
 
 async def _settle(controller: FakeController) -> None:

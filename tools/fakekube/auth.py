@@ -207,31 +207,74 @@ def rules_for(src: RbacSource, user: UserInfo, namespace: str) -> tuple[list[Map
     return rules, errs
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """The rules that apply to a user in a namespace (rbac.go's RulesFor), at one RBAC revision."""
+
+    rules: list[Mapping[str, Any]]
+    errors: list[str]
+    uses_names: bool  # some rule lists resourceNames: decisions then depend on the object's name
+
+
 @dataclass
 class Authorizer:
+    """RBAC with resolved rules and decisions cached until an RBAC object changes."""
+
     source: RbacSource
-    _cache: dict[Attributes, tuple[bool, str]] = field(default_factory=dict)
-    _cache_rev: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _rev: int = -1
+    _resolved: dict[tuple[UserInfo, str], Resolved] = field(default_factory=dict)
+    _decisions: dict[tuple[Any, ...], tuple[bool, str]] = field(default_factory=dict)
+
+    def _cached(self, rev: int, table: str, key: Any) -> Any:
+        with self._lock:
+            if rev != self._rev:
+                self._resolved = {}
+                self._decisions = {}
+                self._rev = rev
+            return getattr(self, table).get(key)
+
+    def _remember(self, rev: int, table: str, key: Any, value: Any) -> None:
+        with self._lock:
+            cache = getattr(self, table)
+            # Only while nothing changed since the revision the value was computed at.
+            if rev == self._rev == self.source.rbac_revision() and len(cache) < 50_000:
+                cache[key] = value
+
+    def rules(self, user: UserInfo, namespace: str) -> Resolved:
+        rev = self.source.rbac_revision()
+        hit = self._cached(rev, "_resolved", (user, namespace))
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        rules, errs = rules_for(self.source, user, namespace)
+        resolved = Resolved(rules, errs, any(r.get("resourceNames") for r in rules))
+        self._remember(rev, "_resolved", (user, namespace), resolved)
+        return resolved
 
     def authorize(self, attrs: Attributes) -> tuple[bool, str]:
         """(allowed, reason): the reason is the RBAC resolution errors of a denial, as in rbac.go."""
         if MASTERS in attrs.user.groups:
             return True, ""
-        with self._lock:
-            rev = self.source.rbac_revision()
-            if rev != self._cache_rev:
-                self._cache.clear()
-                self._cache_rev = rev
-            hit = self._cache.get(attrs)
+        rev = self.source.rbac_revision()
+        resolved = self.rules(attrs.user, attrs.namespace)
+        key = (
+            attrs.user,
+            attrs.namespace,
+            attrs.verb,
+            attrs.api_group,
+            attrs.resource,
+            attrs.subresource,
+            attrs.name if resolved.uses_names else "",
+            "" if attrs.resource_request else attrs.path,
+        )
+        hit = self._cached(rev, "_decisions", key)
         if hit is not None:
-            return hit
-        rules, errs = rules_for(self.source, attrs.user, attrs.namespace)
-        allowed = any(rule_allows(attrs, r) for r in rules)
-        result = (True, "") if allowed else (False, ("RBAC: " + _aggregate(errs)) if errs else "")
-        with self._lock:
-            if self._cache_rev == rev and len(self._cache) < 50_000:
-                self._cache[attrs] = result
+            return hit  # type: ignore[no-any-return]
+        if any(rule_allows(attrs, r) for r in resolved.rules):
+            result = (True, "")
+        else:
+            result = (False, ("RBAC: " + _aggregate(resolved.errors)) if resolved.errors else "")
+        self._remember(rev, "_decisions", key, result)
         return result
 
 

@@ -9,10 +9,10 @@ serviceaccount,resourcequota} and apiextensions-apiserver's establishing/finaliz
 from __future__ import annotations
 
 import base64
-import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from tools.fakekube.jsonutil import clone
 from tools.fakekube import admission, schema
 from tools.fakekube.errors import ApiStatusError
 from tools.fakekube.kinds import (
@@ -313,7 +313,7 @@ def reconcile_token_secret(ctl: FakeController, namespace: str | None, name: str
     if annotations.get("kubernetes.io/service-account.uid") == uid and data.get("token"):
         return
     token = ctl.tokens.add_service_account(namespace or "", sa_name, uid)
-    new = copy.deepcopy(secret)
+    new = clone(secret)
     new["metadata"].setdefault("annotations", {})["kubernetes.io/service-account.uid"] = uid
     new["data"] = {
         **data,
@@ -359,7 +359,7 @@ def reconcile_crd(ctl: FakeController, _namespace: str | None, name: str) -> Non
             _condition(old.get("NamesAccepted"), "NamesAccepted", "True", "NoConflicts", "no conflicts found", update_time=False),
             _condition(old.get("Established"), "Established", "True", "InitialNamesAccepted", "the initial names have been accepted", update_time=False),
         ],
-        "acceptedNames": copy.deepcopy(names),
+        "acceptedNames": clone(names),
         "storedVersions": sorted(set((crd.get("status") or {}).get("storedVersions") or []) | set(storage)),
     }
     ctl.write_status(CRD, crd, status, manager="kube-apiserver")

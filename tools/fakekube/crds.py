@@ -9,8 +9,9 @@ which fakekube does not evaluate anyway. For full fidelity install the real CRD 
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from tools.fakekube.jsonutil import clone
 
 S: dict[str, Any] = {"type": "string"}
 I: dict[str, Any] = {"type": "integer", "format": "int32"}
@@ -233,7 +234,7 @@ def _crd(group: str, kind: str, plural: str, short: list[str], versions: list[tu
                     "name": name,
                     "served": True,
                     "storage": storage,
-                    "schema": {"openAPIV3Schema": copy.deepcopy(schema)},
+                    "schema": {"openAPIV3Schema": clone(schema)},
                     "subresources": {"status": {}, **({"scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}} if scale else {})},
                 }
                 for name, schema, storage in versions
@@ -253,4 +254,4 @@ BUNDLED: dict[str, list[dict[str, Any]]] = {
 def bundled(name: str) -> list[dict[str, Any]]:
     if name not in BUNDLED:
         raise KeyError(f"no bundled CRDs named {name!r}; available: {', '.join(sorted(BUNDLED))}")
-    return copy.deepcopy(BUNDLED[name])
+    return clone(BUNDLED[name])

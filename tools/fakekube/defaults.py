@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from tools.fakekube.jsonutil import clone
 from tools.fakekube import errors, images, quantity, schema
 from tools.fakekube.kinds import Kind
 
@@ -389,4 +389,4 @@ _DEFAULTERS: dict[str, Callable[[Obj], None]] = {
 
 
 def defaulted_copy(kind: Kind, obj: Obj) -> Obj:
-    return apply(kind, copy.deepcopy(obj))
+    return apply(kind, clone(obj))

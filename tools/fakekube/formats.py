@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
+from typing import Any
 
 _DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
@@ -269,3 +270,40 @@ def name_is_dns1035_label(name: str, prefix: bool = False) -> list[str]:
 
 def name_is_path_segment(name: str, prefix: bool = False) -> list[str]:
     return is_path_segment_name(name)
+
+
+# ---------------------------------------------------------------- memoisation
+# The same label keys, names and data keys are checked on every write of every object: remember the
+# verdicts (callers get a fresh list each time, so the cache cannot be corrupted).
+
+
+def _memo(fn: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    cache: dict[Any, tuple[str, ...]] = {}
+
+    def checked(*args: Any) -> list[str]:
+        if type(args[0]) is not str:
+            return fn(*args)
+        hit = cache.get(args)
+        if hit is None:
+            if len(cache) > 100_000:
+                cache.clear()
+            hit = cache[args] = tuple(fn(*args))
+        return list(hit)
+
+    checked.__name__ = fn.__name__
+    checked.__doc__ = fn.__doc__
+    return checked
+
+
+is_dns1123_label = _memo(is_dns1123_label)
+is_dns1123_subdomain = _memo(is_dns1123_subdomain)
+is_dns1035_label = _memo(is_dns1035_label)
+is_qualified_name = _memo(is_qualified_name)
+is_valid_label_value = _memo(is_valid_label_value)
+is_config_map_key = _memo(is_config_map_key)
+is_env_var_name = _memo(is_env_var_name)
+is_relaxed_env_var_name = _memo(is_relaxed_env_var_name)
+name_is_dns_subdomain = _memo(name_is_dns_subdomain)
+name_is_dns_label = _memo(name_is_dns_label)
+name_is_dns1035_label = _memo(name_is_dns1035_label)
+name_is_path_segment = _memo(name_is_path_segment)

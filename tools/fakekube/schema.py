@@ -21,7 +21,6 @@ become 422 field errors.
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import re
@@ -32,6 +31,7 @@ from typing import Any, Literal
 import jsonschema_rs
 import kubernetes_validate.utils as kvu
 
+from tools.fakekube.jsonutil import clone
 from tools.fakekube import errors
 from tools.fakekube.errors import FieldError
 from tools.fakekube.kinds import Kind
@@ -331,7 +331,7 @@ def _convert(s: Mapping[str, Any], *, top: bool = False) -> dict[str, Any]:
         out["type"] = types if len(types) > 1 else types[0]
     for key in _PASSTHROUGH:
         if key in s:
-            out[key] = copy.deepcopy(s[key])
+            out[key] = clone(s[key])
     if "minimum" in s:
         out["exclusiveMinimum" if s.get("exclusiveMinimum") is True else "minimum"] = s["minimum"]
     if "maximum" in s:
@@ -372,7 +372,7 @@ def crd_defaults(structural: Mapping[str, Any], obj: Any) -> Any:
         return obj
     for name, sub in (structural.get("properties") or {}).items():
         if name not in obj and "default" in sub:
-            obj[name] = copy.deepcopy(sub["default"])
+            obj[name] = clone(sub["default"])
         if name in obj:
             if isinstance(obj[name], dict):
                 crd_defaults(sub, obj[name])

@@ -252,6 +252,7 @@ class FakeKube:
             lifespan="off",
             timeout_graceful_shutdown=2,
             access_log=False,
+            proxy_headers=False,
             # The C parser and libuv loop (uvicorn[standard]) when installed: a third of the per-request cost.
             http="httptools" if importlib.util.find_spec("httptools") else "h11",
             loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",

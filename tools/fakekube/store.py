@@ -24,6 +24,7 @@ import datetime
 import hashlib
 import itertools
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +33,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from tools.fakekube.jsonutil import clone
 from tools.fakekube import defaults, errors, schema, ssa, validation
 from tools.fakekube.errors import ApiStatusError
 from tools.fakekube.kinds import NAMESPACE, Kind, KindRegistry
@@ -59,8 +61,16 @@ SYSTEM_METADATA = (
 _ENCODER = msgspec.json.Encoder()
 
 
+_NOW: tuple[int, str] = (0, "")
+
+
 def now() -> str:
-    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 at second precision, formatted once per second."""
+    global _NOW
+    second = int(time.time())
+    if _NOW[0] != second:
+        _NOW = (second, datetime.datetime.fromtimestamp(second, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _NOW[1]
 
 
 def gr(kind: Kind) -> GR:
@@ -182,7 +192,7 @@ class Admission:
 def scope_view(kind: Kind, body: Mapping[str, Any], subresource: str | None) -> dict[str, Any]:
     """The part of an object a write to ``subresource`` may own/change, without server-owned fields."""
     if subresource == "status":
-        return {"status": copy.deepcopy(body["status"])} if "status" in body else {}
+        return {"status": clone(body["status"])} if "status" in body else {}
     if subresource == "scale":
         spec = body.get("spec") or {}
         return {"spec": {"replicas": spec["replicas"]}} if "replicas" in spec else {}
@@ -192,7 +202,7 @@ def scope_view(kind: Kind, body: Mapping[str, Any], subresource: str | None) -> 
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in (*SYSTEM_METADATA, "name", "namespace")}
     if meta:
         out["metadata"] = meta
-    return copy.deepcopy(out)
+    return clone(out)
 
 
 class Store:
@@ -333,7 +343,7 @@ class Store:
 
     def create(self, kind: Kind, namespace: str | None, body: Mapping[str, Any], opts: WriteOptions) -> WriteResult:
         """POST."""
-        new = copy.deepcopy(dict(body))
+        new = clone(dict(body))
         self._decode(kind, new, opts, verb="create")
         self._check_identity(kind, namespace, new)
         with self.lock:
@@ -357,7 +367,7 @@ class Store:
         self, kind: Kind, namespace: str | None, name: str, body: Mapping[str, Any], opts: WriteOptions
     ) -> WriteResult:
         """PUT: a stale ``metadata.resourceVersion`` is a 409 Conflict; none means unconditional."""
-        incoming = copy.deepcopy(dict(body))
+        incoming = clone(dict(body))
         if not opts.internal:
             self._decode(kind, incoming, opts, verb="update")
         self._check_identity(kind, namespace, incoming, name=name)
@@ -412,7 +422,7 @@ class Store:
                 "Invalid",
                 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
             )
-        applied = copy.deepcopy(dict(body))
+        applied = clone(dict(body))
         if not isinstance(applied.get("metadata", {}), dict):
             raise errors.bad_request("metadata must be an object")
         if applied.get("apiVersion") != kind.api_version or applied.get("kind") != kind.kind:
@@ -532,13 +542,13 @@ class Store:
             namespace_spec_finalizers = kind is NAMESPACE
             if meta.get("deletionTimestamp"):
                 if finalizers != list(meta.get("finalizers") or []) and not opts.dry_run:
-                    new = copy.deepcopy(cur.body)
+                    new = clone(cur.body)
                     new["metadata"]["finalizers"] = finalizers
                     stored = self._commit(kind, namespace, name, new, cur, cur.managed, WriteOptions(internal=True))
                     return WriteResult(stored)
                 return WriteResult(cur)
             if finalizers or graceful or namespace_spec_finalizers:
-                new = copy.deepcopy(cur.body)
+                new = clone(cur.body)
                 nmeta = new["metadata"]
                 if nmeta.get("generation"):
                     nmeta["generation"] += 1
@@ -695,9 +705,9 @@ class Store:
     def _combine(kind: Kind, current: dict[str, Any], incoming: dict[str, Any], subresource: str | None) -> dict[str, Any]:
         """The new object for a PUT/patch: main writes keep status, status writes change only status."""
         if subresource == "status":
-            new = copy.deepcopy(current)
+            new = clone(current)
             if "status" in incoming:
-                new["status"] = copy.deepcopy(incoming["status"])
+                new["status"] = clone(incoming["status"])
             else:
                 new.pop("status", None)
             return new
@@ -705,7 +715,7 @@ class Store:
         if kind.status:
             new.pop("status", None)
             if "status" in current:
-                new["status"] = copy.deepcopy(current["status"])
+                new["status"] = clone(current["status"])
         return new
 
     def _update(
@@ -985,7 +995,7 @@ def _keep_allocations(new: dict[str, Any], old: dict[str, Any]) -> None:
         return
     for f in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
         if not new_spec.get(f) and old_spec.get(f):
-            new_spec[f] = copy.deepcopy(old_spec[f])
+            new_spec[f] = clone(old_spec[f])
     # normalizeClusterIPs, case 2: the singular field changed and the plural did not -> sync them
     # (and let validation refuse the change).
     if new_spec.get("clusterIP") != old_spec.get("clusterIP") and new_spec.get("clusterIPs") == old_spec.get("clusterIPs") and new_spec.get("clusterIPs"):

@@ -10,12 +10,12 @@ Progressing conditions, OrderedReady StatefulSets with claims from ``volumeClaim
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from tools.fakekube.jsonutil import clone
 from tools.fakekube import kubelet
 from tools.fakekube.errors import ApiStatusError
 from tools.fakekube.kinds import CONFIGMAP, DEPLOYMENT, NODE, POD, PVC, REPLICASET, SECRET, STATEFULSET
@@ -180,10 +180,10 @@ def _scale(ctl: FakeController, dep: Mapping[str, Any], new_rs: dict[str, Any], 
 def _create_replica_set(ctl: FakeController, dep: Mapping[str, Any], revision_hash: str, old_rss: list[dict[str, Any]],
                         replicas: int) -> dict[str, Any] | None:  # fmt: skip
     meta, spec = dep["metadata"], dep["spec"]
-    template = copy.deepcopy(spec.get("template") or {})
+    template = clone(spec.get("template") or {})
     labels = {**((template.get("metadata") or {}).get("labels") or {}), "pod-template-hash": revision_hash}
     template.setdefault("metadata", {})["labels"] = labels
-    selector = copy.deepcopy(spec.get("selector") or {})
+    selector = clone(spec.get("selector") or {})
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), "pod-template-hash": revision_hash}
     revision = 1 + max((int((rs["metadata"].get("annotations") or {}).get(REVISION, "0")) for rs in old_rss), default=0)
     annotations = {
@@ -349,13 +349,13 @@ def _create_pod(ctl: FakeController, owner: Mapping[str, Any], template: Mapping
         "ownerReferences": [owner_ref(owner)],
     }
     if tmeta.get("annotations"):
-        meta["annotations"] = copy.deepcopy(tmeta["annotations"])
+        meta["annotations"] = clone(tmeta["annotations"])
     if name:
         meta["name"] = name
     else:
         meta["generateName"] = generate
-    spec = copy.deepcopy(template.get("spec") or {})
-    spec.update(copy.deepcopy(dict(extra_spec or {})))
+    spec = clone(template.get("spec") or {})
+    spec.update(clone(dict(extra_spec or {})))
     body = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
     from tools.fakekube import defaults
 
@@ -450,7 +450,7 @@ def _partition(spec: Mapping[str, Any]) -> int:
 
 def _create_statefulset_pod(ctl: FakeController, sts: Mapping[str, Any], pod_name: str, ordinal: int, revision: str) -> dict[str, Any]:
     spec = sts["spec"]
-    template = copy.deepcopy(spec.get("template") or {})
+    template = clone(spec.get("template") or {})
     volumes = list((template.get("spec") or {}).get("volumes") or [])
     names = {v.get("name") for v in volumes}
     for tpl in spec.get("volumeClaimTemplates") or []:
@@ -484,10 +484,10 @@ def _ensure_claims(ctl: FakeController, sts: Mapping[str, Any], pod_name: str) -
             "labels": {**((tpl.get("metadata") or {}).get("labels") or {}), **((spec.get("selector") or {}).get("matchLabels") or {})},
         }
         if (tpl.get("metadata") or {}).get("annotations"):
-            meta["annotations"] = copy.deepcopy(tpl["metadata"]["annotations"])
+            meta["annotations"] = clone(tpl["metadata"]["annotations"])
         if policy.get("whenDeleted") == "Delete":
             meta["ownerReferences"] = [{**owner_ref(sts), "controller": True, "blockOwnerDeletion": True}]
-        body = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": copy.deepcopy(tpl.get("spec") or {})}
+        body = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": clone(tpl.get("spec") or {})}
         try:
             from tools.fakekube import validation
 
