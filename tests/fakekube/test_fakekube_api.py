@@ -187,6 +187,27 @@ def test_label_and_field_selector_lists(client: Client) -> None:
     assert names(labels={"app": "x"}, chunk_size=1) == ["a", "b"]
 
 
+def test_equality_selectors_use_the_label_index_and_follow_relabels_and_deletes(client: Client) -> None:
+    from lightkube import operators as op
+
+    client.create(configmap("a", {"app": "x", "tier": "web"}))
+    client.create(configmap("a", {"app": "x"}), namespace=OTHER_NS)
+    client.create(configmap("b", {"app": "x", "tier": "db"}))
+
+    def names(namespace: str = NS, **selectors: Any) -> list[tuple[str, str]]:
+        return [(o.metadata.namespace, o.metadata.name) for o in client.list(ConfigMap, namespace=namespace, **selectors)]
+
+    assert names("*", labels={"app": "x"}) == [(NS, "a"), (NS, "b"), (OTHER_NS, "a")]
+    assert names(labels={"app": "x", "tier": "web"}) == [(NS, "a")]
+    assert names(labels={"app": op.in_(["x"]), "tier": op.not_equal("web")}) == [(NS, "b")]
+    client.patch(ConfigMap, "a", {"metadata": {"labels": {"app": "z"}}}, namespace=NS)
+    assert names("*", labels={"app": "x"}) == [(NS, "b"), (OTHER_NS, "a")]
+    assert names(labels={"app": "z"}) == [(NS, "a")]
+    client.delete(ConfigMap, "b", namespace=NS)
+    assert names("*", labels={"app": "x"}) == [(OTHER_NS, "a")]
+    assert names(labels={"app": "nothing"}) == []
+
+
 def test_the_listener_identity_is_limited_to_its_roles(kube: FakeKube) -> None:
     secret = Secret(metadata=ObjectMeta(name="x"), stringData={"k": "v"})
     with kube.client(NS) as listener:

@@ -213,6 +213,8 @@ class Store:
         self._by_kind_ns: dict[tuple[GR, str | None], dict[str, Stored]] = {}
         self._by_uid: dict[str, Key] = {}
         self._by_owner: dict[str, set[Key]] = {}
+        # (group/resource, namespace, label key, label value) -> names: equality selectors start here.
+        self._by_label: dict[tuple[GR, str | None, str, str], set[str]] = {}
         self._rv = 0
         self._rbac_rev = 0
         self._history: deque[WatchEvent] = deque(maxlen=history)
@@ -282,9 +284,16 @@ class Store:
                 buckets = [objs for (g, _), objs in sorted(
                     ((k, v) for k, v in self._by_kind_ns.items() if k[0] == key), key=lambda kv: kv[0][1] or ""
                 )]
+            equal = [r for r in labels if r.op == "=" or (r.op == "in" and len(r.values) == 1)]
             out = []
             for objs in buckets:
-                for name in sorted(objs):
+                names: Iterable[str] = objs
+                if equal and objs:
+                    # The label index narrows the candidates; the full selector still decides below.
+                    ns = next(iter(objs.values())).body["metadata"].get("namespace")
+                    sets = [self._by_label.get((key, ns, r.key, r.values[0]), set()) for r in equal]
+                    names = set.intersection(*sets) if len(sets) > 1 else sets[0]
+                for name in sorted(names):
                     s = objs[name]
                     if labels and not labels_match(labels, s.body["metadata"].get("labels")):
                         continue
@@ -851,6 +860,8 @@ class Store:
 
     def _index(self, key: Key, stored: Stored) -> None:
         meta = stored.body["metadata"]
+        for k, v in (meta.get("labels") or {}).items():
+            self._by_label.setdefault((key[0], key[1], k, v), set()).add(key[2])
         self._by_uid[meta["uid"]] = key
         for ref in meta.get("ownerReferences") or []:
             if ref.get("uid"):
@@ -858,6 +869,12 @@ class Store:
 
     def _unindex(self, key: Key, stored: Stored) -> None:
         meta = stored.body["metadata"]
+        for k, v in (meta.get("labels") or {}).items():
+            names = self._by_label.get((key[0], key[1], k, v))
+            if names is not None:
+                names.discard(key[2])
+                if not names:
+                    del self._by_label[(key[0], key[1], k, v)]
         if self._by_uid.get(meta["uid"]) == key:
             del self._by_uid[meta["uid"]]
         for ref in meta.get("ownerReferences") or []:
