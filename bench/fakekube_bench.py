@@ -50,7 +50,9 @@ def _serve(conn: Any, namespaces: list[str], core: int | None) -> None:
     from tools.fakekube import FakeKube
 
     kube = FakeKube(namespaces).start()
-    conn.send({"url": kube.url, "listener": kube.listener.token, "admin": kube.admin.token, "pid": os.getpid()})
+    conn.send(
+        {"url": kube.url, "listener": kube.listener.token, "admin": kube.admin.token, "pid": os.getpid()}
+    )
     while True:
         msg = conn.recv()
         if msg == "stop":
@@ -74,10 +76,16 @@ def _serve_noop(conn: Any, core: int | None) -> None:
 
     body = b'{"kind":"Secret","data":"' + b"x" * 1000 + b'"}'
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
+    async def app(scope: Any, _receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     sock = socket.socket()
@@ -134,7 +142,10 @@ def _baseline(server_core: int | None, requests: int) -> dict[str, Any]:
 def _body(kind: str, name: str, i: int) -> dict[str, Any]:
     meta = {
         "name": name,
-        "labels": {"app.kubernetes.io/managed-by": "bench", "langsmith-dataplane/deployment-id": f"d-{i % 97}"},
+        "labels": {
+            "app.kubernetes.io/managed-by": "bench",
+            "langsmith-dataplane/deployment-id": f"d-{i % 97}",
+        },
         "annotations": {"langsmith-dataplane/spec-hash": f"{i:064x}"},
     }
     data = {f"KEY_{k}": f"value-{i}-{k}" * 4 for k in range(6)}
@@ -185,7 +196,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         for i, (path, name) in enumerate(paths):
             if phase == "apply":
                 body = json.dumps(_body(args.kind, name, i)).encode()
-                latencies.append(request("PATCH", path + "?fieldManager=bench&force=true", body, apply_headers))
+                latencies.append(
+                    request("PATCH", path + "?fieldManager=bench&force=true", body, apply_headers)
+                )
             else:
                 latencies.append(request("GET", path, None, {}))
         elapsed = time.perf_counter() - start
@@ -218,12 +231,16 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--objects", type=int, default=12000)
     parser.add_argument("--namespaces", type=int, default=4)
     parser.add_argument("--kind", choices=("secret", "configmap"), default="secret")
     parser.add_argument("--identity", choices=("listener", "admin"), default="listener")
-    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin the server to one core")
+    parser.add_argument(
+        "--no-pin", dest="pin", action="store_false", help="do not pin the server to one core"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON only")
     args = parser.parse_args()
     if args.kind == "configmap" and args.identity == "listener":
@@ -252,7 +269,9 @@ def main() -> int:
             )
         print(f"overall {results['overall_rate']} req/s; {results['objects_in_store']} objects in the store")
         print(f"server RSS: {results['rss_mib_empty']} MiB empty, {results['rss_mib_loaded']} MiB loaded")
-        print(f"target (>= {TARGET_RATE:.0f} req/s each phase, < {TARGET_MIB:.0f} MiB): {'met' if ok else 'NOT met'}")
+        print(
+            f"target (>= {TARGET_RATE:.0f} req/s each phase, < {TARGET_MIB:.0f} MiB): {'met' if ok else 'NOT met'}"
+        )
     return 0 if ok else 1
 
 

@@ -105,7 +105,9 @@ def test_an_image_with_trailing_whitespace(world: World) -> None:
     reason="listener (issue 10): on a cluster without the Gateway API / KEDA CRDs the inventory list of "
     "HTTPRoute/ScaledObject gets 404 and every cycle reports an error; the unserved kinds should be skipped",
 )
-def test_a_cluster_without_the_optional_crds(emulator: Emulator, servers: AgentServers, make_client: Any) -> None:
+def test_a_cluster_without_the_optional_crds(
+    emulator: Emulator, servers: AgentServers, make_client: Any
+) -> None:
     with FakeKube([NS, OTHER_NS]) as kube:
         for image in (IMAGE_1,):
             kube.controller.set_image_user(image, 1000)

@@ -37,7 +37,6 @@ from listener.service import (
 )
 from listener.settings import Settings, load_settings
 from listener.spec import ExternalStores
-from tools.fakekube import FakeKube
 
 API_KEY_FOR_SETTINGS = "lsv2_sk_service_test_key_0123456789"
 WAIT = 30.0

@@ -195,7 +195,10 @@ def test_equality_selectors_use_the_label_index_and_follow_relabels_and_deletes(
     client.create(configmap("b", {"app": "x", "tier": "db"}))
 
     def names(namespace: str = NS, **selectors: Any) -> list[tuple[str, str]]:
-        return [(o.metadata.namespace, o.metadata.name) for o in client.list(ConfigMap, namespace=namespace, **selectors)]
+        return [
+            (o.metadata.namespace, o.metadata.name)
+            for o in client.list(ConfigMap, namespace=namespace, **selectors)
+        ]
 
     assert names("*", labels={"app": "x"}) == [(NS, "a"), (NS, "b"), (OTHER_NS, "a")]
     assert names(labels={"app": "x", "tier": "web"}) == [(NS, "a")]

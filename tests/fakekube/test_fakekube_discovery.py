@@ -31,7 +31,11 @@ def route(**spec: Any) -> dict[str, Any]:
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": {"name": "r", "namespace": NS},
-        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "svc", "port": 80}]}], **spec},
+        "spec": {
+            "parentRefs": [{"name": "gw"}],
+            "rules": [{"backendRefs": [{"name": "svc", "port": 80}]}],
+            **spec,
+        },
     }
 
 
@@ -48,7 +52,10 @@ WIDGET_CRD = {
                 "name": "v1",
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+                "subresources": {
+                    "status": {},
+                    "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
+                },
                 "schema": {
                     "openAPIV3Schema": {
                         "type": "object",
@@ -82,19 +89,26 @@ def test_unserved_kinds_are_404_with_a_status_body(kube: FakeKube, admin: Client
     with pytest.raises(ApiError) as err:
         list(admin.list(ScaledObject))
     status = err.value.status
-    assert (status.code, status.reason, status.message) == (404, "NotFound", "the server could not find the requested resource")
+    assert (status.code, status.reason, status.message) == (
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
     with http(kube) as client:
         assert client.get("/apis/keda.sh/v1alpha1").status_code == 404
         assert client.get("/apis/keda.sh").status_code == 404
         groups = {g["name"] for g in client.get("/apis").json()["groups"]}
-    assert "keda.sh" not in groups and "gateway.networking.k8s.io" not in groups
+    assert "keda.sh" not in groups
+    assert "gateway.networking.k8s.io" not in groups
     # Authorization comes first: the listener's Role covers scaledobjects, so it sees the 404 too.
     with kube.client(NS) as listener, pytest.raises(ApiError) as err:
         list(listener.list(ScaledObject))
     assert err.value.status.code == 404
 
 
-def test_a_crd_created_through_the_api_serves_validates_prunes_and_defaults(kube: FakeKube, admin: Client) -> None:
+def test_a_crd_created_through_the_api_serves_validates_prunes_and_defaults(
+    kube: FakeKube, admin: Client
+) -> None:
     admin.create(from_dict(WIDGET_CRD))
     crd = admin.get(CustomResourceDefinition, "widgets.example.com")
     established = {c.type: c.status for c in crd.status.conditions}
@@ -105,20 +119,47 @@ def test_a_crd_created_through_the_api_serves_validates_prunes_and_defaults(kube
         assert {"widgets", "widgets/status", "widgets/scale"} <= set(resources)
         created = client.post(
             f"/apis/example.com/v1/namespaces/{NS}/widgets",
-            json={"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": "small", "colour": "red", "extra": {"anything": 1}}},
+            json={
+                "apiVersion": "example.com/v1",
+                "kind": "Widget",
+                "metadata": {"name": "w"},
+                "spec": {"size": "small", "colour": "red", "extra": {"anything": 1}},
+            },
         )
         assert created.status_code == 201
         assert created.headers.get_list("warning") == ['299 - "unknown field \\"spec.colour\\""']
-        assert created.json()["spec"] == {"size": "small", "extra": {"anything": 1}, "replicas": 1}  # pruned and defaulted
+        assert created.json()["spec"] == {
+            "size": "small",
+            "extra": {"anything": 1},
+            "replicas": 1,
+        }  # pruned and defaulted
         assert created.json()["metadata"]["generation"] == 1
     with pytest.raises(ApiError) as err:
-        admin.apply(Widget.from_dict({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"size": "medium", "replicas": -1}}))
+        admin.apply(
+            Widget.from_dict(
+                {
+                    "apiVersion": "example.com/v1",
+                    "kind": "Widget",
+                    "metadata": {"name": "bad"},
+                    "spec": {"size": "medium", "replicas": -1},
+                }
+            )
+        )
     causes = {c.field: c.message for c in err.value.status.details.causes}
     assert err.value.status.code == 422
     assert causes["spec.size"] == 'Unsupported value: "medium": supported values: "small", "large"'
     assert "spec.replicas in body" in causes["spec.replicas"]
     with pytest.raises(ApiError) as err:
-        admin.apply(Widget.from_dict({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"replicas": 2}}))
+        admin.apply(
+            Widget.from_dict(
+                {
+                    "apiVersion": "example.com/v1",
+                    "kind": "Widget",
+                    "metadata": {"name": "bad"},
+                    "spec": {"replicas": 2},
+                }
+            )
+        )
     assert {c.field: c.message for c in err.value.status.details.causes} == {"spec.size": "Required value"}
     # Custom resources: generation moves on any change outside metadata and status.
     w = admin.patch(Widget, "w", {"metadata": {"labels": {"a": "b"}}}, patch_type=PatchType.MERGE)
@@ -131,7 +172,16 @@ def test_a_crd_created_through_the_api_serves_validates_prunes_and_defaults(kube
 
 def test_deleting_a_crd_deletes_its_objects_and_stops_serving(kube: FakeKube, admin: Client) -> None:
     admin.create(from_dict(WIDGET_CRD))
-    admin.apply(Widget.from_dict({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": "small"}}))
+    admin.apply(
+        Widget.from_dict(
+            {
+                "apiVersion": "example.com/v1",
+                "kind": "Widget",
+                "metadata": {"name": "w"},
+                "spec": {"size": "small"},
+            }
+        )
+    )
     admin.delete(CustomResourceDefinition, "widgets.example.com")
     with pytest.raises(ApiError) as err:
         list(admin.list(Widget))
@@ -141,15 +191,24 @@ def test_deleting_a_crd_deletes_its_objects_and_stops_serving(kube: FakeKube, ad
 
 
 def test_bundled_crds_install_at_start(admin: Client) -> None:
-    with FakeKube([NS], crds=("gateway-api", "keda")) as kube, kube.admin_client(NS, field_manager="t") as client:
+    with (
+        FakeKube([NS], crds=("gateway-api", "keda")) as kube,
+        kube.admin_client(NS, field_manager="t") as client,
+    ):
         r = client.apply(HTTPRoute.from_dict(route()))
         # The CRD's defaults (Gateway API v1): parentRef group/kind, the default path match, backend kind.
-        assert r.spec["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}]
+        assert r.spec["parentRefs"] == [
+            {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}
+        ]
         rule = r.spec["rules"][0]
         assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
-        assert rule["backendRefs"] == [{"group": "", "kind": "Service", "name": "svc", "port": 80, "weight": 1}]
+        assert rule["backendRefs"] == [
+            {"group": "", "kind": "Service", "name": "svc", "port": 80, "weight": 1}
+        ]
         with pytest.raises(ApiError) as err:
-            client.apply(HTTPRoute.from_dict(route(rules=[{"matches": [{"path": {"type": "Glob", "value": "/"}}]}])))
+            client.apply(
+                HTTPRoute.from_dict(route(rules=[{"matches": [{"path": {"type": "Glob", "value": "/"}}]}]))
+            )
         assert err.value.status.code == 422
         with pytest.raises(ApiError) as err:
             client.apply(HTTPRoute.from_dict(route(hostnames=["Not A Host"])))
@@ -162,7 +221,12 @@ def test_bundled_crds_install_at_start(admin: Client) -> None:
             "apiVersion": "keda.sh/v1alpha1",
             "kind": "ScaledObject",
             "metadata": {"name": "s", "namespace": NS},
-            "spec": {"scaleTargetRef": {"name": "web"}, "triggers": [{"type": "postgresql", "metadata": {"query": "select 1", "targetQueryValue": "5"}}]},
+            "spec": {
+                "scaleTargetRef": {"name": "web"},
+                "triggers": [
+                    {"type": "postgresql", "metadata": {"query": "select 1", "targetQueryValue": "5"}}
+                ],
+            },
         }
         assert client.apply(ScaledObject.from_dict(so)).spec["scaleTargetRef"] == {"name": "web"}
         so["spec"]["triggers"][0]["metadata"]["targetQueryValue"] = 5

@@ -31,13 +31,20 @@ def admin(kube: FakeKube) -> Iterator[Client]:
 
 
 def test_finalizers_hold_an_object_until_removed(admin: Client) -> None:
-    admin.create(ConfigMap(metadata=ObjectMeta(name="held", finalizers=["example.com/cleanup"]), data={"k": "v"}))
+    admin.create(
+        ConfigMap(metadata=ObjectMeta(name="held", finalizers=["example.com/cleanup"]), data={"k": "v"})
+    )
     admin.delete(ConfigMap, "held")
     held = admin.get(ConfigMap, "held")
     assert held.metadata.deletionTimestamp is not None
     assert held.metadata.deletionGracePeriodSeconds == 0
     with pytest.raises(ApiError) as err:
-        admin.patch(ConfigMap, "held", {"metadata": {"finalizers": ["example.com/cleanup", "example.com/more"]}}, patch_type=PatchType.MERGE)
+        admin.patch(
+            ConfigMap,
+            "held",
+            {"metadata": {"finalizers": ["example.com/cleanup", "example.com/more"]}},
+            patch_type=PatchType.MERGE,
+        )
     assert err.value.status.code == 422
     assert "no new finalizers can be added if the object is being deleted" in err.value.status.message
     admin.patch(ConfigMap, "held", {"metadata": {"finalizers": None}}, patch_type=PatchType.MERGE)
@@ -78,7 +85,10 @@ def test_foreground_deletion_waits_for_dependents(manual_kube: FakeKube) -> None
         assert d.metadata.finalizers == ["foregroundDeletion"]
         assert d.metadata.deletionTimestamp is not None
         manual_kube.controller.step()  # the garbage collector deletes the ReplicaSet (in foreground too)
-        assert admin.get(ReplicaSet, next(iter(admin.list(ReplicaSet))).metadata.name).metadata.deletionTimestamp is not None
+        assert (
+            admin.get(ReplicaSet, next(iter(admin.list(ReplicaSet))).metadata.name).metadata.deletionTimestamp
+            is not None
+        )
         assert admin.get(Deployment, "web") is not None  # still waiting for its dependents
         manual_kube.controller.run_until_stable()
         with pytest.raises(ApiError):
@@ -100,7 +110,14 @@ def test_objects_whose_owners_are_gone_are_collected(admin: Client) -> None:
     orphan = ConfigMap(
         metadata=ObjectMeta(
             name="orphan",
-            ownerReferences=[{"apiVersion": "apps/v1", "kind": "Deployment", "name": "gone", "uid": "00000000-0000-0000-0000-000000000000"}],
+            ownerReferences=[
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "gone",
+                    "uid": "00000000-0000-0000-0000-000000000000",
+                }
+            ],
         ),
         data={"k": "v"},
     )
@@ -112,13 +129,21 @@ def test_objects_whose_owners_are_gone_are_collected(admin: Client) -> None:
 def test_delete_preconditions(kube: FakeKube, admin: Client) -> None:
     cm = admin.create(ConfigMap(metadata=ObjectMeta(name="c"), data={"k": "v"}))
     with http(kube) as raw:  # lightkube does not expose DeleteOptions.preconditions
-        stale = raw.request("DELETE", f"/api/v1/namespaces/{NS}/configmaps/c", json={"preconditions": {"resourceVersion": "1"}})
+        stale = raw.request(
+            "DELETE",
+            f"/api/v1/namespaces/{NS}/configmaps/c",
+            json={"preconditions": {"resourceVersion": "1"}},
+        )
         assert stale.status_code == 409
         assert stale.json()["message"] == (
             f'Operation cannot be fulfilled on configmaps "c": Precondition failed: ResourceVersion in precondition: 1, '
             f"ResourceVersion in object meta: {cm.metadata.resourceVersion}"
         )
-        ok = raw.request("DELETE", f"/api/v1/namespaces/{NS}/configmaps/c", json={"preconditions": {"uid": cm.metadata.uid}})
+        ok = raw.request(
+            "DELETE",
+            f"/api/v1/namespaces/{NS}/configmaps/c",
+            json={"preconditions": {"uid": cm.metadata.uid}},
+        )
         assert ok.status_code == 200
         assert ok.json()["status"] == "Success"
 
@@ -131,8 +156,16 @@ def statefulset() -> dict[str, Any]:
         "spec": {
             "serviceName": "db",
             "selector": {"matchLabels": {"app": "db"}},
-            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "db:1"}]}},
-            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "db:1"}]},
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }
+            ],
         },
     }
 
@@ -162,15 +195,23 @@ def test_pods_are_deleted_gracefully(manual_kube: FakeKube) -> None:
         (pod,) = admin.list(Pod, labels={"app": "web"})
         admin.delete(Pod, pod.metadata.name)
         terminating = admin.get(Pod, pod.metadata.name)
-        assert (terminating.metadata.deletionTimestamp is not None, terminating.metadata.deletionGracePeriodSeconds) == (True, 30)
+        assert (
+            terminating.metadata.deletionTimestamp is not None,
+            terminating.metadata.deletionGracePeriodSeconds,
+        ) == (True, 30)
         manual_kube.controller.run_until_stable()  # the kubelet confirms; the ReplicaSet replaces it
         names = [p.metadata.name for p in admin.list(Pod, labels={"app": "web"})]
-        assert len(names) == 1 and names != [pod.metadata.name]
+        assert len(names) == 1
+        assert names != [pod.metadata.name]
 
 
 def test_namespace_termination(kube: FakeKube, admin: Client) -> None:
     with kube.admin_client(OTHER_NS) as other:
-        other.apply(Deployment.from_dict({**deployment(), "metadata": {"name": "web", "namespace": OTHER_NS, "labels": {"app": "web"}}}))
+        other.apply(
+            Deployment.from_dict(
+                {**deployment(), "metadata": {"name": "web", "namespace": OTHER_NS, "labels": {"app": "web"}}}
+            )
+        )
         other.delete(Namespace, OTHER_NS)
         with pytest.raises(ApiError) as err:
             admin.get(Namespace, OTHER_NS)  # content deleted, then the namespace itself

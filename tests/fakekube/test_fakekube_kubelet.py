@@ -18,7 +18,15 @@ from lightkube import Client
 from lightkube.codecs import from_dict
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet, StatefulSet
-from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, PersistentVolumeClaim, Pod, Secret, ServiceAccount
+from lightkube.resources.core_v1 import (
+    ConfigMap,
+    Event,
+    Namespace,
+    PersistentVolumeClaim,
+    Pod,
+    Secret,
+    ServiceAccount,
+)
 from lightkube.resources.storage_v1 import StorageClass
 
 from tests.fakekube.conftest import NS, deployment, http
@@ -59,7 +67,9 @@ def test_invalid_image_references(admin: Client) -> None:
     )
     admin.apply(Deployment.from_dict(dep("digest", image="app@sha256:abc123")))
     assert waiting(only_pod(admin, "digest"))[1].endswith("invalid reference format")
-    admin.apply(Deployment.from_dict(dep("ok", image="registry.example.com:5000/team/app@sha256:" + "a" * 64)))
+    admin.apply(
+        Deployment.from_dict(dep("ok", image="registry.example.com:5000/team/app@sha256:" + "a" * 64))
+    )
     assert only_pod(admin, "ok").status.phase == "Running"
 
 
@@ -68,10 +78,15 @@ def test_missing_secrets_and_config_maps(admin: Client) -> None:
     admin.apply(Deployment.from_dict(dep(env=env)))
     assert waiting(only_pod(admin)) == ("CreateContainerConfigError", 'secret "creds" not found')
     admin.create(Secret(metadata=ObjectMeta(name="creds"), stringData={"other": "x"}))
-    assert waiting(only_pod(admin)) == ("CreateContainerConfigError", f"couldn't find key token in Secret {NS}/creds")
+    assert waiting(only_pod(admin)) == (
+        "CreateContainerConfigError",
+        f"couldn't find key token in Secret {NS}/creds",
+    )
     admin.patch(Secret, "creds", {"stringData": {"token": "t"}})
     assert only_pod(admin).status.phase == "Running"  # the Secret's write re-checks the pods that use it
-    optional = [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k", "optional": True}}}]
+    optional = [
+        {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k", "optional": True}}}
+    ]
     admin.apply(Deployment.from_dict(dep("optional", env=optional)))
     assert only_pod(admin, "optional").status.phase == "Running"
     volume = dep("mounts", volumeMounts=[{"name": "cfg", "mountPath": "/etc/cfg"}])
@@ -93,12 +108,16 @@ def test_run_as_non_root_against_the_images_user(kube: FakeKube, admin: Client) 
     assert reason == "CreateContainerConfigError"
     assert message.startswith("container has runAsNonRoot and image will run as root (pod: ")
     kube.controller.set_image_user("app:1", "app")
-    assert waiting(only_pod(admin))[1].startswith("container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root")
+    assert waiting(only_pod(admin))[1].startswith(
+        "container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root"
+    )
     kube.controller.set_image_user("app:1", 1000)
     assert only_pod(admin).status.phase == "Running"
     explicit = copy.deepcopy(manifest)
     explicit["metadata"]["name"] = "zero"
-    explicit["spec"]["selector"]["matchLabels"]["app"] = explicit["spec"]["template"]["metadata"]["labels"]["app"] = "zero"
+    explicit["spec"]["selector"]["matchLabels"]["app"] = explicit["spec"]["template"]["metadata"]["labels"][
+        "app"
+    ] = "zero"
     explicit["spec"]["template"]["spec"]["securityContext"]["runAsUser"] = 0
     admin.apply(Deployment.from_dict(explicit))
     assert waiting(only_pod(admin, "zero"))[1].startswith("container's runAsUser breaks non-root policy")
@@ -114,13 +133,20 @@ def test_requests_must_fit_a_node(admin: Client) -> None:
         "3 No preemption victims found for incoming pod."
     )
     assert pod.spec.nodeName is None
-    assert [e.message for e in admin.list(Event, fields={"reason": "FailedScheduling"})] == [scheduled.message]
+    assert [e.message for e in admin.list(Event, fields={"reason": "FailedScheduling"})] == [
+        scheduled.message
+    ]
 
 
 def test_nodes_fill_up() -> None:
-    with FakeKube([NS], nodes=[NodeSpec("small", cpu="1", memory="1Gi")]) as kube, kube.admin_client(NS) as admin:
+    with (
+        FakeKube([NS], nodes=[NodeSpec("small", cpu="1", memory="1Gi")]) as kube,
+        kube.admin_client(NS) as admin,
+    ):
         big = deployment(replicas=3)
-        big["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "400m", "memory": "100Mi"}}
+        big["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+            "requests": {"cpu": "400m", "memory": "100Mi"}
+        }
         admin.apply(Deployment.from_dict(big))
         phases = sorted(p.status.phase for p in admin.list(Pod, labels={"app": "web"}))
         assert phases == ["Pending", "Running", "Running"]
@@ -136,8 +162,16 @@ def test_claims_bind_only_with_a_storage_class() -> None:
         "spec": {
             "serviceName": "db",
             "selector": {"matchLabels": {"app": "db"}},
-            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "db:1"}]}},
-            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "db:1"}]},
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }
+            ],
         },
     }
     with FakeKube([NS], storage_classes=()) as kube, kube.admin_client(NS) as admin:
@@ -145,16 +179,29 @@ def test_claims_bind_only_with_a_storage_class() -> None:
         claim = admin.get(PersistentVolumeClaim, "data-db-0")
         assert (claim.status.phase, claim.spec.storageClassName) == ("Pending", None)
         pod = admin.get(Pod, "db-0")
-        assert "pod has unbound immediate PersistentVolumeClaims" in {c.type: c for c in pod.status.conditions}["PodScheduled"].message
+        assert (
+            "pod has unbound immediate PersistentVolumeClaims"
+            in {c.type: c for c in pod.status.conditions}["PodScheduled"].message
+        )
         events = [e.message for e in admin.list(Event, fields={"involvedObject.name": "data-db-0"})]
         assert "no persistent volumes available for this claim and no storage class is set" in events
         admin.create(
             StorageClass.from_dict(
-                {"metadata": {"name": "gp3", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "ebs.csi.aws.com"}
+                {
+                    "metadata": {
+                        "name": "gp3",
+                        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                    },
+                    "provisioner": "ebs.csi.aws.com",
+                }
             )
         )
         claim = admin.get(PersistentVolumeClaim, "data-db-0")  # RetroactiveDefaultStorageClass, then bound
-        assert (claim.status.phase, claim.spec.storageClassName, claim.status.capacity) == ("Bound", "gp3", {"storage": "1Gi"})
+        assert (claim.status.phase, claim.spec.storageClassName, claim.status.capacity) == (
+            "Bound",
+            "gp3",
+            {"storage": "1Gi"},
+        )
         assert claim.spec.volumeName == f"pvc-{claim.metadata.uid}"
         assert admin.get(StatefulSet, "db").status.readyReplicas == 1
 
@@ -162,24 +209,48 @@ def test_claims_bind_only_with_a_storage_class() -> None:
 def test_a_named_storage_class_must_exist(admin: Client) -> None:
     admin.create(
         PersistentVolumeClaim.from_dict(
-            {"metadata": {"name": "c"}, "spec": {"storageClassName": "fast", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+            {
+                "metadata": {"name": "c"},
+                "spec": {
+                    "storageClassName": "fast",
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
         )
     )
     assert admin.get(PersistentVolumeClaim, "c").status.phase == "Pending"
-    assert 'storageclass.storage.k8s.io "fast" not found' in [e.message for e in admin.list(Event, fields={"reason": "ProvisioningFailed"})]
+    assert 'storageclass.storage.k8s.io "fast" not found' in [
+        e.message for e in admin.list(Event, fields={"reason": "ProvisioningFailed"})
+    ]
 
 
 def test_a_quota_stops_pod_creation_with_replica_failure(admin: Client) -> None:
-    admin.create(from_dict({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"}, "spec": {"hard": {"pods": "1"}}}))
+    admin.create(
+        from_dict(
+            {
+                "apiVersion": "v1",
+                "kind": "ResourceQuota",
+                "metadata": {"name": "pods"},
+                "spec": {"hard": {"pods": "1"}},
+            }
+        )
+    )
     admin.apply(Deployment.from_dict(deployment(replicas=2)))
     assert len(list(admin.list(Pod, labels={"app": "web"}))) == 1
     (rs,) = admin.list(ReplicaSet, labels={"app": "web"})
     failure = {c.type: c for c in rs.status.conditions}["ReplicaFailure"]
     assert (failure.status, failure.reason) == ("True", "FailedCreate")
-    assert "is forbidden: exceeded quota: pods, requested: pods=1, used: pods=1, limited: pods=1" in failure.message
+    assert (
+        "is forbidden: exceeded quota: pods, requested: pods=1, used: pods=1, limited: pods=1"
+        in failure.message
+    )
     d = admin.get(Deployment, "web")
     assert {c.type: c.reason for c in d.status.conditions}["ReplicaFailure"] == "FailedCreate"
-    quota = admin.get(from_dict({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"}}).__class__, "pods")
+    quota = admin.get(
+        from_dict({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"}}).__class__,
+        "pods",
+    )
     assert (quota.status.hard, quota.status.used) == ({"pods": "1"}, {"pods": "1"})
     admin.patch(quota.__class__, "pods", {"spec": {"hard": {"pods": "5"}}})
     assert admin.get(Deployment, "web").status.readyReplicas == 2
@@ -187,7 +258,16 @@ def test_a_quota_stops_pod_creation_with_replica_failure(admin: Client) -> None:
 
 
 def test_a_compute_quota_requires_limits(admin: Client) -> None:
-    admin.create(from_dict({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute"}, "spec": {"hard": {"limits.cpu": "2"}}}))
+    admin.create(
+        from_dict(
+            {
+                "apiVersion": "v1",
+                "kind": "ResourceQuota",
+                "metadata": {"name": "compute"},
+                "spec": {"hard": {"limits.cpu": "2"}},
+            }
+        )
+    )
     admin.apply(Deployment.from_dict(deployment(replicas=1)))
     (rs,) = admin.list(ReplicaSet, labels={"app": "web"})
     message = {c.type: c for c in rs.status.conditions}["ReplicaFailure"].message
@@ -201,7 +281,16 @@ def test_limit_ranges_default_and_bound_container_resources(admin: Client) -> No
                 "apiVersion": "v1",
                 "kind": "LimitRange",
                 "metadata": {"name": "limits"},
-                "spec": {"limits": [{"type": "Container", "default": {"memory": "256Mi"}, "defaultRequest": {"memory": "128Mi"}, "max": {"cpu": "1"}}]},
+                "spec": {
+                    "limits": [
+                        {
+                            "type": "Container",
+                            "default": {"memory": "256Mi"},
+                            "defaultRequest": {"memory": "128Mi"},
+                            "max": {"cpu": "1"},
+                        }
+                    ]
+                },
             }
         )
     )
@@ -222,7 +311,10 @@ def test_pods_need_their_service_account(admin: Client) -> None:
     admin.apply(Deployment.from_dict(manifest))
     assert list(admin.list(Pod, labels={"app": "web"})) == []
     events = [e.message for e in admin.list(Event, fields={"reason": "FailedCreate"})]
-    assert any(f'error looking up service account {NS}/runner: serviceaccount "runner" not found' in m for m in events)
+    assert any(
+        f'error looking up service account {NS}/runner: serviceaccount "runner" not found' in m
+        for m in events
+    )
     admin.create(ServiceAccount(metadata=ObjectMeta(name="runner")))
     assert only_pod(admin).spec.serviceAccountName == "runner"
 
@@ -244,10 +336,20 @@ def test_pod_security_restricted_namespaces(kube: FakeKube, admin: Client) -> No
         'securityContext.runAsNonRoot=true), seccompProfile (pod or container "app" must set '
         'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")'
     )
-    assert answer.headers.get_list("warning") == ['299 - "would violate ' + expected.replace('"', '\\"') + '"']
+    assert answer.headers.get_list("warning") == [
+        '299 - "would violate ' + expected.replace('"', '\\"') + '"'
+    ]
     (rs,) = admin.list(ReplicaSet, labels={"app": "web"})
-    assert {c.type: c for c in rs.status.conditions}["ReplicaFailure"].message.endswith("is forbidden: violates " + expected)
-    hardened = dep("hardened", securityContext={"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}})
-    hardened["spec"]["template"]["spec"]["securityContext"] = {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert {c.type: c for c in rs.status.conditions}["ReplicaFailure"].message.endswith(
+        "is forbidden: violates " + expected
+    )
+    hardened = dep(
+        "hardened", securityContext={"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    )
+    hardened["spec"]["template"]["spec"]["securityContext"] = {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     admin.apply(Deployment.from_dict(hardened))
     assert only_pod(admin, "hardened").status.phase == "Running"

@@ -215,11 +215,21 @@ _USER = auth.UserInfo("alice", ())
         ("GET", "/api/v1/namespaces/a/pods", {}, ("list", "", "pods", "", "a", "")),
         ("GET", "/api/v1/namespaces/a/pods", {"watch": "true"}, ("watch", "", "pods", "", "a", "")),
         ("GET", "/api/v1/namespaces/a/pods/p/log", {}, ("get", "", "pods", "log", "a", "p")),
-        ("PATCH", "/apis/apps/v1/namespaces/a/deployments/d/scale", {}, ("patch", "apps", "deployments", "scale", "a", "d")),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/a/deployments/d/scale",
+            {},
+            ("patch", "apps", "deployments", "scale", "a", "d"),
+        ),
         ("DELETE", "/api/v1/namespaces/a/secrets", {}, ("deletecollection", "", "secrets", "", "a", "")),
         ("GET", "/api/v1/namespaces/a", {}, ("get", "", "namespaces", "", "a", "a")),
         ("PUT", "/api/v1/namespaces/a/finalize", {}, ("update", "", "namespaces", "finalize", "a", "a")),
-        ("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", {}, ("create", "rbac.authorization.k8s.io", "clusterroles", "", "", "")),
+        (
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            {},
+            ("create", "rbac.authorization.k8s.io", "clusterroles", "", "", ""),
+        ),
     ],
 )
 def test_request_attributes(method: str, path: str, query: dict[str, str], expected: tuple[str, ...]) -> None:
@@ -230,7 +240,8 @@ def test_request_attributes(method: str, path: str, query: dict[str, str], expec
 
 def test_non_resource_requests() -> None:
     a = auth.request_attributes("GET", "/version", {}, _USER)
-    assert not a.resource_request and a.verb == "get" and a.path == "/version"
+    assert not a.resource_request
+    assert (a.verb, a.path) == ("get", "/version")
 
 
 def test_rule_matching_wildcards_subresources_and_resource_names() -> None:
@@ -239,17 +250,25 @@ def test_rule_matching_wildcards_subresources_and_resource_names() -> None:
     assert not auth.rule_allows(pods_log, {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]})
     assert auth.rule_allows(pods_log, {"apiGroups": [""], "resources": ["*/log"], "verbs": ["get"]})
     assert auth.rule_allows(pods_log, {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]})
-    assert auth.rule_allows(pods_log, {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"], "resourceNames": ["p"]})
-    assert not auth.rule_allows(pods_log, {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"], "resourceNames": ["q"]})
+    assert auth.rule_allows(
+        pods_log, {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"], "resourceNames": ["p"]}
+    )
+    assert not auth.rule_allows(
+        pods_log, {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"], "resourceNames": ["q"]}
+    )
     listing = auth.request_attributes("GET", "/api/v1/namespaces/a/pods", {}, _USER)
     # resourceNames never match a list (there is no name).
-    assert not auth.rule_allows(listing, {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"], "resourceNames": ["p"]})
+    assert not auth.rule_allows(
+        listing, {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"], "resourceNames": ["p"]}
+    )
 
 
 def test_escalation_coverage() -> None:
     owner = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]
     assert auth.covers(owner, [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]) == []
-    missing = auth.covers(owner, [{"apiGroups": [""], "resources": ["secrets", "pods"], "verbs": ["get", "delete"]}])
+    missing = auth.covers(
+        owner, [{"apiGroups": [""], "resources": ["secrets", "pods"], "verbs": ["get", "delete"]}]
+    )
     assert auth.describe_missing(missing) == "\n".join(
         sorted(
             [

@@ -40,7 +40,9 @@ def role(name: str, rules: list[dict[str, Any]], namespace: str = NS) -> Role:
     return Role.from_dict({"metadata": {"name": name, "namespace": namespace}, "rules": rules})
 
 
-def binding(name: str, role_name: str, subjects: list[dict[str, Any]], kind: str = "Role", namespace: str = NS) -> RoleBinding:
+def binding(
+    name: str, role_name: str, subjects: list[dict[str, Any]], kind: str = "Role", namespace: str = NS
+) -> RoleBinding:
     return RoleBinding.from_dict(
         {
             "metadata": {"name": name, "namespace": namespace},
@@ -76,24 +78,46 @@ def test_the_default_client_is_the_listener_service_account_with_its_declared_ru
 
 def test_the_listener_role_is_made_from_the_declared_access_table(kube: FakeKube, admin: Client) -> None:
     (role_obj,) = [r for r in admin.list(Role, namespace=OTHER_NS) if r.metadata.name == "langsmith-listener"]
-    declared = {(r.api_group, res, v) for r in WATCHED_NAMESPACE_RULES for res in r.resources for v in r.verbs}
-    granted = {(g, res, v) for rule in role_obj.rules for g in rule.apiGroups for res in rule.resources for v in rule.verbs}
+    declared = {
+        (r.api_group, res, v) for r in WATCHED_NAMESPACE_RULES for res in r.resources for v in r.verbs
+    }
+    granted = {
+        (g, res, v)
+        for rule in role_obj.rules
+        for g in rule.apiGroups
+        for res in rule.resources
+        for v in rule.verbs
+    }
     assert granted == declared
     # Every declared permission is allowed, per a SelfSubjectAccessReview as the listener.
     with http(kube, kube.listener) as client:
         for group, resource, verb in sorted(declared):
-            review = {"spec": {"resourceAttributes": {"namespace": NS, "verb": verb, "group": group, "resource": resource}}}
+            review = {
+                "spec": {
+                    "resourceAttributes": {
+                        "namespace": NS,
+                        "verb": verb,
+                        "group": group,
+                        "resource": resource,
+                    }
+                }
+            }
             answer = client.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=review)
             assert answer.status_code == 201
             assert answer.json()["status"]["allowed"], (group, resource, verb)
-        review = {"spec": {"resourceAttributes": {"namespace": NS, "verb": "delete", "group": "", "resource": "pods"}}}
-        assert client.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=review).json()["status"] == {"allowed": False}
+        review = {
+            "spec": {
+                "resourceAttributes": {"namespace": NS, "verb": "delete", "group": "", "resource": "pods"}
+            }
+        }
+        assert client.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=review).json()[
+            "status"
+        ] == {"allowed": False}
 
 
 def test_a_namespace_without_a_binding_is_forbidden(kube: FakeKube) -> None:
-    with kube.client(NS) as listener:
-        with pytest.raises(ApiError) as err:
-            listener.get(Secret, "x", namespace="kube-system")
+    with kube.client(NS) as listener, pytest.raises(ApiError) as err:
+        listener.get(Secret, "x", namespace="kube-system")
     assert err.value.status.message == (
         f'secrets "x" is forbidden: User "{LISTENER}" cannot get resource "secrets" in API group "" '
         'in the namespace "kube-system"'
@@ -110,17 +134,24 @@ def test_cluster_scope_and_namespace_objects(kube: FakeKube) -> None:
         # grant it; the listener's does not.
         with pytest.raises(ApiError) as err:
             listener.get(Namespace, NS)
-        assert f'cannot get resource "namespaces" in API group "" in the namespace "{NS}"' in err.value.status.message
+        assert (
+            f'cannot get resource "namespaces" in API group "" in the namespace "{NS}"'
+            in err.value.status.message
+        )
 
 
 def test_server_side_apply_that_creates_needs_create(kube: FakeKube, admin: Client) -> None:
     service_account(admin, "patcher")
-    admin.create(role("patch-only", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}]))
+    admin.create(
+        role("patch-only", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}])
+    )
     admin.create(binding("patch-only", "patch-only", [sa_subject("patcher")]))
     admin.create(ConfigMap(metadata=ObjectMeta(name="exists"), data={"k": "v"}))
     patcher = kube.identity_for_service_account(NS, "patcher")
     with kube.client(NS, identity=patcher, field_manager="patcher") as client:
-        client.apply(ConfigMap(metadata=ObjectMeta(name="exists"), data={"k": "w"}), force=True)  # an update: patch suffices
+        client.apply(
+            ConfigMap(metadata=ObjectMeta(name="exists"), data={"k": "w"}), force=True
+        )  # an update: patch suffices
         with pytest.raises(ApiError) as err:
             client.apply(ConfigMap(metadata=ObjectMeta(name="new"), data={"k": "v"}))
     status = err.value.status
@@ -142,7 +173,9 @@ def test_resource_names_and_subresources(kube: FakeKube, admin: Client) -> None:
             ],
         )
     )
-    admin.create(binding("narrow", "narrow", [sa_subject("narrow", namespace=None)]))  # namespace defaults to the binding's
+    admin.create(
+        binding("narrow", "narrow", [sa_subject("narrow", namespace=None)])
+    )  # namespace defaults to the binding's
     admin.create(Secret(metadata=ObjectMeta(name="allowed"), stringData={"k": "v"}))
     admin.create(Secret(metadata=ObjectMeta(name="other"), stringData={"k": "v"}))
     admin.apply(Deployment.from_dict(deployment()))
@@ -158,7 +191,9 @@ def test_resource_names_and_subresources(kube: FakeKube, admin: Client) -> None:
         assert err.value.status.code == 403
         assert client.get(Deployment.Scale, "web").spec.replicas == 2
     with http(kube, kube.identity_for_service_account(NS, "narrow")) as raw:
-        denied = raw.put(f"/apis/apps/v1/namespaces/{NS}/deployments/web/scale", json={"spec": {"replicas": 1}})
+        denied = raw.put(
+            f"/apis/apps/v1/namespaces/{NS}/deployments/web/scale", json={"spec": {"replicas": 1}}
+        )
     assert denied.status_code == 403
     assert 'cannot update resource "deployments/scale" in API group "apps"' in denied.json()["message"]
 
@@ -166,9 +201,9 @@ def test_resource_names_and_subresources(kube: FakeKube, admin: Client) -> None:
 def test_a_binding_to_a_missing_role_says_so(kube: FakeKube, admin: Client) -> None:
     service_account(admin, "orphan")
     admin.create(binding("dangling", "missing", [sa_subject("orphan")]))
-    with kube.client(NS, identity=kube.identity_for_service_account(NS, "orphan")) as client:
-        with pytest.raises(ApiError) as err:
-            list(client.list(Secret))
+    orphan = kube.identity_for_service_account(NS, "orphan")
+    with kube.client(NS, identity=orphan) as client, pytest.raises(ApiError) as err:
+        list(client.list(Secret))
     assert err.value.status.message.endswith(': RBAC: role.rbac.authorization.k8s.io "missing" not found')
 
 
@@ -184,7 +219,14 @@ def test_cluster_roles_through_role_bindings_and_cluster_role_bindings(kube: Fak
             }
         )
     )
-    admin.create(binding("readers", "configmap-reader", [{"kind": "Group", "name": "readers", "apiGroup": RBAC}], kind="ClusterRole"))
+    admin.create(
+        binding(
+            "readers",
+            "configmap-reader",
+            [{"kind": "Group", "name": "readers", "apiGroup": RBAC}],
+            kind="ClusterRole",
+        )
+    )
     with kube.client(NS, identity=reader) as client:
         assert "kube-root-ca.crt" in [c.metadata.name for c in client.list(ConfigMap)]
         with pytest.raises(ApiError):
@@ -234,7 +276,9 @@ def test_token_request_and_legacy_token_secrets(kube: FakeKube, admin: Client) -
     admin.create(role("robot", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]))
     admin.create(binding("robot", "robot", [sa_subject("robot")]))
     with http(kube) as client:
-        answer = client.post(f"/api/v1/namespaces/{NS}/serviceaccounts/robot/token", json={"spec": {"expirationSeconds": 3600}})
+        answer = client.post(
+            f"/api/v1/namespaces/{NS}/serviceaccounts/robot/token", json={"spec": {"expirationSeconds": 3600}}
+        )
         assert answer.status_code == 201
         token = answer.json()["status"]["token"]
         missing = client.post(f"/api/v1/namespaces/{NS}/serviceaccounts/nobody/token", json={})
@@ -245,7 +289,10 @@ def test_token_request_and_legacy_token_secrets(kube: FakeKube, admin: Client) -
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": "robot-token", "annotations": {"kubernetes.io/service-account.name": "robot"}},
+                "metadata": {
+                    "name": "robot-token",
+                    "annotations": {"kubernetes.io/service-account.name": "robot"},
+                },
                 "type": "kubernetes.io/service-account-token",
             }
         )
@@ -253,7 +300,9 @@ def test_token_request_and_legacy_token_secrets(kube: FakeKube, admin: Client) -
     legacy = base64.b64decode(admin.get(Secret, "robot-token").data["token"]).decode()
     for bearer in (token, legacy):
         with http(kube, None) as client:
-            ok = client.get(f"/api/v1/namespaces/{NS}/configmaps", headers={"Authorization": f"Bearer {bearer}"})
+            ok = client.get(
+                f"/api/v1/namespaces/{NS}/configmaps", headers={"Authorization": f"Bearer {bearer}"}
+            )
             assert ok.status_code == 200
 
 
@@ -275,12 +324,27 @@ def test_roles_cannot_grant_what_their_author_lacks(kube: FakeKube, admin: Clien
         with pytest.raises(ApiError) as err:
             client.create(role("too-much", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]))
         assert err.value.status.code == 403
-        assert 'is attempting to grant RBAC permissions not currently held:\n{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}' in err.value.status.message
+        assert (
+            'is attempting to grant RBAC permissions not currently held:\n{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}'
+            in err.value.status.message
+        )
         with pytest.raises(ApiError) as err:
             client.create(binding("bind-secrets", "secret-reader", [sa_subject("manager")]))
         assert err.value.status.code == 403
     # With the `bind` verb on that role, binding it is allowed without holding its permissions.
-    admin.create(role("binder", [{"apiGroups": [RBAC], "resources": ["roles"], "resourceNames": ["secret-reader"], "verbs": ["bind"]}]))
+    admin.create(
+        role(
+            "binder",
+            [
+                {
+                    "apiGroups": [RBAC],
+                    "resources": ["roles"],
+                    "resourceNames": ["secret-reader"],
+                    "verbs": ["bind"],
+                }
+            ],
+        )
+    )
     admin.create(binding("binder", "binder", [sa_subject("manager")]))
     with kube.client(NS, identity=kube.identity_for_service_account(NS, "manager")) as client:
         client.create(binding("bind-secrets", "secret-reader", [sa_subject("manager")]))
@@ -291,8 +355,12 @@ def test_kubeconfig_per_identity(kube: FakeKube, admin: Client) -> None:
     config = kube.kubeconfig_dict(NS, identity=kube.identity_for_service_account(NS, "viewer"))
     assert config["users"][0]["name"] == f"system:serviceaccount:{NS}:viewer"
     assert config["contexts"][0]["context"]["namespace"] == NS
-    with Client(kube.kubeconfig(NS, identity=kube.identity_for_service_account(NS, "viewer")), trust_env=False) as client:
-        with pytest.raises(ApiError) as err:
-            list(client.list(Secret))
+    with (
+        Client(
+            kube.kubeconfig(NS, identity=kube.identity_for_service_account(NS, "viewer")), trust_env=False
+        ) as client,
+        pytest.raises(ApiError) as err,
+    ):
+        list(client.list(Secret))
     assert f'User "system:serviceaccount:{NS}:viewer"' in err.value.status.message
     assert "token" not in repr(kube.admin)

@@ -37,7 +37,15 @@ def hpa(min_replicas: int = 2, max_replicas: int = 5, target: str = "web") -> Ho
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
                 "minReplicas": min_replicas,
                 "maxReplicas": max_replicas,
-                "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 70},
+                        },
+                    }
+                ],
             },
         }
     )
@@ -50,7 +58,12 @@ def conditions(obj: Any) -> dict[str, tuple[str, str]]:
 def test_the_scale_subresource(kube: FakeKube, admin: Client) -> None:
     admin.apply(Deployment.from_dict(deployment(replicas=2)))
     scale = admin.get(Deployment.Scale, "web")
-    assert (scale.apiVersion, scale.kind, scale.spec.replicas, scale.status.replicas) == ("autoscaling/v1", "Scale", 2, 2)
+    assert (scale.apiVersion, scale.kind, scale.spec.replicas, scale.status.replicas) == (
+        "autoscaling/v1",
+        "Scale",
+        2,
+        2,
+    )
     assert scale.status.selector == "app=web"
     scale.spec = ScaleSpec(replicas=4)
     admin.replace(scale)
@@ -65,7 +78,9 @@ def test_the_scale_subresource(kube: FakeKube, admin: Client) -> None:
             headers={"Content-Type": "application/merge-patch+json"},
         )
         assert (patched.status_code, patched.json()["spec"]["replicas"]) == (200, 1)
-        negative = client.put(f"/apis/apps/v1/namespaces/{NS}/deployments/web/scale", json={"spec": {"replicas": -1}})
+        negative = client.put(
+            f"/apis/apps/v1/namespaces/{NS}/deployments/web/scale", json={"spec": {"replicas": -1}}
+        )
         assert negative.status_code == 422
         assert client.get(f"/apis/apps/v1/namespaces/{NS}/deployments/missing/scale").status_code == 404
 
@@ -96,7 +111,10 @@ def test_a_listener_that_fights_the_autoscaler_is_caught(kube: FakeKube, admin: 
     with pytest.raises(ApiError) as err:
         admin.apply(Deployment.from_dict(deployment(replicas=1)))
     assert err.value.status.code == 409
-    assert 'conflict with "kube-controller-manager" with subresource "scale" using apps/v1' in err.value.status.message
+    assert (
+        'conflict with "kube-controller-manager" with subresource "scale" using apps/v1'
+        in err.value.status.message
+    )
     # ...and forcing it starts a tug of war the write log shows.
     kube.log.clear()
     admin.apply(Deployment.from_dict(deployment(replicas=1)), force=True)
@@ -119,7 +137,10 @@ def test_scaling_to_zero_disables_the_autoscaler(admin: Client) -> None:
     admin.apply(Deployment.from_dict(deployment(replicas=0)))
     admin.apply(hpa())
     assert admin.get(Deployment, "web").spec.replicas == 0
-    assert conditions(admin.get(HorizontalPodAutoscaler, "web"))["ScalingActive"] == ("False", "ScalingDisabled")
+    assert conditions(admin.get(HorizontalPodAutoscaler, "web"))["ScalingActive"] == (
+        "False",
+        "ScalingDisabled",
+    )
     assert list(admin.list(Pod, labels={"app": "web"})) == []
     admin.patch(Deployment, "web", {"spec": {"replicas": 1}}, patch_type=PatchType.MERGE)
     assert admin.get(Deployment, "web").spec.replicas == 2

@@ -55,13 +55,17 @@ def test_unknown_fields_are_dropped_with_a_warning_by_default(kube: FakeKube) ->
 
 def test_strict_field_validation_refuses_unknown_fields(kube: FakeKube) -> None:
     with http(kube) as client:
-        refused = client.post(DEPLOYMENTS, params={"fieldValidation": "Strict"}, json=with_unknown(deployment()))
+        refused = client.post(
+            DEPLOYMENTS, params={"fieldValidation": "Strict"}, json=with_unknown(deployment())
+        )
         assert (refused.status_code, refused.json()["reason"]) == (400, "BadRequest")
         assert refused.json()["message"] == (
             'strict decoding error: unknown field "spec.template.spec.containers[0].imagePullPolcy", '
             'unknown field "spec.replicaz"'
         )
-        ignored = client.post(DEPLOYMENTS, params={"fieldValidation": "Ignore"}, json=with_unknown(deployment()))
+        ignored = client.post(
+            DEPLOYMENTS, params={"fieldValidation": "Ignore"}, json=with_unknown(deployment())
+        )
         assert ignored.status_code == 201
         assert ignored.headers.get_list("warning") == []
 
@@ -85,7 +89,10 @@ def test_server_side_apply_refuses_unknown_fields_and_wrong_types(kube: FakeKube
         wrong = copy.deepcopy(deployment())
         wrong["spec"]["replicas"] = "two"
         typed = client.patch(
-            f"{DEPLOYMENTS}/web", params={"fieldManager": "t"}, json=wrong, headers={"Content-Type": "application/apply-patch+yaml"}
+            f"{DEPLOYMENTS}/web",
+            params={"fieldManager": "t"},
+            json=wrong,
+            headers={"Content-Type": "application/apply-patch+yaml"},
         )
         assert typed.status_code == 500
         assert typed.json()["message"].endswith(".spec.replicas: expected integer, got string")
@@ -128,14 +135,22 @@ def test_defaults_are_filled_in(admin: Client) -> None:
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "a", "image": "app:1", "ports": [{"containerPort": 80}]}, {"name": "b", "image": "app"}]},
+                "spec": {
+                    "containers": [
+                        {"name": "a", "image": "app:1", "ports": [{"containerPort": 80}]},
+                        {"name": "b", "image": "app"},
+                    ]
+                },
             },
         },
     }
     d = admin.apply(Deployment.from_dict(minimal)).to_dict()
     spec = d["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+    }
     assert (spec["revisionHistoryLimit"], spec["progressDeadlineSeconds"]) == (10, 600)
     pod = spec["template"]["spec"]
     assert (pod["restartPolicy"], pod["dnsPolicy"], pod["terminationGracePeriodSeconds"], pod["schedulerName"]) == (
@@ -146,16 +161,30 @@ def test_defaults_are_filled_in(admin: Client) -> None:
     assert (a["terminationMessagePath"], a["terminationMessagePolicy"]) == ("/dev/termination-log", "File")
     assert a["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
 
-    svc = admin.apply(Service.from_dict({"metadata": {"name": "svc"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})).to_dict()
+    svc = admin.apply(
+        Service.from_dict(
+            {"metadata": {"name": "svc"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+        )
+    ).to_dict()
     assert svc["spec"]["type"] == "ClusterIP"
     assert svc["spec"]["sessionAffinity"] == "None"
     assert svc["spec"]["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 80}]
-    assert svc["spec"]["clusterIP"] and svc["spec"]["clusterIPs"] == [svc["spec"]["clusterIP"]]
-    assert (svc["spec"]["ipFamilies"], svc["spec"]["ipFamilyPolicy"], svc["spec"]["internalTrafficPolicy"]) == (["IPv4"], "SingleStack", "Cluster")
+    assert svc["spec"]["clusterIP"]
+    assert svc["spec"]["clusterIPs"] == [svc["spec"]["clusterIP"]]
+    assert (
+        svc["spec"]["ipFamilies"],
+        svc["spec"]["ipFamilyPolicy"],
+        svc["spec"]["internalTrafficPolicy"],
+    ) == (["IPv4"], "SingleStack", "Cluster")
 
     assert admin.create(Secret(metadata=ObjectMeta(name="s"), stringData={"k": "v"})).type == "Opaque"
     claim = admin.create(
-        PersistentVolumeClaim.from_dict({"metadata": {"name": "c"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+        PersistentVolumeClaim.from_dict(
+            {
+                "metadata": {"name": "c"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }
+        )
     )
     # DefaultStorageClass and StorageObjectInUseProtection admission; PVC defaulting.
     assert (claim.spec.storageClassName, claim.spec.volumeMode) == ("standard", "Filesystem")
@@ -182,20 +211,35 @@ def test_quantities_are_stored_in_canonical_form(admin: Client) -> None:
 def test_generation_follows_each_kinds_strategy(kube: FakeKube, admin: Client) -> None:
     d = admin.apply(Deployment.from_dict(deployment()))
     assert d.metadata.generation == 1
-    labelled = admin.patch(Deployment, "web", {"metadata": {"labels": {"x": "1"}}}, patch_type=PatchType.MERGE)
+    labelled = admin.patch(
+        Deployment, "web", {"metadata": {"labels": {"x": "1"}}}, patch_type=PatchType.MERGE
+    )
     assert labelled.metadata.generation == 1  # labels are not copied to ReplicaSets
-    annotated = admin.patch(Deployment, "web", {"metadata": {"annotations": {"a": "1"}}}, patch_type=PatchType.MERGE)
+    annotated = admin.patch(
+        Deployment, "web", {"metadata": {"annotations": {"a": "1"}}}, patch_type=PatchType.MERGE
+    )
     assert annotated.metadata.generation == 2  # annotations are: deployment strategy.go bumps
-    status = admin.patch(Deployment.Status, "web", {"status": {"readyReplicas": 0}}, patch_type=PatchType.MERGE)
+    status = admin.patch(
+        Deployment.Status, "web", {"status": {"readyReplicas": 0}}, patch_type=PatchType.MERGE
+    )
     assert status.metadata.generation == 2
     sts = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": {"name": "db"},
-        "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "db:1"}]}}},
+        "spec": {
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "db:1"}]},
+            },
+        },
     }
     admin.apply(StatefulSet.from_dict(sts))
-    annotated_sts = admin.patch(StatefulSet, "db", {"metadata": {"annotations": {"a": "1"}}}, patch_type=PatchType.MERGE)
+    annotated_sts = admin.patch(
+        StatefulSet, "db", {"metadata": {"annotations": {"a": "1"}}}, patch_type=PatchType.MERGE
+    )
     assert annotated_sts.metadata.generation == 1  # StatefulSets bump on spec only
     cm = admin.create(ConfigMap(metadata=ObjectMeta(name="c"), data={"k": "v"}))
     assert cm.metadata.generation is None  # most kinds have no generation
@@ -232,7 +276,9 @@ def test_dry_run_stores_nothing(kube: FakeKube, admin: Client) -> None:
     assert kube.store.resource_version == rv
 
 
-def test_managed_fields_of_an_update_include_defaults_but_not_of_an_apply(kube: FakeKube, admin: Client) -> None:
+def test_managed_fields_of_an_update_include_defaults_but_not_of_an_apply(
+    kube: FakeKube, admin: Client
+) -> None:
     """An Update operation owns every field it changed in the stored (defaulted) object; an Apply
     owns exactly its applied configuration."""
     created = admin.create(Deployment.from_dict(deployment("created")), field_manager="creator")

@@ -45,11 +45,23 @@ def with_(base: Obj, change: Callable[[Obj], Any]) -> Obj:
 
 
 def secret(data: dict[str, str] | None = None, **extra: Any) -> Obj:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": data or {"k": "dg=="}, **extra}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s"},
+        "data": data or {"k": "dg=="},
+        **extra,
+    }
 
 
 def configmap(data: dict[str, str] | None = None, **extra: Any) -> Obj:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": data or {"k": "v"}, **extra}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cm"},
+        "data": data or {"k": "v"},
+        **extra,
+    }
 
 
 def service(**spec: Any) -> Obj:
@@ -57,7 +69,11 @@ def service(**spec: Any) -> Obj:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "svc"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8000}], **spec},
+        "spec": {
+            "selector": {"app": "web"},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8000}],
+            **spec,
+        },
     }
 
 
@@ -78,9 +94,15 @@ def statefulset(**spec: Any) -> Obj:
         "spec": {
             "serviceName": "db",
             "selector": {"matchLabels": {"app": "db"}},
-            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "db:1"}]}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "db:1"}]},
+            },
             "volumeClaimTemplates": [
-                {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }
             ],
             **spec,
         },
@@ -374,7 +396,7 @@ def _reject(admin: Client, case: Case, namespace: str | None) -> None:
     assert case.message in status.message
     kind = case.manifest["kind"]
     assert status.details.kind == kind
-    assert status.message.startswith(f'{kind}.' if "/" in case.manifest["apiVersion"] else f'{kind} "')
+    assert status.message.startswith(f"{kind}." if "/" in case.manifest["apiVersion"] else f'{kind} "')
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -394,14 +416,20 @@ def test_a_valid_object_with_every_field_above_is_accepted(admin: Client) -> Non
 
 
 def test_the_message_lists_every_problem_like_an_aggregate(admin: Client) -> None:
-    bad = with_(DEP, lambda d: (container(d).update(name="App", image=""), d["metadata"].update(name="Bad_Name")))
+    bad = with_(
+        DEP, lambda d: (container(d).update(name="App", image=""), d["metadata"].update(name="Bad_Name"))
+    )
     with pytest.raises(ApiError) as err:
         admin.apply(from_dict(bad), namespace=NS)
     message = err.value.status.message
     # errors.NewInvalid: 'Deployment.apps "Bad_Name" is invalid: [metadata.name: ..., spec...: ...]'
     assert message.startswith('Deployment.apps "Bad_Name" is invalid: [')
     fields = [c.field for c in err.value.status.details.causes]
-    assert fields == ["metadata.name", "spec.template.spec.containers[0].name", "spec.template.spec.containers[0].image"]
+    assert fields == [
+        "metadata.name",
+        "spec.template.spec.containers[0].name",
+        "spec.template.spec.containers[0].image",
+    ]
 
 
 def test_a_template_image_with_whitespace_is_accepted_but_its_pods_are_refused(admin: Client) -> None:
@@ -410,12 +438,17 @@ def test_a_template_image_with_whitespace_is_accepted_but_its_pods_are_refused(a
     from lightkube.resources.apps_v1 import Deployment, ReplicaSet
     from lightkube.resources.core_v1 import Event, Pod
 
-    admin.apply(from_dict(with_(deployment("spaced"), lambda d: container(d).update(image="app:1 "))), namespace=NS)
+    admin.apply(
+        from_dict(with_(deployment("spaced"), lambda d: container(d).update(image="app:1 "))), namespace=NS
+    )
     assert list(admin.list(Pod, labels={"app": "spaced"})) == []
     (rs,) = admin.list(ReplicaSet, labels={"app": "spaced"})
     failure = {c.type: c for c in rs.status.conditions or []}["ReplicaFailure"]
     assert failure.reason == "FailedCreate"
-    assert 'spec.containers[0].image: Invalid value: "app:1 ": must not have leading or trailing whitespace' in failure.message
+    assert (
+        'spec.containers[0].image: Invalid value: "app:1 ": must not have leading or trailing whitespace'
+        in failure.message
+    )
     dep = admin.get(Deployment, "spaced")
     assert {c.type: c.reason for c in dep.status.conditions}["ReplicaFailure"] == "FailedCreate"
     events = [e.message for e in admin.list(Event, fields={"reason": "FailedCreate"})]
@@ -459,5 +492,12 @@ def test_a_statefulset_pod_spec_is_checked_only_when_its_pods_are_created(admin:
     admin.create(from_dict(bad), namespace=NS)  # server-side apply would refuse the duplicate key
     assert admin.get(StatefulSet, "dupes").status.readyReplicas is None
     assert list(admin.list(Pod, labels={"app": "db"}, fields={"metadata.name": "dupes-0"})) == []
-    events = [e.message for e in admin.list(Event, fields={"involvedObject.name": "dupes", "reason": "FailedCreate"})]
-    assert any('create Pod dupes-0 in StatefulSet dupes failed error: Pod "dupes-0" is invalid' in m and 'Duplicate value: "db"' in m for m in events)
+    events = [
+        e.message
+        for e in admin.list(Event, fields={"involvedObject.name": "dupes", "reason": "FailedCreate"})
+    ]
+    assert any(
+        'create Pod dupes-0 in StatefulSet dupes failed error: Pod "dupes-0" is invalid' in m
+        and 'Duplicate value: "db"' in m
+        for m in events
+    )

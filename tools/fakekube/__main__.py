@@ -27,10 +27,18 @@ def _image_user(text: str) -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.fakekube", description=__doc__)
     parser.add_argument("--port", type=int, default=8901)
-    parser.add_argument("--namespaces", default="default", help="comma-separated namespaces the listener may use")
-    parser.add_argument("--manual", action="store_true", help="controller in manual mode (POST /_fake/controller/step)")
-    parser.add_argument("--unrestricted", action="store_true", help="--kubeconfig gets the admin identity (no RBAC)")
-    parser.add_argument("--crds", default="", help=f"comma-separated bundled CRDs to install ({', '.join(sorted(BUNDLED))})")
+    parser.add_argument(
+        "--namespaces", default="default", help="comma-separated namespaces the listener may use"
+    )
+    parser.add_argument(
+        "--manual", action="store_true", help="controller in manual mode (POST /_fake/controller/step)"
+    )
+    parser.add_argument(
+        "--unrestricted", action="store_true", help="--kubeconfig gets the admin identity (no RBAC)"
+    )
+    parser.add_argument(
+        "--crds", default="", help=f"comma-separated bundled CRDs to install ({', '.join(sorted(BUNDLED))})"
+    )
     parser.add_argument(
         "--image-user",
         type=_image_user,

@@ -26,11 +26,26 @@ from tools.fakekube.store import Admission, Store, WriteOptions
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
 PV_PROTECTION = "kubernetes.io/pv-protection"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
-_WORKLOADS = {"Deployment", "StatefulSet", "ReplicaSet", "DaemonSet", "Job", "CronJob", "ReplicationController"}
+_WORKLOADS = {
+    "Deployment",
+    "StatefulSet",
+    "ReplicaSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+}
 
 
 class KubeAdmission(Admission):
-    def mutate(self, store: Store, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions) -> None:
+    def mutate(
+        self,
+        store: Store,
+        kind: Kind,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        opts: WriteOptions,  # noqa: ARG002 -- the Admission interface; no mutating plugin needs options
+    ) -> None:
         if old is not None:
             return
         name = obj["metadata"].get("name") or obj["metadata"].get("generateName") or ""
@@ -45,7 +60,9 @@ class KubeAdmission(Admission):
         elif kind.kind == "PersistentVolume" and not kind.group:
             _add_finalizer(obj, PV_PROTECTION)
 
-    def validate(self, store: Store, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions) -> None:
+    def validate(
+        self, store: Store, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions
+    ) -> None:
         if kind.group == auth.RBAC_GROUP:
             _rbac_escalation(store, kind, obj, opts)
         if old is not None:
@@ -69,7 +86,9 @@ def _namespace_lifecycle(store: Store, kind: Kind, namespace: str | None, name: 
         raise errors.not_found(NAMESPACE, namespace or "")
     if ns["metadata"].get("deletionTimestamp") and kind.kind != "Event":
         raise errors.forbidden(
-            kind, name, f"unable to create new content in namespace {namespace} because it is being terminated"
+            kind,
+            name,
+            f"unable to create new content in namespace {namespace} because it is being terminated",
         )
 
 
@@ -92,7 +111,12 @@ def _service_account(store: Store, kind: Kind, pod: dict[str, Any], name: str) -
 
 def _container_limits(store: Store, ns: str) -> list[Mapping[str, Any]]:
     items, _ = store.list(LIMITRANGE, ns)
-    return [item for lr in items for item in (lr.get("spec") or {}).get("limits") or [] if item.get("type") == "Container"]
+    return [
+        item
+        for lr in items
+        for item in (lr.get("spec") or {}).get("limits") or []
+        if item.get("type") == "Container"
+    ]
 
 
 def _limit_ranger_defaults(store: Store, pod: dict[str, Any]) -> None:
@@ -130,7 +154,9 @@ def _limit_ranger_bounds(store: Store, kind: Kind, pod: Mapping[str, Any], name:
                 elif quantity.parse(got) > quantity.parse(v):
                     problems.append(f"maximum {r} usage per Container is {v}, but limit is {got}")
     if problems:
-        raise errors.forbidden(kind, name, problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]")
+        raise errors.forbidden(
+            kind, name, problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]"
+        )
 
 
 def _limit_ranger_pvc(store: Store, kind: Kind, pvc: Mapping[str, Any], name: str) -> None:
@@ -145,20 +171,30 @@ def _limit_ranger_pvc(store: Store, kind: Kind, pvc: Mapping[str, Any], name: st
                 continue
             mn, mx = (item.get("min") or {}).get("storage"), (item.get("max") or {}).get("storage")
             if mn and quantity.parse(storage) < quantity.parse(mn):
-                problems.append(f"minimum storage usage per PersistentVolumeClaim is {mn}, but request is {storage}")
+                problems.append(
+                    f"minimum storage usage per PersistentVolumeClaim is {mn}, but request is {storage}"
+                )
             if mx and quantity.parse(storage) > quantity.parse(mx):
-                problems.append(f"maximum storage usage per PersistentVolumeClaim is {mx}, but request is {storage}")
+                problems.append(
+                    f"maximum storage usage per PersistentVolumeClaim is {mx}, but request is {storage}"
+                )
     if problems:
-        raise errors.forbidden(kind, name, problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]")
+        raise errors.forbidden(
+            kind, name, problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]"
+        )
 
 
 def default_storage_class(store: Store) -> str | None:
     classes, _ = store.list(STORAGECLASS, None)
-    defaults = [c for c in classes if (c["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"]
+    defaults = [
+        c for c in classes if (c["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+    ]
     if not defaults:
         return None
     # Since 1.26 the newest default class wins when several are marked default.
-    return max(defaults, key=lambda c: (c["metadata"]["creationTimestamp"], c["metadata"]["name"]))["metadata"]["name"]
+    return max(defaults, key=lambda c: (c["metadata"]["creationTimestamp"], c["metadata"]["name"]))[
+        "metadata"
+    ]["name"]
 
 
 def _default_storage_class(store: Store, pvc: dict[str, Any]) -> None:
@@ -216,7 +252,14 @@ def _object_usage(kind: Kind, obj: Mapping[str, Any]) -> dict[str, Decimal]:
     usage: dict[str, Decimal] = {}
     count = f"count/{kind.plural}" + (f".{kind.group}" if kind.group else "")
     usage[count] = Decimal(1)
-    if not kind.group and kind.plural in ("services", "secrets", "configmaps", "persistentvolumeclaims", "replicationcontrollers", "resourcequotas"):
+    if not kind.group and kind.plural in (
+        "services",
+        "secrets",
+        "configmaps",
+        "persistentvolumeclaims",
+        "replicationcontrollers",
+        "resourcequotas",
+    ):
         usage[kind.plural] = Decimal(1)
     if kind.kind == "Service" and not kind.group:
         stype = (obj.get("spec") or {}).get("type")
@@ -267,7 +310,11 @@ def _resource_quota(store: Store, kind: Kind, obj: Mapping[str, Any], name: str,
             missing = []
             for r in sorted(hard):
                 if r in ("cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"):
-                    source, res = ("limits", r[7:]) if r.startswith("limits.") else ("requests", r.removeprefix("requests."))
+                    source, res = (
+                        ("limits", r[7:])
+                        if r.startswith("limits.")
+                        else ("requests", r.removeprefix("requests."))
+                    )
                     lacking = [
                         c["name"]
                         for c in (obj.get("spec") or {}).get("containers") or []
@@ -276,13 +323,21 @@ def _resource_quota(store: Store, kind: Kind, obj: Mapping[str, Any], name: str,
                     if lacking:
                         missing.append(f"{r} for: {','.join(lacking)}")
             if missing:
-                raise errors.forbidden(kind, name, f"failed quota: {qname}: must specify {'; '.join(missing)}")
-        over = [r for r in sorted(hard) if r in requested and used.get(r, Decimal(0)) + requested[r] > quantity.parse(hard[r]).value]
+                raise errors.forbidden(
+                    kind, name, f"failed quota: {qname}: must specify {'; '.join(missing)}"
+                )
+        over = [
+            r
+            for r in sorted(hard)
+            if r in requested and used.get(r, Decimal(0)) + requested[r] > quantity.parse(hard[r]).value
+        ]
         if over:
             req = ",".join(f"{r}={_fmt(r, requested[r])}" for r in over)
             use = ",".join(f"{r}={_fmt(r, used.get(r, Decimal(0)))}" for r in over)
             lim = ",".join(f"{r}={hard[r]}" for r in over)
-            raise errors.forbidden(kind, name, f"exceeded quota: {qname}, requested: {req}, used: {use}, limited: {lim}")
+            raise errors.forbidden(
+                kind, name, f"exceeded quota: {qname}, requested: {req}, used: {use}, limited: {lim}"
+            )
 
 
 # ---------------------------------------------------------------- RBAC escalation prevention
@@ -311,10 +366,16 @@ def _rbac_escalation(store: Store, kind: Kind, obj: Mapping[str, Any], opts: Wri
         role_resource = "roles" if ref.get("kind") == "Role" else "clusterroles"
         if may("bind", role_resource, ref.get("name", "")):
             return
-        role = store.role(ns, ref.get("name", "")) if ref.get("kind") == "Role" else store.cluster_role(ref.get("name", ""))
+        role = (
+            store.role(ns, ref.get("name", ""))
+            if ref.get("kind") == "Role"
+            else store.cluster_role(ref.get("name", ""))
+        )
         if role is None:
             what = "role" if ref.get("kind") == "Role" else "clusterrole"
-            raise errors.forbidden(kind, meta["name"], f'{what}.rbac.authorization.k8s.io "{ref.get("name")}" not found')
+            raise errors.forbidden(
+                kind, meta["name"], f'{what}.rbac.authorization.k8s.io "{ref.get("name")}" not found'
+            )
         rules = list(role.get("rules") or [])
     owner_rules, _ = auth.rules_for(store, user, ns)
     missing = auth.covers(owner_rules, rules)

@@ -121,7 +121,13 @@ def parse_target(ctx: Context, attrs: Attributes) -> Target:
     parts = [p for p in attrs.path.split("/") if p]
     # Reject trailing garbage: /namespaces/x/pods/name/sub/extra.
     base = 3 if parts[0] == "apis" else 2
-    expected = base + (2 if attrs.namespace and kind.namespaced else 0) + 1 + (1 if attrs.name else 0) + (1 if attrs.subresource else 0)
+    expected = (
+        base
+        + (2 if attrs.namespace and kind.namespaced else 0)
+        + 1
+        + (1 if attrs.name else 0)
+        + (1 if attrs.subresource else 0)
+    )
     if len(parts) != expected:
         raise errors.unknown_resource()
     if kind.namespaced and not attrs.namespace and attrs.name:
@@ -167,7 +173,9 @@ async def read_body(request: Request, content_type: str) -> Any:
         raise errors.bad_request("the request body is not valid JSON") from None
 
 
-def _selectors(kind: Kind, query: MutableMapping[str, str]) -> tuple[tuple[Requirement, ...], tuple[FieldRequirement, ...]]:
+def _selectors(
+    kind: Kind, query: MutableMapping[str, str]
+) -> tuple[tuple[Requirement, ...], tuple[FieldRequirement, ...]]:
     try:
         return (
             parse_label_selector(query.get("labelSelector")),
@@ -233,7 +241,9 @@ def _watch(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Res
             return None
         body = event.stored.body
         now_ = labels_match(labels, body["metadata"].get("labels")) and fields_match(fields, body)
-        before = event.old is not None and (labels_match(labels, event.old["metadata"].get("labels")) and fields_match(fields, event.old))
+        before = event.old is not None and (
+            labels_match(labels, event.old["metadata"].get("labels")) and fields_match(fields, event.old)
+        )
         type_: str = event.type
         if event.type == "MODIFIED" and now_ != before:
             type_ = "ADDED" if now_ else "DELETED"
@@ -262,7 +272,9 @@ def _watch(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Res
     return StreamingResponse(stream(), media_type="application/json")
 
 
-def _write_options(request: Request, query: MutableMapping[str, str], user: UserInfo, target: Target, verb: str) -> WriteOptions:
+def _write_options(
+    request: Request, query: MutableMapping[str, str], user: UserInfo, target: Target, verb: str
+) -> WriteOptions:
     dry_run = query.get("dryRun")
     if dry_run not in (None, "", "All"):
         raise errors.ApiStatusError(
@@ -275,8 +287,12 @@ def _write_options(request: Request, query: MutableMapping[str, str], user: User
         )
     if verb == "patch" and "force" in query:
         err = errors.field_forbidden("force", "may not be specified for non-apply patch")
-        raise errors.ApiStatusError(422, "Invalid", f'PatchOptions.meta.k8s.io "" is invalid: {err}',
-                                    causes=[{"reason": err.type, "message": err.body, "field": err.field}])  # fmt: skip
+        raise errors.ApiStatusError(
+            422,
+            "Invalid",
+            f'PatchOptions.meta.k8s.io "" is invalid: {err}',
+            causes=[{"reason": err.type, "message": err.body, "field": err.field}],
+        )
     agent = request.headers.get("user-agent", "unknown").split("/")[0]
     manager = query.get("fieldManager") if verb == "apply" else (query.get("fieldManager") or agent)
     return WriteOptions(
@@ -297,19 +313,29 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
                     content_type: str, attrs: Attributes) -> Response:  # fmt: skip
     store, kind, ns, name, sub = ctx.store, target.kind, target.namespace, target.name, target.subresource
     if sub is not None and not (
-        (sub == "status" and kind.status) or (sub == "scale" and kind.scale) or (sub == "token" and kind.kind == "ServiceAccount" and not kind.group)
+        (sub == "status" and kind.status)
+        or (sub == "scale" and kind.scale)
+        or (sub == "token" and kind.kind == "ServiceAccount" and not kind.group)
     ):
         raise errors.unknown_resource()
     if kind.virtual:
         if verb != "create":
-            raise errors.ApiStatusError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+            raise errors.ApiStatusError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
         return _review(ctx, kind, await read_body(request, content_type), attrs.user)
     if sub == "scale":
         return await _scale(ctx, request, target, verb, query, content_type, attrs)
     if sub == "token":
-        return await _token_request(ctx, request, target, content_type)
-    if verb in ("create", "update", "patch", "apply", "delete", "deletecollection") and kind.verbs and verb.replace("apply", "patch") not in kind.verbs:
-        raise errors.ApiStatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        return await _token_request(ctx, request, target)
+    if (
+        verb in ("create", "update", "patch", "apply", "delete", "deletecollection")
+        and kind.verbs
+        and verb.replace("apply", "patch") not in kind.verbs
+    ):
+        raise errors.ApiStatusError(
+            405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+        )
     if verb == "get":
         found = store.stored(kind, ns, name or "")
         if found is None:
@@ -321,7 +347,9 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
         return _watch(ctx, target, query)
     opts = _write_options(request, query, attrs.user, target, verb)
     if verb == "create":
-        return _object_response(store.create(kind, ns, await read_body(request, content_type), opts), 201, opts)
+        return _object_response(
+            store.create(kind, ns, await read_body(request, content_type), opts), 201, opts
+        )
     if verb == "update":
         body = await read_body(request, content_type)
         return _object_response(store.replace(kind, ns, name or "", body, opts), 200, opts)
@@ -332,8 +360,18 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
 
         def authorize_create() -> None:
             # patch.go: an apply that creates the object is also authorised as "create".
-            create_attrs = Attributes(attrs.user, "create", True, attrs.path, attrs.api_group, attrs.api_version,
-                                      attrs.resource, attrs.subresource, attrs.namespace, attrs.name)  # fmt: skip
+            create_attrs = Attributes(
+                attrs.user,
+                "create",
+                True,
+                attrs.path,
+                attrs.api_group,
+                attrs.api_version,
+                attrs.resource,
+                attrs.subresource,
+                attrs.namespace,
+                attrs.name,
+            )
             allowed, reason = ctx.authorizer.authorize(create_attrs)
             if not allowed:
                 raise errors.forbidden(kind, name, reason)
@@ -348,9 +386,9 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
                 errors.ApiStatusError(
                     415,
                     "UnsupportedMediaType",
-                    f'the body of the request was in an unknown format - accepted media types include: '
-                    f'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, '
-                    f'application/strategic-merge-patch+json',
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, "
+                    "application/strategic-merge-patch+json",
                 )
             )
         if patch_type == "strategic" and kind.is_custom:
@@ -378,7 +416,9 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
         if verb == "deletecollection":
             labels, fields = _selectors(kind, query)
             items = store.delete_collection(kind, ns, labels, fields, propagation=propagation, opts=opts)
-            head = _ENCODER.encode({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": {}})
+            head = _ENCODER.encode(
+                {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": {}}
+            )
             return json_response(head[:-1] + b',"items":[' + b",".join(s.json() for s in items) + b"]}")
         pre = options.get("preconditions") or {}
         result = store.delete(
@@ -399,11 +439,18 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
                     "apiVersion": "v1",
                     "metadata": {},
                     "status": "Success",
-                    "details": {"name": meta["name"], **({"group": kind.group} if kind.group else {}), "kind": kind.plural, "uid": meta["uid"]},
+                    "details": {
+                        "name": meta["name"],
+                        **({"group": kind.group} if kind.group else {}),
+                        "kind": kind.plural,
+                        "uid": meta["uid"],
+                    },
                 }
             )
         return json_response(result.stored.json())
-    raise errors.ApiStatusError(405, "MethodNotAllowed", f"{request.method} is not supported on {request.url.path}")
+    raise errors.ApiStatusError(
+        405, "MethodNotAllowed", f"{request.method} is not supported on {request.url.path}"
+    )
 
 
 def _scale_object(kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
@@ -427,7 +474,11 @@ def _scale_object(kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta},
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
         "spec": {"replicas": lookup(spec_path) or 0},
         "status": status,
     }
@@ -447,10 +498,14 @@ async def _scale(ctx: Context, request: Request, target: Target, verb: str, quer
     if verb == "update":
         new_scale = body
     elif verb in ("patch", "apply"):
-        patch_type = "merge" if verb == "apply" else _PATCH_TYPES.get(content_type.split(";")[0].strip(), "merge")
+        patch_type = (
+            "merge" if verb == "apply" else _PATCH_TYPES.get(content_type.split(";")[0].strip(), "merge")
+        )
         new_scale = ssa.json_patch(scale, body) if patch_type == "json" else ssa.json_merge_patch(scale, body)
     else:
-        raise errors.ApiStatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        raise errors.ApiStatusError(
+            405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+        )
     if not isinstance(new_scale, dict):
         raise errors.bad_request("the Scale must be an object")
     want_rv = (new_scale.get("metadata") or {}).get("resourceVersion")
@@ -460,7 +515,9 @@ async def _scale(ctx: Context, request: Request, target: Target, verb: str, quer
     if not isinstance(replicas, int) or replicas < 0:
         err = errors.field_invalid("spec.replicas", replicas, "must be greater than or equal to 0")
         raise errors.ApiStatusError(
-            422, "Invalid", f'Scale.autoscaling "{name}" is invalid: {err}',
+            422,
+            "Invalid",
+            f'Scale.autoscaling "{name}" is invalid: {err}',
             causes=[{"reason": err.type, "message": err.body, "field": err.field}],
         )
     spec_path = (kind.scale_paths or (".spec.replicas",))[0].strip(".").split(".")
@@ -475,7 +532,7 @@ async def _scale(ctx: Context, request: Request, target: Target, verb: str, quer
     return json_response(_scale_object(kind, result.stored.body), 200, opts.warnings)
 
 
-async def _token_request(ctx: Context, request: Request, target: Target, content_type: str) -> Response:
+async def _token_request(ctx: Context, request: Request, target: Target) -> Response:
     """TokenRequest: a token for an existing ServiceAccount (serviceaccounts/token)."""
     ns, name = target.namespace or "", target.name or ""
     sa = ctx.store.find(target.kind, ns, name)
@@ -486,17 +543,26 @@ async def _token_request(ctx: Context, request: Request, target: Target, content
     spec = (body or {}).get("spec") or {}
     seconds = int(spec.get("expirationSeconds") or 3600)
     if seconds < 600:
-        err = errors.field_invalid("spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes")
-        raise errors.ApiStatusError(422, "Invalid", f'TokenRequest.authentication.k8s.io "{name}" is invalid: {err}')
+        err = errors.field_invalid(
+            "spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes"
+        )
+        raise errors.ApiStatusError(
+            422, "Invalid", f'TokenRequest.authentication.k8s.io "{name}" is invalid: {err}'
+        )
     token = ctx.tokens.add_service_account(ns, name, sa["metadata"]["uid"])
-    expires = (datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expires = (datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(seconds=seconds)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     return json_response(
         {
             "kind": "TokenRequest",
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
-            "spec": {"audiences": spec.get("audiences") or ["https://kubernetes.default.svc.cluster.local"],
-                     "expirationSeconds": seconds, "boundObjectRef": spec.get("boundObjectRef")},  # fmt: skip
+            "spec": {
+                "audiences": spec.get("audiences") or ["https://kubernetes.default.svc.cluster.local"],
+                "expirationSeconds": seconds,
+                "boundObjectRef": spec.get("boundObjectRef"),
+            },
             "status": {"token": token, "expirationTimestamp": expires},
         },
         201,
@@ -512,8 +578,18 @@ def _review(ctx: Context, kind: Kind, body: Any, requester: UserInfo) -> Respons
         user = requester
     res = spec.get("resourceAttributes")
     if res is not None:
-        attrs = Attributes(user, res.get("verb", ""), True, "", res.get("group", ""), res.get("version", ""),
-                           res.get("resource", ""), res.get("subresource", ""), res.get("namespace", ""), res.get("name", ""))  # fmt: skip
+        attrs = Attributes(
+            user,
+            res.get("verb", ""),
+            True,
+            "",
+            res.get("group", ""),
+            res.get("version", ""),
+            res.get("resource", ""),
+            res.get("subresource", ""),
+            res.get("namespace", ""),
+            res.get("name", ""),
+        )
     else:
         non = spec.get("nonResourceAttributes") or {}
         attrs = Attributes(user, non.get("verb", ""), False, non.get("path", ""))
@@ -521,7 +597,16 @@ def _review(ctx: Context, kind: Kind, body: Any, requester: UserInfo) -> Respons
     status: dict[str, Any] = {"allowed": allowed}
     if reason:
         status["reason"] = reason
-    return json_response({"kind": kind.kind, "apiVersion": kind.api_version, "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}, 201)
+    return json_response(
+        {
+            "kind": kind.kind,
+            "apiVersion": kind.api_version,
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": status,
+        },
+        201,
+    )
 
 
 class _Drop:
@@ -545,7 +630,9 @@ def _fault_response(fault: Fault) -> Response | _Drop:
     if fault.response == DROP:
         return _Drop()
     code = int(fault.response)
-    reason = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}.get(code, "InternalError")
+    reason = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}.get(
+        code, "InternalError"
+    )
     err = errors.ApiStatusError(code, reason, f"fault injected ({code})")
     return status_response(err, fault.retry_after)
 
@@ -559,11 +646,23 @@ def _discovery(ctx: Context, path: str) -> Response | None:
         return Response(b"ok", media_type="text/plain")
     if segs == ["api"]:
         return json_response(
-            {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}
+            {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}
+                ],
+            }
         )
     groups = registry.group_versions()
     if segs == ["apis"]:
-        return json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g, vs) for g, vs in groups.items() if g]})
+        return json_response(
+            {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [_group(g, vs) for g, vs in groups.items() if g],
+            }
+        )
     if len(segs) == 2 and segs[0] == "apis" and segs[1] in groups:
         return json_response(_group(segs[1], groups[segs[1]]))
     if segs == ["api", "v1"] or (len(segs) == 3 and segs[0] == "apis"):
@@ -573,23 +672,70 @@ def _discovery(ctx: Context, path: str) -> Response | None:
             return None
         resources: list[dict[str, Any]] = []
         for k in kinds:
-            entry: dict[str, Any] = {"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced, "kind": k.kind, "verbs": list(k.verbs)}
+            entry: dict[str, Any] = {
+                "name": k.plural,
+                "singularName": k.singular,
+                "namespaced": k.namespaced,
+                "kind": k.kind,
+                "verbs": list(k.verbs),
+            }
             if k.short_names:
                 entry["shortNames"] = list(k.short_names)
             resources.append(entry)
             if k.status:
-                resources.append({"name": f"{k.plural}/status", "singularName": "", "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "patch", "update"]})
+                resources.append(
+                    {
+                        "name": f"{k.plural}/status",
+                        "singularName": "",
+                        "namespaced": k.namespaced,
+                        "kind": k.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
             if k.scale:
-                resources.append({"name": f"{k.plural}/scale", "singularName": "", "namespaced": k.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]})
+                resources.append(
+                    {
+                        "name": f"{k.plural}/scale",
+                        "singularName": "",
+                        "namespaced": k.namespaced,
+                        "group": "autoscaling",
+                        "version": "v1",
+                        "kind": "Scale",
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
             if k.kind == "ServiceAccount" and not k.group:
-                resources.append({"name": "serviceaccounts/token", "singularName": "", "namespaced": True, "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]})
-        return json_response({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version, "resources": resources})
+                resources.append(
+                    {
+                        "name": "serviceaccounts/token",
+                        "singularName": "",
+                        "namespaced": True,
+                        "group": "authentication.k8s.io",
+                        "version": "v1",
+                        "kind": "TokenRequest",
+                        "verbs": ["create"],
+                    }
+                )
+        return json_response(
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": resources,
+            }
+        )
     return None
 
 
 def _group(name: str, versions: list[str]) -> dict[str, Any]:
     entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
-    return {"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": entries, "preferredVersion": entries[0]}
+    return {
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": name,
+        "versions": entries,
+        "preferredVersion": entries[0],
+    }
 
 
 _UNAUTHORIZED = errors.ApiStatusError(401, "Unauthorized", "Unauthorized")
@@ -601,7 +747,11 @@ def _forbidden(attrs: Attributes, reason: str) -> errors.ApiStatusError:
     if not attrs.resource_request:
         return errors.ApiStatusError(403, "Forbidden", f"forbidden: {why}")
     qualified = f"{attrs.resource}.{attrs.api_group}" if attrs.api_group else attrs.resource
-    message = f'{qualified} "{attrs.name}" is forbidden: {why}' if attrs.name else f"{qualified} is forbidden: {why}"
+    message = (
+        f'{qualified} "{attrs.name}" is forbidden: {why}'
+        if attrs.name
+        else f"{qualified} is forbidden: {why}"
+    )
     err = errors.ApiStatusError(403, "Forbidden", message, name=attrs.name or None)
     err.group_resource = (attrs.api_group, attrs.resource)
     return err
@@ -687,7 +837,11 @@ def build_app(ctx: Context) -> ASGIApp:
             )
         )
         succeeded = status is not None and status < 400
-        if succeeded and verb in ("create", "update", "patch", "apply", "delete", "deletecollection") and isinstance(response, Response):
+        if (
+            succeeded
+            and verb in ("create", "update", "patch", "apply", "delete", "deletecollection")
+            and isinstance(response, Response)
+        ):
             # The controllers react after the response is on its way (and before any later request).
             response.background = BackgroundTask(_settle, ctx.controller)
         return response

@@ -81,11 +81,10 @@ def request_attributes(method: str, path: str, query: Mapping[str, str], user: U
             return non_resource
         group, version, rest = "", rest[0], rest[1:]
     namespace = ""
-    if rest[0] == "namespaces":
-        if len(rest) > 1:
-            namespace = rest[1]
-            if len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES:
-                rest = rest[2:]
+    if rest[0] == "namespaces" and len(rest) > 1:
+        namespace = rest[1]
+        if len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES:
+            rest = rest[2:]
     resource = rest[0]
     name = rest[1] if len(rest) > 1 else ""
     subresource = rest[2] if len(rest) > 2 else ""
@@ -321,18 +320,25 @@ def _covered(owner: Mapping[str, Any], atom: tuple[str, str, str, str]) -> bool:
         )
     if owner.get("nonResourceURLs"):
         return False
-    verbs, groups, resources = owner.get("verbs") or [], owner.get("apiGroups") or [], owner.get("resources") or []
+    verbs, groups, resources = (
+        owner.get("verbs") or [],
+        owner.get("apiGroups") or [],
+        owner.get("resources") or [],
+    )
     if not ("*" in verbs or verb in verbs) or not ("*" in groups or group in groups):
         return False
     sub = resource.partition("/")[2]
-    if not ("*" in resources or resource in resources or (sub and f"*/{sub}" in resources)):
-        if not (resource.endswith("/*") and any(r.startswith(resource[:-1]) for r in resources)):
-            return False
+    if not ("*" in resources or resource in resources or (sub and f"*/{sub}" in resources)) and not (
+        resource.endswith("/*") and any(r.startswith(resource[:-1]) for r in resources)
+    ):
+        return False
     owner_names = owner.get("resourceNames") or []
     return not owner_names or (bool(name) and name in owner_names)
 
 
-def covers(owner_rules: list[Mapping[str, Any]], servant_rules: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str, str]]:
+def covers(
+    owner_rules: list[Mapping[str, Any]], servant_rules: Iterable[Mapping[str, Any]]
+) -> list[tuple[str, str, str, str]]:
     """The atoms of ``servant_rules`` that ``owner_rules`` do not grant (empty when covered)."""
     missing = []
     for rule in servant_rules:
@@ -349,7 +355,9 @@ def describe_missing(missing: list[tuple[str, str, str, str]]) -> str:
         if group == "#url":
             lines.add(f'{{NonResourceURLs:["{resource}"], Verbs:["{verb}"]}}')
         elif name:
-            lines.add(f'{{APIGroups:["{group}"], Resources:["{resource}"], ResourceNames:["{name}"], Verbs:["{verb}"]}}')
+            lines.add(
+                f'{{APIGroups:["{group}"], Resources:["{resource}"], ResourceNames:["{name}"], Verbs:["{verb}"]}}'
+            )
         else:
             lines.add(f'{{APIGroups:["{group}"], Resources:["{resource}"], Verbs:["{verb}"]}}')
     return "\n".join(sorted(lines))
@@ -393,7 +401,12 @@ def bootstrap_policy() -> list[dict[str, Any]]:
     }
 
     def role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRole", "metadata": {"name": name, **meta}, "rules": rules}
+        return {
+            "apiVersion": f"{RBAC_GROUP}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, **meta},
+            "rules": rules,
+        }
 
     def binding(name: str, role_name: str, groups: list[str]) -> dict[str, Any]:
         return {
@@ -408,18 +421,35 @@ def bootstrap_policy() -> list[dict[str, Any]]:
                       "/readyz", "/version", "/version/"]  # fmt: skip
     public_urls = ["/healthz", "/livez", "/readyz", "/version", "/version/"]
     return [
-        role("cluster-admin", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-                               {"nonResourceURLs": ["*"], "verbs": ["*"]}]),  # fmt: skip
+        role(
+            "cluster-admin",
+            [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]},
+            ],
+        ),
         binding("cluster-admin", "cluster-admin", [MASTERS]),
         role("system:discovery", [{"nonResourceURLs": discovery_urls, "verbs": ["get"]}]),
         binding("system:discovery", "system:discovery", [AUTHENTICATED]),
         role("system:public-info-viewer", [{"nonResourceURLs": public_urls, "verbs": ["get"]}]),
-        binding("system:public-info-viewer", "system:public-info-viewer", [AUTHENTICATED, "system:unauthenticated"]),
+        binding(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            [AUTHENTICATED, "system:unauthenticated"],
+        ),
         role(
             "system:basic-user",
             [
-                {"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]},
-                {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
+                {
+                    "apiGroups": ["authorization.k8s.io"],
+                    "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                    "verbs": ["create"],
+                },
+                {
+                    "apiGroups": ["authentication.k8s.io"],
+                    "resources": ["selfsubjectreviews"],
+                    "verbs": ["create"],
+                },
             ],
         ),
         binding("system:basic-user", "system:basic-user", [AUTHENTICATED]),

@@ -9,12 +9,13 @@ serviceaccount,resourcequota} and apiextensions-apiserver's establishing/finaliz
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tools.fakekube.jsonutil import clone
 from tools.fakekube import admission, schema
 from tools.fakekube.errors import ApiStatusError
+from tools.fakekube.jsonutil import clone
 from tools.fakekube.kinds import (
     CONFIGMAP,
     CRD,
@@ -60,9 +61,11 @@ def route(ctl: FakeController, kind: Kind, old: dict[str, Any] | None, new: dict
             ctl.mark("gc", None, dep.body["metadata"]["uid"])
         for ref in meta.get("ownerReferences") or []:
             ctl.mark("gc", None, ref.get("uid", ""))
-    elif meta.get("deletionTimestamp"):
-        ctl.mark("gc", None, uid)
-    elif (old is None and meta.get("ownerReferences")) or (old is not None and old["metadata"].get("ownerReferences") != meta.get("ownerReferences")):
+    elif (
+        meta.get("deletionTimestamp")
+        or (old is None and meta.get("ownerReferences"))
+        or (old is not None and old["metadata"].get("ownerReferences") != meta.get("ownerReferences"))
+    ):
         ctl.mark("gc", None, uid)
     if ns and gone:
         ns_obj = ctl.store.find(NAMESPACE, None, ns)
@@ -70,7 +73,11 @@ def route(ctl: FakeController, kind: Kind, old: dict[str, Any] | None, new: dict
             ctl.mark("namespace", None, ns)
     if kind.is_custom:
         return
-    k = kind.kind if kind.group in ("", "apps", "autoscaling", "apiextensions.k8s.io", "storage.k8s.io") else ""
+    k = (
+        kind.kind
+        if kind.group in ("", "apps", "autoscaling", "apiextensions.k8s.io", "storage.k8s.io")
+        else ""
+    )
     if k == "Deployment":
         ctl.mark("deployment", ns, name)
         _mark_hpas(ctl, ns, "Deployment", name)
@@ -99,7 +106,10 @@ def route(ctl: FakeController, kind: Kind, old: dict[str, Any] | None, new: dict
             ctl.mark("token", ns, name)
     elif k == "ServiceAccount":
         for s in ctl.store.list(SECRET, ns)[0]:
-            if s.get("type") == SA_TOKEN_TYPE and (s["metadata"].get("annotations") or {}).get("kubernetes.io/service-account.name") == name:
+            if (
+                s.get("type") == SA_TOKEN_TYPE
+                and (s["metadata"].get("annotations") or {}).get("kubernetes.io/service-account.name") == name
+            ):
                 ctl.mark("token", ns, s["metadata"]["name"])
         _unblock(ctl, ns)
     elif k in ("ResourceQuota", "LimitRange"):
@@ -126,7 +136,9 @@ def route(ctl: FakeController, kind: Kind, old: dict[str, Any] | None, new: dict
         ctl.mark("crd", None, name)
         if gone:
             spec = body.get("spec") or {}
-            ctl.store.registry.remove_group_resource(spec.get("group", ""), (spec.get("names") or {}).get("plural", ""))
+            ctl.store.registry.remove_group_resource(
+                spec.get("group", ""), (spec.get("names") or {}).get("plural", "")
+            )
     if ns and not kind.group and kind.plural in _QUOTA_KINDS and ns in ctl.quota_namespaces:
         ctl.mark("quota", ns, "")
 
@@ -148,7 +160,9 @@ def _unblock(ctl: FakeController, ns: str | None) -> None:
         ctl.mark(queue, ns, name)
 
 
-def _route_pod(ctl: FakeController, ns: str | None, name: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+def _route_pod(
+    ctl: FakeController, ns: str | None, name: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> None:
     ctl.mark("pod", ns, name)
     body = new if new is not None else old
     assert body is not None
@@ -157,7 +171,11 @@ def _route_pod(ctl: FakeController, ns: str | None, name: str, old: dict[str, An
             ctl.mark("replicaset" if ref.get("kind") == "ReplicaSet" else "statefulset", ns, ref["name"])
     key = (ns, name)
     if old is not None:
-        for kind_name, names in (("Secret", referenced(old, "Secret")), ("ConfigMap", referenced(old, "ConfigMap")), ("PersistentVolumeClaim", claims_of(old))):
+        for kind_name, names in (
+            ("Secret", referenced(old, "Secret")),
+            ("ConfigMap", referenced(old, "ConfigMap")),
+            ("PersistentVolumeClaim", claims_of(old)),
+        ):
             for n in names:
                 pods = ctl.refs.get((ns, kind_name, n))
                 if pods is not None:
@@ -170,13 +188,20 @@ def _route_pod(ctl: FakeController, ns: str | None, name: str, old: dict[str, An
     if new is None:
         ctl.unscheduled.discard(key)
         return
-    for kind_name, names in (("Secret", referenced(new, "Secret")), ("ConfigMap", referenced(new, "ConfigMap")), ("PersistentVolumeClaim", claims_of(new))):
+    for kind_name, names in (
+        ("Secret", referenced(new, "Secret")),
+        ("ConfigMap", referenced(new, "ConfigMap")),
+        ("PersistentVolumeClaim", claims_of(new)),
+    ):
         for n in names:
             ctl.refs.setdefault((ns, kind_name, n), set()).add(name)
     node = (new.get("spec") or {}).get("nodeName")
     if node:
         ctl.unscheduled.discard(key)
-        if not new["metadata"].get("deletionTimestamp") and (new.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+        if not new["metadata"].get("deletionTimestamp") and (new.get("status") or {}).get("phase") not in (
+            "Succeeded",
+            "Failed",
+        ):
             ctl.node_pods.setdefault(node, {})[key] = new
     else:
         ctl.unscheduled.add(key)
@@ -197,7 +222,13 @@ def _without_finalizer(body: Mapping[str, Any], finalizer: str) -> dict[str, Any
     return {**body, "metadata": meta}
 
 
-def remove_finalizer(ctl: FakeController, kind: Kind, body: Mapping[str, Any], finalizer: str, manager: str = "kube-controller-manager") -> None:
+def remove_finalizer(
+    ctl: FakeController,
+    kind: Kind,
+    body: Mapping[str, Any],
+    finalizer: str,
+    manager: str = "kube-controller-manager",
+) -> None:
     if finalizer in (body["metadata"].get("finalizers") or []):
         ctl.update(kind, _without_finalizer(body, finalizer), manager=manager)
 
@@ -227,12 +258,19 @@ def reconcile_gc(ctl: FakeController, _namespace: str | None, uid: str) -> None:
         if "foregroundDeletion" in finalizers:
             blocking = 0
             for dep_kind, dep in store.dependents(uid):
-                ref = next(r for r in dep.body["metadata"].get("ownerReferences") or [] if r.get("uid") == uid)
+                ref = next(
+                    r for r in dep.body["metadata"].get("ownerReferences") or [] if r.get("uid") == uid
+                )
                 if ref.get("blockOwnerDeletion"):
                     blocking += 1
                 if not dep.body["metadata"].get("deletionTimestamp"):
                     policy = "Foreground" if store.dependents(dep.body["metadata"]["uid"]) else "Background"
-                    ctl.delete(dep_kind, dep.body["metadata"].get("namespace"), dep.body["metadata"]["name"], propagation=policy)
+                    ctl.delete(
+                        dep_kind,
+                        dep.body["metadata"].get("namespace"),
+                        dep.body["metadata"]["name"],
+                        propagation=policy,
+                    )
             if blocking == 0:
                 current = store.by_uid(uid)
                 if current is not None:
@@ -245,9 +283,15 @@ def reconcile_gc(ctl: FakeController, _namespace: str | None, uid: str) -> None:
     solid, dangling, waiting = [], [], []
     for ref in refs:
         owner = store.by_uid(ref.get("uid", ""))
-        if owner is None or owner.body["metadata"]["name"] != ref.get("name") or owner.body.get("kind") != ref.get("kind"):
+        if (
+            owner is None
+            or owner.body["metadata"]["name"] != ref.get("name")
+            or owner.body.get("kind") != ref.get("kind")
+        ):
             dangling.append(ref)
-        elif owner.body["metadata"].get("deletionTimestamp") and "foregroundDeletion" in (owner.body["metadata"].get("finalizers") or []):
+        elif owner.body["metadata"].get("deletionTimestamp") and "foregroundDeletion" in (
+            owner.body["metadata"].get("finalizers") or []
+        ):
             waiting.append(ref)
         else:
             solid.append(ref)
@@ -256,7 +300,9 @@ def reconcile_gc(ctl: FakeController, _namespace: str | None, uid: str) -> None:
         ctl.delete(kind, ns, meta["name"], propagation=policy)
     elif dangling:
         keep = [r for r in refs if r not in dangling]
-        ctl.update(kind, {**body, "metadata": {**meta, "ownerReferences": keep}}, manager="kube-controller-manager")
+        ctl.update(
+            kind, {**body, "metadata": {**meta, "ownerReferences": keep}}, manager="kube-controller-manager"
+        )
 
 
 # ---------------------------------------------------------------- namespaces
@@ -271,13 +317,23 @@ def reconcile_namespace(ctl: FakeController, _namespace: str | None, name: str) 
         # The ServiceAccount controller and the root CA publisher fill every new namespace.
         for kind, obj_name, body in (
             (SERVICEACCOUNT, "default", {"metadata": {"name": "default"}}),
-            (CONFIGMAP, "kube-root-ca.crt", {"metadata": {"name": "kube-root-ca.crt", "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}}, "data": {"ca.crt": base64.b64decode(FAKE_CA).decode()}}),
+            (
+                CONFIGMAP,
+                "kube-root-ca.crt",
+                {
+                    "metadata": {
+                        "name": "kube-root-ca.crt",
+                        "annotations": {
+                            "kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."
+                        },
+                    },
+                    "data": {"ca.crt": base64.b64decode(FAKE_CA).decode()},
+                },
+            ),
         ):
             if store.find(kind, name, obj_name) is None:
-                try:
+                with contextlib.suppress(ApiStatusError):
                     ctl.create(kind, name, body, manager="kube-controller-manager")
-                except ApiStatusError:
-                    pass
         return
     remaining = 0
     for kind in store.registry.kinds:
@@ -287,7 +343,9 @@ def reconcile_namespace(ctl: FakeController, _namespace: str | None, name: str) 
             remaining += 1
             if not obj["metadata"].get("deletionTimestamp"):
                 ctl.delete(kind, name, obj["metadata"]["name"])
-    if remaining == 0 or not any(store.list(k, name)[0] for k in store.registry.kinds if k.namespaced and not k.virtual):
+    if remaining == 0 or not any(
+        store.list(k, name)[0] for k in store.registry.kinds if k.namespaced and not k.virtual
+    ):
         current = store.find(NAMESPACE, None, name)
         if current is not None:
             store.finalize(NAMESPACE, None, name)
@@ -336,7 +394,9 @@ def reconcile_crd(ctl: FakeController, _namespace: str | None, name: str) -> Non
     group, plural = spec.get("group", ""), (spec.get("names") or {}).get("plural", "")
     if crd["metadata"].get("deletionTimestamp"):
         remaining = 0
-        for kind in [k for k in store.registry.kinds if k.group == group and k.plural == plural and k.is_custom][:1]:
+        for kind in [
+            k for k in store.registry.kinds if k.group == group and k.plural == plural and k.is_custom
+        ][:1]:
             for obj in store.list(kind, None)[0]:
                 remaining += 1
                 if not obj["metadata"].get("deletionTimestamp"):
@@ -347,7 +407,17 @@ def reconcile_crd(ctl: FakeController, _namespace: str | None, name: str) -> Non
             ctl.mark("crd", None, name)
         return
     if CRD_FINALIZER not in (crd["metadata"].get("finalizers") or []):
-        crd = ctl.update(CRD, {**crd, "metadata": {**crd["metadata"], "finalizers": [*(crd["metadata"].get("finalizers") or []), CRD_FINALIZER]}}, manager="kube-apiserver")
+        crd = ctl.update(
+            CRD,
+            {
+                **crd,
+                "metadata": {
+                    **crd["metadata"],
+                    "finalizers": [*(crd["metadata"].get("finalizers") or []), CRD_FINALIZER],
+                },
+            },
+            manager="kube-apiserver",
+        )
     store.registry.add(kinds_from_crd(crd, schema.crd_json_schema))
     names = spec.get("names") or {}
     storage = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
@@ -356,8 +426,22 @@ def reconcile_crd(ctl: FakeController, _namespace: str | None, name: str) -> Non
 
     status = {
         "conditions": [
-            _condition(old.get("NamesAccepted"), "NamesAccepted", "True", "NoConflicts", "no conflicts found", update_time=False),
-            _condition(old.get("Established"), "Established", "True", "InitialNamesAccepted", "the initial names have been accepted", update_time=False),
+            _condition(
+                old.get("NamesAccepted"),
+                "NamesAccepted",
+                "True",
+                "NoConflicts",
+                "no conflicts found",
+                update_time=False,
+            ),
+            _condition(
+                old.get("Established"),
+                "Established",
+                "True",
+                "InitialNamesAccepted",
+                "the initial names have been accepted",
+                update_time=False,
+            ),
         ],
         "acceptedNames": clone(names),
         "storedVersions": sorted(set((crd.get("status") or {}).get("storedVersions") or []) | set(storage)),
@@ -390,17 +474,41 @@ def reconcile_pvc(ctl: FakeController, namespace: str | None, name: str) -> None
         # existed gets the default class once there is one.
         default = admission.default_storage_class(store)
         if default is not None:
-            pvc = ctl.update(PVC, {**pvc, "spec": {**spec, "storageClassName": default}}, manager="persistentvolume-controller")
+            pvc = ctl.update(
+                PVC,
+                {**pvc, "spec": {**spec, "storageClassName": default}},
+                manager="persistentvolume-controller",
+            )
             spec, class_name = pvc["spec"], default
     if not class_name:
-        ctl.event(pvc, "Normal", "FailedBinding", "no persistent volumes available for this claim and no storage class is set", "persistentvolume-controller")
+        ctl.event(
+            pvc,
+            "Normal",
+            "FailedBinding",
+            "no persistent volumes available for this claim and no storage class is set",
+            "persistentvolume-controller",
+        )
         return
     sc = store.find(STORAGECLASS, None, class_name)
     if sc is None:
-        ctl.event(pvc, "Warning", "ProvisioningFailed", f'storageclass.storage.k8s.io "{class_name}" not found', "persistentvolume-controller")
+        ctl.event(
+            pvc,
+            "Warning",
+            "ProvisioningFailed",
+            f'storageclass.storage.k8s.io "{class_name}" not found',
+            "persistentvolume-controller",
+        )
         return
-    if sc.get("volumeBindingMode") == "WaitForFirstConsumer" and not ctl.refs.get((namespace, "PersistentVolumeClaim", name)):
-        ctl.event(pvc, "Normal", "WaitForFirstConsumer", "waiting for first consumer to be created before binding", "persistentvolume-controller")
+    if sc.get("volumeBindingMode") == "WaitForFirstConsumer" and not ctl.refs.get(
+        (namespace, "PersistentVolumeClaim", name)
+    ):
+        ctl.event(
+            pvc,
+            "Normal",
+            "WaitForFirstConsumer",
+            "waiting for first consumer to be created before binding",
+            "persistentvolume-controller",
+        )
         return
     storage = (((spec.get("resources") or {}).get("requests")) or {}).get("storage", "0")
     pv_name = f"pvc-{pvc['metadata']['uid']}"
@@ -409,7 +517,10 @@ def reconcile_pvc(ctl: FakeController, namespace: str | None, name: str) -> None
             PV,
             None,
             {
-                "metadata": {"name": pv_name, "annotations": {"pv.kubernetes.io/provisioned-by": sc.get("provisioner", "")}},
+                "metadata": {
+                    "name": pv_name,
+                    "annotations": {"pv.kubernetes.io/provisioned-by": sc.get("provisioner", "")},
+                },
                 "spec": {
                     "capacity": {"storage": storage},
                     "accessModes": list(spec.get("accessModes") or []),
@@ -437,11 +548,23 @@ def reconcile_pvc(ctl: FakeController, namespace: str | None, name: str) -> None
         "pv.kubernetes.io/bound-by-controller": "yes",
         "volume.kubernetes.io/storage-provisioner": sc.get("provisioner", ""),
     }
-    pvc = ctl.update(PVC, {**pvc, "metadata": {**pvc["metadata"], "annotations": annotations}, "spec": {**spec, "volumeName": pv_name}}, manager="persistentvolume-controller")
+    pvc = ctl.update(
+        PVC,
+        {
+            **pvc,
+            "metadata": {**pvc["metadata"], "annotations": annotations},
+            "spec": {**spec, "volumeName": pv_name},
+        },
+        manager="persistentvolume-controller",
+    )
     ctl.write_status(
         PVC,
         pvc,
-        {"phase": "Bound", "accessModes": list(spec.get("accessModes") or []), "capacity": {"storage": storage}},
+        {
+            "phase": "Bound",
+            "accessModes": list(spec.get("accessModes") or []),
+            "capacity": {"storage": storage},
+        },
         manager="persistentvolume-controller",
     )
 
@@ -475,7 +598,11 @@ def reconcile_hpa(ctl: FakeController, namespace: str | None, name: str) -> None
     if target_kind is None:
         api_version = ref.get("apiVersion", "")
         target_kind = store.registry.find(api_version, ref.get("kind", "")) if api_version else None
-    target = store.find(target_kind, namespace, ref.get("name", "")) if target_kind is not None and target_kind.scale else None
+    target = (
+        store.find(target_kind, namespace, ref.get("name", ""))
+        if target_kind is not None and target_kind.scale
+        else None
+    )
     old = {c["type"]: c for c in (hpa.get("status") or {}).get("conditions") or []}
     from tools.fakekube.workload_controllers import _condition
 
@@ -483,18 +610,46 @@ def reconcile_hpa(ctl: FakeController, namespace: str | None, name: str) -> None
         resource = target_kind.resource if target_kind is not None else str(ref.get("kind", "")).lower()
         message = f'the HPA controller was unable to get the target\'s current scale: {resource} "{ref.get("name")}" not found'
         status = {
-            **{k: v for k, v in (hpa.get("status") or {}).items() if k in ("currentReplicas", "desiredReplicas", "lastScaleTime")},
-            "conditions": [_condition(old.get("AbleToScale"), "AbleToScale", "False", "FailedGetScale", message, update_time=False)],
+            **{
+                k: v
+                for k, v in (hpa.get("status") or {}).items()
+                if k in ("currentReplicas", "desiredReplicas", "lastScaleTime")
+            },
+            "conditions": [
+                _condition(
+                    old.get("AbleToScale"),
+                    "AbleToScale",
+                    "False",
+                    "FailedGetScale",
+                    message,
+                    update_time=False,
+                )
+            ],
         }
         ctl.write_status(HPA, hpa, status, manager="kube-controller-manager")
-        ctl.event(hpa, "Warning", "FailedGetScale", f'{target_kind.resource if target_kind else ref.get("kind")} "{ref.get("name")}" not found', "horizontal-pod-autoscaler")
+        ctl.event(
+            hpa,
+            "Warning",
+            "FailedGetScale",
+            f'{target_kind.resource if target_kind else ref.get("kind")} "{ref.get("name")}" not found',
+            "horizontal-pod-autoscaler",
+        )
         return
     current = int((target.get("spec") or {}).get("replicas", 1))
     recommended = ctl.recommendations.get((namespace or "", name))
     conditions = []
     if current == 0 and min_r != 0:
         desired = 0
-        conditions.append(_condition(old.get("ScalingActive"), "ScalingActive", "False", "ScalingDisabled", "scaling is disabled since the replica count of the target is zero", update_time=False))
+        conditions.append(
+            _condition(
+                old.get("ScalingActive"),
+                "ScalingActive",
+                "False",
+                "ScalingDisabled",
+                "scaling is disabled since the replica count of the target is zero",
+                update_time=False,
+            )
+        )
     elif current > max_r:
         desired = max_r
     elif current < min_r:
@@ -507,12 +662,25 @@ def reconcile_hpa(ctl: FakeController, namespace: str | None, name: str) -> None
     else:
         desired = max(min_r, min(max_r, recommended))
     if not any(c["type"] == "ScalingActive" for c in conditions):
-        conditions.append(_condition(old.get("ScalingActive"), "ScalingActive", "True", "ValidMetricFound", "the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)", update_time=False))
+        conditions.append(
+            _condition(
+                old.get("ScalingActive"),
+                "ScalingActive",
+                "True",
+                "ValidMetricFound",
+                "the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)",
+                update_time=False,
+            )
+        )
     wanted = recommended if recommended is not None else current
     if wanted < min_r:
         limit = ("True", "TooFewReplicas", "the desired replica count is less than the minimum replica count")
     elif wanted > max_r:
-        limit = ("True", "TooManyReplicas", "the desired replica count is more than the maximum replica count")
+        limit = (
+            "True",
+            "TooManyReplicas",
+            "the desired replica count is more than the maximum replica count",
+        )
     else:
         limit = ("False", "DesiredWithinRange", "the desired count is within the acceptable range")
     conditions.append(_condition(old.get("ScalingLimited"), "ScalingLimited", *limit, update_time=False))
@@ -525,9 +693,25 @@ def reconcile_hpa(ctl: FakeController, namespace: str | None, name: str) -> None
             {**target, "spec": {**target["spec"], "replicas": desired}},
             ctl.opts("kube-controller-manager", "scale"),
         )
-        ctl.event(hpa, "Normal", "SuccessfulRescale", f"New size: {desired}; reason: {'All metrics below target' if desired < current else 'above target'}", "horizontal-pod-autoscaler")
+        ctl.event(
+            hpa,
+            "Normal",
+            "SuccessfulRescale",
+            f"New size: {desired}; reason: {'All metrics below target' if desired < current else 'above target'}",
+            "horizontal-pod-autoscaler",
+        )
         status["lastScaleTime"] = status.get("lastScaleTime") or hpa["metadata"]["creationTimestamp"]
-    conditions.insert(0, _condition(old.get("AbleToScale"), "AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size", update_time=False))
+    conditions.insert(
+        0,
+        _condition(
+            old.get("AbleToScale"),
+            "AbleToScale",
+            "True",
+            "ReadyForNewScale",
+            "recommended size matches current size",
+            update_time=False,
+        ),
+    )
     status.update(currentReplicas=current, desiredReplicas=desired, conditions=conditions)
     status.pop("observedGeneration", None)
     status["observedGeneration"] = hpa["metadata"].get("generation", 1)
@@ -551,4 +735,6 @@ def reconcile_quota(ctl: FakeController, namespace: str | None, _name: str) -> N
     for quota in quotas:
         hard = dict((quota.get("spec") or {}).get("hard") or {})
         used = {r: admission._fmt(r, usage.get(r, 0)) if usage.get(r) else "0" for r in hard}
-        ctl.write_status(RESOURCEQUOTA, quota, {"hard": hard, "used": used}, manager="resourcequota-controller")
+        ctl.write_status(
+            RESOURCEQUOTA, quota, {"hard": hard, "used": used}, manager="resourcequota-controller"
+        )

@@ -19,6 +19,7 @@ volumes, autoscaler, CRDs, ServiceAccount tokens, quota status).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -32,13 +33,33 @@ from tools.fakekube.kinds import EVENT, Kind
 from tools.fakekube.kubelet import DEFAULT_NODES, NodeSpec, PodBehaviour, PodState, is_ready, pod_status
 from tools.fakekube.store import Store, WriteOptions, now
 
-__all__ = ["FakeController", "NodeSpec", "PodBehaviour", "PodState", "is_ready", "pod_status", "template_hash"]
+__all__ = [
+    "FakeController",
+    "NodeSpec",
+    "PodBehaviour",
+    "PodState",
+    "is_ready",
+    "pod_status",
+    "template_hash",
+]
 
 MANAGER = "kube-controller-manager"
 QueueKey = tuple[str | None, str]  # (namespace, name)
 
 # The order a step visits the controllers in (it matters only for how many steps a change takes).
-QUEUES = ("crd", "namespace", "token", "gc", "deployment", "replicaset", "statefulset", "pvc", "pod", "hpa", "quota")
+QUEUES = (
+    "crd",
+    "namespace",
+    "token",
+    "gc",
+    "deployment",
+    "replicaset",
+    "statefulset",
+    "pvc",
+    "pod",
+    "hpa",
+    "quota",
+)
 
 
 def template_hash(template: Mapping[str, Any]) -> str:
@@ -143,7 +164,13 @@ class FakeController:
     def resync(self) -> None:
         """Mark every workload, pod and HPA dirty (what a controller restart would do)."""
         with self.store.lock:
-            for queue, kind_name in (("deployment", "deployments"), ("replicaset", "replicasets"), ("statefulset", "statefulsets"), ("pod", "pods"), ("hpa", "horizontalpodautoscalers")):
+            for queue, kind_name in (
+                ("deployment", "deployments"),
+                ("replicaset", "replicasets"),
+                ("statefulset", "statefulsets"),
+                ("pod", "pods"),
+                ("hpa", "horizontalpodautoscalers"),
+            ):
                 group = "" if kind_name == "pods" else ("autoscaling" if queue == "hpa" else "apps")
                 kind = self.store.kind_of(group, kind_name)
                 if kind is None:
@@ -268,15 +295,21 @@ class FakeController:
     def opts(self, manager: str = MANAGER, subresource: str | None = None) -> WriteOptions:
         return WriteOptions(manager=manager, internal=True, subresource=subresource)
 
-    def create(self, kind: Kind, namespace: str | None, body: dict[str, Any], manager: str = MANAGER) -> dict[str, Any]:
+    def create(
+        self, kind: Kind, namespace: str | None, body: dict[str, Any], manager: str = MANAGER
+    ) -> dict[str, Any]:
         """Create through the full pipeline (validation and admission apply to pods): may raise."""
         return self.store.create(kind, namespace, body, self.opts(manager)).stored.body
 
     def update(self, kind: Kind, obj: Mapping[str, Any], manager: str = MANAGER) -> dict[str, Any]:
         meta = obj["metadata"]
-        return self.store.replace(kind, meta.get("namespace"), meta["name"], copy.copy(dict(obj)), self.opts(manager)).stored.body
+        return self.store.replace(
+            kind, meta.get("namespace"), meta["name"], copy.copy(dict(obj)), self.opts(manager)
+        ).stored.body
 
-    def write_status(self, kind: Kind, obj: Mapping[str, Any], status: dict[str, Any], manager: str = MANAGER) -> dict[str, Any]:
+    def write_status(
+        self, kind: Kind, obj: Mapping[str, Any], status: dict[str, Any], manager: str = MANAGER
+    ) -> dict[str, Any]:
         """What a controller does: write the status subresource, never the spec."""
         if obj.get("status") == status:
             return dict(obj)
@@ -299,7 +332,8 @@ class FakeController:
         if self.store.find(EVENT, ns, name) is not None:
             return
         stamp = now()
-        try:
+        # Best-effort, as on a real cluster (e.g. the namespace is going away).
+        with contextlib.suppress(ApiStatusError):
             self.create(
                 EVENT,
                 ns,
@@ -325,8 +359,6 @@ class FakeController:
                 },
                 manager=component,
             )
-        except ApiStatusError:
-            pass  # e.g. the namespace is going away: events are best-effort, as on a real cluster
 
 
 Handler = Callable[[FakeController, str | None, str], None]

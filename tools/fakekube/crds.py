@@ -14,7 +14,7 @@ from typing import Any
 from tools.fakekube.jsonutil import clone
 
 S: dict[str, Any] = {"type": "string"}
-I: dict[str, Any] = {"type": "integer", "format": "int32"}
+INT: dict[str, Any] = {"type": "integer", "format": "int32"}
 B: dict[str, Any] = {"type": "boolean"}
 
 
@@ -44,15 +44,38 @@ _CONDITION = obj(
     ("type", "status", "lastTransitionTime", "reason", "message"),
 )
 
-_GROUP = {"type": "string", "maxLength": 253, "pattern": r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"}
-_KIND = {"type": "string", "maxLength": 63, "minLength": 1, "pattern": "^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"}
+_GROUP = {
+    "type": "string",
+    "maxLength": 253,
+    "pattern": r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+}
+_KIND = {
+    "type": "string",
+    "maxLength": 63,
+    "minLength": 1,
+    "pattern": "^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$",
+}
 _OBJECT_NAME = {"type": "string", "maxLength": 253, "minLength": 1}
 _NAMESPACE = {"type": "string", "maxLength": 63, "minLength": 1, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
-_SECTION = {"type": "string", "maxLength": 253, "minLength": 1, "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"}
+_SECTION = {
+    "type": "string",
+    "maxLength": 253,
+    "minLength": 1,
+    "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+}
 _PORT = {"type": "integer", "format": "int32", "minimum": 1, "maximum": 65535}
-_HOSTNAME = {"type": "string", "maxLength": 253, "minLength": 1,
-             "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"}  # fmt: skip
-_HEADER_NAME = {"type": "string", "maxLength": 256, "minLength": 1, "pattern": "^[A-Za-z0-9!#$%&'*+\\-.^_\\x60|~]+$"}
+_HOSTNAME = {
+    "type": "string",
+    "maxLength": 253,
+    "minLength": 1,
+    "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+}
+_HEADER_NAME = {
+    "type": "string",
+    "maxLength": 256,
+    "minLength": 1,
+    "pattern": "^[A-Za-z0-9!#$%&'*+\\-.^_\\x60|~]+$",
+}
 
 _PARENT_REF = obj(
     {
@@ -67,13 +90,31 @@ _PARENT_REF = obj(
 )
 _HEADER_MODIFIER = obj(
     {
-        "set": arr(obj({"name": _HEADER_NAME, "value": {"type": "string", "maxLength": 4096, "minLength": 1}}, ("name", "value")), 16),
-        "add": arr(obj({"name": _HEADER_NAME, "value": {"type": "string", "maxLength": 4096, "minLength": 1}}, ("name", "value")), 16),
+        "set": arr(
+            obj(
+                {"name": _HEADER_NAME, "value": {"type": "string", "maxLength": 4096, "minLength": 1}},
+                ("name", "value"),
+            ),
+            16,
+        ),
+        "add": arr(
+            obj(
+                {"name": _HEADER_NAME, "value": {"type": "string", "maxLength": 4096, "minLength": 1}},
+                ("name", "value"),
+            ),
+            16,
+        ),
         "remove": arr({"type": "string"}, 16),
     }
 )
 _BACKEND_OBJECT_REF = obj(
-    {"group": {**_GROUP, "default": ""}, "kind": {**_KIND, "default": "Service"}, "name": _OBJECT_NAME, "namespace": _NAMESPACE, "port": _PORT},
+    {
+        "group": {**_GROUP, "default": ""},
+        "kind": {**_KIND, "default": "Service"},
+        "name": _OBJECT_NAME,
+        "namespace": _NAMESPACE,
+        "port": _PORT,
+    },
     ("name",),
 )
 _PATH_MODIFIER = obj(
@@ -86,12 +127,33 @@ _PATH_MODIFIER = obj(
 )
 _FILTER = obj(
     {
-        "type": {"type": "string", "enum": ["RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "RequestRedirect", "URLRewrite", "ExtensionRef"]},
+        "type": {
+            "type": "string",
+            "enum": [
+                "RequestHeaderModifier",
+                "ResponseHeaderModifier",
+                "RequestMirror",
+                "RequestRedirect",
+                "URLRewrite",
+                "ExtensionRef",
+            ],
+        },
         "requestHeaderModifier": _HEADER_MODIFIER,
         "responseHeaderModifier": _HEADER_MODIFIER,
-        "requestMirror": obj({"backendRef": _BACKEND_OBJECT_REF, "percent": {"type": "integer", "minimum": 0, "maximum": 100},
-                              "fraction": obj({"numerator": {"type": "integer", "minimum": 0}, "denominator": {"type": "integer", "minimum": 1, "default": 100}}, ("numerator",))},
-                             ("backendRef",)),  # fmt: skip
+        "requestMirror": obj(
+            {
+                "backendRef": _BACKEND_OBJECT_REF,
+                "percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                "fraction": obj(
+                    {
+                        "numerator": {"type": "integer", "minimum": 0},
+                        "denominator": {"type": "integer", "minimum": 1, "default": 100},
+                    },
+                    ("numerator",),
+                ),
+            },
+            ("backendRef",),
+        ),
         "requestRedirect": obj(
             {
                 "scheme": {"type": "string", "enum": ["http", "https"]},
@@ -102,7 +164,9 @@ _FILTER = obj(
             }
         ),
         "urlRewrite": obj({"hostname": _HOSTNAME, "path": _PATH_MODIFIER}),
-        "extensionRef": obj({"group": _GROUP, "kind": _KIND, "name": _OBJECT_NAME}, ("group", "kind", "name")),
+        "extensionRef": obj(
+            {"group": _GROUP, "kind": _KIND, "name": _OBJECT_NAME}, ("group", "kind", "name")
+        ),
     },
     ("type",),
 )
@@ -111,17 +175,42 @@ _MATCH = obj(
         "path": {
             **obj(
                 {
-                    "type": {"type": "string", "enum": ["Exact", "PathPrefix", "RegularExpression"], "default": "PathPrefix"},
+                    "type": {
+                        "type": "string",
+                        "enum": ["Exact", "PathPrefix", "RegularExpression"],
+                        "default": "PathPrefix",
+                    },
                     "value": {"type": "string", "maxLength": 1024, "default": "/"},
                 }
             ),
             "default": {"type": "PathPrefix", "value": "/"},
         },
-        "headers": arr(obj({"type": {"type": "string", "enum": ["Exact", "RegularExpression"], "default": "Exact"}, "name": _HEADER_NAME,
-                            "value": {"type": "string", "maxLength": 4096, "minLength": 1}}, ("name", "value")), 16),  # fmt: skip
-        "queryParams": arr(obj({"type": {"type": "string", "enum": ["Exact", "RegularExpression"], "default": "Exact"}, "name": {"type": "string", "maxLength": 256, "minLength": 1},
-                                "value": {"type": "string", "maxLength": 1024, "minLength": 1}}, ("name", "value")), 16),  # fmt: skip
-        "method": {"type": "string", "enum": ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]},
+        "headers": arr(
+            obj(
+                {
+                    "type": {"type": "string", "enum": ["Exact", "RegularExpression"], "default": "Exact"},
+                    "name": _HEADER_NAME,
+                    "value": {"type": "string", "maxLength": 4096, "minLength": 1},
+                },
+                ("name", "value"),
+            ),
+            16,
+        ),
+        "queryParams": arr(
+            obj(
+                {
+                    "type": {"type": "string", "enum": ["Exact", "RegularExpression"], "default": "Exact"},
+                    "name": {"type": "string", "maxLength": 256, "minLength": 1},
+                    "value": {"type": "string", "maxLength": 1024, "minLength": 1},
+                },
+                ("name", "value"),
+            ),
+            16,
+        ),
+        "method": {
+            "type": "string",
+            "enum": ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"],
+        },
     }
 )
 _BACKEND_REF = obj(
@@ -156,14 +245,23 @@ HTTPROUTE_SCHEMA: dict[str, Any] = obj(
             {
                 "parentRefs": arr(_PARENT_REF, 32),
                 "hostnames": arr(_HOSTNAME, 16),
-                "rules": {**arr(_RULE, 16), "default": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}]},
+                "rules": {
+                    **arr(_RULE, 16),
+                    "default": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}],
+                },
             }
         ),
         "status": obj(
             {
                 "parents": arr(
-                    obj({"parentRef": _PARENT_REF, "controllerName": {"type": "string", "maxLength": 253, "minLength": 1}, "conditions": arr(_CONDITION, 8)},
-                        ("parentRef", "controllerName")),  # fmt: skip
+                    obj(
+                        {
+                            "parentRef": _PARENT_REF,
+                            "controllerName": {"type": "string", "maxLength": 253, "minLength": 1},
+                            "conditions": arr(_CONDITION, 8),
+                        },
+                        ("parentRef", "controllerName"),
+                    ),
                     32,
                 )
             },
@@ -173,8 +271,15 @@ HTTPROUTE_SCHEMA: dict[str, Any] = obj(
     ("spec",),
 )
 
-_HPA_POLICY = obj({"type": S, "value": I, "periodSeconds": I}, ("type", "value", "periodSeconds"))
-_HPA_RULES = obj({"stabilizationWindowSeconds": I, "selectPolicy": S, "policies": arr(_HPA_POLICY), "tolerance": {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}})
+_HPA_POLICY = obj({"type": S, "value": INT, "periodSeconds": INT}, ("type", "value", "periodSeconds"))
+_HPA_RULES = obj(
+    {
+        "stabilizationWindowSeconds": INT,
+        "selectPolicy": S,
+        "policies": arr(_HPA_POLICY),
+        "tolerance": {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True},
+    }
+)
 
 SCALEDOBJECT_SCHEMA: dict[str, Any] = obj(
     {
@@ -183,20 +288,41 @@ SCALEDOBJECT_SCHEMA: dict[str, Any] = obj(
         "metadata": {"type": "object"},
         "spec": obj(
             {
-                "scaleTargetRef": obj({"apiVersion": S, "kind": S, "name": S, "envSourceContainerName": S}, ("name",)),
-                "pollingInterval": I,
-                "cooldownPeriod": I,
-                "initialCooldownPeriod": I,
-                "idleReplicaCount": I,
-                "minReplicaCount": I,
-                "maxReplicaCount": I,
-                "fallback": obj({"failureThreshold": I, "replicas": I, "behavior": {"type": "string", "enum": ["static", "currentReplicas", "currentReplicasIfHigher", "currentReplicasIfLower"], "default": "static"}},
-                                ("failureThreshold", "replicas")),  # fmt: skip
+                "scaleTargetRef": obj(
+                    {"apiVersion": S, "kind": S, "name": S, "envSourceContainerName": S}, ("name",)
+                ),
+                "pollingInterval": INT,
+                "cooldownPeriod": INT,
+                "initialCooldownPeriod": INT,
+                "idleReplicaCount": INT,
+                "minReplicaCount": INT,
+                "maxReplicaCount": INT,
+                "fallback": obj(
+                    {
+                        "failureThreshold": INT,
+                        "replicas": INT,
+                        "behavior": {
+                            "type": "string",
+                            "enum": [
+                                "static",
+                                "currentReplicas",
+                                "currentReplicasIfHigher",
+                                "currentReplicasIfLower",
+                            ],
+                            "default": "static",
+                        },
+                    },
+                    ("failureThreshold", "replicas"),
+                ),
                 "advanced": obj(
                     {
                         "restoreToOriginalReplicaCount": B,
-                        "horizontalPodAutoscalerConfig": obj({"name": S, "behavior": obj({"scaleUp": _HPA_RULES, "scaleDown": _HPA_RULES})}),
-                        "scalingModifiers": obj({"formula": S, "target": S, "activationTarget": S, "metricType": S}),
+                        "horizontalPodAutoscalerConfig": obj(
+                            {"name": S, "behavior": obj({"scaleUp": _HPA_RULES, "scaleDown": _HPA_RULES})}
+                        ),
+                        "scalingModifiers": obj(
+                            {"formula": S, "target": S, "activationTarget": S, "metricType": S}
+                        ),
                     }
                 ),
                 "triggers": arr(
@@ -220,14 +346,27 @@ SCALEDOBJECT_SCHEMA: dict[str, Any] = obj(
 )
 
 
-def _crd(group: str, kind: str, plural: str, short: list[str], versions: list[tuple[str, dict[str, Any], bool]], scale: bool = False) -> dict[str, Any]:
+def _crd(
+    group: str,
+    kind: str,
+    plural: str,
+    short: list[str],
+    versions: list[tuple[str, dict[str, Any], bool]],
+    scale: bool = False,
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{group}", "labels": {"app.kubernetes.io/managed-by": "fakekube"}},
         "spec": {
             "group": group,
-            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower(), "shortNames": short},
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short,
+            },
             "scope": "Namespaced",
             "versions": [
                 {
@@ -235,7 +374,19 @@ def _crd(group: str, kind: str, plural: str, short: list[str], versions: list[tu
                     "served": True,
                     "storage": storage,
                     "schema": {"openAPIV3Schema": clone(schema)},
-                    "subresources": {"status": {}, **({"scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}} if scale else {})},
+                    "subresources": {
+                        "status": {},
+                        **(
+                            {
+                                "scale": {
+                                    "specReplicasPath": ".spec.replicas",
+                                    "statusReplicasPath": ".status.replicas",
+                                }
+                            }
+                            if scale
+                            else {}
+                        ),
+                    },
                 }
                 for name, schema, storage in versions
             ],
@@ -245,9 +396,17 @@ def _crd(group: str, kind: str, plural: str, short: list[str], versions: list[tu
 
 BUNDLED: dict[str, list[dict[str, Any]]] = {
     "gateway-api": [
-        _crd("gateway.networking.k8s.io", "HTTPRoute", "httproutes", [], [("v1", HTTPROUTE_SCHEMA, True), ("v1beta1", HTTPROUTE_SCHEMA, False)]),
+        _crd(
+            "gateway.networking.k8s.io",
+            "HTTPRoute",
+            "httproutes",
+            [],
+            [("v1", HTTPROUTE_SCHEMA, True), ("v1beta1", HTTPROUTE_SCHEMA, False)],
+        ),
     ],
-    "keda": [_crd("keda.sh", "ScaledObject", "scaledobjects", ["so"], [("v1alpha1", SCALEDOBJECT_SCHEMA, True)])],
+    "keda": [
+        _crd("keda.sh", "ScaledObject", "scaledobjects", ["so"], [("v1alpha1", SCALEDOBJECT_SCHEMA, True)])
+    ],
 }
 
 

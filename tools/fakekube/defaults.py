@@ -16,8 +16,8 @@ import binascii
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from tools.fakekube.jsonutil import clone
 from tools.fakekube import errors, images, quantity, schema
+from tools.fakekube.jsonutil import clone
 from tools.fakekube.kinds import Kind
 
 Obj = MutableMapping[str, Any]
@@ -82,11 +82,17 @@ def _quantity_maps(kind: Kind, obj: Obj) -> list[Any]:
     elif k == "PersistentVolume":
         out.append(spec.get("capacity"))
     elif k == "ResourceQuota":
-        out += [spec.get("hard"), (obj.get("status") or {}).get("hard"), (obj.get("status") or {}).get("used")]
+        out += [
+            spec.get("hard"),
+            (obj.get("status") or {}).get("hard"),
+            (obj.get("status") or {}).get("used"),
+        ]
     elif k == "LimitRange":
         for item in spec.get("limits") or []:
             if isinstance(item, dict):
-                out += [item.get(f) for f in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio")]
+                out += [
+                    item.get(f) for f in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio")
+                ]
     elif k == "Node":
         status = obj.get("status") or {}
         out += [status.get("capacity"), status.get("allocatable")]
@@ -310,7 +316,10 @@ def hpa(obj: Obj) -> None:
         up.setdefault("selectPolicy", "Max")
         up.setdefault(
             "policies",
-            [{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}],
+            [
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+                {"type": "Percent", "value": 100, "periodSeconds": 15},
+            ],
         )
         down = behavior.setdefault("scaleDown", {})
         down.setdefault("stabilizationWindowSeconds", 300)

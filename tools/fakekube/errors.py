@@ -149,7 +149,9 @@ def already_exists(kind: Kind, name: str) -> ApiStatusError:
 
 def stale(kind: Kind, name: str) -> ApiStatusError:
     return conflict(
-        kind, name, "the object has been modified; please apply your changes to the latest version and try again"
+        kind,
+        name,
+        "the object has been modified; please apply your changes to the latest version and try again",
     )
 
 

@@ -269,6 +269,9 @@ def name_is_dns1035_label(name: str, prefix: bool = False) -> list[str]:
 
 
 def name_is_path_segment(name: str, prefix: bool = False) -> list[str]:
+    # ValidatePathSegmentName: a generateName prefix may be "." or "..", it only may not contain / or %.
+    if prefix:
+        return [f"may not contain '{c}'" for c in ("/", "%") if c in name]
     return is_path_segment_name(name)
 
 

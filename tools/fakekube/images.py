@@ -63,7 +63,9 @@ _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 def parse(reference: str) -> ImageRef:
     """ParseNormalizedNamed: the 64-hex and lowercase checks come before the grammar."""
     if _HEX64.match(reference):
-        raise InvalidImage(f"invalid repository name ({reference}), cannot specify 64-byte hexadecimal strings")
+        raise InvalidImage(
+            f"invalid repository name ({reference}), cannot specify 64-byte hexadecimal strings"
+        )
     _, remainder = _split_docker_domain(reference)
     remote = remainder.split(":", 1)[0]
     if remote.lower() != remote:

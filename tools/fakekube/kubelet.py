@@ -52,7 +52,12 @@ class NodeSpec:
     zone: str = "zone-a"
 
     def body(self) -> dict[str, Any]:
-        allocatable = {"cpu": self.cpu, "memory": self.memory, "pods": str(self.pods), "ephemeral-storage": "100Gi"}
+        allocatable = {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "pods": str(self.pods),
+            "ephemeral-storage": "100Gi",
+        }
         return {
             "metadata": {
                 "name": self.name,
@@ -67,8 +72,19 @@ class NodeSpec:
             "status": {
                 "capacity": dict(allocatable),
                 "allocatable": allocatable,
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
-                "nodeInfo": {"kubeletVersion": "v1.37.0", "operatingSystem": "linux", "architecture": "amd64"},
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status",
+                    }
+                ],
+                "nodeInfo": {
+                    "kubeletVersion": "v1.37.0",
+                    "operatingSystem": "linux",
+                    "architecture": "amd64",
+                },
             },
         }
 
@@ -133,7 +149,9 @@ def schedule(
     )
 
 
-def config_problems(pod: Mapping[str, Any], secrets: Mapping[str, Any], configmaps: Mapping[str, Any]) -> tuple[Waiting | None, Waiting | None]:
+def config_problems(
+    pod: Mapping[str, Any], secrets: Mapping[str, Any], configmaps: Mapping[str, Any]
+) -> tuple[Waiting | None, Waiting | None]:
     """(env problem -> CreateContainerConfigError, volume problem -> ContainerCreating + FailedMount)."""
     spec = pod.get("spec") or {}
     ns = pod["metadata"]["namespace"]
@@ -167,7 +185,10 @@ def config_problems(pod: Mapping[str, Any], secrets: Mapping[str, Any], configma
                         if problem:
                             return Waiting("CreateContainerConfigError", problem), None
     for v in spec.get("volumes") or []:
-        for source_name, kind, name_field in (("secret", "Secret", "secretName"), ("configMap", "ConfigMap", "name")):
+        for source_name, kind, name_field in (
+            ("secret", "Secret", "secretName"),
+            ("configMap", "ConfigMap", "name"),
+        ):
             src = v.get(source_name)
             if src and not src.get("optional"):
                 problem = missing(kind, src.get(name_field, ""), None)
@@ -203,7 +224,9 @@ def image_problem(pod: Mapping[str, Any], users: Mapping[str, str], default_user
         where = f'(pod: "{pod_name}_{pod["metadata"]["namespace"]}({pod["metadata"].get("uid", "")})", container: {c["name"]})'
         if uid is not None:
             if uid == 0:
-                return Waiting("CreateContainerConfigError", f"container's runAsUser breaks non-root policy {where}")
+                return Waiting(
+                    "CreateContainerConfigError", f"container's runAsUser breaks non-root policy {where}"
+                )
             continue
         user = users.get(image, default_user)
         if not user.isdigit():
@@ -212,12 +235,21 @@ def image_problem(pod: Mapping[str, Any], users: Mapping[str, str], default_user
                 f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root {where}",
             )
         if int(user) == 0:
-            return Waiting("CreateContainerConfigError", f"container has runAsNonRoot and image will run as root {where}")
+            return Waiting(
+                "CreateContainerConfigError", f"container has runAsNonRoot and image will run as root {where}"
+            )
     return None
 
 
-def _cond(type_: str, ok: bool, since: str, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
-    c: dict[str, Any] = {"type": type_, "status": "True" if ok else "False", "lastProbeTime": None, "lastTransitionTime": since}
+def _cond(
+    type_: str, ok: bool, since: str, reason: str | None = None, message: str | None = None
+) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "type": type_,
+        "status": "True" if ok else "False",
+        "lastProbeTime": None,
+        "lastTransitionTime": since,
+    }
     if reason:
         c["reason"] = reason
     if message:
@@ -234,7 +266,9 @@ def unschedulable_status(pod: Mapping[str, Any], message: str) -> dict[str, Any]
     }
 
 
-def pod_status(pod: Mapping[str, Any], behaviour: PodBehaviour, waiting: Waiting | None = None) -> dict[str, Any]:
+def pod_status(
+    pod: Mapping[str, Any], behaviour: PodBehaviour, waiting: Waiting | None = None
+) -> dict[str, Any]:
     """What kubelet would report for this pod in this state (timestamps from the pod, so it is stable)."""
     since = pod["metadata"]["creationTimestamp"]
     containers = (pod.get("spec") or {}).get("containers") or []
@@ -243,21 +277,34 @@ def pod_status(pod: Mapping[str, Any], behaviour: PodBehaviour, waiting: Waiting
     statuses = []
     for c in containers:
         image = c.get("image", "")
-        cs: dict[str, Any] = {"name": c["name"], "image": image, "imageID": "", "ready": ready, "restartCount": 0}
+        cs: dict[str, Any] = {
+            "name": c["name"],
+            "image": image,
+            "imageID": "",
+            "ready": ready,
+            "restartCount": 0,
+        }
         if waiting is not None:
             body = {"reason": waiting.reason, **({"message": waiting.message} if waiting.message else {})}
             cs.update(started=False, state={"waiting": body})
         elif state in (PodState.READY, PodState.UNREADY):
             cs.update(started=True, state={"running": {"startedAt": since}})
             if ready:
-                cs["imageID"] = f"docker.io/library/{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+                cs["imageID"] = (
+                    f"docker.io/library/{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+                )
         elif state is PodState.CRASH_LOOP:
-            message = behaviour.message or f"back-off 5m0s restarting failed container={c['name']} pod={pod['metadata']['name']}"
+            message = (
+                behaviour.message
+                or f"back-off 5m0s restarting failed container={c['name']} pod={pod['metadata']['name']}"
+            )
             cs.update(
                 started=False,
                 restartCount=5,
                 state={"waiting": {"reason": "CrashLoopBackOff", "message": message}},
-                lastState={"terminated": {"exitCode": 1, "reason": "Error", "startedAt": since, "finishedAt": since}},
+                lastState={
+                    "terminated": {"exitCode": 1, "reason": "Error", "startedAt": since, "finishedAt": since}
+                },
             )
         elif state is PodState.ERR_IMAGE_PULL:
             message = behaviour.message or f'failed to pull and unpack image "{image}": not found'
@@ -277,10 +324,20 @@ def pod_status(pod: Mapping[str, Any], behaviour: PodBehaviour, waiting: Waiting
         "startTime": since,
         "qosClass": (pod.get("status") or {}).get("qosClass", "BestEffort"),
         "conditions": [
-            _cond("PodReadyToStartContainers", waiting is None or waiting.reason != "ContainerCreating", since),
+            _cond(
+                "PodReadyToStartContainers", waiting is None or waiting.reason != "ContainerCreating", since
+            ),
             _cond("Initialized", True, since),
-            _cond("Ready", ready, since, None if ready else "ContainersNotReady", None if ready else not_ready),
-            _cond("ContainersReady", ready, since, None if ready else "ContainersNotReady", None if ready else not_ready),
+            _cond(
+                "Ready", ready, since, None if ready else "ContainersNotReady", None if ready else not_ready
+            ),
+            _cond(
+                "ContainersReady",
+                ready,
+                since,
+                None if ready else "ContainersNotReady",
+                None if ready else not_ready,
+            ),
             _cond("PodScheduled", True, since),
         ],
         "containerStatuses": statuses,
@@ -309,7 +366,9 @@ def referenced(pod: Mapping[str, Any], kind: str) -> set[str]:
     spec = pod.get("spec") or {}
     out: set[str] = set()
     key_ref, env_ref, volume, name_field = (
-        ("secretKeyRef", "secretRef", "secret", "secretName") if kind == "Secret" else ("configMapKeyRef", "configMapRef", "configMap", "name")
+        ("secretKeyRef", "secretRef", "secret", "secretName")
+        if kind == "Secret"
+        else ("configMapKeyRef", "configMapRef", "configMap", "name")
     )
     for group in ("initContainers", "containers"):
         for c in spec.get(group) or []:

@@ -23,7 +23,16 @@ _BASELINE_CAPS = {
     "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
     "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
 }  # fmt: skip
-_RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
+_RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 _VOLUME_TYPES = (
     "hostPath", "gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "nfs", "iscsi", "glusterfs", "rbd",
     "flexVolume", "cinder", "cephfs", "flocker", "fc", "azureFile", "vsphereVolume", "quobyte", "azureDisk",
@@ -38,7 +47,9 @@ def level(namespace: Mapping[str, Any] | None, mode: str) -> str:
 
 
 def _containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [c for group in ("initContainers", "containers", "ephemeralContainers") for c in spec.get(group) or []]
+    return [
+        c for group in ("initContainers", "containers", "ephemeralContainers") for c in spec.get(group) or []
+    ]
 
 
 def _names(items: list[str], noun: str) -> str:
@@ -62,11 +73,17 @@ def violations(spec: Mapping[str, Any], profile: str) -> list[str]:
         found["hostNamespaces"] = f"host namespaces ({', '.join(hosts)})"
     privileged = [c["name"] for c in containers if sc(c).get("privileged")]
     if privileged:
-        found["privileged"] = f"privileged ({_names(privileged, 'container')} must not set securityContext.privileged=true)"
+        found["privileged"] = (
+            f"privileged ({_names(privileged, 'container')} must not set securityContext.privileged=true)"
+        )
     bad_caps = [
-        f'{_names([c["name"]], "container")} must not include {", ".join(chr(34) + a + chr(34) for a in added)} in securityContext.capabilities.add'
+        f"{_names([c['name']], 'container')} must not include {', '.join(chr(34) + a + chr(34) for a in added)} in securityContext.capabilities.add"
         for c in containers
-        if (added := [a for a in (sc(c).get("capabilities") or {}).get("add") or [] if a not in _BASELINE_CAPS])
+        if (
+            added := [
+                a for a in (sc(c).get("capabilities") or {}).get("add") or [] if a not in _BASELINE_CAPS
+            ]
+        )
     ]
     if bad_caps:
         found["capabilities_baseline"] = f"non-default capabilities ({'; '.join(bad_caps)})"
@@ -74,7 +91,7 @@ def violations(spec: Mapping[str, Any], profile: str) -> list[str]:
     if host_paths:
         found["hostPathVolumes"] = f"hostPath volumes ({_names(host_paths, 'volume')})"
     host_ports = [
-        f'{_names([c["name"]], "container")} uses hostPort {p["hostPort"]}'
+        f"{_names([c['name']], 'container')} uses hostPort {p['hostPort']}"
         for c in containers
         for p in c.get("ports") or []
         if p.get("hostPort")
@@ -82,13 +99,21 @@ def violations(spec: Mapping[str, Any], profile: str) -> list[str]:
     if host_ports:
         found["hostPorts"] = f"hostPort ({'; '.join(host_ports)})"
     if (psc.get("seccompProfile") or {}).get("type") == "Unconfined":
-        found["seccompProfile_baseline"] = 'seccompProfile (pod must not set securityContext.seccompProfile.type to "Unconfined")'
+        found["seccompProfile_baseline"] = (
+            'seccompProfile (pod must not set securityContext.seccompProfile.type to "Unconfined")'
+        )
     if profile == "restricted":
         _restricted(spec, psc, containers, sc, found)
     return [found[k] for k in sorted(found)]
 
 
-def _restricted(spec: Mapping[str, Any], psc: Mapping[str, Any], containers: list[Mapping[str, Any]], sc: Any, found: dict[str, str]) -> None:
+def _restricted(
+    spec: Mapping[str, Any],
+    psc: Mapping[str, Any],
+    containers: list[Mapping[str, Any]],
+    sc: Any,
+    found: dict[str, str],
+) -> None:
     vols = []
     for v in spec.get("volumes") or []:
         vtype = next((t for t in _VOLUME_TYPES if v.get(t) is not None), None)
@@ -103,13 +128,17 @@ def _restricted(spec: Mapping[str, Any], psc: Mapping[str, Any], containers: lis
             "securityContext.allowPrivilegeEscalation=false)"
         )
     caps = []
-    no_drop = [c["name"] for c in containers if "ALL" not in ((sc(c).get("capabilities") or {}).get("drop") or [])]
+    no_drop = [
+        c["name"] for c in containers if "ALL" not in ((sc(c).get("capabilities") or {}).get("drop") or [])
+    ]
     if no_drop:
         caps.append(f'{_names(no_drop, "container")} must set securityContext.capabilities.drop=["ALL"]')
     for c in containers:
         added = [a for a in (sc(c).get("capabilities") or {}).get("add") or [] if a != "NET_BIND_SERVICE"]
         if added:
-            caps.append(f'{_names([c["name"]], "container")} must not include {", ".join(chr(34) + a + chr(34) for a in added)} in securityContext.capabilities.add')
+            caps.append(
+                f"{_names([c['name']], 'container')} must not include {', '.join(chr(34) + a + chr(34) for a in added)} in securityContext.capabilities.add"
+            )
     if caps:
         found["capabilities_restricted"] = f"unrestricted capabilities ({'; '.join(caps)})"
     pod_non_root = psc.get("runAsNonRoot")
@@ -118,9 +147,13 @@ def _restricted(spec: Mapping[str, Any], psc: Mapping[str, Any], containers: lis
     if pod_non_root is False:
         found["runAsNonRoot"] = "runAsNonRoot != true (pod must not set securityContext.runAsNonRoot=false)"
     elif explicit_false:
-        found["runAsNonRoot"] = f"runAsNonRoot != true ({_names(explicit_false, 'container')} must not set securityContext.runAsNonRoot=false)"
+        found["runAsNonRoot"] = (
+            f"runAsNonRoot != true ({_names(explicit_false, 'container')} must not set securityContext.runAsNonRoot=false)"
+        )
     elif pod_non_root is not True and unset:
-        found["runAsNonRoot"] = f"runAsNonRoot != true (pod or {_names(unset, 'container')} must set securityContext.runAsNonRoot=true)"
+        found["runAsNonRoot"] = (
+            f"runAsNonRoot != true (pod or {_names(unset, 'container')} must set securityContext.runAsNonRoot=true)"
+        )
     root = []
     if psc.get("runAsUser") == 0:
         root.append("pod must not set runAsUser=0")
@@ -131,7 +164,9 @@ def _restricted(spec: Mapping[str, Any], psc: Mapping[str, Any], containers: lis
         found["runAsUser"] = f"runAsUser=0 ({'; '.join(root)})"
     pod_seccomp = (psc.get("seccompProfile") or {}).get("type")
     ok = ("RuntimeDefault", "Localhost")
-    bad = [c["name"] for c in containers if (sc(c).get("seccompProfile") or {}).get("type") not in (*ok, None)]
+    bad = [
+        c["name"] for c in containers if (sc(c).get("seccompProfile") or {}).get("type") not in (*ok, None)
+    ]
     missing = [c["name"] for c in containers if (sc(c).get("seccompProfile") or {}).get("type") is None]
     if bad:
         found["seccompProfile_restricted"] = (
@@ -139,7 +174,7 @@ def _restricted(spec: Mapping[str, Any], psc: Mapping[str, Any], containers: lis
         )
     elif pod_seccomp not in ok and missing:
         found["seccompProfile_restricted"] = (
-            f'seccompProfile (pod or {_names(missing, "container")} must set securityContext.seccompProfile.type to '
+            f"seccompProfile (pod or {_names(missing, 'container')} must set securityContext.seccompProfile.type to "
             '"RuntimeDefault" or "Localhost")'
         )
 

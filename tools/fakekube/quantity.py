@@ -24,9 +24,7 @@ _DECIMAL_BY_EXP = {v: k for k, v in _DECIMAL_SUFFIXES.items()}
 _BINARY_BY_EXP = {v: k for k, v in _BINARY_SUFFIXES.items()}
 _NANO = Decimal("1e-9")
 # The error text of ParseQuantity's ErrFormatWrong.
-FORMAT_ERROR = (
-    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-)
+FORMAT_ERROR = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
 
 
 class QuantityError(ValueError):

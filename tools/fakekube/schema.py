@@ -31,9 +31,9 @@ from typing import Any, Literal
 import jsonschema_rs
 import kubernetes_validate.utils as kvu
 
-from tools.fakekube.jsonutil import clone
 from tools.fakekube import errors
 from tools.fakekube.errors import FieldError
+from tools.fakekube.jsonutil import clone
 from tools.fakekube.kinds import Kind
 
 KUBE_VERSION = "1.37.0"
@@ -46,7 +46,9 @@ PathElem = str | int
 @dataclass(frozen=True)
 class Finding:
     type: FindingType
-    path: tuple[PathElem, ...]  # the instance path of the offending value (or its parent for unknown/required)
+    path: tuple[
+        PathElem, ...
+    ]  # the instance path of the offending value (or its parent for unknown/required)
     name: str | None  # the unknown or missing property
     message: str
     value: Any = None
@@ -94,7 +96,9 @@ def findings(kind: Kind, obj: Mapping[str, Any]) -> list[Finding]:
     found = list(_classify(validator.iter_errors(obj)))
     order = _document_order(obj)
     # Report in document order, as a streaming decoder meets the fields.
-    return sorted(found, key=lambda f: (order.get(f.field_path, order.get(f.path, len(order))), f.field_path != f.path))
+    return sorted(
+        found, key=lambda f: (order.get(f.field_path, order.get(f.path, len(order))), f.field_path != f.path)
+    )
 
 
 def _document_order(obj: Any) -> dict[tuple[PathElem, ...], int]:
@@ -225,14 +229,18 @@ def patch_decode_error(found: list[Finding], patched: Any) -> errors.ApiStatusEr
     return None
 
 
-def apply_error(kind: Kind, namespace: str | None, name: str, applied: Any, found: list[Finding]) -> errors.ApiStatusError | None:
+def apply_error(
+    kind: Kind, namespace: str | None, name: str, applied: Any, found: list[Finding]
+) -> errors.ApiStatusError | None:
     """structured-merge-diff refuses an applied configuration with unknown fields or wrong types."""
     lines = []
     for f in found:
         if f.type == "unknown":
             lines.append(f"{smd_path(applied, f.field_path)}: field not declared in schema")
         elif f.type == "type":
-            lines.append(f"{smd_path(applied, f.path)}: expected {_expected(f.message)}, got {_json_type(f.value)}")
+            lines.append(
+                f"{smd_path(applied, f.path)}: expected {_expected(f.message)}, got {_json_type(f.value)}"
+            )
     if not lines:
         return None
     where = f"{namespace}/{name}" if namespace else f"/{name}"
@@ -278,7 +286,7 @@ def _json_type(value: Any) -> str:
 
 
 def _expected(message: str) -> str:
-    m = re.search(r'is not of types? (.*)$', message)
+    m = re.search(r"is not of types? (.*)$", message)
     if not m:
         return "the schema's type"
     types = [t.strip('" ') for t in m.group(1).split(",") if t.strip('" ') != "null"]
@@ -290,7 +298,7 @@ def _expected(message: str) -> str:
 
 def crd_json_schema(structural: Mapping[str, Any]) -> dict[str, Any]:
     """A CRD's ``openAPIV3Schema`` as a JSON schema that refuses what structural pruning would drop."""
-    root = _convert(structural, top=True)
+    root = _convert(structural)
     props = root.setdefault("properties", {})
     props.setdefault("apiVersion", {"type": "string"})
     props.setdefault("kind", {"type": "string"})
@@ -316,7 +324,7 @@ _PASSTHROUGH = (
 )
 
 
-def _convert(s: Mapping[str, Any], *, top: bool = False) -> dict[str, Any]:
+def _convert(s: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     preserve = bool(s.get("x-kubernetes-preserve-unknown-fields"))
     if s.get("x-kubernetes-int-or-string"):

@@ -30,7 +30,15 @@ from lightkube import AsyncClient, Client, KubeConfig
 from tools.fakekube import crds as bundled_crds
 from tools.fakekube.admission import KubeAdmission
 from tools.fakekube.app import Context, build_app
-from tools.fakekube.auth import AUTHENTICATED, MASTERS, Authorizer, Tokens, UserInfo, bootstrap_policy, service_account_user
+from tools.fakekube.auth import (
+    AUTHENTICATED,
+    MASTERS,
+    Authorizer,
+    Tokens,
+    UserInfo,
+    bootstrap_policy,
+    service_account_user,
+)
 from tools.fakekube.controller import FakeController
 from tools.fakekube.kinds import (
     CLUSTERROLE,
@@ -92,7 +100,9 @@ def _listener_rules() -> tuple[Sequence[Any], Sequence[Any]]:
 
 def role_rules(rules: Iterable[Any]) -> list[dict[str, Any]]:
     """``AccessRule``s (api_group, resources, verbs) as Role ``rules`` entries."""
-    return [{"apiGroups": [r.api_group], "resources": list(r.resources), "verbs": list(r.verbs)} for r in rules]
+    return [
+        {"apiGroups": [r.api_group], "resources": list(r.resources), "verbs": list(r.verbs)} for r in rules
+    ]
 
 
 class FakeKube:
@@ -131,7 +141,9 @@ class FakeKube:
         self.faults = Faults()
         self.listener_namespace = listener_namespace
         self.listener_service_account = listener_service_account
-        self.admin = Identity(ADMIN_USER, self.tokens.add_user(UserInfo(ADMIN_USER, (MASTERS, AUTHENTICATED)), "fakekube-admin"))
+        self.admin = Identity(
+            ADMIN_USER, self.tokens.add_user(UserInfo(ADMIN_USER, (MASTERS, AUTHENTICATED)), "fakekube-admin")
+        )
         default_watched, default_own = _listener_rules()
         self._bootstrap(
             nodes,
@@ -164,7 +176,13 @@ class FakeKube:
     def _admin_create(self, kind: Any, namespace: str | None, body: dict[str, Any]) -> None:
         self.store.create(kind, namespace, body, WriteOptions(manager="kube-apiserver", internal=True))
 
-    def _bootstrap(self, nodes: Iterable[NodeSpec], storage_classes: Iterable[str], watched: Sequence[Any], own: Sequence[Any]) -> None:
+    def _bootstrap(
+        self,
+        nodes: Iterable[NodeSpec],
+        storage_classes: Iterable[str],
+        watched: Sequence[Any],
+        own: Sequence[Any],
+    ) -> None:
         for policy in bootstrap_policy():
             kind = CLUSTERROLE if policy["kind"] == "ClusterRole" else CLUSTERROLEBINDING
             self._admin_create(kind, None, policy)
@@ -177,7 +195,9 @@ class FakeKube:
                 {
                     "metadata": {
                         "name": name,
-                        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"} if i == 0 else {},
+                        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}
+                        if i == 0
+                        else {},
                     },
                     "provisioner": "fakekube.local/provisioner",
                     "reclaimPolicy": "Delete",
@@ -188,8 +208,14 @@ class FakeKube:
         for ns in wanted:
             self._admin_create(NAMESPACE, None, {"metadata": {"name": ns}})
         self.controller.run_until_stable()  # default ServiceAccounts, root CA ConfigMaps
-        self._admin_create(SERVICEACCOUNT, self.listener_namespace, {"metadata": {"name": self.listener_service_account}})
-        subject = {"kind": "ServiceAccount", "name": self.listener_service_account, "namespace": self.listener_namespace}
+        self._admin_create(
+            SERVICEACCOUNT, self.listener_namespace, {"metadata": {"name": self.listener_service_account}}
+        )
+        subject = {
+            "kind": "ServiceAccount",
+            "name": self.listener_service_account,
+            "namespace": self.listener_namespace,
+        }
         for ns, rules in [*((n, watched) for n in self.namespaces), (self.listener_namespace, own)]:
             if not rules:
                 continue
@@ -198,7 +224,15 @@ class FakeKube:
             self._admin_create(
                 ROLEBINDING,
                 ns,
-                {"metadata": dict(meta), "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LISTENER_ROLE}, "subjects": [subject]},
+                {
+                    "metadata": dict(meta),
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": LISTENER_ROLE,
+                    },
+                    "subjects": [subject],
+                },
             )
 
     def install_crd(self, manifest: Mapping[str, Any]) -> None:
@@ -224,7 +258,9 @@ class FakeKube:
             return self.tokens.add_service_account(namespace, name, sa["metadata"]["uid"])
 
     def identity_for_service_account(self, namespace: str, name: str) -> Identity:
-        return Identity(service_account_user(namespace, name).name, self.token_for_service_account(namespace, name))
+        return Identity(
+            service_account_user(namespace, name).name, self.token_for_service_account(namespace, name)
+        )
 
     def settle(self) -> None:
         """In automatic mode, wait for the controllers' reaction to the last writes (no-op in manual mode)."""
@@ -283,7 +319,9 @@ class FakeKube:
     def __enter__(self) -> FakeKube:
         return self.start() if self._server is None else self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # ------------------------------------------------------------------ kubeconfigs and clients
@@ -294,7 +332,9 @@ class FakeKube:
             raise RuntimeError("not started")
         return f"http://127.0.0.1:{self.port}"
 
-    def kubeconfig_dict(self, namespace: str | None = None, *, identity: Identity | None = None) -> dict[str, Any]:
+    def kubeconfig_dict(
+        self, namespace: str | None = None, *, identity: Identity | None = None
+    ) -> dict[str, Any]:
         """A kubeconfig (as a dict; dump it to YAML for kubectl) for ``identity`` (default: the listener)."""
         who = identity or self.default_identity
         return {
@@ -306,7 +346,11 @@ class FakeKube:
             "contexts": [
                 {
                     "name": "fakekube",
-                    "context": {"cluster": "fakekube", "user": who.name, "namespace": namespace or (self.namespaces or ("default",))[0]},
+                    "context": {
+                        "cluster": "fakekube",
+                        "user": who.name,
+                        "namespace": namespace or (self.namespaces or ("default",))[0],
+                    },
                 }
             ],
         }
@@ -324,9 +368,16 @@ class FakeKube:
     ) -> Client:
         """A real lightkube Client talking HTTP to this server as ``identity`` (default: the listener's
         ServiceAccount); close it (or use ``with``) when done."""
-        return Client(self.kubeconfig(namespace, identity=identity), field_manager=field_manager, trust_env=False, **kwargs)
+        return Client(
+            self.kubeconfig(namespace, identity=identity),
+            field_manager=field_manager,
+            trust_env=False,
+            **kwargs,
+        )
 
-    def admin_client(self, namespace: str | None = None, *, field_manager: str | None = "fakekube-admin", **kwargs: Any) -> Client:
+    def admin_client(
+        self, namespace: str | None = None, *, field_manager: str | None = "fakekube-admin", **kwargs: Any
+    ) -> Client:
         """A client that bypasses RBAC (``system:masters``): for test setup and inspection."""
         return self.client(namespace, identity=self.admin, field_manager=field_manager, **kwargs)
 
@@ -338,5 +389,9 @@ class FakeKube:
         field_manager: str | None = "langsmith-listener",
         **kwargs: Any,
     ) -> AsyncClient:
-        return AsyncClient(self.kubeconfig(namespace, identity=identity), field_manager=field_manager, trust_env=False, **kwargs)
-
+        return AsyncClient(
+            self.kubeconfig(namespace, identity=identity),
+            field_manager=field_manager,
+            trust_env=False,
+            **kwargs,
+        )

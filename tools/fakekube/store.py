@@ -33,9 +33,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from tools.fakekube.jsonutil import clone
 from tools.fakekube import defaults, errors, schema, ssa, validation
 from tools.fakekube.errors import ApiStatusError
+from tools.fakekube.jsonutil import clone
 from tools.fakekube.kinds import NAMESPACE, Kind, KindRegistry
 from tools.fakekube.selectors import FieldRequirement, Requirement, fields_match, labels_match
 
@@ -69,7 +69,10 @@ def now() -> str:
     global _NOW
     second = int(time.time())
     if _NOW[0] != second:
-        _NOW = (second, datetime.datetime.fromtimestamp(second, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        _NOW = (
+            second,
+            datetime.datetime.fromtimestamp(second, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
     return _NOW[1]
 
 
@@ -182,10 +185,24 @@ class WriteResult:
 class Admission:
     """The admission chain hook; ``admission.py`` provides the real one."""
 
-    def mutate(self, store: Store, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions) -> None:
+    def mutate(
+        self,
+        store: Store,  # noqa: ARG002 -- the interface; this default admits everything unchanged
+        kind: Kind,  # noqa: ARG002
+        obj: dict[str, Any],  # noqa: ARG002
+        old: dict[str, Any] | None,  # noqa: ARG002
+        opts: WriteOptions,  # noqa: ARG002
+    ) -> None:
         return None
 
-    def validate(self, store: Store, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions) -> None:
+    def validate(
+        self,
+        store: Store,  # noqa: ARG002 -- the interface; this default admits everything
+        kind: Kind,  # noqa: ARG002
+        obj: dict[str, Any],  # noqa: ARG002
+        old: dict[str, Any] | None,  # noqa: ARG002
+        opts: WriteOptions,  # noqa: ARG002
+    ) -> None:
         return None
 
 
@@ -199,7 +216,11 @@ def scope_view(kind: Kind, body: Mapping[str, Any], subresource: str | None) -> 
     out = {k: v for k, v in body.items() if k not in ("apiVersion", "kind", "metadata")}
     if kind.status:
         out.pop("status", None)
-    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in (*SYSTEM_METADATA, "name", "namespace")}
+    meta = {
+        k: v
+        for k, v in (body.get("metadata") or {}).items()
+        if k not in (*SYSTEM_METADATA, "name", "namespace")
+    }
     if meta:
         out["metadata"] = meta
     return clone(out)
@@ -281,9 +302,13 @@ class Store:
             elif namespace is not None:
                 buckets = [self._by_kind_ns.get((key, namespace)) or {}]
             else:
-                buckets = [objs for (g, _), objs in sorted(
-                    ((k, v) for k, v in self._by_kind_ns.items() if k[0] == key), key=lambda kv: kv[0][1] or ""
-                )]
+                buckets = [
+                    objs
+                    for (g, _), objs in sorted(
+                        ((k, v) for k, v in self._by_kind_ns.items() if k[0] == key),
+                        key=lambda kv: kv[0][1] or "",
+                    )
+                ]
             equal = [r for r in labels if r.op == "=" or (r.op == "in" and len(r.values) == 1)]
             out = []
             for objs in buckets:
@@ -327,15 +352,30 @@ class Store:
 
     def owned_by(self, kind: Kind, namespace: str | None, owner_uid: str) -> list[dict[str, Any]]:
         with self.lock:
-            return [s.body for k, s in self.dependents(owner_uid) if k is kind or gr(k) == gr(kind)]
+            return [
+                s.body
+                for k, s in self.dependents(owner_uid)
+                if (k is kind or gr(k) == gr(kind))
+                and (namespace is None or s.body["metadata"].get("namespace") == namespace)
+            ]
 
     # ------------------------------------------------------------------ RBAC source (auth.RbacSource)
 
     def cluster_role_bindings(self) -> Iterable[Mapping[str, Any]]:
-        return [s.body for s in (self._by_kind_ns.get((("rbac.authorization.k8s.io", "clusterrolebindings"), None)) or {}).values()]
+        return [
+            s.body
+            for s in (
+                self._by_kind_ns.get((("rbac.authorization.k8s.io", "clusterrolebindings"), None)) or {}
+            ).values()
+        ]
 
     def role_bindings(self, namespace: str) -> Iterable[Mapping[str, Any]]:
-        return [s.body for s in (self._by_kind_ns.get((("rbac.authorization.k8s.io", "rolebindings"), namespace)) or {}).values()]
+        return [
+            s.body
+            for s in (
+                self._by_kind_ns.get((("rbac.authorization.k8s.io", "rolebindings"), namespace)) or {}
+            ).values()
+        ]
 
     def cluster_role(self, name: str) -> Mapping[str, Any] | None:
         s = self._objects.get((("rbac.authorization.k8s.io", "clusterroles"), None, name))
@@ -350,7 +390,9 @@ class Store:
 
     # ------------------------------------------------------------------ writes
 
-    def create(self, kind: Kind, namespace: str | None, body: Mapping[str, Any], opts: WriteOptions) -> WriteResult:
+    def create(
+        self, kind: Kind, namespace: str | None, body: Mapping[str, Any], opts: WriteOptions
+    ) -> WriteResult:
         """POST."""
         new = clone(dict(body))
         self._decode(kind, new, opts, verb="create")
@@ -365,7 +407,9 @@ class Store:
             self._validate(kind, new, None, opts)
             self.admission.validate(self, kind, new, None, opts)
             if not name:
-                raise errors.invalid(kind, "", [errors.field_required("metadata.name", "name or generateName is required")])
+                raise errors.invalid(
+                    kind, "", [errors.field_required("metadata.name", "name or generateName is required")]
+                )
             if (gr(kind), namespace, name) in self._objects:
                 raise errors.already_exists(kind, name)
             managed: dict[ManagerKey, _Entry] = {}
@@ -387,7 +431,13 @@ class Store:
             return self._update(kind, namespace, name, new, cur, opts)
 
     def patch(
-        self, kind: Kind, namespace: str | None, name: str, patch: Any, patch_type: PatchType, opts: WriteOptions
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        patch_type: PatchType,
+        opts: WriteOptions,
     ) -> WriteResult:
         with self.lock:
             cur = self._require(kind, namespace, name, opts.subresource)
@@ -397,11 +447,15 @@ class Store:
             try:
                 if patch_type == "json":
                     if not isinstance(patch, list):
-                        raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+                        raise errors.bad_request(
+                            "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
+                        )
                     patched = ssa.json_patch(base, patch)
                 elif patch_type == "strategic":
                     if not isinstance(patch, dict):
-                        raise errors.bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
+                        raise errors.bad_request(
+                            "json: cannot unmarshal array into Go value of type map[string]interface {}"
+                        )
                     patched = ssa.strategic_merge_patch(base, patch)
                 else:
                     patched = ssa.json_merge_patch(base, patch)
@@ -423,7 +477,9 @@ class Store:
             new = self._combine(kind, cur.body, patched, opts.subresource)
             return self._update(kind, namespace, name, new, cur, opts)
 
-    def apply(self, kind: Kind, namespace: str | None, name: str, body: Mapping[str, Any], opts: WriteOptions) -> WriteResult:
+    def apply(
+        self, kind: Kind, namespace: str | None, name: str, body: Mapping[str, Any], opts: WriteOptions
+    ) -> WriteResult:
         """Server-side apply (``application/apply-patch+yaml``)."""
         if not opts.manager:
             raise errors.ApiStatusError(
@@ -451,7 +507,11 @@ class Store:
             dup = _duplicate_keys(applied)
             if dup:
                 where = f"{namespace}/{name}" if namespace else f"/{name}"
-                gvk = f"{kind.api_version}, Kind={kind.kind}" if kind.group else f"/{kind.version}, Kind={kind.kind}"
+                gvk = (
+                    f"{kind.api_version}, Kind={kind.kind}"
+                    if kind.group
+                    else f"/{kind.version}, Kind={kind.kind}"
+                )
                 raise errors.internal(f"failed to create typed patch object ({where}; {gvk}): {dup}")
         self._check_identity(kind, namespace, applied, name=name)
         with self.lock:
@@ -461,7 +521,11 @@ class Store:
                     raise errors.not_found(kind, name)
                 if opts.authorize_create is not None:
                     opts.authorize_create()
-                base: dict[str, Any] = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name}}
+                base: dict[str, Any] = {
+                    "apiVersion": kind.api_version,
+                    "kind": kind.kind,
+                    "metadata": {"name": name},
+                }
                 if namespace is not None:
                     base["metadata"]["namespace"] = namespace
                 managed: dict[ManagerKey, _Entry] = {}
@@ -472,7 +536,11 @@ class Store:
             me: ManagerKey = (opts.manager, "Apply", opts.subresource or "")
             view = scope_view(kind, applied, opts.subresource)
             applied_flat = ssa.flatten(view)
-            current_flat = cur.flat(kind) if cur is not None and opts.subresource is None else ssa.flatten(scope_view(kind, base, opts.subresource))
+            current_flat = (
+                cur.flat(kind)
+                if cur is not None and opts.subresource is None
+                else ssa.flatten(scope_view(kind, base, opts.subresource))
+            )
             others = {mk: e.fields for mk, e in managed.items() if mk != me}
             conflicts = ssa.find_conflicts(current_flat, applied_flat, others)
             if conflicts and not opts.force:
@@ -496,14 +564,17 @@ class Store:
                 self._decode_values(kind, new)
             defaults.apply(kind, new)
             if cur is None:
-                new = self._finish_create_body(kind, namespace, name, new)
+                new = self._finish_create_body(namespace, name, new)
                 self._prepare_create(kind, new, opts)
                 self._validate(kind, new, None, opts)
                 self.admission.validate(self, kind, new, None, opts)
-                return WriteResult(self._commit(kind, namespace, name, new, None, managed, opts), created=True)
+                return WriteResult(
+                    self._commit(kind, namespace, name, new, None, managed, opts), created=True
+                )
             return self._update(kind, namespace, name, new, cur, opts, managed=managed)
 
-    def _finish_create_body(self, kind: Kind, namespace: str | None, name: str, new: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _finish_create_body(namespace: str | None, name: str, new: dict[str, Any]) -> dict[str, Any]:
         meta = new.setdefault("metadata", {})
         meta["name"] = name
         if namespace is not None:
@@ -531,7 +602,9 @@ class Store:
             meta = cur.body["metadata"]
             if precondition_uid and precondition_uid != meta["uid"]:
                 raise errors.conflict(
-                    kind, name, f"Precondition failed: UID in precondition: {precondition_uid}, UID in object meta: {meta['uid']}"
+                    kind,
+                    name,
+                    f"Precondition failed: UID in precondition: {precondition_uid}, UID in object meta: {meta['uid']}",
                 )
             if precondition_rv and precondition_rv != meta["resourceVersion"]:
                 raise errors.conflict(
@@ -545,15 +618,23 @@ class Store:
                 finalizers.append("orphan")
             elif propagation == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")
-            graceful = kind.kind == "Pod" and (cur.body.get("spec") or {}).get("nodeName") and (
-                grace_period if grace_period is not None else (cur.body.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+            graceful = (
+                kind.kind == "Pod"
+                and (cur.body.get("spec") or {}).get("nodeName")
+                and (
+                    grace_period
+                    if grace_period is not None
+                    else (cur.body.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                )
             )
             namespace_spec_finalizers = kind is NAMESPACE
             if meta.get("deletionTimestamp"):
                 if finalizers != list(meta.get("finalizers") or []) and not opts.dry_run:
                     new = clone(cur.body)
                     new["metadata"]["finalizers"] = finalizers
-                    stored = self._commit(kind, namespace, name, new, cur, cur.managed, WriteOptions(internal=True))
+                    stored = self._commit(
+                        kind, namespace, name, new, cur, cur.managed, WriteOptions(internal=True)
+                    )
                     return WriteResult(stored)
                 return WriteResult(cur)
             if finalizers or graceful or namespace_spec_finalizers:
@@ -569,7 +650,9 @@ class Store:
                     new.setdefault("status", {})["phase"] = "Terminating"
                 if opts.dry_run:
                     return WriteResult(Stored(new, cur.managed))
-                stored = self._commit(kind, namespace, name, new, cur, cur.managed, WriteOptions(internal=True), keep_meta=True)
+                stored = self._commit(
+                    kind, namespace, name, new, cur, cur.managed, WriteOptions(internal=True), keep_meta=True
+                )
                 return WriteResult(stored)
             if opts.dry_run:
                 return WriteResult(cur, deleted=True)
@@ -591,7 +674,11 @@ class Store:
             for s in items:
                 m = s.body["metadata"]
                 if (gr(kind), m.get("namespace"), m["name"]) in self._objects:
-                    out.append(self.delete(kind, m.get("namespace"), m["name"], propagation=propagation, opts=opts).stored)
+                    out.append(
+                        self.delete(
+                            kind, m.get("namespace"), m["name"], propagation=propagation, opts=opts
+                        ).stored
+                    )
             return out
 
     def finalize(self, kind: Kind, namespace: str | None, name: str) -> None:
@@ -611,7 +698,9 @@ class Store:
             got = obj.get(field_name)
             if got and got != expected:
                 what = "API version" if field_name == "apiVersion" else "kind"
-                raise errors.bad_request(f"the {what} in the data ({got}) does not match the expected {what} ({expected})")
+                raise errors.bad_request(
+                    f"the {what} in the data ({got}) does not match the expected {what} ({expected})"
+                )
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
         obj.setdefault("metadata", {})
         obj["metadata"].pop("managedFields", None)
@@ -643,7 +732,9 @@ class Store:
         if opts.field_validation == "Warn":
             opts.warnings.extend(warnings)
 
-    def _check_identity(self, kind: Kind, namespace: str | None, body: dict[str, Any], name: str | None = None) -> None:
+    def _check_identity(
+        self, kind: Kind, namespace: str | None, body: dict[str, Any], name: str | None = None
+    ) -> None:
         meta = body.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -695,7 +786,9 @@ class Store:
                 if isinstance(p, dict) and not p.get("nodePort"):
                     p["nodePort"] = next(self._node_ports)
 
-    def _validate(self, kind: Kind, new: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions) -> None:
+    def _validate(
+        self, kind: Kind, new: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions
+    ) -> None:
         if opts.internal and kind.kind != "Pod":
             return
         name = new["metadata"].get("name") or ""
@@ -706,12 +799,19 @@ class Store:
         if not opts.internal:
             # The schema's own constraints on the final object (required fields; for custom
             # resources also enum, pattern, bounds: apiextensions' schema validation).
-            errs = schema.field_errors([f for f in schema.findings(kind, new) if f.type in ("required", "enum", "other")]) + errs
+            errs = (
+                schema.field_errors(
+                    [f for f in schema.findings(kind, new) if f.type in ("required", "enum", "other")]
+                )
+                + errs
+            )
         if errs:
             raise errors.invalid(kind, name, errs)
 
     @staticmethod
-    def _combine(kind: Kind, current: dict[str, Any], incoming: dict[str, Any], subresource: str | None) -> dict[str, Any]:
+    def _combine(
+        kind: Kind, current: dict[str, Any], incoming: dict[str, Any], subresource: str | None
+    ) -> dict[str, Any]:
         """The new object for a PUT/patch: main writes keep status, status writes change only status."""
         if subresource == "status":
             new = clone(current)
@@ -742,7 +842,13 @@ class Store:
         meta = new.setdefault("metadata", {})
         for k in SYSTEM_METADATA:
             meta.pop(k, None)
-        for k in ("uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"):
+        for k in (
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ):
             if k in old["metadata"]:
                 meta[k] = old["metadata"][k]
         if kind.kind == "Namespace" and not kind.group:
@@ -751,14 +857,21 @@ class Store:
             _keep_allocations(new, old)
         if managed is None:
             managed = dict(cur.managed)
-            self._take_over(kind, managed, (opts.manager, "Update", opts.subresource or ""), old, new, opts.subresource)
+            self._take_over(
+                kind, managed, (opts.manager, "Update", opts.subresource or ""), old, new, opts.subresource
+            )
         _bump_generation(kind, new, old)
         self._validate(kind, new, old, opts)
         if not opts.internal:
             self.admission.mutate(self, kind, new, old, opts)
             self.admission.validate(self, kind, new, old, opts)
         stored = self._commit(kind, namespace, name, new, cur, managed, opts)
-        if stored.body["metadata"].get("deletionTimestamp") and not stored.body["metadata"].get("finalizers") and not _pending_grace(kind, stored.body) and not opts.dry_run:
+        if (
+            stored.body["metadata"].get("deletionTimestamp")
+            and not stored.body["metadata"].get("finalizers")
+            and not _pending_grace(kind, stored.body)
+            and not opts.dry_run
+        ):
             # The last finalizer is gone: the deletion completes (registry store.go).
             self._remove(kind, namespace, name, stored)
         return WriteResult(stored)
@@ -809,12 +922,20 @@ class Store:
                 meta["namespace"] = namespace
         elif not keep_meta:
             old_meta = cur.body["metadata"]
-            for k in ("uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            for k in (
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ):
                 if k in old_meta and k not in meta:
                     meta[k] = old_meta[k]
         if cur is not None:
             meta["resourceVersion"] = cur.body["metadata"]["resourceVersion"]
-            same_owners = {k: e.fields for k, e in cur.managed.items()} == {k: e.fields for k, e in managed.items()}
+            same_owners = {k: e.fields for k, e in cur.managed.items()} == {
+                k: e.fields for k, e in managed.items()
+            }
             if same_owners and cur.body == new:
                 # A write that changes nothing is not a write: no new resourceVersion, no watch event.
                 return cur
@@ -833,7 +954,9 @@ class Store:
         self._index(key, stored)
         if kind.group == "rbac.authorization.k8s.io":
             self._rbac_rev += 1
-        self._publish(kind, namespace, "ADDED" if cur is None else "MODIFIED", stored, cur.body if cur else None)
+        self._publish(
+            kind, namespace, "ADDED" if cur is None else "MODIFIED", stored, cur.body if cur else None
+        )
         for hook in self.hooks:
             hook(kind, cur.body if cur else None, stored.body)
         return stored
@@ -884,15 +1007,21 @@ class Store:
                 if not deps:
                     del self._by_owner[ref["uid"]]
 
-    def _require(self, kind: Kind, namespace: str | None, name: str, subresource: str | None = None) -> Stored:
-        if subresource is not None and not ((subresource == "status" and kind.status) or (subresource == "scale" and kind.scale)):
+    def _require(
+        self, kind: Kind, namespace: str | None, name: str, subresource: str | None = None
+    ) -> Stored:
+        if subresource is not None and not (
+            (subresource == "status" and kind.status) or (subresource == "scale" and kind.scale)
+        ):
             raise errors.unknown_resource()
         stored = self._objects.get((gr(kind), namespace, name))
         if stored is None:
             raise errors.not_found(kind, name)
         return stored
 
-    def _publish(self, kind: Kind, namespace: str | None, type_: EventType, stored: Stored, old: dict[str, Any] | None) -> None:
+    def _publish(
+        self, kind: Kind, namespace: str | None, type_: EventType, stored: Stored, old: dict[str, Any] | None
+    ) -> None:
         event = WatchEvent(self._rv, gr(kind), namespace, type_, stored, old)
         self._history.append(event)
         for s in list(self._subscribers):
@@ -913,15 +1042,26 @@ class Store:
             if since is None:
                 items, _ = self.list_stored(kind, namespace)
                 replay = [
-                    WatchEvent(int(s.body["metadata"]["resourceVersion"]), key, s.body["metadata"].get("namespace"), "ADDED", s, None)
+                    WatchEvent(
+                        int(s.body["metadata"]["resourceVersion"]),
+                        key,
+                        s.body["metadata"].get("namespace"),
+                        "ADDED",
+                        s,
+                        None,
+                    )
                     for s in items
                 ]
             else:
                 oldest = self._history[0].rv if self._history else self._rv + 1
                 if since < oldest - 1 and since < self._rv:
-                    raise errors.ApiStatusError(410, "Expired", f"too old resource version: {since} ({oldest - 1})")
+                    raise errors.ApiStatusError(
+                        410, "Expired", f"too old resource version: {since} ({oldest - 1})"
+                    )
                 replay = [
-                    e for e in self._history if e.rv > since and e.gr == key and (namespace is None or e.namespace == namespace)
+                    e
+                    for e in self._history
+                    if e.rv > since and e.gr == key and (namespace is None or e.namespace == namespace)
                 ]
             self._subscribers.append(subscriber)
 
@@ -976,7 +1116,12 @@ _INITIAL_STATUS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "StatefulSet": lambda _: {"replicas": 0, "availableReplicas": 0},
     "ReplicaSet": lambda _: {"replicas": 0},
     "HorizontalPodAutoscaler": lambda _: {"currentReplicas": 0, "desiredReplicas": 0},
-    "PodDisruptionBudget": lambda _: {"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0},
+    "PodDisruptionBudget": lambda _: {
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "disruptionsAllowed": 0,
+        "expectedPods": 0,
+    },
     "Ingress": lambda _: {"loadBalancer": {}},
     "ResourceQuota": lambda _: {},
     "CustomResourceDefinition": lambda _: {},
@@ -992,7 +1137,9 @@ def _bump_generation(kind: Kind, new: dict[str, Any], old: dict[str, Any]) -> No
     if kind.generation == "custom":
         # Custom resources: any change outside metadata (and status, with a status subresource).
         skip = ("metadata", "status") if kind.status else ("metadata",)
-        changed = {k: v for k, v in new.items() if k not in skip} != {k: v for k, v in old.items() if k not in skip}
+        changed = {k: v for k, v in new.items() if k not in skip} != {
+            k: v for k, v in old.items() if k not in skip
+        }
     else:
         changed = new.get("spec") != old.get("spec")
         if kind.generation == "spec+annotations":
@@ -1015,11 +1162,19 @@ def _keep_allocations(new: dict[str, Any], old: dict[str, Any]) -> None:
             new_spec[f] = clone(old_spec[f])
     # normalizeClusterIPs, case 2: the singular field changed and the plural did not -> sync them
     # (and let validation refuse the change).
-    if new_spec.get("clusterIP") != old_spec.get("clusterIP") and new_spec.get("clusterIPs") == old_spec.get("clusterIPs") and new_spec.get("clusterIPs"):
+    if (
+        new_spec.get("clusterIP") != old_spec.get("clusterIP")
+        and new_spec.get("clusterIPs") == old_spec.get("clusterIPs")
+        and new_spec.get("clusterIPs")
+    ):
         new_spec["clusterIPs"] = [new_spec["clusterIP"], *new_spec["clusterIPs"][1:]]
     old_ports = {(p.get("port"), p.get("protocol")): p.get("nodePort") for p in old_spec.get("ports") or []}
     for p in new_spec.get("ports") or []:
-        if isinstance(p, dict) and not p.get("nodePort") and old_ports.get((p.get("port"), p.get("protocol"))):
+        if (
+            isinstance(p, dict)
+            and not p.get("nodePort")
+            and old_ports.get((p.get("port"), p.get("protocol")))
+        ):
             p["nodePort"] = old_ports[(p.get("port"), p.get("protocol"))]
 
 
@@ -1083,7 +1238,9 @@ def _duplicate_keys(applied: Any, path: str = "", field_name: str | None = None)
             for item in applied:
                 key = ssa.item_element(item, keys)
                 if key in seen:
-                    shown = ",".join(f"{k}={v!r}".replace("'", '"') for k, v in ssa.item_key(item, keys).items())
+                    shown = ",".join(
+                        f"{k}={v!r}".replace("'", '"') for k, v in ssa.item_key(item, keys).items()
+                    )
                     return f"{path}: duplicate entries for key [{shown}]"
                 seen.add(key)
             for item in applied:

@@ -15,9 +15,9 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tools.fakekube.jsonutil import clone
 from tools.fakekube import kubelet
 from tools.fakekube.errors import ApiStatusError
+from tools.fakekube.jsonutil import clone
 from tools.fakekube.kinds import CONFIGMAP, DEPLOYMENT, NODE, POD, PVC, REPLICASET, SECRET, STATEFULSET
 from tools.fakekube.kubelet import PodBehaviour, PodState, is_ready
 from tools.fakekube.store import now
@@ -48,7 +48,9 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
 
 def _owned(ctl: FakeController, kind: Any, owner: Mapping[str, Any]) -> list[dict[str, Any]]:
     uid = owner["metadata"]["uid"]
-    return [o for o in ctl.store.owned_by(kind, owner["metadata"]["namespace"], uid) if controller_uid(o) == uid]
+    return [
+        o for o in ctl.store.owned_by(kind, owner["metadata"]["namespace"], uid) if controller_uid(o) == uid
+    ]
 
 
 def _resolve(value: Any, total: int, *, round_up: bool) -> int:
@@ -58,14 +60,24 @@ def _resolve(value: Any, total: int, *, round_up: bool) -> int:
     return int(value or 0)
 
 
-def _condition(old: Mapping[str, Any] | None, type_: str, status: str, reason: str, message: str, *, update_time: bool = True) -> dict[str, Any]:
+def _condition(
+    old: Mapping[str, Any] | None,
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    update_time: bool = True,
+) -> dict[str, Any]:
     """A condition whose timestamps move only when it changes, so an unchanged reconcile writes nothing."""
     stamp = now()
     transition = old["lastTransitionTime"] if old and old.get("status") == status else stamp
     c: dict[str, Any] = {"type": type_, "status": status}
     if update_time:
         c["lastUpdateTime"] = (
-            old.get("lastUpdateTime", stamp) if old and old.get("reason") == reason and old.get("message") == message else stamp
+            old.get("lastUpdateTime", stamp)
+            if old and old.get("reason") == reason and old.get("message") == message
+            else stamp
         )
     c.update(lastTransitionTime=transition, reason=reason, message=message)
     return c
@@ -95,7 +107,10 @@ def reconcile_deployment(ctl: FakeController, namespace: str | None, name: str) 
 
     revision_hash = template_hash(template)
     replica_sets = [rs for rs in _owned(ctl, REPLICASET, dep) if not rs["metadata"].get("deletionTimestamp")]
-    new_rs = next((rs for rs in replica_sets if rs["metadata"]["labels"].get("pod-template-hash") == revision_hash), None)
+    new_rs = next(
+        (rs for rs in replica_sets if rs["metadata"]["labels"].get("pod-template-hash") == revision_hash),
+        None,
+    )
     old_rss = [rs for rs in replica_sets if rs is not new_rs]
     strategy = spec.get("strategy") or {}
     ru = strategy.get("rollingUpdate") or {}
@@ -115,7 +130,9 @@ def reconcile_deployment(ctl: FakeController, namespace: str | None, name: str) 
             new_rs = _create_replica_set(ctl, dep, revision_hash, old_rss, start)
             if new_rs is None:
                 return
-        _scale(ctl, dep, new_rs, old_rss, desired, max_surge, max_unavailable, strategy.get("type") == "Recreate")
+        _scale(
+            ctl, dep, new_rs, old_rss, desired, max_surge, max_unavailable, strategy.get("type") == "Recreate"
+        )
     _write_deployment_status(ctl, dep, new_rs, desired, generation, max_unavailable)
 
 
@@ -131,15 +148,30 @@ def _available(rs: Mapping[str, Any]) -> int:
     return int((rs.get("status") or {}).get("availableReplicas", 0))
 
 
-def _set_rs_replicas(ctl: FakeController, dep: Mapping[str, Any], rs: dict[str, Any], replicas: int) -> dict[str, Any]:
+def _set_rs_replicas(
+    ctl: FakeController, dep: Mapping[str, Any], rs: dict[str, Any], replicas: int
+) -> dict[str, Any]:
     current = _rs_replicas(rs)
     if current == replicas:
         return rs
-    annotations = {**(rs["metadata"].get("annotations") or {}), "deployment.kubernetes.io/desired-replicas": str(dep["spec"].get("replicas", 1))}
-    body = {**rs, "metadata": {**rs["metadata"], "annotations": annotations}, "spec": {**rs["spec"], "replicas": replicas}}
+    annotations = {
+        **(rs["metadata"].get("annotations") or {}),
+        "deployment.kubernetes.io/desired-replicas": str(dep["spec"].get("replicas", 1)),
+    }
+    body = {
+        **rs,
+        "metadata": {**rs["metadata"], "annotations": annotations},
+        "spec": {**rs["spec"], "replicas": replicas},
+    }
     updated = ctl.update(REPLICASET, body)
     verb = "up" if replicas > current else "down"
-    ctl.event(dep, "Normal", "ScalingReplicaSet", f"Scaled {verb} replica set {rs['metadata']['name']} from {current} to {replicas}", "deployment-controller")
+    ctl.event(
+        dep,
+        "Normal",
+        "ScalingReplicaSet",
+        f"Scaled {verb} replica set {rs['metadata']['name']} from {current} to {replicas}",
+        "deployment-controller",
+    )
     return updated
 
 
@@ -185,12 +217,25 @@ def _create_replica_set(ctl: FakeController, dep: Mapping[str, Any], revision_ha
     template.setdefault("metadata", {})["labels"] = labels
     selector = clone(spec.get("selector") or {})
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), "pod-template-hash": revision_hash}
-    revision = 1 + max((int((rs["metadata"].get("annotations") or {}).get(REVISION, "0")) for rs in old_rss), default=0)
+    revision = 1 + max(
+        (int((rs["metadata"].get("annotations") or {}).get(REVISION, "0")) for rs in old_rss), default=0
+    )
     annotations = {
-        **{k: v for k, v in (meta.get("annotations") or {}).items() if k != "kubectl.kubernetes.io/last-applied-configuration"},
+        **{
+            k: v
+            for k, v in (meta.get("annotations") or {}).items()
+            if k != "kubectl.kubernetes.io/last-applied-configuration"
+        },
         REVISION: str(revision),
         "deployment.kubernetes.io/desired-replicas": str(spec.get("replicas", 1)),
-        "deployment.kubernetes.io/max-replicas": str(spec.get("replicas", 1) + _resolve(((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxSurge", "25%"), spec.get("replicas", 1), round_up=True)),
+        "deployment.kubernetes.io/max-replicas": str(
+            spec.get("replicas", 1)
+            + _resolve(
+                ((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxSurge", "25%"),
+                spec.get("replicas", 1),
+                round_up=True,
+            )
+        ),
     }
     rs_name = f"{meta['name']}-{revision_hash}"
     try:
@@ -200,14 +245,36 @@ def _create_replica_set(ctl: FakeController, dep: Mapping[str, Any], revision_ha
             {
                 "apiVersion": "apps/v1",
                 "kind": "ReplicaSet",
-                "metadata": {"name": rs_name, "labels": labels, "annotations": annotations, "ownerReferences": [owner_ref(dep)]},
-                "spec": {"replicas": replicas, "minReadySeconds": spec.get("minReadySeconds", 0), "selector": selector, "template": template},
+                "metadata": {
+                    "name": rs_name,
+                    "labels": labels,
+                    "annotations": annotations,
+                    "ownerReferences": [owner_ref(dep)],
+                },
+                "spec": {
+                    "replicas": replicas,
+                    "minReadySeconds": spec.get("minReadySeconds", 0),
+                    "selector": selector,
+                    "template": template,
+                },
             },
         )
     except ApiStatusError as e:
-        ctl.event(dep, "Warning", "FailedCreate", f"Failed to create new replica set {rs_name!r}: {e.message}", "deployment-controller")
+        ctl.event(
+            dep,
+            "Warning",
+            "FailedCreate",
+            f"Failed to create new replica set {rs_name!r}: {e.message}",
+            "deployment-controller",
+        )
         return None
-    ctl.event(dep, "Normal", "ScalingReplicaSet", f"Scaled up replica set {rs_name} from 0 to {replicas}", "deployment-controller")
+    ctl.event(
+        dep,
+        "Normal",
+        "ScalingReplicaSet",
+        f"Scaled up replica set {rs_name} from 0 to {replicas}",
+        "deployment-controller",
+    )
     return rs
 
 
@@ -215,7 +282,7 @@ def _write_deployment_status(ctl: FakeController, dep: dict[str, Any], new_rs: M
                              generation: int, max_unavailable: int) -> None:  # fmt: skip
     meta, spec = dep["metadata"], dep.get("spec") or {}
     ns, name = meta["namespace"], meta["name"]
-    rss = [rs for rs in _owned(ctl, REPLICASET, dep)]
+    rss = list(_owned(ctl, REPLICASET, dep))
     status_of = [rs.get("status") or {} for rs in rss]
     new_status = (new_rs or {}).get("status") or {}
     available = sum(int(s.get("availableReplicas", 0)) for s in status_of)
@@ -239,18 +306,38 @@ def _write_deployment_status(ctl: FakeController, dep: dict[str, Any], new_rs: M
     if spec.get("paused"):
         progressing = ("Unknown", "DeploymentPaused", "Deployment is paused")
     elif ctl.deadlines.get((ns, name)) == generation:
-        progressing = ("False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs_name}" has timed out progressing.')
+        progressing = (
+            "False",
+            "ProgressDeadlineExceeded",
+            f'ReplicaSet "{rs_name}" has timed out progressing.',
+        )
     elif complete:
-        progressing = ("True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.')
+        progressing = (
+            "True",
+            "NewReplicaSetAvailable",
+            f'ReplicaSet "{rs_name}" has successfully progressed.',
+        )
     else:
         progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
-    conditions = [_condition(old.get("Available"), "Available", *avail), _condition(old.get("Progressing"), "Progressing", *progressing)]
+    conditions = [
+        _condition(old.get("Available"), "Available", *avail),
+        _condition(old.get("Progressing"), "Progressing", *progressing),
+    ]
     failure = next(
-        (c for rs in rss for c in (rs.get("status") or {}).get("conditions") or [] if c["type"] == "ReplicaFailure" and c["status"] == "True"),
+        (
+            c
+            for rs in rss
+            for c in (rs.get("status") or {}).get("conditions") or []
+            if c["type"] == "ReplicaFailure" and c["status"] == "True"
+        ),
         None,
     )
     if failure is not None:
-        conditions.append(_condition(old.get("ReplicaFailure"), "ReplicaFailure", "True", failure["reason"], failure["message"]))
+        conditions.append(
+            _condition(
+                old.get("ReplicaFailure"), "ReplicaFailure", "True", failure["reason"], failure["message"]
+            )
+        )
     status = _nonzero(
         {
             "observedGeneration": generation,
@@ -258,7 +345,9 @@ def _write_deployment_status(ctl: FakeController, dep: dict[str, Any], new_rs: M
             "updatedReplicas": updated,
             "readyReplicas": ready,
             "availableReplicas": available,
-            "unavailableReplicas": max(0, total_spec - available) if total_spec else max(0, desired - available),
+            "unavailableReplicas": max(0, total_spec - available)
+            if total_spec
+            else max(0, desired - available),
         }
     )
     status["conditions"] = conditions
@@ -293,15 +382,29 @@ def reconcile_replicaset(ctl: FakeController, namespace: str | None, name: str) 
                 pod = _create_pod(ctl, rs, template, name=pod_name)
             except ApiStatusError as e:
                 failure = e.message
-                ctl.event(rs, "Warning", "FailedCreate", f"Error creating: {e.message}", "replicaset-controller")
+                ctl.event(
+                    rs, "Warning", "FailedCreate", f"Error creating: {e.message}", "replicaset-controller"
+                )
                 ctl.blocked.setdefault(ns, set()).add(("replicaset", rs["metadata"]["name"]))
                 break
             active.append(pod)
-            ctl.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}", "replicaset-controller")
+            ctl.event(
+                rs,
+                "Normal",
+                "SuccessfulCreate",
+                f"Created pod: {pod['metadata']['name']}",
+                "replicaset-controller",
+            )
     elif len(active) > desired:
         for pod in sorted(active, key=_deletion_rank)[: len(active) - desired]:
             ctl.delete(POD, ns, pod["metadata"]["name"])
-            ctl.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}", "replicaset-controller")
+            ctl.event(
+                rs,
+                "Normal",
+                "SuccessfulDelete",
+                f"Deleted pod: {pod['metadata']['name']}",
+                "replicaset-controller",
+            )
         active = [p for p in _owned(ctl, POD, rs) if not p["metadata"].get("deletionTimestamp")]
     ready = sum(is_ready(p) for p in active)
     old_conditions = {c["type"]: c for c in (rs.get("status") or {}).get("conditions") or []}
@@ -317,7 +420,14 @@ def reconcile_replicaset(ctl: FakeController, namespace: str | None, name: str) 
     )
     if failure is not None:
         status["conditions"] = [
-            _condition(old_conditions.get("ReplicaFailure"), "ReplicaFailure", "True", "FailedCreate", failure, update_time=False)
+            _condition(
+                old_conditions.get("ReplicaFailure"),
+                "ReplicaFailure",
+                "True",
+                "FailedCreate",
+                failure,
+                update_time=False,
+            )
         ]
     elif "ReplicaFailure" in old_conditions and len(active) < desired:
         status["conditions"] = [old_conditions["ReplicaFailure"]]
@@ -402,12 +512,26 @@ def reconcile_statefulset(ctl: FakeController, namespace: str | None, name: str)
             if not _ensure_claims(ctl, sts, pod_name):
                 break
             try:
-                pods[pod_name] = _create_statefulset_pod(ctl, sts, pod_name, i, update_revision if i >= _partition(spec) else current_revision)
+                pods[pod_name] = _create_statefulset_pod(
+                    ctl, sts, pod_name, i, update_revision if i >= _partition(spec) else current_revision
+                )
             except ApiStatusError as e:
-                ctl.event(sts, "Warning", "FailedCreate", f"create Pod {pod_name} in StatefulSet {name} failed error: {e.message}", "statefulset-controller")
+                ctl.event(
+                    sts,
+                    "Warning",
+                    "FailedCreate",
+                    f"create Pod {pod_name} in StatefulSet {name} failed error: {e.message}",
+                    "statefulset-controller",
+                )
                 ctl.blocked.setdefault(ns, set()).add(("statefulset", name))
                 break
-            ctl.event(sts, "Normal", "SuccessfulCreate", f"create Pod {pod_name} in StatefulSet {name} successful", "statefulset-controller")
+            ctl.event(
+                sts,
+                "Normal",
+                "SuccessfulCreate",
+                f"create Pod {pod_name} in StatefulSet {name} successful",
+                "statefulset-controller",
+            )
             if ordered:
                 break
         elif ordered and (pod["metadata"].get("deletionTimestamp") or not is_ready(pod)):
@@ -415,7 +539,11 @@ def reconcile_statefulset(ctl: FakeController, namespace: str | None, name: str)
     # RollingUpdate: highest ordinal first, one at a time, only while every pod is ready.
     live = [p for n, p in pods.items() if ordinal(n) < desired]
     strategy = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate")
-    if strategy == "RollingUpdate" and len(live) == desired and all(is_ready(p) and not p["metadata"].get("deletionTimestamp") for p in live):
+    if (
+        strategy == "RollingUpdate"
+        and len(live) == desired
+        and all(is_ready(p) and not p["metadata"].get("deletionTimestamp") for p in live)
+    ):
         for i in reversed(range(_partition(spec), desired)):
             pod = pods[f"{name}-{i}"]
             if revision_of(pod) != update_revision:
@@ -448,7 +576,9 @@ def _partition(spec: Mapping[str, Any]) -> int:
     return int((((spec.get("updateStrategy") or {}).get("rollingUpdate")) or {}).get("partition", 0))
 
 
-def _create_statefulset_pod(ctl: FakeController, sts: Mapping[str, Any], pod_name: str, ordinal: int, revision: str) -> dict[str, Any]:
+def _create_statefulset_pod(
+    ctl: FakeController, sts: Mapping[str, Any], pod_name: str, ordinal: int, revision: str
+) -> dict[str, Any]:
     spec = sts["spec"]
     template = clone(spec.get("template") or {})
     volumes = list((template.get("spec") or {}).get("volumes") or [])
@@ -481,13 +611,21 @@ def _ensure_claims(ctl: FakeController, sts: Mapping[str, Any], pod_name: str) -
         # Like the StatefulSet controller: the template's labels plus the set's selector.
         meta: dict[str, Any] = {
             "name": claim,
-            "labels": {**((tpl.get("metadata") or {}).get("labels") or {}), **((spec.get("selector") or {}).get("matchLabels") or {})},
+            "labels": {
+                **((tpl.get("metadata") or {}).get("labels") or {}),
+                **((spec.get("selector") or {}).get("matchLabels") or {}),
+            },
         }
         if (tpl.get("metadata") or {}).get("annotations"):
             meta["annotations"] = clone(tpl["metadata"]["annotations"])
         if policy.get("whenDeleted") == "Delete":
             meta["ownerReferences"] = [{**owner_ref(sts), "controller": True, "blockOwnerDeletion": True}]
-        body = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": clone(tpl.get("spec") or {})}
+        body = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": meta,
+            "spec": clone(tpl.get("spec") or {}),
+        }
         try:
             from tools.fakekube import validation
 
@@ -548,13 +686,19 @@ def reconcile_pod(ctl: FakeController, namespace: str | None, name: str) -> None
                 ctl.event(pod, "Warning", "FailedScheduling", message, "default-scheduler")
             return
         pod = ctl.update(POD, {**pod, "spec": {**pod["spec"], "nodeName": node}}, manager="kube-scheduler")
-        ctl.event(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}", "default-scheduler")
+        ctl.event(
+            pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}", "default-scheduler"
+        )
     secrets = {n: store.find(SECRET, ns, n) for n in kubelet.referenced(pod, "Secret")}
     configmaps = {n: store.find(CONFIGMAP, ns, n) for n in kubelet.referenced(pod, "ConfigMap")}
     env_problem, volume_problem = kubelet.config_problems(
-        pod, {k: v for k, v in secrets.items() if v is not None}, {k: v for k, v in configmaps.items() if v is not None}
+        pod,
+        {k: v for k, v in secrets.items() if v is not None},
+        {k: v for k, v in configmaps.items() if v is not None},
     )
-    waiting = kubelet.image_problem(pod, ctl.image_users, ctl.default_image_user) or env_problem or volume_problem
+    waiting = (
+        kubelet.image_problem(pod, ctl.image_users, ctl.default_image_user) or env_problem or volume_problem
+    )
     effective = behaviour
     hold = ctl.hold_for(ns, workload)
     if waiting is None and hold is not None and behaviour.state is PodState.READY and not is_ready(pod):
@@ -565,7 +709,9 @@ def reconcile_pod(ctl: FakeController, namespace: str | None, name: str) -> None
         siblings = [p for p in store.owned_by(POD, ns, owner_uid) if p["metadata"]["name"] != name]
         if owner is not None and owner.get("kind") == "StatefulSet":
             revision = pod["metadata"]["labels"].get("controller-revision-hash")
-            siblings = [p for p in siblings if p["metadata"]["labels"].get("controller-revision-hash") == revision]
+            siblings = [
+                p for p in siblings if p["metadata"]["labels"].get("controller-revision-hash") == revision
+            ]
         if newest and sum(is_ready(p) for p in siblings) >= hold:
             effective = PodBehaviour(PodState.UNREADY)
     status = kubelet.pod_status(pod, effective, waiting)
@@ -606,7 +752,9 @@ def _schedule(ctl: FakeController, pod: Mapping[str, Any], behaviour: PodBehavio
     return kubelet.schedule(pod, nodes, ctl.pods_by_node())
 
 
-def _pod_event(ctl: FakeController, pod: Mapping[str, Any], behaviour: PodBehaviour, waiting: kubelet.Waiting | None) -> None:
+def _pod_event(
+    ctl: FakeController, pod: Mapping[str, Any], behaviour: PodBehaviour, waiting: kubelet.Waiting | None
+) -> None:
     images = ", ".join(c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or [])
     if waiting is not None:
         if waiting.reason == "ContainerCreating":
@@ -616,8 +764,18 @@ def _pod_event(ctl: FakeController, pod: Mapping[str, Any], behaviour: PodBehavi
         return
     state = behaviour.state
     if state is PodState.CRASH_LOOP:
-        ctl.event(pod, "Warning", "BackOff", behaviour.message or "Back-off restarting failed container", "kubelet")
+        ctl.event(
+            pod, "Warning", "BackOff", behaviour.message or "Back-off restarting failed container", "kubelet"
+        )
     elif state in (PodState.ERR_IMAGE_PULL, PodState.IMAGE_PULL_BACKOFF):
-        ctl.event(pod, "Warning", "Failed", behaviour.message or f'Failed to pull image "{images}"', "kubelet")
+        ctl.event(
+            pod, "Warning", "Failed", behaviour.message or f'Failed to pull image "{images}"', "kubelet"
+        )
     elif state in (PodState.READY, PodState.UNREADY):
-        ctl.event(pod, "Normal", "Started", "Started container " + ", ".join(c["name"] for c in pod["spec"].get("containers") or []), "kubelet")
+        ctl.event(
+            pod,
+            "Normal",
+            "Started",
+            "Started container " + ", ".join(c["name"] for c in pod["spec"].get("containers") or []),
+            "kubelet",
+        )

@@ -47,7 +47,9 @@ def secret(obj: Mapping[str, Any]) -> list[FieldError]:
     data = obj.get("data") or {}
     out, _ = _data_keys(data, "data")
     # Values were base64-decoded already (a bad one is a 400 before validation): size from the length.
-    size = sum(len(v) * 3 // 4 - v.endswith("=") - v.endswith("==") for v in data.values() if isinstance(v, str))
+    size = sum(
+        len(v) * 3 // 4 - v.endswith("=") - v.endswith("==") for v in data.values() if isinstance(v, str)
+    )
     if size > MAX_SECRET_SIZE:
         out.append(field_too_long("data", MAX_SECRET_SIZE))
     stype = obj.get("type") or "Opaque"
@@ -77,7 +79,9 @@ def secret(obj: Mapping[str, Any]) -> list[FieldError]:
     return out
 
 
-def _immutable_data(new: Mapping[str, Any], old: Mapping[str, Any], fields: tuple[str, ...]) -> list[FieldError]:
+def _immutable_data(
+    new: Mapping[str, Any], old: Mapping[str, Any], fields: tuple[str, ...]
+) -> list[FieldError]:
     out = []
     if old.get("immutable"):
         if not new.get("immutable"):
@@ -98,7 +102,7 @@ def secret_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[FieldE
 def configmap(obj: Mapping[str, Any]) -> list[FieldError]:
     out, size = _data_keys(obj.get("data"), "data")
     binary = obj.get("binaryData") or {}
-    for k in (obj.get("data") or {}):
+    for k in obj.get("data") or {}:
         if k in binary:
             out.append(field_invalid(key("data", k), k, "duplicate of key present in binaryData"))
     more, bsize = _data_keys(binary, "binaryData")
@@ -121,7 +125,9 @@ def service(obj: Mapping[str, Any]) -> list[FieldError]:
     if not ports and not headless and stype != "ExternalName":
         out.append(field_required("spec.ports"))
     if stype in ("LoadBalancer", "NodePort") and headless:
-        out.append(field_invalid("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {stype} services"))
+        out.append(
+            field_invalid("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {stype} services")
+        )
     if stype == "ExternalName":
         name = (spec.get("externalName") or "").removesuffix(".")
         if not name:
@@ -139,7 +145,9 @@ def service(obj: Mapping[str, Any]) -> list[FieldError]:
             if name in names:
                 out.append(field_duplicate(child(path, "name"), name))
             names.add(name)
-        out += [field_invalid(child(path, "port"), p.get("port"), m) for m in fmt.is_valid_port_num(p.get("port"))]
+        out += [
+            field_invalid(child(path, "port"), p.get("port"), m) for m in fmt.is_valid_port_num(p.get("port"))
+        ]
         protocol = p.get("protocol")
         if not protocol:
             out.append(field_required(child(path, "protocol")))
@@ -163,7 +171,9 @@ def service(obj: Mapping[str, Any]) -> list[FieldError]:
     elif affinity not in ("ClientIP", "None"):
         out.append(field_not_supported("spec.sessionAffinity", affinity, ["ClientIP", "None"]))
     elif affinity == "None" and spec.get("sessionAffinityConfig") is not None:
-        out.append(field_forbidden("spec.sessionAffinityConfig", "must not be set when session affinity is None"))
+        out.append(
+            field_forbidden("spec.sessionAffinityConfig", "must not be set when session affinity is None")
+        )
     if not stype:
         out.append(field_required("spec.type"))
     elif stype not in _SERVICE_TYPES:
@@ -173,11 +183,25 @@ def service(obj: Mapping[str, Any]) -> list[FieldError]:
         try:
             ipaddress.ip_address(ip)
         except ValueError:
-            out.append(field_invalid("spec.clusterIPs[0]", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+            out.append(
+                field_invalid(
+                    "spec.clusterIPs[0]", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+                )
+            )
     if spec.get("allocateLoadBalancerNodePorts") is not None and stype != "LoadBalancer":
-        out.append(field_forbidden("spec.allocateLoadBalancerNodePorts", "may only be used when `type` is 'LoadBalancer'"))
+        out.append(
+            field_forbidden(
+                "spec.allocateLoadBalancerNodePorts", "may only be used when `type` is 'LoadBalancer'"
+            )
+        )
     if stype not in ("NodePort", "LoadBalancer") and spec.get("externalTrafficPolicy"):
-        out.append(field_invalid("spec.externalTrafficPolicy", spec["externalTrafficPolicy"], "may only be set for externally-accessible services"))
+        out.append(
+            field_invalid(
+                "spec.externalTrafficPolicy",
+                spec["externalTrafficPolicy"],
+                "may only be set for externally-accessible services",
+            )
+        )
     itp = spec.get("internalTrafficPolicy")
     if itp is not None and itp not in ("Cluster", "Local"):
         out.append(field_not_supported("spec.internalTrafficPolicy", itp, ["Cluster", "Local"]))
@@ -207,7 +231,11 @@ def pvc_spec(spec: Mapping[str, Any], path: str) -> list[FieldError]:
         if mode not in _ACCESS_MODES:
             out.append(field_not_supported(child(path, "accessModes"), mode, _ACCESS_MODES))
     if "ReadWriteOncePod" in modes and len(set(modes)) > 1:
-        out.append(field_forbidden(child(path, "accessModes"), "may not use ReadWriteOncePod with other access modes"))
+        out.append(
+            field_forbidden(
+                child(path, "accessModes"), "may not use ReadWriteOncePod with other access modes"
+            )
+        )
     storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
     storage_path = key(child(path, "resources"), "storage")
     if storage is None:
@@ -237,6 +265,7 @@ def pvc_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[FieldErro
     new_storage = ((new_spec.get("resources") or {}).get("requests") or {}).get("storage")
     old_storage = ((old_spec.get("resources") or {}).get("requests") or {}).get("storage")
     if bound:
+
         def without_storage(s: dict[str, Any]) -> dict[str, Any]:
             s = json.loads(json.dumps(s))
             s.get("resources", {}).get("requests", {}).pop("storage", None)
@@ -247,10 +276,15 @@ def pvc_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[FieldErro
         new_cmp, old_cmp = new_spec, old_spec
     if new_cmp != old_cmp:
         out.append(
-            field_forbidden("spec", "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims")
+            field_forbidden(
+                "spec",
+                "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+            )
         )
     if new_storage and old_storage and quantity.parse(new_storage) < quantity.parse(old_storage):
-        out.append(field_forbidden("spec.resources.requests.storage", "field can not be less than status.capacity"))
+        out.append(
+            field_forbidden("spec.resources.requests.storage", "field can not be less than status.capacity")
+        )
     return out
 
 
@@ -259,7 +293,13 @@ def namespace(obj: Mapping[str, Any]) -> list[FieldError]:
     for f in (obj.get("spec") or {}).get("finalizers") or []:
         out += [field_invalid("spec.finalizers", f, m) for m in fmt.is_qualified_name(f)]
         if "/" not in f and f not in ("kubernetes", "orphan", "foregroundDeletion"):
-            out.append(field_invalid("spec.finalizers", f, "name is neither a standard finalizer name nor is it fully qualified"))
+            out.append(
+                field_invalid(
+                    "spec.finalizers",
+                    f,
+                    "name is neither a standard finalizer name nor is it fully qualified",
+                )
+            )
     return out
 
 
@@ -275,7 +315,11 @@ def _quota_name(name: str, path: str) -> list[FieldError]:
     out = [field_invalid(path, name, m) for m in fmt.is_qualified_name(name)]
     if out:
         return out
-    if "/" not in name and name not in _QUOTA_STANDARD and not name.startswith(("count/", "hugepages-", "requests.hugepages-")):
+    if (
+        "/" not in name
+        and name not in _QUOTA_STANDARD
+        and not name.startswith(("count/", "hugepages-", "requests.hugepages-"))
+    ):
         return [field_invalid(path, name, "must be a standard resource for quota")]
     return []
 
@@ -289,7 +333,15 @@ def resource_quota(obj: Mapping[str, Any]) -> list[FieldError]:
         if q.value < 0:
             out.append(field_invalid(p, str(q), "must be greater than or equal to 0"))
     scopes = (obj.get("spec") or {}).get("scopes") or []
-    valid = {"Terminating", "NotTerminating", "BestEffort", "NotBestEffort", "PriorityClass", "CrossNamespacePodAffinity", "VolumeAttributesClass"}
+    valid = {
+        "Terminating",
+        "NotTerminating",
+        "BestEffort",
+        "NotBestEffort",
+        "PriorityClass",
+        "CrossNamespacePodAffinity",
+        "VolumeAttributesClass",
+    }
     for scope in scopes:
         if scope not in valid:
             out.append(field_invalid("spec.scopes", scopes, "unsupported scope"))
@@ -311,25 +363,64 @@ def limit_range(obj: Mapping[str, Any]) -> list[FieldError]:
         p = index("spec.limits", i)
         ltype = item.get("type")
         if ltype not in ("Container", "Pod", "PersistentVolumeClaim"):
-            out.append(field_not_supported(child(p, "type"), ltype, ["Container", "PersistentVolumeClaim", "Pod"]))
+            out.append(
+                field_not_supported(child(p, "type"), ltype, ["Container", "PersistentVolumeClaim", "Pod"])
+            )
         if ltype == "Pod" and (item.get("default") or item.get("defaultRequest")):
             out.append(field_forbidden(child(p, "default"), "may not be specified when `type` is 'Pod'"))
-        values = {f: {k: quantity.parse(v) for k, v in (item.get(f) or {}).items()} for f in ("min", "max", "default", "defaultRequest")}
+        values = {
+            f: {k: quantity.parse(v) for k, v in (item.get(f) or {}).items()}
+            for f in ("min", "max", "default", "defaultRequest")
+        }
         for name in set().union(*(v.keys() for v in values.values())):
             mn, mx = values["min"].get(name), values["max"].get(name)
             d, dr = values["default"].get(name), values["defaultRequest"].get(name)
             if mn and mx and mn > mx:
-                out.append(field_invalid(key(child(p, "min"), name), str(mn), f"min value {mn} is greater than max value {mx}"))
+                out.append(
+                    field_invalid(
+                        key(child(p, "min"), name), str(mn), f"min value {mn} is greater than max value {mx}"
+                    )
+                )
             if dr and mn and mn > dr:
-                out.append(field_invalid(key(child(p, "defaultRequest"), name), str(dr), f"min value {mn} is greater than default request value {dr}"))
+                out.append(
+                    field_invalid(
+                        key(child(p, "defaultRequest"), name),
+                        str(dr),
+                        f"min value {mn} is greater than default request value {dr}",
+                    )
+                )
             if dr and mx and dr > mx:
-                out.append(field_invalid(key(child(p, "defaultRequest"), name), str(dr), f"default request value {dr} is greater than max value {mx}"))
+                out.append(
+                    field_invalid(
+                        key(child(p, "defaultRequest"), name),
+                        str(dr),
+                        f"default request value {dr} is greater than max value {mx}",
+                    )
+                )
             if dr and d and dr > d:
-                out.append(field_invalid(key(child(p, "defaultRequest"), name), str(dr), f"default request value {dr} is greater than default limit value {d}"))
+                out.append(
+                    field_invalid(
+                        key(child(p, "defaultRequest"), name),
+                        str(dr),
+                        f"default request value {dr} is greater than default limit value {d}",
+                    )
+                )
             if d and mn and mn > d:
-                out.append(field_invalid(key(child(p, "default"), name), str(mn), f"min value {mn} is greater than default value {d}"))
+                out.append(
+                    field_invalid(
+                        key(child(p, "default"), name),
+                        str(mn),
+                        f"min value {mn} is greater than default value {d}",
+                    )
+                )
             if d and mx and d > mx:
-                out.append(field_invalid(key(child(p, "default"), name), str(mx), f"default value {d} is greater than max value {mx}"))
+                out.append(
+                    field_invalid(
+                        key(child(p, "default"), name),
+                        str(mx),
+                        f"default value {d} is greater than max value {mx}",
+                    )
+                )
     return out
 
 
@@ -337,7 +428,9 @@ def event(obj: Mapping[str, Any]) -> list[FieldError]:
     involved = obj.get("involvedObject") or {}
     ns = (obj.get("metadata") or {}).get("namespace")
     if involved.get("namespace") and involved["namespace"] != ns:
-        return [field_invalid("involvedObject.namespace", involved["namespace"], "does not match event.namespace")]
+        return [
+            field_invalid("involvedObject.namespace", involved["namespace"], "does not match event.namespace")
+        ]
     return []
 
 

@@ -75,7 +75,9 @@ def finalizers(values: Any, path: str, *, kube_names: bool = True) -> list[Field
         out += [field_invalid(path, f, msg) for msg in fmt.is_qualified_name(f)]
         if kube_names and "/" not in f and f not in STANDARD_FINALIZERS:
             out.append(
-                field_invalid(index(path, i), f, "name is neither a standard finalizer name nor is it fully qualified")
+                field_invalid(
+                    index(path, i), f, "name is neither a standard finalizer name nor is it fully qualified"
+                )
             )
     if "orphan" in values and "foregroundDeletion" in values:
         out.append(field_invalid(path, values, "finalizer orphan and foregroundDeletion cannot be both set"))
@@ -131,7 +133,10 @@ def object_meta(
         if not namespace:
             out.append(field_required(child(path, "namespace")))
         else:
-            out += [field_invalid(child(path, "namespace"), namespace, m) for m in fmt.name_is_dns_label(namespace)]
+            out += [
+                field_invalid(child(path, "namespace"), namespace, m)
+                for m in fmt.name_is_dns_label(namespace)
+            ]
     elif namespace:
         out.append(field_forbidden(child(path, "namespace"), "not allowed on this type"))
     out += labels(meta.get("labels"), child(path, "labels"))
@@ -141,7 +146,9 @@ def object_meta(
     return out
 
 
-def object_meta_update(new: Mapping[str, Any], old: Mapping[str, Any], path: str = "metadata") -> list[FieldError]:
+def object_meta_update(
+    new: Mapping[str, Any], old: Mapping[str, Any], path: str = "metadata"
+) -> list[FieldError]:
     """ValidateObjectMetaUpdate (the immutable system fields are restored by the store beforehand)."""
     out = []
     if old.get("deletionTimestamp"):
@@ -187,14 +194,17 @@ def label_selector(selector: Any, path: str) -> list[FieldError]:
             if values:
                 out.append(
                     field_forbidden(
-                        child(p, "values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"
+                        child(p, "values"),
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
                     )
                 )
         else:
             out.append(field_not_supported(child(p, "operator"), op, _SELECTOR_OPS))
         out += label_name(expr.get("key") or "", child(p, "key"))
         for j, v in enumerate(values):
-            out += [field_invalid(index(child(p, "values"), j), v, m) for m in fmt.is_valid_label_value(str(v))]
+            out += [
+                field_invalid(index(child(p, "values"), j), v, m) for m in fmt.is_valid_label_value(str(v))
+            ]
     return out
 
 
@@ -218,7 +228,9 @@ def selector_matches(selector: Mapping[str, Any], target: Mapping[str, str]) -> 
 
 
 def selector_empty(selector: Any) -> bool:
-    return not isinstance(selector, Mapping) or not (selector.get("matchLabels") or selector.get("matchExpressions"))
+    return not isinstance(selector, Mapping) or not (
+        selector.get("matchLabels") or selector.get("matchExpressions")
+    )
 
 
 def non_negative(value: Any, path: str) -> list[FieldError]:

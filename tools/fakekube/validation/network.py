@@ -43,9 +43,15 @@ def _backend(backend: Any, path: str) -> list[FieldError]:
     if has_name and has_number:
         out.append(field_invalid(child(p, "port"), port, "cannot set both port name & port number"))
     elif has_name:
-        out += [field_invalid(child(child(p, "port"), "name"), port["name"], m) for m in fmt.is_valid_port_name(port["name"])]
+        out += [
+            field_invalid(child(child(p, "port"), "name"), port["name"], m)
+            for m in fmt.is_valid_port_name(port["name"])
+        ]
     elif has_number:
-        out += [field_invalid(child(child(p, "port"), "number"), port["number"], m) for m in fmt.is_valid_port_num(port["number"])]
+        out += [
+            field_invalid(child(child(p, "port"), "number"), port["number"], m)
+            for m in fmt.is_valid_port_num(port["number"])
+        ]
     else:
         out.append(field_required(child(p, "port"), "port name or number is required"))
     return out
@@ -55,7 +61,11 @@ def ingress(obj: Mapping[str, Any]) -> list[FieldError]:
     spec = obj.get("spec") or {}
     out: list[FieldError] = []
     if not spec.get("rules") and spec.get("defaultBackend") is None:
-        out.append(field_invalid("spec.rules", spec.get("rules") or [], "either `defaultBackend` or `rules` must be specified"))
+        out.append(
+            field_invalid(
+                "spec.rules", spec.get("rules") or [], "either `defaultBackend` or `rules` must be specified"
+            )
+        )
     if spec.get("defaultBackend") is not None:
         out += _backend(spec["defaultBackend"], "spec.defaultBackend")
     cls = spec.get("ingressClassName")
@@ -107,16 +117,20 @@ def _host(host: str, path: str) -> list[FieldError]:
         return [field_invalid(path, host, "must be a DNS name, not an IP address")]
     if host.startswith("*."):
         errs = fmt.is_dns1123_subdomain(host[2:])
-        return [
-            field_invalid(
-                path,
-                host,
-                "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which "
-                "must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric "
-                "character (e.g. '*.example.com', regex used for validation is "
-                "'\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-            )
-        ] if errs else []
+        return (
+            [
+                field_invalid(
+                    path,
+                    host,
+                    "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which "
+                    "must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric "
+                    "character (e.g. '*.example.com', regex used for validation is "
+                    "'\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                )
+            ]
+            if errs
+            else []
+        )
     return [field_invalid(path, host, m) for m in fmt.is_dns1123_subdomain(host)]
 
 
@@ -152,7 +166,9 @@ def _np_port(port: Mapping[str, Any], path: str) -> list[FieldError]:
         if number is None:
             out.append(field_required(child(path, "port"), "may not be empty when `endPort` is specified"))
         elif isinstance(number, str):
-            out.append(field_forbidden(child(path, "endPort"), "may not be specified when `port` is non-numeric"))
+            out.append(
+                field_forbidden(child(path, "endPort"), "may not be specified when `port` is non-numeric")
+            )
         elif end < number:
             out.append(field_invalid(child(path, "endPort"), end, "must be greater than or equal to `port`"))
         out += [field_invalid(child(path, "endPort"), end, m) for m in fmt.is_valid_port_num(end)]

@@ -30,7 +30,9 @@ def storage_class(obj: Mapping[str, Any]) -> list[FieldError]:
     else:
         if len(provisioner) > 63:
             out.append(field_too_long("provisioner", 63))
-        out += [field_invalid("provisioner", provisioner, m) for m in fmt.is_qualified_name(provisioner.lower())]
+        out += [
+            field_invalid("provisioner", provisioner, m) for m in fmt.is_qualified_name(provisioner.lower())
+        ]
     params = obj.get("parameters") or {}
     if len(params) > _MAX_PARAMETERS:
         out.append(field_invalid("parameters", len(params), "must have at most 512 parameters"))
@@ -69,7 +71,7 @@ def crd(obj: Mapping[str, Any]) -> list[FieldError]:
     name = (obj.get("metadata") or {}).get("name") or ""
     plural = names.get("plural") or ""
     if name != f"{plural}.{group}":
-        out.append(field_invalid("metadata.name", name, "must be spec.names.plural+\".\"+spec.group"))
+        out.append(field_invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
     if not group:
         out.append(field_required("spec.group"))
     else:
@@ -84,15 +86,27 @@ def crd(obj: Mapping[str, Any]) -> list[FieldError]:
         if f == "plural" and not value:
             out.append(field_required("spec.names.plural"))
         elif value:
-            out += [field_invalid(f"spec.names.{f}", value, m) for m in fmt.is_dns1035_label(value.lower())] if f != "listKind" else []
+            out += (
+                [field_invalid(f"spec.names.{f}", value, m) for m in fmt.is_dns1035_label(value.lower())]
+                if f != "listKind"
+                else []
+            )
     if not names.get("kind"):
         out.append(field_required("spec.names.kind"))
     versions = spec.get("versions") or []
     if not versions:
-        out.append(field_invalid("spec.versions", versions, "must have exactly one version marked as storage version"))
+        out.append(
+            field_invalid(
+                "spec.versions", versions, "must have exactly one version marked as storage version"
+            )
+        )
     storage = [v for v in versions if v.get("storage")]
     if versions and len(storage) != 1:
-        out.append(field_invalid("spec.versions", versions, "must have exactly one version marked as storage version"))
+        out.append(
+            field_invalid(
+                "spec.versions", versions, "must have exactly one version marked as storage version"
+            )
+        )
     seen: set[str] = set()
     for i, v in enumerate(versions):
         vname = v.get("name") or ""
@@ -105,7 +119,11 @@ def crd(obj: Mapping[str, Any]) -> list[FieldError]:
         if not isinstance(schema, Mapping):
             out.append(field_required(f"{p}.schema.openAPIV3Schema", "schemas are required"))
         elif schema.get("type") != "object":
-            out.append(field_invalid(f"{p}.schema.openAPIV3Schema.type", schema.get("type"), "must be object at the root"))
+            out.append(
+                field_invalid(
+                    f"{p}.schema.openAPIV3Schema.type", schema.get("type"), "must be object at the root"
+                )
+            )
     return out
 
 

@@ -111,7 +111,10 @@ def pod_template(template: Any, path: str, *, validate_spec: bool = True) -> lis
         out += pod_spec(spec, child(path, "spec"))
         if spec.get("ephemeralContainers"):
             out.append(
-                field_forbidden(child(child(path, "spec"), "ephemeralContainers"), "ephemeral containers not allowed in pod template")
+                field_forbidden(
+                    child(child(path, "spec"), "ephemeralContainers"),
+                    "ephemeral containers not allowed in pod template",
+                )
             )
     return out
 
@@ -123,12 +126,16 @@ def pod_spec(spec: Mapping[str, Any], path: str, *, pod: bool = False) -> list[F
     volumes, verrs = _volumes(spec.get("volumes"), child(path, "volumes"))
     out += verrs
     out += _containers(spec.get("containers"), volumes, child(path, "containers"), spec)
-    out += _init_containers(spec.get("initContainers"), spec.get("containers"), volumes, child(path, "initContainers"))
+    out += _init_containers(
+        spec.get("initContainers"), spec.get("containers"), volumes, child(path, "initContainers")
+    )
     restart = spec.get("restartPolicy")
     if not restart:
         out.append(field_required(child(path, "restartPolicy")))
     elif restart not in ("Always", "OnFailure", "Never"):
-        out.append(field_not_supported(child(path, "restartPolicy"), restart, ["Always", "OnFailure", "Never"]))
+        out.append(
+            field_not_supported(child(path, "restartPolicy"), restart, ["Always", "OnFailure", "Never"])
+        )
     dns = spec.get("dnsPolicy")
     dns_values = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
     if not dns:
@@ -151,11 +158,17 @@ def pod_spec(spec: Mapping[str, Any], path: str, *, pod: bool = False) -> list[F
             out += [field_invalid(child(path, f), value, m) for m in fmt.is_dns1123_label(value)]
     deadline = spec.get("activeDeadlineSeconds")
     if isinstance(deadline, int) and not 1 <= deadline <= 2**31 - 1:
-        out.append(field_invalid(child(path, "activeDeadlineSeconds"), deadline, fmt.inclusive_range_error(1, 2**31 - 1)))
+        out.append(
+            field_invalid(
+                child(path, "activeDeadlineSeconds"), deadline, fmt.inclusive_range_error(1, 2**31 - 1)
+            )
+        )
     out += _tolerations(spec.get("tolerations"), child(path, "tolerations"))
     for i, alias in enumerate(_list(spec.get("hostAliases"))):
         p = index(child(path, "hostAliases"), i)
-        out += [field_invalid(child(p, "ip"), alias.get("ip"), m) for m in fmt.is_valid_ip(_str(alias.get("ip")))]
+        out += [
+            field_invalid(child(p, "ip"), alias.get("ip"), m) for m in fmt.is_valid_ip(_str(alias.get("ip")))
+        ]
     out += _topology_spread(spec.get("topologySpreadConstraints"), child(path, "topologySpreadConstraints"))
     if pod:
         for group in ("containers", "initContainers"):
@@ -217,7 +230,9 @@ def _volume_source(source: str, spec: Any, path: str) -> list[FieldError]:
     elif source == "emptyDir":
         size = spec.get("sizeLimit")
         if size is not None and quantity.parse(size).value < 0:
-            out.append(field_forbidden(child(path, "sizeLimit"), "SizeLimit field must be a valid resource quantity"))
+            out.append(
+                field_forbidden(child(path, "sizeLimit"), "SizeLimit field must be a valid resource quantity")
+            )
     elif source == "hostPath":
         if not _str(spec.get("path")):
             out.append(field_required(child(path, "path")))
@@ -260,7 +275,9 @@ def _local_path(target: str, path: str) -> list[FieldError]:
     return out
 
 
-def _containers(containers: Any, volumes: Mapping[str, Any], path: str, spec: Mapping[str, Any]) -> list[FieldError]:
+def _containers(
+    containers: Any, volumes: Mapping[str, Any], path: str, spec: Mapping[str, Any]
+) -> list[FieldError]:
     items = _list(containers)
     if not items:
         return [field_required(path)]
@@ -289,7 +306,9 @@ def _containers(containers: Any, volumes: Mapping[str, Any], path: str, spec: Ma
     return out
 
 
-def _init_containers(containers: Any, regular: Any, volumes: Mapping[str, Any], path: str) -> list[FieldError]:
+def _init_containers(
+    containers: Any, regular: Any, volumes: Mapping[str, Any], path: str
+) -> list[FieldError]:
     out: list[FieldError] = []
     names = {_str(c.get("name")) for c in _list(regular)}
     port_names: set[str] = set()
@@ -307,11 +326,17 @@ def _init_containers(containers: Any, regular: Any, volumes: Mapping[str, Any], 
         if restart != "Always":
             for f in ("lifecycle", "livenessProbe", "readinessProbe", "startupProbe"):
                 if c.get(f) is not None:
-                    out.append(field_forbidden(child(p, f), "may not be set for init containers without restartPolicy=Always"))
+                    out.append(
+                        field_forbidden(
+                            child(p, f), "may not be set for init containers without restartPolicy=Always"
+                        )
+                    )
     return out
 
 
-def _container_common(c: Mapping[str, Any], volumes: Mapping[str, Any], path: str, port_names: set[str]) -> list[FieldError]:
+def _container_common(
+    c: Mapping[str, Any], volumes: Mapping[str, Any], path: str, port_names: set[str]
+) -> list[FieldError]:
     out: list[FieldError] = []
     name = _str(c.get("name"))
     if not name:
@@ -324,7 +349,11 @@ def _container_common(c: Mapping[str, Any], volumes: Mapping[str, Any], path: st
     if not policy:
         out.append(field_required(child(path, "terminationMessagePolicy")))
     elif policy not in ("File", "FallbackToLogsOnError"):
-        out.append(field_not_supported(child(path, "terminationMessagePolicy"), policy, ["File", "FallbackToLogsOnError"]))
+        out.append(
+            field_not_supported(
+                child(path, "terminationMessagePolicy"), policy, ["File", "FallbackToLogsOnError"]
+            )
+        )
     out += _ports(c.get("ports"), child(path, "ports"), port_names)
     out += _env(c.get("env"), child(path, "env"))
     out += _env_from(c.get("envFrom"), child(path, "envFrom"))
@@ -356,7 +385,9 @@ def _ports(ports: Any, path: str, names: set[str]) -> list[FieldError]:
         if not number:
             out.append(field_required(child(p, "containerPort")))
         else:
-            out += [field_invalid(child(p, "containerPort"), number, m) for m in fmt.is_valid_port_num(number)]
+            out += [
+                field_invalid(child(p, "containerPort"), number, m) for m in fmt.is_valid_port_num(number)
+            ]
         host = port.get("hostPort")
         if host:
             out += [field_invalid(child(p, "hostPort"), host, m) for m in fmt.is_valid_port_num(host)]
@@ -377,7 +408,9 @@ def _host_ports(containers: list[Mapping[str, Any]], path: str) -> list[FieldErr
                 continue
             sig = f"{port.get('protocol')}/{port.get('hostIP', '')}/{port['hostPort']}"
             if sig in seen:
-                out.append(field_duplicate(child(index(child(index(path, ci), "ports"), pi), "hostPort"), sig))
+                out.append(
+                    field_duplicate(child(index(child(index(path, ci), "ports"), pi), "hostPort"), sig)
+                )
             seen.add(sig)
     return out
 
@@ -430,7 +463,9 @@ def _value_from(ev: Mapping[str, Any], path: str) -> list[FieldError]:
         res = _str(res_ref.get("resource"))
         if not res:
             out.append(field_required(child(rp, "resource")))
-        elif res not in _RESOURCE_FIELD_PATHS and not res.startswith(("requests.hugepages-", "limits.hugepages-")):
+        elif res not in _RESOURCE_FIELD_PATHS and not res.startswith(
+            ("requests.hugepages-", "limits.hugepages-")
+        ):
             out.append(field_not_supported(child(rp, "resource"), res, _RESOURCE_FIELD_PATHS))
     for ref_name in ("configMapKeyRef", "secretKeyRef"):
         ref = source.get(ref_name)
@@ -438,7 +473,13 @@ def _value_from(ev: Mapping[str, Any], path: str) -> list[FieldError]:
             n += 1
             out += key_selector(ref, child(path, ref_name))
     if n == 0:
-        out.append(field_invalid(path, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"))
+        out.append(
+            field_invalid(
+                path,
+                "",
+                "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+            )
+        )
     elif ev.get("value"):
         out.append(field_invalid(path, "", "may not be specified when `value` is not empty"))
     elif n > 1:
@@ -528,7 +569,11 @@ def resources(res: Any, path: str) -> list[FieldError]:
             if not _overcommit_allowed(name) and req_q.value != lim_q.value:
                 out.append(field_invalid(req_path, str(req_q), f"must be equal to {name} limit of {lim_q}"))
             elif req_q > lim_q:
-                out.append(field_invalid(req_path, str(req_q), f"must be less than or equal to {name} limit of {lim_q}"))
+                out.append(
+                    field_invalid(
+                        req_path, str(req_q), f"must be less than or equal to {name} limit of {lim_q}"
+                    )
+                )
         elif not _overcommit_allowed(name):
             out.append(field_required(lim_path, "Limit must be set for non overcommitable resources"))
     return out
@@ -561,19 +606,33 @@ def _quantity_value(value: Any, path: str) -> list[FieldError]:
     return []
 
 
-def _probe(probe: Any, path: str, *, success_is_one: bool = False, readiness: bool = False) -> list[FieldError]:
+def _probe(
+    probe: Any, path: str, *, success_is_one: bool = False, readiness: bool = False
+) -> list[FieldError]:
     if not isinstance(probe, Mapping):
         return []
     out = _handler(probe, path, probe=True)
-    for f in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"):
+    for f in (
+        "initialDelaySeconds",
+        "timeoutSeconds",
+        "periodSeconds",
+        "successThreshold",
+        "failureThreshold",
+    ):
         out += non_negative(probe.get(f), child(path, f))
     grace = probe.get("terminationGracePeriodSeconds")
     if isinstance(grace, int) and grace <= 0:
-        out.append(field_invalid(child(path, "terminationGracePeriodSeconds"), grace, "must be greater than 0"))
+        out.append(
+            field_invalid(child(path, "terminationGracePeriodSeconds"), grace, "must be greater than 0")
+        )
     if success_is_one and probe.get("successThreshold") not in (None, 1):
         out.append(field_invalid(child(path, "successThreshold"), probe["successThreshold"], "must be 1"))
     if readiness and grace is not None:
-        out.append(field_invalid(child(path, "terminationGracePeriodSeconds"), grace, "must not be set for readinessProbes"))
+        out.append(
+            field_invalid(
+                child(path, "terminationGracePeriodSeconds"), grace, "must not be set for readinessProbes"
+            )
+        )
     return out
 
 
@@ -595,9 +654,7 @@ def _handler(handler: Mapping[str, Any], path: str, *, probe: bool = False) -> l
         scheme = body.get("scheme")
         if scheme not in ("HTTP", "HTTPS"):
             out.append(field_not_supported(child(p, "scheme"), scheme, ["HTTP", "HTTPS"]))
-    elif k == "tcpSocket":
-        out += port_num_or_name(body.get("port"), child(p, "port"))
-    elif k == "grpc":
+    elif k == "tcpSocket" or k == "grpc":
         out += port_num_or_name(body.get("port"), child(p, "port"))
     return out
 
@@ -620,10 +677,18 @@ def _security_context(sc: Any, path: str) -> list[FieldError]:
     out = _id_range(sc.get("runAsUser"), child(path, "runAsUser"))
     out += _id_range(sc.get("runAsGroup"), child(path, "runAsGroup"))
     if sc.get("allowPrivilegeEscalation") is False and sc.get("privileged") is True:
-        out.append(field_invalid(path, sc, "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"))
+        out.append(
+            field_invalid(path, sc, "cannot set `allowPrivilegeEscalation` to false and `privileged` to true")
+        )
     caps = sc.get("capabilities") if isinstance(sc.get("capabilities"), Mapping) else {}
     if sc.get("allowPrivilegeEscalation") is False and "CAP_SYS_ADMIN" in (caps.get("add") or []):
-        out.append(field_invalid(path, sc, "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN"))
+        out.append(
+            field_invalid(
+                path,
+                sc,
+                "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+            )
+        )
     return out
 
 
@@ -647,21 +712,43 @@ def _tolerations(tolerations: Any, path: str) -> list[FieldError]:
             out += label_name(k, child(p, "key"))
         op = t.get("operator") or ""
         if not k and op != "Exists":
-            out.append(field_invalid(child(p, "operator"), op, 'operator must be Exists when `key` is empty, which means "match all values and all keys"'))
+            out.append(
+                field_invalid(
+                    child(p, "operator"),
+                    op,
+                    'operator must be Exists when `key` is empty, which means "match all values and all keys"',
+                )
+            )
         if t.get("tolerationSeconds") is not None and t.get("effect") != "NoExecute":
-            out.append(field_invalid(child(p, "effect"), t.get("effect") or "", "effect must be 'NoExecute' when `tolerationSeconds` is set"))
+            out.append(
+                field_invalid(
+                    child(p, "effect"),
+                    t.get("effect") or "",
+                    "effect must be 'NoExecute' when `tolerationSeconds` is set",
+                )
+            )
         if op in ("Equal", ""):
             errs = fmt.is_valid_label_value(_str(t.get("value")))
             if errs:
                 out.append(field_invalid(child(p, "operator"), t.get("value"), ";".join(errs)))
         elif op == "Exists":
             if t.get("value"):
-                out.append(field_invalid(child(p, "operator"), t.get("value"), "value must be empty when `operator` is 'Exists'"))
+                out.append(
+                    field_invalid(
+                        child(p, "operator"),
+                        t.get("value"),
+                        "value must be empty when `operator` is 'Exists'",
+                    )
+                )
         else:
             out.append(field_not_supported(child(p, "operator"), op, ["Equal", "Exists"]))
         effect = t.get("effect")
         if effect and effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
-            out.append(field_not_supported(child(p, "effect"), effect, ["NoSchedule", "PreferNoSchedule", "NoExecute"]))
+            out.append(
+                field_not_supported(
+                    child(p, "effect"), effect, ["NoSchedule", "PreferNoSchedule", "NoExecute"]
+                )
+            )
     return out
 
 
@@ -680,7 +767,9 @@ def _topology_spread(constraints: Any, path: str) -> list[FieldError]:
             out += label_name(topology_key, child(p, "topologyKey"))
         when = c.get("whenUnsatisfiable")
         if when not in ("DoNotSchedule", "ScheduleAnyway"):
-            out.append(field_not_supported(child(p, "whenUnsatisfiable"), when, ["DoNotSchedule", "ScheduleAnyway"]))
+            out.append(
+                field_not_supported(child(p, "whenUnsatisfiable"), when, ["DoNotSchedule", "ScheduleAnyway"])
+            )
         pair = (topology_key, _str(when))
         if pair in seen:
             out.append(field_duplicate(p, f"{{{topology_key}, {when}}}"))
@@ -688,7 +777,11 @@ def _topology_spread(constraints: Any, path: str) -> list[FieldError]:
         out += label_selector(c.get("labelSelector"), child(p, "labelSelector"))
         match_keys = c.get("matchLabelKeys") or []
         if match_keys and c.get("labelSelector") is None:
-            out.append(field_forbidden(child(p, "matchLabelKeys"), "must not be specified when labelSelector is not set"))
+            out.append(
+                field_forbidden(
+                    child(p, "matchLabelKeys"), "must not be specified when labelSelector is not set"
+                )
+            )
         for j, mk in enumerate(match_keys):
             out += label_name(mk, index(child(p, "matchLabelKeys"), j))
         min_domains = c.get("minDomains")
@@ -696,5 +789,11 @@ def _topology_spread(constraints: Any, path: str) -> list[FieldError]:
             if not isinstance(min_domains, int) or min_domains <= 0:
                 out.append(field_invalid(child(p, "minDomains"), min_domains, "must be greater than 0"))
             elif when != "DoNotSchedule":
-                out.append(field_invalid(child(p, "minDomains"), min_domains, "can only use minDomains if whenUnsatisfiable=DoNotSchedule"))
+                out.append(
+                    field_invalid(
+                        child(p, "minDomains"),
+                        min_domains,
+                        "can only use minDomains if whenUnsatisfiable=DoNotSchedule",
+                    )
+                )
     return out

@@ -18,14 +18,30 @@ def _rule(rule: Mapping[str, Any], namespaced: bool, path: str) -> list[FieldErr
         out.append(field_required(child(path, "verbs"), "verbs must contain at least one value"))
     if rule.get("nonResourceURLs"):
         if namespaced:
-            out.append(field_invalid(child(path, "nonResourceURLs"), rule["nonResourceURLs"], "namespaced rules cannot apply to non-resource URLs"))
+            out.append(
+                field_invalid(
+                    child(path, "nonResourceURLs"),
+                    rule["nonResourceURLs"],
+                    "namespaced rules cannot apply to non-resource URLs",
+                )
+            )
         if rule.get("apiGroups") or rule.get("resources") or rule.get("resourceNames"):
-            out.append(field_invalid(child(path, "nonResourceURLs"), rule["nonResourceURLs"], "rules cannot apply to both regular resources and non-resource URLs"))
+            out.append(
+                field_invalid(
+                    child(path, "nonResourceURLs"),
+                    rule["nonResourceURLs"],
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                )
+            )
         return out
     if not rule.get("apiGroups"):
-        out.append(field_required(child(path, "apiGroups"), "resource rules must supply at least one api group"))
+        out.append(
+            field_required(child(path, "apiGroups"), "resource rules must supply at least one api group")
+        )
     if not rule.get("resources"):
-        out.append(field_required(child(path, "resources"), "resource rules must supply at least one resource"))
+        out.append(
+            field_required(child(path, "resources"), "resource rules must supply at least one resource")
+        )
     return out
 
 

@@ -47,9 +47,17 @@ def _selector(spec: Mapping[str, Any], what: str) -> list[FieldError]:
 def _template_matches(spec: Mapping[str, Any]) -> list[FieldError]:
     selector = spec.get("selector")
     template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    if isinstance(selector, Mapping) and not selector_empty(selector) and not selector_matches(selector, template_labels):
+    if (
+        isinstance(selector, Mapping)
+        and not selector_empty(selector)
+        and not selector_matches(selector, template_labels)
+    ):
         return [
-            field_invalid("spec.template.metadata.labels", template_labels, "`selector` does not match template `labels`")
+            field_invalid(
+                "spec.template.metadata.labels",
+                template_labels,
+                "`selector` does not match template `labels`",
+            )
         ]
     return []
 
@@ -58,10 +66,15 @@ def _template_restart(spec: Mapping[str, Any], what: str) -> list[FieldError]:
     tspec = (spec.get("template") or {}).get("spec") or {}
     out = []
     if tspec.get("restartPolicy", "Always") != "Always":
-        out.append(field_not_supported("spec.template.spec.restartPolicy", tspec.get("restartPolicy"), ["Always"]))
+        out.append(
+            field_not_supported("spec.template.spec.restartPolicy", tspec.get("restartPolicy"), ["Always"])
+        )
     if tspec.get("activeDeadlineSeconds") is not None:
         out.append(
-            field_forbidden("spec.template.spec.activeDeadlineSeconds", f"activeDeadlineSeconds in {what} is not Supported")
+            field_forbidden(
+                "spec.template.spec.activeDeadlineSeconds",
+                f"activeDeadlineSeconds in {what} is not Supported",
+            )
         )
     return out
 
@@ -105,17 +118,29 @@ def deployment(obj: Mapping[str, Any]) -> list[FieldError]:
     stype = strategy.get("type")
     if stype == "Recreate":
         if strategy.get("rollingUpdate") is not None:
-            out.append(field_forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'"))
+            out.append(
+                field_forbidden(
+                    "spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'"
+                )
+            )
     elif stype == "RollingUpdate":
         ru = strategy.get("rollingUpdate")
         if ru is None:
-            out.append(field_required("spec.strategy.rollingUpdate", "this should be defaulted and never be nil"))
+            out.append(
+                field_required("spec.strategy.rollingUpdate", "this should be defaulted and never be nil")
+            )
         else:
             path = "spec.strategy.rollingUpdate"
             out += _int_or_percent(ru.get("maxUnavailable"), child(path, "maxUnavailable"))
             out += _int_or_percent(ru.get("maxSurge"), child(path, "maxSurge"))
             if _value(ru.get("maxUnavailable")) == 0 and _value(ru.get("maxSurge")) == 0:
-                out.append(field_invalid(child(path, "maxUnavailable"), ru.get("maxUnavailable"), "may not be 0 when `maxSurge` is 0"))
+                out.append(
+                    field_invalid(
+                        child(path, "maxUnavailable"),
+                        ru.get("maxUnavailable"),
+                        "may not be 0 when `maxSurge` is 0",
+                    )
+                )
             out += _over_100(ru.get("maxUnavailable"), child(path, "maxUnavailable"))
     else:
         out.append(field_not_supported("spec.strategy", strategy, ["Recreate", "RollingUpdate"]))
@@ -125,7 +150,11 @@ def deployment(obj: Mapping[str, Any]) -> list[FieldError]:
     if deadline is not None:
         out += non_negative(deadline, "spec.progressDeadlineSeconds")
         if isinstance(deadline, int) and deadline <= (spec.get("minReadySeconds") or 0):
-            out.append(field_invalid("spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds"))
+            out.append(
+                field_invalid(
+                    "spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds"
+                )
+            )
     return out
 
 
@@ -154,7 +183,13 @@ def statefulset(obj: Mapping[str, Any]) -> list[FieldError]:
         out.append(field_required("spec.updateStrategy"))
     elif stype == "OnDelete":
         if strategy.get("rollingUpdate") is not None:
-            out.append(field_invalid("spec.updateStrategy.rollingUpdate", strategy["rollingUpdate"], "only allowed for updateStrategy 'RollingUpdate'"))
+            out.append(
+                field_invalid(
+                    "spec.updateStrategy.rollingUpdate",
+                    strategy["rollingUpdate"],
+                    "only allowed for updateStrategy 'RollingUpdate'",
+                )
+            )
     elif stype == "RollingUpdate":
         ru = strategy.get("rollingUpdate") or {}
         out += non_negative(ru.get("partition"), "spec.updateStrategy.rollingUpdate.partition")
@@ -170,7 +205,13 @@ def statefulset(obj: Mapping[str, Any]) -> list[FieldError]:
     if isinstance(retention, Mapping):
         for f in ("whenDeleted", "whenScaled"):
             if retention.get(f) not in ("Retain", "Delete"):
-                out.append(field_not_supported(f"spec.persistentVolumeClaimRetentionPolicy.{f}", retention.get(f), ["Retain", "Delete"]))
+                out.append(
+                    field_not_supported(
+                        f"spec.persistentVolumeClaimRetentionPolicy.{f}",
+                        retention.get(f),
+                        ["Retain", "Delete"],
+                    )
+                )
     out += non_negative(spec.get("replicas"), "spec.replicas")
     out += non_negative(spec.get("minReadySeconds"), "spec.minReadySeconds")
     ordinals = spec.get("ordinals")
@@ -184,13 +225,29 @@ def statefulset(obj: Mapping[str, Any]) -> list[FieldError]:
     out += annotations(tmeta.get("annotations"), "spec.template.annotations")
     tspec = template.get("spec") or {}
     if tspec.get("restartPolicy", "Always") != "Always":
-        out.append(field_not_supported("spec.template.spec.restartPolicy", tspec.get("restartPolicy"), ["Always"]))
+        out.append(
+            field_not_supported("spec.template.spec.restartPolicy", tspec.get("restartPolicy"), ["Always"])
+        )
     if tspec.get("activeDeadlineSeconds") is not None:
-        out.append(field_forbidden("spec.template.spec.activeDeadlineSeconds", "activeDeadlineSeconds in StatefulSet is not Supported"))
+        out.append(
+            field_forbidden(
+                "spec.template.spec.activeDeadlineSeconds",
+                "activeDeadlineSeconds in StatefulSet is not Supported",
+            )
+        )
     return out
 
 
-_STS_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds")
+# ValidateStatefulSetUpdate (pkg/apis/apps/validation/validation.go, current release).
+_STS_MUTABLE = (
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "revisionHistoryLimit",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+)
 
 
 def statefulset_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[FieldError]:
@@ -204,7 +261,8 @@ def statefulset_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[F
             field_forbidden(
                 "spec",
                 "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
-                "'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                "'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and "
+                "'minReadySeconds' are forbidden",
             )
         ]
     return []
@@ -222,7 +280,9 @@ def hpa(obj: Mapping[str, Any]) -> list[FieldError]:
         if not value:
             out.append(field_required(f"spec.scaleTargetRef.{f}"))
         else:
-            out += [field_invalid(f"spec.scaleTargetRef.{f}", value, m) for m in fmt.is_path_segment_name(value)]
+            out += [
+                field_invalid(f"spec.scaleTargetRef.{f}", value, m) for m in fmt.is_path_segment_name(value)
+            ]
     min_r = spec.get("minReplicas")
     if isinstance(min_r, int) and min_r < 1:
         out.append(field_invalid("spec.minReplicas", min_r, "must be greater than or equal to 1"))
@@ -245,10 +305,16 @@ def hpa(obj: Mapping[str, Any]) -> list[FieldError]:
             target = res.get("target") or {}
             ttype = target.get("type")
             if ttype not in ("Utilization", "Value", "AverageValue"):
-                out.append(field_not_supported(f"{p}.resource.target.type", ttype, ["AverageValue", "Utilization", "Value"]))
+                out.append(
+                    field_not_supported(
+                        f"{p}.resource.target.type", ttype, ["AverageValue", "Utilization", "Value"]
+                    )
+                )
             util = target.get("averageUtilization")
             if util is not None and util <= 0:
-                out.append(field_invalid(f"{p}.resource.target.averageUtilization", util, "must be greater than 0"))
+                out.append(
+                    field_invalid(f"{p}.resource.target.averageUtilization", util, "must be greater than 0")
+                )
     behavior = spec.get("behavior")
     if isinstance(behavior, Mapping):
         for direction in ("scaleUp", "scaleDown"):
@@ -258,14 +324,20 @@ def hpa(obj: Mapping[str, Any]) -> list[FieldError]:
             p = f"spec.behavior.{direction}"
             window = rules.get("stabilizationWindowSeconds")
             if isinstance(window, int) and not 0 <= window <= 3600:
-                out.append(field_invalid(f"{p}.stabilizationWindowSeconds", window, "must be less than or equal to 3600"))
+                out.append(
+                    field_invalid(
+                        f"{p}.stabilizationWindowSeconds", window, "must be less than or equal to 3600"
+                    )
+                )
             for j, policy in enumerate(rules.get("policies") or []):
                 pp = f"{p}.policies[{j}]"
                 period = policy.get("periodSeconds")
                 if not isinstance(period, int) or period <= 0:
                     out.append(field_invalid(f"{pp}.periodSeconds", period, "must be greater than zero"))
                 elif period > 1800:
-                    out.append(field_invalid(f"{pp}.periodSeconds", period, "must be less than or equal to 1800"))
+                    out.append(
+                        field_invalid(f"{pp}.periodSeconds", period, "must be less than or equal to 1800")
+                    )
                 value = policy.get("value")
                 if not isinstance(value, int) or value <= 0:
                     out.append(field_invalid(f"{pp}.value", value, "must be greater than zero"))
@@ -284,5 +356,7 @@ def pdb(obj: Mapping[str, Any]) -> list[FieldError]:
     out += label_selector(spec.get("selector"), "spec.selector")
     policy = spec.get("unhealthyPodEvictionPolicy")
     if policy is not None and policy not in ("IfHealthyBudget", "AlwaysAllow"):
-        out.append(field_not_supported("spec.unhealthyPodEvictionPolicy", policy, ["AlwaysAllow", "IfHealthyBudget"]))
+        out.append(
+            field_not_supported("spec.unhealthyPodEvictionPolicy", policy, ["AlwaysAllow", "IfHealthyBudget"])
+        )
     return out
