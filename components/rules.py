@@ -1,15 +1,32 @@
-"""Rules that need the whole stack config: topology, egress, image pinning.
+"""Rules that need the whole stack config: topology, egress, endpoint access, images, node groups.
 
 `stack_problems(config)` is pure: it returns every problem at once (not just the first) so a
 user fixes a stack file in one pass. Each problem names the stack key it is about.
+`stack_warnings(config, today)` returns what is allowed but deserves a word before `pulumi up`.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from components.config import CidrDestination, CreateVpc, DomainDestination, InClusterStores, StackConfig
+from components.config import (
+    CidrDestination,
+    CreateVpc,
+    DomainDestination,
+    InClusterStores,
+    ManagedStores,
+    StackConfig,
+    ami_architecture,
+    instance_architecture,
+)
+from components.egress import MAX_FIREWALL_DOMAINS, egress_allowlist
+from components.registries import ecr_region, hosts_for_registry, registry_host, uncovered
+from components.versions import EKS_VERSIONS, support_phase
+
+# Session Manager needs these three APIs (https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html).
+SSM_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages")
 
 
 @dataclass(frozen=True)
@@ -18,6 +35,9 @@ class Problem:
     """Path below the project namespace, e.g. `topology.listeners[1].namespaces[0]`."""
     message: str
     value: object = None
+    context: tuple[str, ...] = ()
+    """Other keys the verdict depends on: when one of them is itself invalid the problem is not reported
+    (it would judge a default, not the file)."""
 
 
 def stack_problems(config: StackConfig) -> list[Problem]:
@@ -25,9 +45,94 @@ def stack_problems(config: StackConfig) -> list[Problem]:
         *_topology_problems(config),
         *_egress_problems(config),
         *_cluster_problems(config),
+        *_endpoint_access_problems(config),
+        *_node_group_problems(config),
         *_image_problems(config),
+        *_registry_problems(config),
         *_store_problems(config),
     ]
+
+
+def stack_warnings(config: StackConfig, today: datetime.date) -> list[Problem]:
+    """What a stack may do but a reviewer should hear about (printed by the program and the plan)."""
+    warnings: list[Problem] = []
+    cluster = config.cluster
+    version = cluster.kubernetes_version
+    window = EKS_VERSIONS[version]
+    phase = support_phase(version, today)
+    if phase == "ended":
+        warnings.append(
+            Problem(
+                "cluster.kubernetes_version",
+                f"left EKS extended support on {window.end_of_extended_support}: EKS upgrades such clusters "
+                "itself, outside Pulumi; move to a newer version",
+                version,
+            )
+        )
+    elif phase == "extended" and cluster.upgrade_policy == "STANDARD":
+        warnings.append(
+            Problem(
+                "cluster.kubernetes_version",
+                f"left EKS standard support on {window.end_of_standard_support}; with upgrade_policy "
+                "STANDARD EKS upgrades the cluster itself, outside Pulumi: move to a newer version, or set "
+                "cluster.upgrade_policy EXTENDED (extra cost per cluster hour)",
+                version,
+            )
+        )
+    elif phase == "extended":
+        warnings.append(
+            Problem(
+                "cluster.kubernetes_version",
+                f"is in EKS extended support (extra cost) until {window.end_of_extended_support}",
+                version,
+            )
+        )
+    warnings += _endpoint_path_warnings(config)
+    if config.network.egress.mode == "security-group":
+        warnings.append(
+            Problem(
+                "network.egress.mode",
+                "security-group egress states the allowlist but enforces nothing: every node also carries "
+                "the EKS cluster security group, which allows all egress. Use 'network-firewall' or 'both' "
+                "to enforce it (the policy pack requires that outside dev)",
+                "security-group",
+            )
+        )
+    return warnings
+
+
+def _endpoint_path_warnings(config: StackConfig) -> list[Problem]:
+    """What the program cannot set up for the private endpoint's callers, said before `pulumi up`."""
+    network = config.network
+    endpoint = config.cluster.endpoint
+    warnings: list[Problem] = []
+    if isinstance(network, CreateVpc):
+        # The endpoint's ENIs answer from the private subnets, whose route tables this program owns and
+        # route only the VPC locally (everything else to the NAT gateway or the firewall). A source
+        # outside the VPC (VPN, peering, Transit Gateway) gets no reply until someone adds its route.
+        outside = [str(c) for c in endpoint.private_access_cidrs if not c.subnet_of(network.cidr)]
+        if outside:
+            warnings.append(
+                Problem(
+                    "cluster.endpoint.private_access_cidrs",
+                    "lie outside the VPC and the program does not route them: unless the connection "
+                    "translates its sources into VPC addresses, add a route for each to every private route "
+                    "table (to the peering connection, Transit Gateway or virtual private gateway), or the API "
+                    "endpoint's replies leave through the NAT gateway or firewall and connections hang",
+                    outside,
+                )
+            )
+    elif endpoint.bastion is not None:
+        # The bastion's only egress is HTTPS inside the VPC, so Session Manager needs interface endpoints
+        # there (https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html).
+        warnings.append(
+            Problem(
+                "cluster.endpoint.bastion",
+                "in an adopted VPC the bastion reaches Session Manager only through interface endpoints for "
+                f"{', '.join(SSM_ENDPOINTS)} with private DNS in that VPC; the program cannot check they exist",
+            )
+        )
+    return warnings
 
 
 def _topology_problems(config: StackConfig) -> list[Problem]:
@@ -140,6 +245,25 @@ def _egress_problems(config: StackConfig) -> list[Problem]:
                     str(destination.cidr),
                 )
             )
+    if uses_firewall:
+        domains = egress_allowlist(
+            config.langsmith,
+            egress,
+            region=config.aws_region,
+            interface_endpoints=network.interface_endpoints,
+        ).firewall_domains
+        if len(domains) > MAX_FIREWALL_DOMAINS:
+            # The rule group's capacity is fixed at creation; CreateRuleGroup/UpdateRuleGroup fail with
+            # "StatefulRules capacity exceeded" (components.egress.domain_list_capacity).
+            problems.append(
+                Problem(
+                    "network.egress.extra_destinations",
+                    f"the firewall allowlist would hold {len(domains)} domains (control plane, AWS APIs without "
+                    f"an interface endpoint, and these); its rule group holds at most {MAX_FIREWALL_DOMAINS}: "
+                    "use wildcard domains (.example.com) or interface endpoints",
+                    context=("network", "langsmith"),
+                )
+            )
     if uses_sg and not config.langsmith.ip_cidrs:
         problems.append(
             Problem(
@@ -182,8 +306,95 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                     f"{key}.desired_size",
                     f"must lie between min_size ({group.min_size}) and max_size ({group.max_size})",
                     group.desired_size,
+                    context=(f"{key}.min_size", f"{key}.max_size"),
                 )
             )
+    return problems
+
+
+def _endpoint_access_problems(config: StackConfig) -> list[Problem]:
+    cluster = config.cluster
+    endpoint = cluster.endpoint
+    problems: list[Problem] = []
+    private_paths = (
+        endpoint.private_access_cidrs or endpoint.private_access_security_group_ids or endpoint.bastion
+    )
+    if not endpoint.public and not private_paths:
+        # The cluster security group admits only itself (nodes, control plane), so nothing else can
+        # reach a private-only endpoint, and `pulumi up` fails creating the first Kubernetes object.
+        problems.append(
+            Problem(
+                "cluster.endpoint",
+                "is private with no way in for whoever runs `pulumi up`: set private_access_cidrs (VPN, "
+                "peered network, in-VPC CI runners), private_access_security_group_ids, bastion (SSM port "
+                "forwarding), or public with public_cidrs",
+            )
+        )
+    for field, values in (
+        ("private_access_cidrs", [str(c) for c in endpoint.private_access_cidrs]),
+        ("private_access_security_group_ids", list(endpoint.private_access_security_group_ids)),
+    ):
+        counts = Counter(values)
+        problems += [
+            # EC2 refuses a second identical rule (InvalidPermission.Duplicate).
+            Problem(f"cluster.endpoint.{field}[{i}]", "is listed twice", value)
+            for i, value in enumerate(values)
+            if counts[value] > 1 and values.index(value) != i
+        ]
+    if endpoint.bastion is not None and isinstance(config.network, CreateVpc):
+        missing = [s for s in SSM_ENDPOINTS if s not in config.network.interface_endpoints]
+        if missing:
+            problems.append(
+                Problem(
+                    "network.interface_endpoints",
+                    f"cluster.endpoint.bastion needs the Session Manager endpoints {', '.join(missing)} "
+                    "(the bastion has no route to the internet's SSM endpoints of its own)",
+                    list(config.network.interface_endpoints),
+                )
+            )
+    seen_arns: set[str] = set()
+    seen_names: dict[str, str] = {}
+    for key, name, arn in cluster.access_entries():
+        if arn in seen_arns:
+            # EKS allows one access entry per principal: a second CreateAccessEntry fails with
+            # ResourceInUseException.
+            problems.append(
+                Problem(key, "is already given an access entry above; EKS allows one per principal", arn)
+            )
+        elif name in seen_names:
+            # Entries are named after the principal's last ARN segment, so role/a/admin and
+            # user/admin (or two long names sharing 40 characters) would register two resources of
+            # one name, which the engine refuses.
+            problems.append(
+                Problem(
+                    key,
+                    f"would get the same access-entry resource name ({name}) as {seen_names[name]}; "
+                    "use principals whose names differ in their first 40 characters after the last '/'",
+                    arn,
+                )
+            )
+        seen_arns.add(arn)
+        seen_names.setdefault(name, key)
+    return problems
+
+
+def _node_group_problems(config: StackConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, group in enumerate(config.cluster.node_groups):
+        wanted = ami_architecture(group.ami_type)
+        for j, instance_type in enumerate(group.instance_types):
+            actual = instance_architecture(instance_type)
+            if actual is not None and actual != wanted:
+                # EKS refuses the node group (InvalidParameterException) or, with a launch template,
+                # its instances never join: the AMI cannot boot on the other architecture.
+                problems.append(
+                    Problem(
+                        f"cluster.node_groups[{i}].instance_types[{j}]",
+                        f"is an {actual} instance type but ami_type {group.ami_type} is {wanted}; use "
+                        f"a {wanted} instance type or an {actual} ami_type",
+                        instance_type,
+                    )
+                )
     return problems
 
 
@@ -200,8 +411,50 @@ def _image_problems(config: StackConfig) -> list[Problem]:
     return []
 
 
+def _registry_problems(config: StackConfig) -> list[Problem]:
+    """Behind the firewall, every host an image pull touches must be allowed, or pulls time out."""
+    egress = config.network.egress
+    if egress.mode not in ("network-firewall", "both"):
+        return []
+    allowed = [d.domain for d in egress.extra_destinations if isinstance(d, DomainDestination)]
+    wanted = [("listener_image", registry_host(config.listener_image), config.listener_image)]
+    wanted += [
+        (f"network.egress.image_registries[{i}]", host, host)
+        for i, host in enumerate(egress.image_registries)
+    ]
+    problems: list[Problem] = []
+    for key, host, shown in wanted:
+        if ecr_region(host) == config.aws_region:
+            # Same-region ECR is reached through the ecr.api/ecr.dkr endpoints or the AWS API allowlist,
+            # and its layers through the S3 gateway endpoint.
+            if not {"ecr.api", "ecr.dkr"} <= set(egress.aws_apis):
+                problems.append(
+                    Problem(
+                        "network.egress.aws_apis",
+                        f"{key} is in this region's ECR, so ecr.api and ecr.dkr must be listed",
+                        list(egress.aws_apis),
+                        context=("listener_image",),
+                    )
+                )
+            continue
+        missing = uncovered(hosts_for_registry(host), allowed)
+        if missing:
+            problems.append(
+                Problem(
+                    key,
+                    f"is pulled from {host}, which the firewall would block: add "
+                    + ", ".join(f"{{domain: {h}}}" for h in missing)
+                    + " to network.egress.extra_destinations (or mirror the image to this region's ECR)",
+                    shown,
+                    context=("network.egress",),
+                )
+            )
+    return problems
+
+
 def _store_problems(config: StackConfig) -> list[Problem]:
-    if config.is_prod and isinstance(config.stores, InClusterStores):
+    stores = config.stores
+    if config.is_prod and isinstance(stores, InClusterStores):
         return [
             Problem(
                 "stores.mode",
@@ -209,4 +462,21 @@ def _store_problems(config: StackConfig) -> list[Problem]:
                 "in-cluster",
             )
         ]
+    if isinstance(stores, ManagedStores):
+        postgres = stores.postgres
+        # RDS storage autoscaling: CreateDBInstance fails with InvalidParameterCombination unless
+        # MaxAllocatedStorage exceeds AllocatedStorage by at least 10 percent ("Max storage size must be
+        # greater than storage size"; "The maximum allocated storage must be increased by at least 10
+        # percent"; https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_PIOPS.Autoscaling.html).
+        if postgres.max_allocated_storage_gib * 10 < postgres.allocated_storage_gib * 11:
+            least = -(-postgres.allocated_storage_gib * 11 // 10)
+            return [
+                Problem(
+                    "stores.postgres.max_allocated_storage_gib",
+                    f"must be at least 10% above allocated_storage_gib ({postgres.allocated_storage_gib}), "
+                    f"so at least {least}: RDS refuses a smaller storage-autoscaling ceiling",
+                    postgres.max_allocated_storage_gib,
+                    context=("stores.postgres.allocated_storage_gib",),
+                )
+            ]
     return []
