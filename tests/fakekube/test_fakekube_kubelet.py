@@ -206,6 +206,34 @@ def test_claims_bind_only_with_a_storage_class() -> None:
         assert admin.get(StatefulSet, "db").status.readyReplicas == 1
 
 
+def test_an_unnamed_claim_template_fails_at_claim_creation(admin: Client) -> None:
+    # ValidateStatefulSetSpec checks claim templates' specs, not their names (found by fuzzing): the
+    # StatefulSet controller's claim "-db-0" is then refused, so no pod is created (FailedCreate).
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db"},
+        "spec": {
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "db:1"}]},
+            },
+            "volumeClaimTemplates": [
+                {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+            ],
+        },
+    }
+    admin.create(StatefulSet.from_dict(sts))
+    assert list(admin.list(Pod, labels={"app": "db"})) == []
+    events = [
+        e for e in admin.list(Event, fields={"involvedObject.name": "db"}) if e.reason == "FailedCreate"
+    ]
+    assert events
+    assert events[0].message.startswith("create Claim -db-0 for Pod db-0 in StatefulSet db failed error:")
+
+
 def test_a_named_storage_class_must_exist(admin: Client) -> None:
     admin.create(
         PersistentVolumeClaim.from_dict(

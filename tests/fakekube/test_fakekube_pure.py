@@ -279,3 +279,17 @@ def test_escalation_coverage() -> None:
         )
     )
     assert auth.covers([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}], owner) == []
+
+
+def test_a_list_by_name_carries_the_name() -> None:
+    # requestinfo.go: list/watch with fieldSelector metadata.name=x is authorised with name x.
+    a = auth.request_attributes(
+        "GET", "/api/v1/namespaces/a/configmaps", {"fieldSelector": "metadata.name=cfg", "watch": "1"}, _USER
+    )
+    assert (a.verb, a.name, a.authz_name) == ("watch", "", "cfg")
+    rule = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["watch"], "resourceNames": ["cfg"]}
+    assert auth.rule_allows(a, rule)
+    other = auth.request_attributes(
+        "GET", "/api/v1/namespaces/a/configmaps", {"fieldSelector": "metadata.name!=cfg"}, _USER
+    )
+    assert other.authz_name == ""

@@ -16,7 +16,14 @@ import pytest
 from lightkube import ApiError, Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
-from lightkube.resources.core_v1 import ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service
+from lightkube.resources.core_v1 import (
+    ConfigMap,
+    Namespace,
+    PersistentVolumeClaim,
+    ResourceQuota,
+    Secret,
+    Service,
+)
 from lightkube.types import PatchType
 
 from tests.fakekube.conftest import NS, deployment, http
@@ -288,3 +295,84 @@ def test_managed_fields_of_an_update_include_defaults_but_not_of_an_apply(
     assert "f:revisionHistoryLimit" in created_entry.fieldsV1["f:spec"]
     assert "f:revisionHistoryLimit" not in applied_entry.fieldsV1["f:spec"]
     assert (created_entry.operation, applied_entry.operation) == ("Update", "Apply")
+
+
+# ---------------------------------------------------------------- found by fuzzing the fake (issue 9 break-it pass)
+# encoding/json semantics the typed decoder applies before validation: null into a pointer, slice or map
+# leaves it nil; null into anything else leaves the zero value (a null list item is an empty struct, a
+# null Quantity is "0"). patch.go: a patched object that no longer decodes is 422 Invalid on "patch".
+# The version/kind sniffer (runtime/serializer/json) refuses a body that is not an object.
+
+
+def test_nulls_decode_like_go(kube: FakeKube) -> None:
+    with http(kube) as client:
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "r"},
+            "rules": [None],
+        }
+        refused = client.post(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles", json=role)
+        assert refused.status_code == 422
+        assert {c["field"] for c in refused.json()["details"]["causes"]} >= {"rules[0].verbs"}
+        quota = {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "q"},
+            "spec": {"hard": {"pods": None, "requests.cpu": "4"}},
+        }
+        created = client.post(f"/api/v1/namespaces/{NS}/resourcequotas", json=quota)
+        assert created.status_code == 201, created.text
+        assert created.json()["spec"]["hard"] == {"pods": "0", "requests.cpu": "4"}
+        cm = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "labels": None},
+            "data": {"k": "v"},
+        }
+        created = client.post(f"/api/v1/namespaces/{NS}/configmaps", json=cm)
+        assert created.status_code == 201
+        assert "labels" not in created.json()["metadata"]
+
+
+def test_huge_quantities_are_valid_and_canonical(admin: Client) -> None:
+    # quantity.go keeps any exponent; CanonicalizeBytes makes it a multiple of 3.
+    quota = admin.create(
+        ResourceQuota.from_dict({"metadata": {"name": "big"}, "spec": {"hard": {"requests.cpu": "1e400"}}})
+    )
+    assert quota.spec.hard == {"requests.cpu": "10e399"}
+
+
+def test_bodies_that_do_not_decode(kube: FakeKube) -> None:
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    with http(kube) as client:
+        refused = client.post(path, content=b"[]", headers={"Content-Type": "application/json"})
+        assert refused.status_code == 400
+        assert refused.json()["message"].startswith("couldn't get version/kind; json parse error")
+        # null decodes as an empty object: then the name is missing.
+        refused = client.post(path, content=b"null", headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422
+        assert refused.json()["details"]["causes"][0]["field"] == "metadata.name"
+        client.post(path, json={"metadata": {"name": "c"}, "data": {"k": "v"}})
+        broken = client.patch(
+            f"{path}/c", content=b'{"metadata": 3}', headers={"Content-Type": "application/merge-patch+json"}
+        )
+        assert broken.status_code == 422
+        cause = broken.json()["details"]["causes"][0]
+        assert cause["field"] == "patch"
+        assert "json: cannot unmarshal number into Go struct field" in cause["message"]
+
+
+def test_custom_resources_drop_malformed_metadata(kube: FakeKube) -> None:
+    # apiextensions-apiserver: GetObjectMeta(dropMalformedFields=true) before validation.
+    kube.install_crds("gateway-api")
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": 1.5},
+        "spec": {"parentRefs": [{"name": "gw"}]},
+    }
+    with http(kube) as client:
+        refused = client.post(f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes", json=route)
+    assert refused.status_code == 422
+    assert refused.json()["details"]["causes"][0]["field"] == "metadata.name"

@@ -173,6 +173,21 @@ async def read_body(request: Request, content_type: str) -> Any:
         raise errors.bad_request("the request body is not valid JSON") from None
 
 
+def _typed_body(body: Any) -> dict[str, Any]:
+    """What the version/kind sniffer accepts for a POST/PUT: an object (``null`` decodes as empty)."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        kind = "array" if isinstance(body, list) else "string" if isinstance(body, str) else "number"
+        if isinstance(body, bool):
+            kind = "bool"
+        raise errors.bad_request(
+            f"couldn't get version/kind; json parse error: json: cannot unmarshal {kind} into Go value of type "
+            'struct { APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }'
+        )
+    return body
+
+
 def _selectors(
     kind: Kind, query: MutableMapping[str, str]
 ) -> tuple[tuple[Requirement, ...], tuple[FieldRequirement, ...]]:
@@ -347,11 +362,10 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
         return _watch(ctx, target, query)
     opts = _write_options(request, query, attrs.user, target, verb)
     if verb == "create":
-        return _object_response(
-            store.create(kind, ns, await read_body(request, content_type), opts), 201, opts
-        )
+        body = _typed_body(await read_body(request, content_type))
+        return _object_response(store.create(kind, ns, body, opts), 201, opts)
     if verb == "update":
-        body = await read_body(request, content_type)
+        body = _typed_body(await read_body(request, content_type))
         return _object_response(store.replace(kind, ns, name or "", body, opts), 200, opts)
     if verb == "apply":
         body = await read_body(request, content_type)
@@ -747,12 +761,9 @@ def _forbidden(attrs: Attributes, reason: str) -> errors.ApiStatusError:
     if not attrs.resource_request:
         return errors.ApiStatusError(403, "Forbidden", f"forbidden: {why}")
     qualified = f"{attrs.resource}.{attrs.api_group}" if attrs.api_group else attrs.resource
-    message = (
-        f'{qualified} "{attrs.name}" is forbidden: {why}'
-        if attrs.name
-        else f"{qualified} is forbidden: {why}"
-    )
-    err = errors.ApiStatusError(403, "Forbidden", message, name=attrs.name or None)
+    name = attrs.authz_name  # requestInfo.Name: also set for a list by metadata.name
+    message = f'{qualified} "{name}" is forbidden: {why}' if name else f"{qualified} is forbidden: {why}"
+    err = errors.ApiStatusError(403, "Forbidden", message, name=name or None)
     err.group_resource = (attrs.api_group, attrs.resource)
     return err
 

@@ -63,6 +63,13 @@ class Attributes:
     subresource: str = ""
     namespace: str = ""
     name: str = ""
+    # requestinfo.go: a list/watch with fieldSelector metadata.name=x is authorised as if named x
+    # (the request itself stays a list).
+    selected_name: str = ""
+
+    @property
+    def authz_name(self) -> str:
+        return self.name or self.selected_name
 
 
 def request_attributes(method: str, path: str, query: Mapping[str, str], user: UserInfo) -> Attributes:
@@ -88,8 +95,12 @@ def request_attributes(method: str, path: str, query: Mapping[str, str], user: U
     resource = rest[0]
     name = rest[1] if len(rest) > 1 else ""
     subresource = rest[2] if len(rest) > 2 else ""
+    selected = ""
     if method in ("GET", "HEAD"):
         verb = "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list")
+        if not name and not subresource:
+            # A list/watch of one object by field selector carries its name (resourceNames rules apply).
+            selected = _exact_name(query.get("fieldSelector") or "")
     elif method == "POST":
         verb = "create"
     elif method == "PUT":
@@ -100,7 +111,21 @@ def request_attributes(method: str, path: str, query: Mapping[str, str], user: U
         verb = "delete" if name else "deletecollection"
     else:
         verb = method.lower()
-    return Attributes(user, verb, True, path, group, version, resource, subresource, namespace, name)
+    return Attributes(
+        user, verb, True, path, group, version, resource, subresource, namespace, name, selected
+    )
+
+
+def _exact_name(selector: str) -> str:
+    """fields.Selector.RequiresExactMatch("metadata.name"), if the name is a valid path segment."""
+    for term in selector.split(","):
+        for op in ("==", "="):
+            key, sep, value = term.partition(op)
+            if sep and key.strip() == "metadata.name" and "!" not in key:
+                value = value.strip()
+                ok = value not in (".", "..") and "/" not in value and "%" not in value
+                return value if ok else ""
+    return ""
 
 
 # ---------------------------------------------------------------- rule matching (rbac/v1 helpers)
@@ -144,7 +169,7 @@ def rule_allows(attrs: Attributes, rule: Mapping[str, Any]) -> bool:
             _verb_matches(rule, attrs.verb)
             and _group_matches(rule, attrs.api_group)
             and _resource_matches(rule, combined, attrs.subresource)
-            and _name_matches(rule, attrs.name)
+            and _name_matches(rule, attrs.authz_name)
         )
     return _verb_matches(rule, attrs.verb) and _url_matches(rule, attrs.path)
 
@@ -263,7 +288,7 @@ class Authorizer:
             attrs.api_group,
             attrs.resource,
             attrs.subresource,
-            attrs.name if resolved.uses_names else "",
+            attrs.authz_name if resolved.uses_names else "",
             "" if attrs.resource_request else attrs.path,
         )
         hit = self._cached(rev, "_decisions", key)

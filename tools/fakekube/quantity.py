@@ -84,8 +84,11 @@ def parse(text: object) -> Quantity:
         else:
             raise QuantityError("unable to parse quantity's suffix")
         # Non-zero values are rounded up (away from zero) to the nano scale: 0.1n becomes 1n.
-        if amount != 0:
+        # (Only values with digits below the nano scale need it; "1e400" is a valid quantity.)
+        exponent = amount.as_tuple().exponent
+        if amount != 0 and isinstance(exponent, int) and exponent < -9:
             rounding = ROUND_CEILING if amount > 0 else ROUND_FLOOR
+            ctx.prec = max(80, amount.adjusted() + 12)
             amount = amount.quantize(_NANO, rounding=rounding)
         if fmt == "BinarySI" and 0 < abs(amount) < 1:
             fmt = "DecimalSI"

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import jsonschema_rs
 import kubernetes_validate.utils as kvu
+import msgspec
 
 from tools.fakekube import errors
 from tools.fakekube.errors import FieldError
@@ -392,3 +393,149 @@ def crd_defaults(structural: Mapping[str, Any], obj: Any) -> Any:
         for value in obj.values():
             crd_defaults(ap, value)
     return obj
+
+
+# ---------------------------------------------------------------- nulls, as the typed JSON decoder sees them
+# encoding/json: null into a pointer, map or slice leaves it nil (omitted again on output); null into
+# anything else leaves the zero value. So ``"default": null`` disappears, a null list item becomes the
+# item type's zero value (``rules: [null]`` is one empty PolicyRule, which validation then refuses)
+# and a null map value becomes the zero value (``hard: {pods: null}`` is ``"0"``). The schemas accept
+# null everywhere, so without this pass every null would reach the validators.
+
+
+@functools.cache
+def _defs() -> dict[str, Any]:
+    return kvu.schema_contents(f"{_FOLDER}/_definitions.json", KUBE_VERSION)["$defs"]  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _kind_schema(api_version: str, kind: str) -> dict[str, Any]:
+    api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    return kvu.schema_contents(f"{_FOLDER}/{kind.lower()}-{api}.json", KUBE_VERSION)  # type: ignore[no-any-return]
+
+
+_QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+_INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+
+
+def _resolve(s: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    name = ""
+    while "$ref" in s:
+        name = s["$ref"].rsplit("/", 1)[1]
+        s = _defs().get(name, {})
+    return s, name
+
+
+def _zero(s: Mapping[str, Any]) -> Any:
+    s, name = _resolve(s)
+    if name == _QUANTITY:
+        return "0"
+    if name == _INT_OR_STRING:
+        return 0
+    types = s.get("type") or []
+    types = [types] if isinstance(types, str) else [t for t in types if t != "null"]
+    first = types[0] if types else ("object" if "properties" in s else None)
+    return {"object": {}, "string": "", "integer": 0, "number": 0, "boolean": False}.get(first or "")
+
+
+def _has_null(obj: Any) -> bool:
+    return b"null" in _ENCODER.encode(obj)
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def normalize_nulls(kind: Kind, obj: dict[str, Any]) -> None:
+    """Apply the typed decoder's null semantics in place (custom resources: nulls are pruned, and
+    malformed metadata fields dropped as the CRD handler's ``GetObjectMeta(dropMalformedFields)``)."""
+    if kind.crd_schema is not None:
+        _coerce_custom_metadata(obj)
+        if _has_null(obj):
+            _drop_nulls(obj)
+        return
+    if _has_null(obj):
+        _walk_nulls(obj, _kind_schema(kind.api_version, kind.kind))
+
+
+_META_STRINGS = (
+    "name",
+    "generateName",
+    "namespace",
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+
+
+def _coerce_custom_metadata(obj: dict[str, Any]) -> None:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return
+    for f in _META_STRINGS:
+        if f in meta and not isinstance(meta[f], str):
+            del meta[f]
+    for f in ("labels", "annotations"):
+        if f in meta and not (
+            isinstance(meta[f], dict) and all(isinstance(v, str) for v in meta[f].values())
+        ):
+            del meta[f]
+    if "finalizers" in meta and not (
+        isinstance(meta["finalizers"], list) and all(isinstance(v, str) for v in meta["finalizers"])
+    ):
+        del meta["finalizers"]
+    if "ownerReferences" in meta and not (
+        isinstance(meta["ownerReferences"], list)
+        and all(isinstance(r, dict) for r in meta["ownerReferences"])
+    ):
+        del meta["ownerReferences"]
+    for f in ("generation", "deletionGracePeriodSeconds"):
+        if f in meta and (isinstance(meta[f], bool) or not isinstance(meta[f], int)):
+            del meta[f]
+
+
+def _drop_nulls(node: Any) -> None:
+    if isinstance(node, dict):
+        for k in [k for k, v in node.items() if v is None]:
+            del node[k]
+        for v in node.values():
+            _drop_nulls(v)
+    elif isinstance(node, list):
+        for v in node:
+            _drop_nulls(v)
+
+
+def _walk_nulls(node: Any, s: Mapping[str, Any]) -> None:
+    s, _ = _resolve(s)
+    if isinstance(node, dict):
+        props = s.get("properties") or {}
+        extra = s.get("additionalProperties")
+        for k in list(node):
+            v = node[k]
+            if k in props:
+                if v is None:
+                    del node[k]
+                else:
+                    _walk_nulls(v, props[k])
+            elif isinstance(extra, Mapping):
+                if v is None:
+                    zero = _zero(extra)
+                    if zero is None:
+                        del node[k]
+                    else:
+                        node[k] = zero
+                else:
+                    _walk_nulls(v, extra)
+            elif v is None:
+                del node[k]  # an unknown field: pruned anyway
+    elif isinstance(node, list):
+        items = s.get("items")
+        if not isinstance(items, Mapping):
+            return
+        for i, v in enumerate(node):
+            if v is None:
+                zero = _zero(items)
+                if zero is not None:
+                    node[i] = zero
+            else:
+                _walk_nulls(v, items)

@@ -463,14 +463,17 @@ class Store:
                 raise ApiStatusError(422, "", str(e)) from e
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch must result in an object")
-            patched.setdefault("metadata", {}).pop("managedFields", None)
+            schema.normalize_nulls(kind, patched)
             found = schema.findings(kind, patched)
             if found:
-                bad = schema.patch_decode_error(found, patch)
+                # A patched object that no longer decodes (e.g. metadata patched to a number): 422 "patch".
+                bad = schema.patch_decode_error(found, patched)
                 if bad is not None:
                     raise bad
                 self._unknown_fields(found, patched, opts)
-                self._schema_invalid(kind, name, found, opts)
+            if not isinstance(patched.get("metadata"), dict):
+                patched["metadata"] = {}
+            patched["metadata"].pop("managedFields", None)
             self._decode_values(kind, patched)
             defaults.apply(kind, patched)
             self._check_identity(kind, namespace, patched, name=name)
@@ -500,6 +503,7 @@ class Store:
         applied.setdefault("metadata", {})
         applied["metadata"].pop("managedFields", None)
         if not opts.internal:
+            schema.normalize_nulls(kind, applied)
             found = schema.findings(kind, applied)
             refused = schema.apply_error(kind, namespace, name, applied, found) if found else None
             if refused is not None:
@@ -707,6 +711,7 @@ class Store:
         if opts.internal:
             defaults.apply(kind, obj)
             return
+        schema.normalize_nulls(kind, obj)
         found = schema.findings(kind, obj)
         if found:
             bad = schema.decode_error(kind, found)
@@ -1184,7 +1189,8 @@ def _drop_empty(managed: dict[ManagerKey, _Entry]) -> None:
 
 
 def _check_precondition(kind: Kind, name: str, body: Mapping[str, Any], current: Mapping[str, Any]) -> None:
-    want = (body.get("metadata") or {}).get("resourceVersion")
+    meta = body.get("metadata")
+    want = meta.get("resourceVersion") if isinstance(meta, Mapping) else None  # else a decode error later
     if want and str(want) != current["metadata"]["resourceVersion"]:
         raise errors.stale(kind, name)
 

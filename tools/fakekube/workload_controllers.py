@@ -584,7 +584,7 @@ def _create_statefulset_pod(
     volumes = list((template.get("spec") or {}).get("volumes") or [])
     names = {v.get("name") for v in volumes}
     for tpl in spec.get("volumeClaimTemplates") or []:
-        claim = tpl["metadata"]["name"]
+        claim = (tpl.get("metadata") or {}).get("name") or ""  # unnamed: its claim creation fails first
         if claim not in names:
             volumes.append({"name": claim, "persistentVolumeClaim": {"claimName": f"{claim}-{pod_name}"}})
     extra_spec: dict[str, Any] = {"hostname": pod_name}
@@ -605,7 +605,9 @@ def _ensure_claims(ctl: FakeController, sts: Mapping[str, Any], pod_name: str) -
     spec = sts["spec"]
     policy = spec.get("persistentVolumeClaimRetentionPolicy") or {}
     for tpl in spec.get("volumeClaimTemplates") or []:
-        claim = f"{tpl['metadata']['name']}-{pod_name}"
+        # The API server does not check template names; an unnamed one gives an invalid claim name
+        # ("-db-0") and the controller's create fails like a real one (FailedCreate).
+        claim = f"{(tpl.get('metadata') or {}).get('name') or ''}-{pod_name}"
         if ctl.store.find(PVC, ns, claim) is not None:
             continue
         # Like the StatefulSet controller: the template's labels plus the set's selector.
