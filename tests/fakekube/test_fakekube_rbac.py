@@ -364,3 +364,130 @@ def test_kubeconfig_per_identity(kube: FakeKube, admin: Client) -> None:
         list(client.list(Secret))
     assert f'User "system:serviceaccount:{NS}:viewer"' in err.value.status.message
     assert "token" not in repr(kube.admin)
+
+
+def test_a_program_installs_as_admin_and_its_service_account_runs_on_its_roles() -> None:
+    """What issue 12 does: apply the program's objects as the installer, then act as the ServiceAccount it
+    created, through a kubeconfig, authorised only by the Roles it declared."""
+    ns = "agents-prod"
+    manifests: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": ns,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted", "team": "a"},
+            },
+        },
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "langsmith-system"}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "deployer", "namespace": "langsmith-system"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": ns},
+            "stringData": {"K": "v"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": ns},
+            "data": {"k": "v"},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "deployer", "namespace": ns},
+            "rules": [
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "patch"]},
+                {
+                    "apiGroups": ["apps"],
+                    "resources": ["deployments"],
+                    "verbs": ["get", "list", "create", "patch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "deployer", "namespace": ns},
+            "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "deployer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": "langsmith-system"}],
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "default-deny", "namespace": ns},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "quota", "namespace": ns},
+            "spec": {"hard": {"pods": "20", "requests.cpu": "8"}},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "LimitRange",
+            "metadata": {"name": "defaults", "namespace": ns},
+            "spec": {
+                "limits": [{"type": "Container", "defaultRequest": {"cpu": "100m"}, "default": {"cpu": "1"}}]
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "pdb", "namespace": ns},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "x"}}},
+        },
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "gp3"},
+            "provisioner": "ebs.csi.aws.com",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        },
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "leader", "namespace": ns},
+            "spec": {"holderIdentity": "none", "leaseDurationSeconds": 15},
+        },
+    ]
+    with FakeKube([], crds=("keda",)) as kube, kube.admin_client(field_manager="pulumi") as installer:
+        for manifest in manifests:
+            installer.apply(from_dict(manifest), field_manager="pulumi")
+        token = kube.token_for_service_account("langsmith-system", "deployer")
+        assert token
+        deployer = kube.identity_for_service_account("langsmith-system", "deployer")
+        assert deployer.name == "system:serviceaccount:langsmith-system:deployer"
+        with Client(kube.kubeconfig(ns, identity=deployer), field_manager="deployer") as client:
+            assert [s.metadata.name for s in client.list(Secret)] == ["creds"]
+            web = _restricted(deployment("web"))
+            web["metadata"]["namespace"] = ns
+            client.apply(Deployment.from_dict(web))
+            assert client.get(Deployment, "web").status.readyReplicas == 2
+            with pytest.raises(ApiError) as err:
+                client.get(ConfigMap, "cfg")
+            assert err.value.status.message == (
+                'configmaps "cfg" is forbidden: User "system:serviceaccount:langsmith-system:deployer" cannot get '
+                f'resource "configmaps" in API group "" in the namespace "{ns}"'
+            )
+            with pytest.raises(ApiError) as err:
+                list(client.list(Secret, namespace="default"))
+            assert err.value.status.code == 403
+
+
+def _restricted(manifest: dict[str, Any]) -> dict[str, Any]:
+    pod = manifest["spec"]["template"]["spec"]
+    pod["securityContext"] = {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for c in pod["containers"]:
+        c["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return manifest

@@ -376,3 +376,22 @@ def test_custom_resources_drop_malformed_metadata(kube: FakeKube) -> None:
         refused = client.post(f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes", json=route)
     assert refused.status_code == 422
     assert refused.json()["details"]["causes"][0]["field"] == "metadata.name"
+
+
+def test_identity_checks_of_create_and_update(kube: FakeKube) -> None:
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    with http(kube) as client:
+        # etcd3 store.Create: ErrResourceVersionSetOnCreate is not a Status error, so a bare 500.
+        refused = client.post(path, json={"metadata": {"name": "a", "resourceVersion": "5"}, "data": {}})
+        assert (refused.status_code, refused.json()["message"]) == (
+            500,
+            "resourceVersion should not be set on objects to be created",
+        )
+        assert client.post(path, json={"metadata": {"name": "a"}, "data": {}}).status_code == 201
+        # handlers/rest.go checkName, on every update and patch.
+        for name in ("b", ""):
+            refused = client.put(f"{path}/a", json={"metadata": {"name": name}, "data": {}})
+            assert (refused.status_code, refused.json()["message"]) == (
+                400,
+                f"the name of the object ({name}) does not match the name on the URL (a)",
+            )

@@ -399,6 +399,8 @@ class Store:
         self._check_identity(kind, namespace, new)
         with self.lock:
             meta = new["metadata"]
+            rv = str(meta.get("resourceVersion") or "")
+            rv_set = rv.isdigit() and int(rv) != 0  # etcd3 store: ObjectResourceVersion parses as uint
             if not meta.get("name") and meta.get("generateName"):
                 suffix = hashlib.sha256(str(next(self._names)).encode()).hexdigest()[:5]
                 meta["name"] = meta["generateName"] + suffix
@@ -410,6 +412,9 @@ class Store:
                 raise errors.invalid(
                     kind, "", [errors.field_required("metadata.name", "name or generateName is required")]
                 )
+            if rv_set and not opts.internal:
+                # etcd3 store.Create: ErrResourceVersionSetOnCreate, returned as an internal error.
+                raise errors.internal("resourceVersion should not be set on objects to be created")
             if (gr(kind), namespace, name) in self._objects:
                 raise errors.already_exists(kind, name)
             managed: dict[ManagerKey, _Entry] = {}
@@ -423,7 +428,7 @@ class Store:
         incoming = clone(dict(body))
         if not opts.internal:
             self._decode(kind, incoming, opts, verb="update")
-        self._check_identity(kind, namespace, incoming, name=name)
+        self._check_identity(kind, namespace, incoming, name=name, require_name=True)
         with self.lock:
             cur = self._require(kind, namespace, name, opts.subresource)
             _check_precondition(kind, name, incoming, cur.body)
@@ -738,7 +743,13 @@ class Store:
             opts.warnings.extend(warnings)
 
     def _check_identity(
-        self, kind: Kind, namespace: str | None, body: dict[str, Any], name: str | None = None
+        self,
+        kind: Kind,
+        namespace: str | None,
+        body: dict[str, Any],
+        name: str | None = None,
+        *,
+        require_name: bool = False,
     ) -> None:
         meta = body.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -753,8 +764,13 @@ class Store:
         else:
             meta.pop("namespace", None)
         if name is not None:
-            if meta.get("name") and meta["name"] != name:
-                raise errors.bad_request("the name of the object does not match the name on the URL")
+            # handlers/rest.go checkName (update, every patch type). An update must carry the name;
+            # a patch or an apply keeps the current one when it sends none.
+            given = meta.get("name") or ""
+            if (given or require_name) and given != name:
+                raise errors.bad_request(
+                    f"the name of the object ({given}) does not match the name on the URL ({name})"
+                )
             meta["name"] = name
         body["apiVersion"], body["kind"] = kind.api_version, kind.kind
 
