@@ -123,7 +123,7 @@ def test_a_replica_rolls_out_reports_health_and_metrics_and_stops_cleanly_on_sig
     assert "langsmith_listener_last_successful_poll_timestamp_seconds" in text
     assert "process_resident_memory_bytes" in text
 
-    assert stage.lease("listener-lease")["spec"]["holderIdentity"] == "listener-a"  # type: ignore[index]
+    assert stage.lease("listener-lease")["spec"]["holderIdentity"].startswith("listener-a_")  # type: ignore[index]
     started = time.monotonic()
     assert listener.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 20  # LISTENER_SHUTDOWN_TIMEOUT_SECONDS default
@@ -181,7 +181,7 @@ def test_sigterm_abandons_a_cycle_that_outlives_the_budget_and_leaves_the_lease_
     assert listener.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 5
     # Not handed over while our request may still be in flight: the standby waits out the lease.
-    assert stage.lease("listener-lease")["spec"]["holderIdentity"] == "listener-a"  # type: ignore[index]
+    assert stage.lease("listener-lease")["spec"]["holderIdentity"].startswith("listener-a_")  # type: ignore[index]
     assert "abandoning it" in listener.text()
 
 
@@ -204,9 +204,20 @@ def test_two_replicas_one_leads_the_other_stands_by_and_takes_over_on_release(
     stage.wait_for_status(second.id, "DEPLOYED", timeout=WAIT)
     lease = stage.lease("listener-lease")
     assert lease is not None
-    assert lease["spec"]["holderIdentity"] == "listener-b"
+    assert lease["spec"]["holderIdentity"].startswith("listener-b_")
     assert lease["spec"]["leaseTransitions"] == 1
     assert b.stop(signal.SIGTERM) == 0
+
+
+def test_two_processes_with_the_same_pod_name_never_both_lead(
+    stage: Stage, processes: list[ListenerProcess]
+) -> None:
+    # A fixed LISTENER_POD_NAME instead of the downward API: the random suffix keeps identities apart.
+    a = start(stage, processes, "a", **elected(pod_name="listener"))
+    wait_until(lambda: a.ready_as("leader"), WAIT, "a to lead")
+    b = start(stage, processes, "b", **elected(pod_name="listener"))
+    wait_until(lambda: b.ready_as("standby"), WAIT, "b to stand by")
+    assert a.ready_as("leader")
 
 
 def test_the_api_key_never_reaches_a_log_line_even_at_debug_through_faults(

@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 
 from listener.settings import ENV_PREFIX, Settings, SettingsError, load_settings
@@ -135,15 +136,20 @@ def _service(settings: Settings, client, health):  # -> (Service, LeaderElector 
     elector = None
     timeout = None
     if settings.leader_election:
+        # controller-runtime's identity: the pod name plus a random suffix, so two processes can never
+        # both believe they hold the Lease (a misconfigured fixed POD_NAME, or an overlapping restart).
         lease = LeaseConfig(
-            namespace=settings.pod_namespace or "", name=settings.lease, identity=settings.pod_name or ""
+            namespace=settings.pod_namespace or "",
+            name=settings.lease,
+            identity=f"{settings.pod_name}_{uuid.uuid4()}",
         )
         # A write sent just before the renew deadline must land before a standby may take over.
         timeout = lease.lease_duration - lease.renew_deadline
         elector = LeaderElector(
             Cluster(kubernetes_client(settings, timeout=timeout), rules=OWN_NAMESPACE_RULES), lease
         )
-        metrics.LEADER.set(0)
+        leader = elector
+        metrics.LEADER.set_function(lambda: 1.0 if leader.is_leader() else 0.0)  # exact at scrape time
     else:
         metrics.LEADER.set(1)
     cluster = Cluster(

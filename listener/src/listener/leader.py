@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from listener import metrics
 from listener.controlplane import ControlPlaneError, StatusReporter
 from listener.controlplane.status import DataPlaneStatus
 from listener.kube import Cluster, ClusterError
@@ -55,7 +54,7 @@ class LeaseConfig:
     namespace: str
     name: str
     identity: str
-    """This replica's holder identity (the pod name)."""
+    """This process's holder identity (the pod name and a random suffix, as controller-runtime)."""
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -151,7 +150,6 @@ class LeaderElector:
                     now - self._renewed_at,
                 )
                 self._renewed_at = None
-            metrics.LEADER.set(1 if self._leading(now) else 0)
         return leading
 
     def _leading(self, now: float) -> bool:
@@ -251,7 +249,6 @@ class LeaderElector:
         with self._lock:
             self._resigned = True
             self._renewed_at = None
-        metrics.LEADER.set(0)
 
     def release(self) -> bool:
         """Resign, then hand the Lease back (empty holder) if we still hold it, so a standby takes
@@ -260,7 +257,6 @@ class LeaderElector:
             held = self._lease
             self._resigned = True
             self._renewed_at = None
-        metrics.LEADER.set(0)
         if held is None or (held.get("spec") or {}).get("holderIdentity") != self.config.identity:
             return True
         now = self._wall()
@@ -296,7 +292,11 @@ class LeaderElector:
     def run(self, stop: threading.Event) -> None:
         """Attempt every retry period (jittered while standing by, like client-go) until `stop`."""
         while not stop.is_set() and not self._resigned:
-            leading = self.step()
+            try:
+                leading = self.step()
+            except Exception:  # a bug in one attempt must not end elections for this process
+                log.exception("leader election: attempt failed")
+                leading = False
             period = self.config.retry_period
             stop.wait(period if leading else period * (1 + self._rng.random() * JITTER_FACTOR))
 
