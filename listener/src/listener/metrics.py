@@ -9,7 +9,11 @@ open file descriptors, GC).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# No `_created` sample beside every counter and histogram: twice the series for a timestamp
+# that the process start time already gives.
+disable_created_metrics()
 
 PREFIX = "langsmith_listener"
 

@@ -169,7 +169,7 @@ class Service:
         finally:
             metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
         self._heartbeat(now)
-        _observe(report, self.reconciler, now)
+        _observe(report, self.reconciler, now, self._clock())
         for line, extra in _summary(report, self.reconciler):
             log.info(line, extra=extra)
         if self._health is not None:
@@ -184,7 +184,10 @@ class Service:
             return True
         if not self._leader.is_leader():
             if not self._standing_by:
-                log.info("not leading (lease held by %r); standing by", self._leader.holder() or "nobody")
+                holder = self._leader.holder()
+                log.info(
+                    f"standing by: the lease is held by {holder}" if holder else "standing by for the lease"
+                )
                 self._standing_by = True
             return False
         self._standing_by = False
@@ -254,8 +257,9 @@ def _summary(report: CycleReport, reconciler: Reconciler) -> list[tuple[str, dic
 PHASES = ("stores", "rolling", "deployed", "failed")
 
 
-def _observe(report: CycleReport, reconciler: Reconciler, now: datetime) -> None:
-    """The cycle's metrics: its result, the last good poll, deployments by state, finished rollouts."""
+def _observe(report: CycleReport, reconciler: Reconciler, now: datetime, ended: datetime) -> None:
+    """The cycle's metrics: its result, the last good poll (`now`, when the cycle listed), deployments
+    by state, and rollouts that finished in it (timed until `ended`, the end of the cycle)."""
     if not report.control_plane_ok:
         result = "control_plane_unavailable"
     else:
@@ -271,7 +275,7 @@ def _observe(report: CycleReport, reconciler: Reconciler, now: datetime) -> None
         for deployment_id in finished:
             tracked = reconciler.tracked.get(deployment_id)
             if tracked is not None:
-                seconds = (now - tracked.started).total_seconds()
+                seconds = (ended - tracked.started).total_seconds()
                 metrics.ROLLOUT_DURATION.labels(outcome=outcome).observe(max(seconds, 0.0))
 
 
