@@ -6,38 +6,52 @@ import pulumi
 import pulumi_aws as aws
 
 from components.cluster import EksCluster, EksClusterArgs
-from components.config import CreateVpc, ManagedStores, StackConfig
+from components.config import ManagedStores, StackConfig
 from components.egress import ControlPlaneEgress, ControlPlaneEgressArgs, egress_allowlist
+from components.iam import partition_for_region
 from components.network import Network, NetworkArgs
+from components.stores import RDS_CA_BUNDLE_URL, ManagedStoresArgs
 from components.stores import ManagedStores as ManagedStoresComponent
-from components.stores import ManagedStoresArgs
 
 
 def build(config: StackConfig) -> dict[str, object]:
     # Tags go on each resource rather than the provider's default_tags, so the policy pack can see
     # them in every resource's inputs.
-    aws_provider = aws.Provider(f"{config.name}-aws", region=config.aws_region)
+    # allowed_account_ids: credentials for any other account fail before anything is created.
+    aws_provider = aws.Provider(
+        f"{config.name}-aws", region=config.aws_region, allowed_account_ids=[config.aws_account_id]
+    )
     with_aws = pulumi.ResourceOptions(providers=[aws_provider])
     tags = config.resource_tags
     cluster_name = config.name
+    partition = partition_for_region(config.aws_region)
 
     network = Network(
         f"{config.name}-net",
-        NetworkArgs(vpc=config.network, region=config.aws_region, cluster_name=cluster_name, tags=tags),
+        NetworkArgs(
+            vpc=config.network,
+            region=config.aws_region,
+            cluster_name=cluster_name,
+            tags=tags,
+            account_id=config.aws_account_id,
+            partition=partition,
+        ),
         opts=with_aws,
     )
     allowlist = egress_allowlist(
         config.langsmith,
         config.network.egress,
         region=config.aws_region,
-        interface_endpoints=config.network.interface_endpoints
-        if isinstance(config.network, CreateVpc)
-        else (),
+        interface_endpoints=config.network.interface_endpoints,
     )
     egress = ControlPlaneEgress(
         f"{config.name}-egress",
         ControlPlaneEgressArgs(
-            allowlist=allowlist, vpc_id=network.vpc_id, tags=tags, firewall=network.firewall_placement
+            allowlist=allowlist,
+            vpc_id=network.vpc_id,
+            tags=tags,
+            routing=network.routing,
+            delete_protection=config.is_prod,
         ),
         opts=with_aws,
     )
@@ -53,6 +67,11 @@ def build(config: StackConfig) -> dict[str, object]:
             else [],
             tags=tags,
             deletion_protection=config.is_prod,
+            protect=config.is_prod,
+            vpc_id=network.vpc_id,
+            vpc_cidr=network.vpc_cidr,
+            account_id=config.aws_account_id,
+            partition=partition,
         ),
         opts=with_aws,
     )
@@ -77,6 +96,8 @@ def build(config: StackConfig) -> dict[str, object]:
         store_outputs = {
             "postgresHost": stores.postgres_host,
             "postgresUri": stores.postgres_uri,
+            "postgresMasterSecretArn": stores.postgres_master_secret_arn,
+            "postgresCaBundleUrl": RDS_CA_BUNDLE_URL,
             "redisHost": stores.redis_host,
             "redisUri": stores.redis_uri,
         }
@@ -96,6 +117,8 @@ def build(config: StackConfig) -> dict[str, object]:
         "clusterSecurityGroupId": cluster.cluster_security_group_id,
         "oidcProviderArn": cluster.oidc_provider_arn,
         "kubeconfig": cluster.kubeconfig,
+        "bastionInstanceId": cluster.bastion_instance_id,
+        "addonVersions": cluster.addon_versions,
         "listeners": [
             {
                 "name": listener.name,
