@@ -216,3 +216,33 @@ def test_control_plane_attempts_are_counted_by_method_and_code(server, emulator)
     after = sample(name, method="GET", code="503"), sample(name, method="GET", code="200")
     assert (after[0] - before[0], after[1] - before[1]) == (1.0, 1.0)
     assert seen == [("GET", "503"), ("GET", "200"), ("GET", "401")]
+
+
+def test_the_admin_uris_and_their_passwords_are_scrubbed_too() -> None:
+    from listener.__main__ import _secrets
+
+    settings = load_settings(
+        {
+            "LISTENER_API_KEY": KEY,
+            "LISTENER_WORKSPACE_ID": "0a000000-0000-4000-8000-00000000000a",
+            "LISTENER_LISTENER_ID": "0b000000-0000-4000-8000-00000000000b",
+            "LISTENER_REGION": "us",
+            "LISTENER_NAMESPACES": NS,
+            "LISTENER_STORE_MODE": "managed",
+            "LISTENER_POSTGRES_ADMIN_URI": "postgresql://admin:p%40ss-word-1@db:5432/postgres?sslmode=verify-full",
+            "LISTENER_REDIS_ADMIN_URI": "rediss://:redis-token-2@cache:6379/0",
+        }
+    )
+    secrets = _secrets(settings)
+    assert {KEY, "p%40ss-word-1", "p@ss-word-1", "redis-token-2"} <= set(secrets)
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        logs.configure(format="json", level="INFO", secrets=secrets, stream=stream)
+        logging.getLogger("listener.test").warning("auth failed for admin with p@ss-word-1 / redis-token-2")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    line = json.loads(stream.getvalue())
+    assert line["message"] == "auth failed for admin with <redacted> / <redacted>"
