@@ -256,6 +256,38 @@ def test_invalid_objects_are_rejected_with_422(client: Client) -> None:
     assert "selector" in err.value.status.message
 
 
+@pytest.mark.parametrize(
+    ("spec", "code", "message"),
+    [
+        # lightkube sends a datetime with microsecond 0 as "...:40Z"; the real server wants six digits:
+        # MicroTime.UnmarshalJSON (apimachinery micro_time.go) fails the decode, a 400 before validation.
+        (
+            {"holderIdentity": "a", "renewTime": "2026-11-28T12:00:40Z"},
+            400,
+            'Lease in version "v1" cannot be handled as a Lease: parsing time "2026-11-28T12:00:40Z" as '
+            '"2006-01-02T15:04:05.000000Z07:00": cannot parse "Z" as ".000000"',
+        ),
+        # pkg/apis/coordination/validation ValidateLeaseSpec.
+        ({"holderIdentity": "a", "leaseDurationSeconds": 0}, 422, "spec.leaseDurationSeconds"),
+        ({"holderIdentity": "a", "leaseTransitions": -1}, 422, "spec.leaseTransitions"),
+    ],
+)
+def test_lease_spec_is_validated_like_the_api_server(
+    client: Client, spec: dict[str, Any], code: int, message: str
+) -> None:
+    from lightkube.resources.coordination_v1 import Lease
+
+    good = {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "2026-11-28T12:00:40.000001Z"}
+    client.create(Lease.from_dict({"metadata": {"name": "good"}, "spec": good}))
+    with pytest.raises(ApiError) as err:
+        client.create(Lease.from_dict({"metadata": {"name": "bad"}, "spec": spec}))
+    assert (err.value.status.code, err.value.status.reason) == (
+        code,
+        "BadRequest" if code == 400 else "Invalid",
+    )
+    assert message in err.value.status.message
+
+
 def _collect(it: Any, n: int, out: list[tuple[str, str, str]]) -> None:
     for kind, obj in itertools.islice(it, n):
         out.append((kind, obj.metadata.name, obj.data.get("k") if obj.data else ""))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -44,6 +45,10 @@ def decode(kind: Kind, obj: Obj) -> None:
 
     for holder in _quantity_maps(kind, obj):
         canon(holder)
+    for value in _micro_times(kind, obj):
+        problem = micro_time_error(value)
+        if problem:
+            raise fail(problem)
     if kind.kind == "Secret" and isinstance(obj.get("data"), dict):
         for key, value in obj["data"].items():
             if not isinstance(value, str):
@@ -53,6 +58,37 @@ def decode(kind: Kind, obj: Obj) -> None:
             except (binascii.Error, ValueError):
                 raise fail(f"illegal base64 data at input byte {_bad_byte(value)}") from None
             del key
+
+
+# apimachinery pkg/apis/meta/v1/micro_time.go: MicroTime.UnmarshalJSON is time.Parse(RFC3339Micro), whose
+# ".000000" demands exactly six fractional digits ("...:40Z" fails); the error ends the decode (400).
+RFC3339_MICRO = "2006-01-02T15:04:05.000000Z07:00"
+_MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$")
+_SECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+
+
+def micro_time_error(value: Any) -> str | None:
+    """time.Parse's error for a MicroTime string, or None when it parses."""
+    if not isinstance(value, str) or _MICRO_TIME.match(value):
+        return None
+    head = _SECONDS.match(value)
+    if head is None:
+        detail = f'cannot parse "{value}" as "2006"'
+    else:
+        rest = value[head.end() :]
+        digits = re.match(r"^\.\d{6}", rest)
+        detail = f'cannot parse "{rest[7:] if digits else rest}" as "{"Z07:00" if digits else ".000000"}"'
+    return f'parsing time "{value}" as "{RFC3339_MICRO}": {detail}'
+
+
+def _micro_times(kind: Kind, obj: Obj) -> list[Any]:
+    """The MicroTime fields of the kinds that have them."""
+    if kind.kind == "Lease" and kind.group == "coordination.k8s.io":
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        return [spec[f] for f in ("acquireTime", "renewTime") if spec.get(f) is not None]
+    if kind.kind == "Event" and not kind.group and obj.get("eventTime") is not None:
+        return [obj["eventTime"]]
+    return []
 
 
 def _bad_byte(value: str) -> int:
