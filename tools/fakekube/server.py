@@ -216,7 +216,13 @@ class FakeKube:
             "name": self.listener_service_account,
             "namespace": self.listener_namespace,
         }
-        for ns, rules in [*((n, watched) for n in self.namespaces), (self.listener_namespace, own)]:
+        # One Role per namespace: the watched table, plus the own-namespace table in the listener's
+        # namespace (both, when the listener also watches its own namespace).
+        per_namespace: dict[str, list[Any]] = {}
+        for n in self.namespaces:
+            per_namespace.setdefault(n, []).extend(watched)
+        per_namespace.setdefault(self.listener_namespace, []).extend(own)
+        for ns, rules in per_namespace.items():
             if not rules:
                 continue
             meta = {"name": LISTENER_ROLE, "labels": {"app.kubernetes.io/managed-by": "fakekube"}}
