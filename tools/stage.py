@@ -74,7 +74,12 @@ class Stage:
         self.api_key = api_key
         self.emulator = Emulator(api_key=api_key)
         self.server = BackgroundServer(self.emulator)
-        self.kube = FakeKube([AGENTS, OWN])
+        # A cluster prepared as the listener expects one (like test_listener_e2e.prepared_cluster): the
+        # optional Gateway API/KEDA CRDs installed, and the stage image declared to run as a non-root
+        # user (the listener sets runAsNonRoot without runAsUser; fakekube's kubelet checks it against
+        # the image's user, root unless told).
+        self.kube = FakeKube([AGENTS, OWN], crds=("gateway-api", "keda"))
+        self.kube.controller.set_image_user(IMAGE, 1000)
         self.probe = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
         self.probe.daemon_threads = True
         self._probe_thread = threading.Thread(target=self.probe.serve_forever, daemon=True)

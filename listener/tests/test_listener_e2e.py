@@ -125,13 +125,13 @@ class World:
 
     def get(self, kind: str, name: str, namespace: str = NS, api_version: str | None = None) -> dict | None:
         versions = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "PersistentVolumeClaim": "v1"}
-        with self.kube.client(namespace) as client:
+        with self.kube.admin_client(namespace) as client:  # the test's own look, not the listener's
             return Cluster(client, rules=READ_ANYTHING).get(
                 api_version or versions.get(kind, "v1"), kind, namespace, name
             )
 
     def list(self, api_version: str, kind: str, namespace: str = NS) -> list[dict]:
-        with self.kube.client(namespace) as client:
+        with self.kube.admin_client(namespace) as client:
             return Cluster(client, rules=READ_ANYTHING).list(api_version, kind, namespace, {})
 
     def writes(self) -> int:
@@ -182,9 +182,19 @@ def servers() -> Iterator[AgentServers]:
     servers.close()
 
 
+def prepared_cluster(*namespaces: str) -> FakeKube:
+    """A cluster prepared for the listener: the Gateway API and KEDA CRDs installed, and the test
+    images declared to run as a non-root user (the listener sets runAsNonRoot without a runAsUser on
+    Agent Server pods, and the fake kubelet checks it against the image's user, root by default)."""
+    fake = FakeKube(namespaces, auto=True, crds=("gateway-api", "keda"))
+    for image in (IMAGE_1, IMAGE_2, BAD_IMAGE):
+        fake.controller.set_image_user(image, 1000)
+    return fake
+
+
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
-    with FakeKube([NS, OTHER_NS], auto=True) as fake:
+    with prepared_cluster(NS, OTHER_NS) as fake:
         yield fake
 
 
@@ -397,7 +407,7 @@ def test_foreign_and_other_listener_objects_are_never_touched(world: World, make
         "metadata": {"name": "someone-elses", "namespace": NS, "labels": {"app": "x"}},
         "data": {"k": "v"},
     }
-    with world.kube.client(NS) as client:
+    with world.kube.admin_client(NS) as client:  # a human with kubectl
         client.apply(from_dict(foreign), field_manager="kubectl")
 
     assert other.run_once(world.now).deployed == [theirs]
@@ -424,7 +434,7 @@ def test_an_object_of_the_same_name_that_is_not_ours_stops_the_rollout(world: Wo
         "metadata": {"name": names.env_secret, "namespace": NS},
         "stringData": {"mine": "yes"},
     }
-    with world.kube.client(NS) as client:
+    with world.kube.admin_client(NS) as client:
         Cluster(client).apply(squatter, field_manager="kubectl")
     report = world.cycle()
     assert "not managed by this listener" in report.failed[deployment_id]
@@ -504,7 +514,7 @@ def test_resync_reverts_manual_edits(world: World):
     names = world.names(deployment_id)
     edited = world.get("Deployment", names.api)
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = "attacker/image:latest"
-    with world.kube.client(NS) as client:
+    with world.kube.admin_client(NS) as client:
         client.apply(from_dict(edited), field_manager="kubectl-edit", force=True)
     world.cycle()  # not yet due
     assert world.get("Deployment", names.api)["spec"]["template"]["spec"]["containers"][0]["image"] != IMAGE_1

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from test_listener_e2e import IMAGE_1, IMAGE_2, NS, AgentServers
+from test_listener_e2e import IMAGE_1, IMAGE_2, NS, AgentServers, prepared_cluster
 
 from listener import __version__
 from listener.controlplane import ControlPlaneClient, EmulatorStatusReporter, LoggingStatusReporter
@@ -37,7 +37,6 @@ from listener.service import (
 )
 from listener.settings import Settings, load_settings
 from listener.spec import ExternalStores
-from tools.fakekube import FakeKube
 
 API_KEY_FOR_SETTINGS = "lsv2_sk_service_test_key_0123456789"
 WAIT = 30.0
@@ -176,7 +175,7 @@ class Loop:
 @pytest.fixture
 def live(server: BackgroundServer, emulator: Emulator) -> Iterator[dict[str, Any]]:
     servers = AgentServers()
-    with FakeKube([NS], auto=True) as kube:
+    with prepared_cluster(NS) as kube:
         environ = {
             "LISTENER_API_KEY": server.emulator.api_key,
             "LISTENER_WORKSPACE_ID": server.emulator.tenant_id,
