@@ -17,7 +17,6 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from clusters import like_a_real_cluster
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient, EmulatorStatusReporter
@@ -128,7 +127,7 @@ class World:
 
     def get(self, kind: str, name: str, namespace: str = NS, api_version: str | None = None) -> dict | None:
         versions = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "PersistentVolumeClaim": "v1"}
-        with self.kube.client(namespace) as client:
+        with self.kube.admin_client(namespace) as client:  # the test's own look, not the listener's
             return Cluster(client, rules=READ_ANYTHING).get(
                 api_version or versions.get(kind, "v1"), kind, namespace, name
             )
@@ -150,7 +149,7 @@ class World:
         )
 
     def list(self, api_version: str, kind: str, namespace: str = NS) -> list[dict]:
-        with self.kube.client(namespace) as client:
+        with self.kube.admin_client(namespace) as client:
             return Cluster(client, rules=READ_ANYTHING).list(api_version, kind, namespace, {})
 
     def writes(self) -> int:
@@ -204,10 +203,24 @@ def servers() -> Iterator[AgentServers]:
     servers.close()
 
 
+CRDS = ("gateway-api", "keda")
+
+
+def prepared_cluster(*namespaces: str, crds: tuple[str, ...] = CRDS) -> FakeKube:
+    """A cluster prepared for the listener: the Gateway API and KEDA CRDs installed (unless `crds`
+    says otherwise), and the test images declared to run as a non-root user (the listener sets
+    runAsNonRoot without a runAsUser on Agent Server pods, and the fake kubelet checks it against the
+    image's user, root by default)."""
+    fake = FakeKube(namespaces, auto=True, crds=crds)
+    for image in (IMAGE_1, IMAGE_2, BAD_IMAGE):
+        fake.controller.set_image_user(image, 1000)
+    return fake
+
+
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
-    with FakeKube([NS, OTHER_NS], auto=True) as fake:
-        yield like_a_real_cluster(fake)
+    with prepared_cluster(NS, OTHER_NS) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -271,6 +271,13 @@ def kubeconfig_for(tmp_path: Path, url: str) -> Path:
     return path
 
 
+def listener_kubeconfig(tmp_path: Path, kube: Any) -> Path:
+    """The listener's own identity in the fake cluster (its ServiceAccount token and Role)."""
+    path = tmp_path / "listener-kubeconfig.yaml"
+    path.write_text(yaml.safe_dump(kube.kubeconfig_dict("agents")))
+    return path
+
+
 def test_once_never_prints_a_traceback_for_what_the_cluster_answers(
     tmp_path: Path, server: BackgroundServer, emulator: Emulator, make_client: Any, not_an_api_server: str
 ) -> None:
@@ -299,15 +306,12 @@ def test_once_exits_0_with_a_warning_for_a_label_that_is_not_a_uuid(
     tmp_path: Path, server: BackgroundServer, emulator: Emulator, make_client: Any
 ) -> None:
     # Before: ValueError on every cycle (resync never finished) and a traceback from --once.
-    from clusters import like_a_real_cluster
-
     from listener.kube import FIELD_MANAGER
     from tools.fakekube import FakeKube
 
     client: ControlPlaneClient = make_client()
     listener = client.create_listener(compute_id="cli-odd-label", namespaces=["agents"])
-    with FakeKube(["agents"]) as kube:
-        like_a_real_cluster(kube, crds=())  # and a cluster without the Gateway API or KEDA
+    with FakeKube(["agents"]) as kube:  # without the Gateway API or KEDA CRDs
         labels = {
             naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
             naming.LABEL_LISTENER_ID: str(listener.id),
@@ -319,7 +323,7 @@ def test_once_exits_0_with_a_warning_for_a_label_that_is_not_a_uuid(
             "metadata": {"name": "odd", "namespace": "agents", "labels": labels},
             "spec": {"ports": [{"port": 80}]},
         }
-        with kube.client("agents") as admin:
+        with kube.admin_client("agents") as admin:
             admin.apply(from_dict(odd), field_manager=FIELD_MANAGER)
         environ = valid_env(
             tmp_path,
@@ -327,7 +331,7 @@ def test_once_exits_0_with_a_warning_for_a_label_that_is_not_a_uuid(
             workspace_id=emulator.tenant_id,
             listener_id=str(listener.id),
             control_plane_url=server.url,
-            kubeconfig=str(kubeconfig_for(tmp_path, kube.url)),
+            kubeconfig=str(listener_kubeconfig(tmp_path, kube)),
         )
         result = run_listener(["--once"], environ, tmp_path)
     assert result.code == 0, result

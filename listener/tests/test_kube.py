@@ -29,18 +29,21 @@ def config_map(name: str, data: dict[str, str], labels: dict[str, str] | None = 
     }
 
 
+# The mechanics are exercised on ConfigMaps, which the listener itself may not touch: both the
+# Cluster's declared table and the fake cluster's RBAC Role are extended by the same rule.
+CONFIG_MAPS = AccessRule("", ("configmaps",), ("get", "list", "create", "patch", "delete"))
+
+
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
-    with FakeKube([NS]) as fake:
+    with FakeKube([NS], watched_rules=(*WATCHED_NAMESPACE_RULES, CONFIG_MAPS)) as fake:
         yield fake
 
 
 @pytest.fixture
 def cluster(kube: FakeKube) -> Iterator[Cluster]:
-    # The mechanics are exercised on ConfigMaps, which the listener itself may not touch.
-    config_maps = AccessRule("", ("configmaps",), ("get", "list", "create", "patch", "delete"))
     with kube.client(NS) as client:
-        yield Cluster(client, rules=(*WATCHED_NAMESPACE_RULES, config_maps))
+        yield Cluster(client, rules=(*WATCHED_NAMESPACE_RULES, CONFIG_MAPS))
 
 
 def test_a_call_outside_the_declared_rules_is_refused_before_it_is_sent(kube: FakeKube):
@@ -102,7 +105,8 @@ def test_a_dropped_connection_is_a_cluster_error(kube: FakeKube, cluster: Cluste
     with pytest.raises(ClusterError) as caught:
         cluster.list("v1", "ConfigMap", NS, {})
     assert caught.value.status == 0
-    assert cluster.list("v1", "ConfigMap", NS, {}) == []
+    # Every namespace holds the root CA publisher's ConfigMap, as on a real cluster.
+    assert [c["metadata"]["name"] for c in cluster.list("v1", "ConfigMap", NS, {})] == ["kube-root-ca.crt"]
 
 
 def test_server_errors_are_cluster_errors(kube: FakeKube, cluster: Cluster):

@@ -253,7 +253,7 @@ def test_foreign_and_other_listener_objects_are_never_touched(world: World, make
         "metadata": {"name": "someone-elses", "namespace": NS, "labels": {"app": "x"}},
         "data": {"k": "v"},
     }
-    with world.kube.client(NS) as client:
+    with world.kube.admin_client(NS) as client:  # a human with kubectl
         client.apply(from_dict(foreign), field_manager="kubectl")
 
     assert other.run_once(world.now).deployed == [theirs]
@@ -283,7 +283,7 @@ def test_an_object_of_the_same_name_that_is_not_ours_stops_the_rollout(world: Wo
         "metadata": {"name": names.postgres_secret, "namespace": NS},
         "stringData": {"mine": "yes"},
     }
-    with world.kube.client(NS) as client:
+    with world.kube.admin_client(NS) as client:  # a human with kubectl
         Cluster(client).apply(squatter, field_manager="kubectl")
     report = world.cycle()
     assert "not managed by this listener" in report.failed[deployment_id]
@@ -366,7 +366,7 @@ def test_resync_reverts_manual_edits(world: World):
     names = world.names(deployment_id)
     edited = world.get("Deployment", names.api)
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = "attacker/image:latest"
-    with world.kube.client(NS) as client:
+    with world.kube.admin_client(NS) as client:  # a human with kubectl
         client.apply(from_dict(edited), field_manager="kubectl-edit", force=True)
     world.cycle()  # not yet due
     assert world.get("Deployment", names.api)["spec"]["template"]["spec"]["containers"][0]["image"] != IMAGE_1

@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from clusters import like_a_real_cluster
 from e2e import (
     ALLOW_EMPTY,
     BAD_IMAGE,
@@ -25,6 +24,7 @@ from e2e import (
     PRUNE_WINDOW,
     World,
     make_reconciler,
+    prepared_cluster,
 )
 from lightkube.codecs import from_dict
 
@@ -277,7 +277,7 @@ def test_an_object_carrying_our_labels_that_we_did_not_write_is_never_deleted(wo
     # Someone else's workload, labelled (by copy-paste or malice) as this listener's, for a
     # deployment id the control plane answers "not found" for.
     theirs = forged("someone-elses", world.listener_id, "0f000000-0000-4000-8000-0000000000f0")
-    with world.kube.client(NS) as client:
+    with world.kube.admin_client(NS) as client:  # a human with kubectl
         client.apply(from_dict(theirs), field_manager="kubectl")
     with_reconciler(world, prune=ALLOW_EMPTY)
     reports = [world.cycle(after=timedelta(minutes=3)) for _ in range(4)]
@@ -292,7 +292,7 @@ def test_a_deployment_id_label_that_is_not_a_uuid_is_skipped_with_a_warning(worl
     keeper = world.deploy("keeper")
     world.cycle()
     odd = forged("odd-label", world.listener_id, "not-a-uuid")
-    with world.kube.client(NS) as client:
+    with world.kube.admin_client(NS) as client:  # a human with kubectl
         client.apply(from_dict(odd), field_manager=FIELD_MANAGER, force=True)
     report = world.cycle(after=timedelta(minutes=6))  # a resync: the inventory reads it
     assert report.ok, report
@@ -357,8 +357,8 @@ def test_bad_control_plane_data_fails_before_anything_is_written(world: World) -
 
 @pytest.fixture
 def bare_kube() -> Iterator[FakeKube]:
-    with FakeKube([NS, OTHER_NS], auto=True) as fake:
-        yield like_a_real_cluster(fake, crds=())
+    with prepared_cluster(NS, OTHER_NS, crds=()) as fake:
+        yield fake
 
 
 @pytest.mark.parametrize(
@@ -527,7 +527,7 @@ def test_a_route_that_is_already_served_refuses_the_newcomer(world: World) -> No
             "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/" + names.base}}]}],
         },
     }
-    with world.kube.client(OTHER_NS) as client:
+    with world.kube.admin_client(OTHER_NS) as client:  # a human with kubectl
         client.apply(from_dict(squatter), field_manager="kubectl")
     reason = world.cycle().failed[deployment_id]
     assert (

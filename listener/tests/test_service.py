@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from clusters import like_a_real_cluster
-from e2e import IMAGE_1, IMAGE_2, NS, AgentServers
+from e2e import IMAGE_1, IMAGE_2, NS, AgentServers, prepared_cluster
 
 from listener import __version__
 from listener.controlplane import ControlPlaneClient, EmulatorStatusReporter, LoggingStatusReporter
@@ -38,7 +37,6 @@ from listener.service import (
 )
 from listener.settings import Settings, load_settings
 from listener.spec import ExternalStores
-from tools.fakekube import FakeKube
 
 API_KEY_FOR_SETTINGS = "lsv2_sk_service_test_key_0123456789"
 WAIT = 30.0
@@ -230,8 +228,7 @@ class Loop:
 @pytest.fixture
 def live(server: BackgroundServer, emulator: Emulator) -> Iterator[dict[str, Any]]:
     servers = AgentServers()
-    with FakeKube([NS], auto=True) as kube:
-        like_a_real_cluster(kube)
+    with prepared_cluster(NS) as kube:
         environ = {
             "LISTENER_API_KEY": server.emulator.api_key,
             "LISTENER_WORKSPACE_ID": server.emulator.tenant_id,
@@ -319,6 +316,7 @@ class FlakyReconciler:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.records: dict[str, Any] = {}  # the service reads it for the deployments-by-state metric
 
     def run_once(self, now: datetime) -> CycleReport:
         self.calls += 1

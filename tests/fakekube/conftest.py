@@ -3,10 +3,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from lightkube import Client
 
-from tools.fakekube import FakeKube
+from tools.fakekube import FakeKube, Identity
 
 NS = "team-a"
 OTHER_NS = "team-b"
@@ -26,7 +27,8 @@ def manual_kube() -> Iterator[FakeKube]:
 
 @pytest.fixture
 def client(kube: FakeKube) -> Iterator[Client]:
-    with kube.client(NS) as c:
+    """An admin client: these tests exercise API semantics, not RBAC (test_fakekube_rbac.py does)."""
+    with kube.admin_client(NS, field_manager="langsmith-listener") as c:
         yield c
 
 
@@ -51,3 +53,10 @@ def deployment(
             "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
         },
     }
+
+
+def http(kube: FakeKube, identity: Identity | None = None) -> httpx2.Client:
+    """A plain HTTP client for what lightkube's typed models will not send (unknown fields, raw
+    bodies) or do not expose (Warning headers); authenticated as ``identity`` (default: admin)."""
+    who = identity or kube.admin
+    return httpx2.Client(base_url=kube.url, headers={"Authorization": f"Bearer {who.token}"}, trust_env=False)

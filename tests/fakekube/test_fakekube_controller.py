@@ -46,11 +46,15 @@ def test_auto_mode_drives_a_deployment_to_available(client: Client) -> None:
 
 
 def test_manual_mode_moves_only_on_step(manual_kube: FakeKube) -> None:
-    with manual_kube.client(NS) as client:
+    with manual_kube.admin_client(NS) as client:
         client.apply(Deployment.from_dict(deployment()))
         assert rollout_state(client.get(Deployment, "web")) == "InProgress"
         assert list(client.list(Pod)) == []
+        # One step is one pass of each controller over what is dirty: the Deployment controller
+        # creates the ReplicaSet, the ReplicaSet controller runs on the next step, and so on.
         assert manual_kube.controller.step() is True
+        assert list(client.list(Pod)) == []
+        assert manual_kube.controller.run_until_stable() >= 1
         assert rollout_state(client.get(Deployment, "web")) == "Current"
         assert manual_kube.controller.step() is False  # a fixed point: nothing more to write
         client.apply(Deployment.from_dict(deployment(image="app:2")))
@@ -69,9 +73,11 @@ def test_crash_looping_pods_keep_the_old_ones_and_time_out(kube: FakeKube, clien
     client.apply(Deployment.from_dict(deployment(image="app:2")))
     d = client.get(Deployment, "web")
     assert rollout_state(d) == "InProgress"
-    assert (d.status.replicas, d.status.updatedReplicas, d.status.availableReplicas) == (4, 2, 2)
+    # 2 replicas with the default 25%/25%: maxSurge rounds up to 1, maxUnavailable down to 0, so one
+    # new pod is added and no old one goes until it is available (deployment/util.ResolveFenceposts).
+    assert (d.status.replicas, d.status.updatedReplicas, d.status.availableReplicas) == (3, 1, 2)
     new_pods = [p for p in client.list(Pod, labels={"app": "web"}) if p.spec.containers[0].image == "app:2"]
-    assert len(new_pods) == 2
+    assert len(new_pods) == 1
     for pod in new_pods:
         cs = pod.status.containerStatuses[0]
         assert cs.state.waiting.reason == "CrashLoopBackOff"
@@ -126,8 +132,9 @@ def test_partial_rollout_holds_new_pods_unready(kube: FakeKube, client: Client) 
     kube.controller.hold_rollout(NS, "web", ready=1)
     client.apply(Deployment.from_dict(deployment(image="app:2", replicas=3)))
     d = client.get(Deployment, "web")
-    # One new pod ready, so one old pod went; two old ones still serve.
-    assert (d.status.replicas, d.status.updatedReplicas, d.status.readyReplicas) == (5, 3, 3)
+    # maxSurge 1, maxUnavailable 0: the first new pod became ready, so one old pod went and a second
+    # new pod was added; it is held unready, so two old pods still serve.
+    assert (d.status.replicas, d.status.updatedReplicas, d.status.readyReplicas) == (4, 2, 3)
     assert rollout_state(d) == "InProgress"
     assert kube.controller.expire_progress_deadlines() == [f"{NS}/web"]
     assert rollout_state(client.get(Deployment, "web")) == "Failed"
@@ -152,7 +159,10 @@ def statefulset(image: str = "db:1", replicas: int = 2) -> dict[str, Any]:
                 "spec": {"containers": [{"name": "db", "image": image}]},
             },
             "volumeClaimTemplates": [
-                {"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }
             ],
         },
     }
@@ -176,6 +186,7 @@ def test_statefulset_rolls_out_by_revision_and_keeps_claims(kube: FakeKube, clie
     assert s.status.currentRevision == s.status.updateRevision
     assert s.status.updatedReplicas == 2
     client.delete(StatefulSet, "db")
+    # Background deletion: the garbage collector removes the pods after the response.
     assert list(client.list(Pod, labels={"app": "db"})) == []
     claims = sorted(c.metadata.name for c in client.list(PersistentVolumeClaim))
     assert claims == ["data-db-0", "data-db-1"]

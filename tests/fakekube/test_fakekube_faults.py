@@ -54,16 +54,18 @@ def test_request_log_counts_writes_per_field_manager(kube: FakeKube, client: Cli
 
 
 def test_admin_routes_control_the_fake(manual_kube: FakeKube) -> None:
-    with manual_kube.client(NS) as client, httpx2.Client(base_url=manual_kube.url) as admin:
+    with manual_kube.admin_client(NS) as client, httpx2.Client(base_url=manual_kube.url) as admin:
         client.apply(Deployment.from_dict(deployment(replicas=1)))
         assert (
             admin.post("/_fake/pod-behaviour", json={"state": "crash-loop", "image": "app:1"}).status_code
             == 201
         )
         assert admin.post("/_fake/controller/step").json() == {"changed": True}
+        assert admin.post("/_fake/controller/run-until-stable").json()["passes"] >= 1
         d = client.get(Deployment, "web")
         assert d.status.readyReplicas is None
         assert admin.post(f"/_fake/deployments/{NS}/web/progress-deadline-exceeded").status_code == 200
+        assert admin.post("/_fake/controller/step").json() == {"changed": True}
         reasons = {c.type: c.reason for c in client.get(Deployment, "web").status.conditions}
         assert reasons["Progressing"] == "ProgressDeadlineExceeded"
         assert admin.post("/_fake/faults", json={"path": "/configmaps", "response": 503}).status_code == 201

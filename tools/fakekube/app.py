@@ -1,7 +1,9 @@
-"""The HTTP shell: Kubernetes REST paths and discovery over the store, plus ``/_fake/...`` admin routes.
+"""The HTTP shell: authentication, authorisation, Kubernetes REST paths, discovery, subresources.
 
-Everything interesting lives in the store, the ssa/selectors modules and the controller; this module
-parses requests, authorises them like a namespace-scoped Role, logs them, and renders results.
+A request goes through the API server's filter chain in the API server's order: authentication
+(bearer token, else 401), authorisation (RBAC on the request attributes, else 403 with the real
+message), then the handler (404 for unserved kinds, the store's pipeline for everything else).
+``/_fake/...`` admin routes let a trial drive the fake with curl.
 """
 
 from __future__ import annotations
@@ -9,22 +11,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
+import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
+import msgspec
 import yaml
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tools.fakekube import errors
-from tools.fakekube.controller import FakeController, PodState
-from tools.fakekube.kinds import NAMESPACE, Kind
+from tools.fakekube import auth, errors, ssa
+from tools.fakekube.auth import Attributes, Authorizer, Tokens, UserInfo
+from tools.fakekube.controller import FakeController
+from tools.fakekube.kinds import Kind
+from tools.fakekube.kubelet import PodState
 from tools.fakekube.observe import DROP, Fault, Faults, RequestLog, RequestRecord, Verb
+from tools.fakekube.schema import KUBE_VERSION
 from tools.fakekube.selectors import (
     FieldRequirement,
     Requirement,
@@ -34,15 +43,27 @@ from tools.fakekube.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from tools.fakekube.store import PatchType, Store, WatchEvent
+from tools.fakekube.store import PatchType, Store, WatchEvent, WriteOptions, WriteResult, gr
 
-KUBE_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0-fakekube", "platform": "linux/amd64"}
+VERSION_INFO = {
+    "major": "1",
+    "minor": KUBE_VERSION.split(".")[1],
+    "gitVersion": f"v{KUBE_VERSION}",
+    "gitCommit": "fakekube",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.25",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 _PATCH_TYPES: dict[str, PatchType] = {
     "application/merge-patch+json": "merge",
     "application/strategic-merge-patch+json": "strategic",
     "application/json-patch+json": "json",
 }
-_RBAC_VERB = {"apply": "patch"}
+_APPLY = ("application/apply-patch+yaml", "application/apply-patch+json")
+_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass
@@ -51,9 +72,8 @@ class Context:
     log: RequestLog
     faults: Faults
     controller: FakeController
-    # None = unrestricted (cluster-admin); otherwise the namespaces a namespace-scoped Role grants.
-    namespaces: frozenset[str] | None
-    user: str
+    tokens: Tokens
+    authorizer: Authorizer
     max_watch_seconds: float
 
 
@@ -77,9 +97,13 @@ class _QuietDrops(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
 
-def json_response(body: Any, status: int = 200) -> Response:
+def json_response(body: Any, status: int = 200, warnings: list[str] | None = None) -> Response:
     # Exactly "application/json": lightkube only turns error bodies into ApiError for that content type.
-    return Response(json.dumps(body), status_code=status, media_type="application/json")
+    raw = body if isinstance(body, bytes) else _ENCODER.encode(body)
+    resp = Response(raw, status_code=status, media_type="application/json")
+    for w in warnings or ():
+        resp.headers.append("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return resp
 
 
 def status_response(err: errors.ApiStatusError, retry_after: int | None = None) -> Response:
@@ -89,25 +113,31 @@ def status_response(err: errors.ApiStatusError, retry_after: int | None = None) 
     return resp
 
 
-def parse_target(ctx: Context, path: str) -> Target | None:
-    """Resource URL -> Target; None for non-resource paths (discovery). Unknown resources raise 404."""
-    segs = [s for s in path.split("/") if s]
-    if len(segs) >= 3 and segs[0] == "api":
-        group, version, rest = "", segs[1], segs[2:]
-    elif len(segs) >= 4 and segs[0] == "apis":
-        group, version, rest = segs[1], segs[2], segs[3:]
-    else:
-        return None
-    registry = ctx.store.registry
-    namespace = None
-    if rest[0] == "namespaces" and len(rest) >= 3:
-        inner = registry.by_url(group, version, rest[2])
-        if inner is not None and inner.namespaced:
-            namespace, rest = rest[1], rest[2:]
-    kind = registry.by_url(group, version, rest[0])
-    if kind is None or len(rest) > 3:
-        raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
-    return Target(kind, namespace, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
+def parse_target(ctx: Context, attrs: Attributes) -> Target:
+    """The served kind of a resource request, or 404 (after authorisation, like the API server)."""
+    kind = ctx.store.registry.by_url(attrs.api_group, attrs.api_version, attrs.resource)
+    if kind is None:
+        raise errors.unknown_resource()
+    parts = [p for p in attrs.path.split("/") if p]
+    # Reject trailing garbage: /namespaces/x/pods/name/sub/extra.
+    base = 3 if parts[0] == "apis" else 2
+    expected = (
+        base
+        + (2 if attrs.namespace and kind.namespaced else 0)
+        + 1
+        + (1 if attrs.name else 0)
+        + (1 if attrs.subresource else 0)
+    )
+    if len(parts) != expected:
+        raise errors.unknown_resource()
+    if kind.namespaced and not attrs.namespace and attrs.name:
+        raise errors.unknown_resource()
+    if not kind.namespaced and kind.plural != "namespaces" and attrs.namespace:
+        raise errors.unknown_resource()
+    namespace = attrs.namespace if kind.namespaced else None
+    if kind.plural == "namespaces" and not kind.group:
+        namespace = None
+    return Target(kind, namespace or None, attrs.name or None, attrs.subresource or None)
 
 
 def classify(method: str, target: Target | None, query: MutableMapping[str, str], content_type: str) -> Verb:
@@ -117,38 +147,15 @@ def classify(method: str, target: Target | None, query: MutableMapping[str, str]
         if target.name is not None:
             return "get"
         return "watch" if query.get("watch") in ("true", "1") else "list"
-    if method == "POST" and target.name is None:
+    if method == "POST" and (target.name is None or target.subresource == "token"):
         return "create"
     if method == "PUT" and target.name is not None:
         return "update"
     if method == "PATCH" and target.name is not None:
-        return "apply" if content_type.startswith("application/apply-patch") else "patch"
+        return "apply" if content_type.startswith(_APPLY) else "patch"
     if method == "DELETE":
         return "delete" if target.name is not None else "deletecollection"
     return "other"
-
-
-def authorize(ctx: Context, target: Target, verb: str) -> None:
-    allowed = ctx.namespaces
-    if allowed is None:
-        return
-    kind, ns = target.kind, target.namespace
-    rbac_verb = _RBAC_VERB.get(verb, verb)
-    if kind.namespaced and ns in allowed:
-        return
-    # A Role in namespace X may grant get on the Namespace object X itself.
-    if kind is NAMESPACE and verb == "get" and target.name in allowed:
-        return
-    subject = f'{kind.resource} "{target.name}"' if target.name else kind.resource
-    scope = f'in the namespace "{ns}"' if kind.namespaced and ns else "at the cluster scope"
-    raise errors.ApiStatusError(
-        403,
-        "Forbidden",
-        f'{subject} is forbidden: User "{ctx.user}" cannot {rbac_verb} resource "{kind.plural}" '
-        f'in API group "{kind.group}" {scope}',
-        kind=kind,
-        name=target.name,
-    )
 
 
 async def read_body(request: Request, content_type: str) -> Any:
@@ -156,14 +163,29 @@ async def read_body(request: Request, content_type: str) -> Any:
     if not raw:
         raise errors.bad_request("the request body is empty")
     try:
-        return json.loads(raw)
-    except ValueError:
+        return _DECODER.decode(raw)
+    except msgspec.DecodeError:
         if content_type.startswith("application/apply-patch+yaml"):
             try:
                 return yaml.safe_load(raw)
             except yaml.YAMLError as e:
-                raise errors.bad_request(f"invalid YAML: {e}") from e
+                raise errors.bad_request(f"error decoding YAML: {e}") from e
         raise errors.bad_request("the request body is not valid JSON") from None
+
+
+def _typed_body(body: Any) -> dict[str, Any]:
+    """What the version/kind sniffer accepts for a POST/PUT: an object (``null`` decodes as empty)."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        kind = "array" if isinstance(body, list) else "string" if isinstance(body, str) else "number"
+        if isinstance(body, bool):
+            kind = "bool"
+        raise errors.bad_request(
+            f"couldn't get version/kind; json parse error: json: cannot unmarshal {kind} into Go value of type "
+            'struct { APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }'
+        )
+    return body
 
 
 def _selectors(
@@ -181,30 +203,28 @@ def _selectors(
 def _list(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Response:
     kind = target.kind
     labels, fields = _selectors(kind, query)
-    items, rv = ctx.store.list(kind, target.namespace, labels, fields)
+    items, rv = ctx.store.list_stored(kind, target.namespace, labels, fields)
     meta: dict[str, Any] = {"resourceVersion": str(rv)}
     start = 0
     if query.get("continue"):
         try:
-            token = json.loads(base64.urlsafe_b64decode(query["continue"]))
+            token = msgspec.json.decode(base64.urlsafe_b64decode(query["continue"]))
             start, rv = int(token["offset"]), int(token["rv"])
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, TypeError, msgspec.DecodeError) as e:
             raise errors.bad_request("invalid continue token") from e
         meta["resourceVersion"] = str(rv)
     limit = int(query["limit"]) if query.get("limit", "").isdigit() and int(query["limit"]) > 0 else None
     if limit is not None:
         end = start + limit
         if end < len(items):
-            meta["continue"] = base64.urlsafe_b64encode(
-                json.dumps({"offset": end, "rv": rv}).encode()
-            ).decode()
+            meta["continue"] = base64.urlsafe_b64encode(_ENCODER.encode({"offset": end, "rv": rv})).decode()
             meta["remainingItemCount"] = len(items) - end
         items = items[start:end]
     else:
         items = items[start:]
-    return json_response(
-        {"apiVersion": kind.api_version, "kind": f"{kind.kind}List", "metadata": meta, "items": items}
-    )
+    head = _ENCODER.encode({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": meta})
+    body = head[:-1] + b',"items":[' + b",".join(s.json() for s in items) + b"]}"
+    return json_response(body)
 
 
 def _watch(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Response:
@@ -218,6 +238,7 @@ def _watch(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Res
         raise errors.bad_request(str(e)) from e
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+    key = gr(kind)
 
     def deliver(event: WatchEvent | None) -> None:
         with contextlib.suppress(RuntimeError):  # the server's loop is already gone
@@ -227,24 +248,25 @@ def _watch(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Res
         replay, unsubscribe = ctx.store.subscribe(kind, ns, since, deliver)
     except errors.ApiStatusError as e:
         # Like the API server: an expired resourceVersion is a 200 stream carrying one ERROR event.
-        line = json.dumps({"type": "ERROR", "object": e.status()}) + "\n"
+        line = _ENCODER.encode({"type": "ERROR", "object": e.status()}) + b"\n"
         return StreamingResponse(iter([line]), media_type="application/json")
 
-    def render(event: WatchEvent) -> str | None:
-        if event.kind != kind or (ns is not None and event.namespace != ns):
+    def render(event: WatchEvent) -> bytes | None:
+        if event.gr != key or (ns is not None and event.namespace != ns):
             return None
-        now_ = labels_match(labels, event.obj["metadata"].get("labels")) and fields_match(fields, event.obj)
+        body = event.stored.body
+        now_ = labels_match(labels, body["metadata"].get("labels")) and fields_match(fields, body)
         before = event.old is not None and (
             labels_match(labels, event.old["metadata"].get("labels")) and fields_match(fields, event.old)
         )
         type_: str = event.type
         if event.type == "MODIFIED" and now_ != before:
             type_ = "ADDED" if now_ else "DELETED"
-        elif not now_:
+        elif not now_ and not (event.type == "DELETED" and before):
             return None
-        return json.dumps({"type": type_, "object": event.obj}) + "\n"
+        return b'{"type":"' + type_.encode() + b'","object":' + event.stored.json() + b"}\n"
 
-    async def stream() -> AsyncIterator[str]:
+    async def stream() -> AsyncIterator[bytes]:
         try:
             for event in replay:
                 if (line := render(event)) is not None:
@@ -265,75 +287,346 @@ def _watch(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Res
     return StreamingResponse(stream(), media_type="application/json")
 
 
-async def _dispatch(
-    ctx: Context,
-    request: Request,
-    target: Target,
-    verb: str,
-    query: MutableMapping[str, str],
-    content_type: str,
-) -> Response:
+def _write_options(
+    request: Request, query: MutableMapping[str, str], user: UserInfo, target: Target, verb: str
+) -> WriteOptions:
+    dry_run = query.get("dryRun")
+    if dry_run not in (None, "", "All"):
+        raise errors.ApiStatusError(
+            422, "Invalid", f'Unsupported value: "{dry_run}": supported values: "All"'
+        )
+    validation = query.get("fieldValidation") or "Warn"
+    if validation not in ("Ignore", "Warn", "Strict"):
+        raise errors.bad_request(
+            f'fieldValidation: Unsupported value: "{validation}": supported values: "Ignore", "Strict", "Warn"'
+        )
+    if verb == "patch" and "force" in query:
+        err = errors.field_forbidden("force", "may not be specified for non-apply patch")
+        raise errors.ApiStatusError(
+            422,
+            "Invalid",
+            f'PatchOptions.meta.k8s.io "" is invalid: {err}',
+            causes=[{"reason": err.type, "message": err.body, "field": err.field}],
+        )
+    agent = request.headers.get("user-agent", "unknown").split("/")[0]
+    manager = query.get("fieldManager") if verb == "apply" else (query.get("fieldManager") or agent)
+    return WriteOptions(
+        manager=manager or "",
+        user=user,
+        dry_run=dry_run == "All",
+        field_validation=validation,  # type: ignore[arg-type]
+        subresource=target.subresource,
+        force=query.get("force") in ("true", "1"),
+    )
+
+
+def _object_response(result: WriteResult, status: int, opts: WriteOptions) -> Response:
+    return json_response(result.stored.json(), status, opts.warnings)
+
+
+async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, query: MutableMapping[str, str],
+                    content_type: str, attrs: Attributes) -> Response:  # fmt: skip
     store, kind, ns, name, sub = ctx.store, target.kind, target.namespace, target.name, target.subresource
-    manager = query.get("fieldManager") or request.headers.get("user-agent", "unknown").split("/")[0]
-    if query.get("dryRun"):
-        raise errors.bad_request("fakekube does not implement dryRun")
+    if sub is not None and not (
+        (sub == "status" and kind.status)
+        or (sub == "scale" and kind.scale)
+        or (sub == "token" and kind.kind == "ServiceAccount" and not kind.group)
+    ):
+        raise errors.unknown_resource()
+    if kind.virtual:
+        if verb != "create":
+            raise errors.ApiStatusError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        return _review(ctx, kind, await read_body(request, content_type), attrs.user)
+    if sub == "scale":
+        return await _scale(ctx, request, target, verb, query, content_type, attrs)
+    if sub == "token":
+        return await _token_request(ctx, request, target)
+    if (
+        verb in ("create", "update", "patch", "apply", "delete", "deletecollection")
+        and kind.verbs
+        and verb.replace("apply", "patch") not in kind.verbs
+    ):
+        raise errors.ApiStatusError(
+            405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+        )
     if verb == "get":
-        obj = store.get(kind, ns, name or "")
-        if sub is not None and not (sub == "status" and kind.status):
-            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
-        return json_response(obj)
+        found = store.stored(kind, ns, name or "")
+        if found is None:
+            raise errors.not_found(kind, name or "")
+        return json_response(found.json())
     if verb == "list":
         return _list(ctx, target, query)
     if verb == "watch":
         return _watch(ctx, target, query)
+    opts = _write_options(request, query, attrs.user, target, verb)
     if verb == "create":
-        return json_response(
-            store.create(kind, ns, await read_body(request, content_type), manager=manager), 201
-        )
+        body = _typed_body(await read_body(request, content_type))
+        return _object_response(store.create(kind, ns, body, opts), 201, opts)
     if verb == "update":
-        body = await read_body(request, content_type)
-        return json_response(store.replace(kind, ns, name or "", body, manager=manager, subresource=sub))
+        body = _typed_body(await read_body(request, content_type))
+        return _object_response(store.replace(kind, ns, name or "", body, opts), 200, opts)
     if verb == "apply":
         body = await read_body(request, content_type)
-        force = query.get("force") in ("true", "1")
-        obj, created = store.apply(
-            kind, ns, name or "", body, manager=query.get("fieldManager", ""), force=force, subresource=sub
-        )
-        return json_response(obj, 201 if created else 200)
+        if not isinstance(body, dict):
+            raise errors.bad_request("error decoding YAML: the applied configuration must be an object")
+
+        def authorize_create() -> None:
+            # patch.go: an apply that creates the object is also authorised as "create".
+            create_attrs = Attributes(
+                attrs.user,
+                "create",
+                True,
+                attrs.path,
+                attrs.api_group,
+                attrs.api_version,
+                attrs.resource,
+                attrs.subresource,
+                attrs.namespace,
+                attrs.name,
+            )
+            allowed, reason = ctx.authorizer.authorize(create_attrs)
+            if not allowed:
+                raise errors.forbidden(kind, name, reason)
+
+        opts.authorize_create = authorize_create
+        result = store.apply(kind, ns, name or "", body, opts)
+        return _object_response(result, 201 if result.created else 200, opts)
     if verb == "patch":
         patch_type = _PATCH_TYPES.get(content_type.split(";")[0].strip())
         if patch_type is None:
-            return json_response(
+            return status_response(
                 errors.ApiStatusError(
-                    415, "UnsupportedMediaType", f"the media type {content_type!r} is not supported"
-                ).status(),
-                415,
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, "
+                    "application/strategic-merge-patch+json",
+                )
+            )
+        if patch_type == "strategic" and kind.is_custom:
+            return status_response(
+                errors.ApiStatusError(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                )
             )
         body = await read_body(request, content_type)
-        return json_response(
-            store.patch(kind, ns, name or "", body, patch_type, manager=manager, subresource=sub)
-        )
+        return _object_response(store.patch(kind, ns, name or "", body, patch_type, opts), 200, opts)
     if verb in ("delete", "deletecollection"):
         raw = await request.body()
-        options = json.loads(raw) if raw else {}
+        options = msgspec.json.decode(raw) if raw else {}
+        if not isinstance(options, dict):
+            raise errors.bad_request("DeleteOptions must be an object")
         propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
+        if options.get("orphanDependents") is True and not propagation:
+            propagation = "Orphan"
+        if options.get("dryRun") == ["All"]:
+            opts.dry_run = True
+        grace = query.get("gracePeriodSeconds") or options.get("gracePeriodSeconds")
         if verb == "deletecollection":
             labels, fields = _selectors(kind, query)
-            items = store.delete_collection(kind, ns, labels, fields, propagation=propagation)
-            return json_response(
-                {"apiVersion": kind.api_version, "kind": f"{kind.kind}List", "metadata": {}, "items": items}
+            items = store.delete_collection(kind, ns, labels, fields, propagation=propagation, opts=opts)
+            head = _ENCODER.encode(
+                {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": {}}
             )
-        precondition = (options.get("preconditions") or {}).get("resourceVersion")
-        return json_response(
-            store.delete(kind, ns, name or "", propagation=propagation, precondition_rv=precondition)
+            return json_response(head[:-1] + b',"items":[' + b",".join(s.json() for s in items) + b"]}")
+        pre = options.get("preconditions") or {}
+        result = store.delete(
+            kind,
+            ns,
+            name or "",
+            propagation=propagation,
+            precondition_rv=pre.get("resourceVersion"),
+            precondition_uid=pre.get("uid"),
+            grace_period=int(grace) if grace not in (None, "") else None,
+            opts=opts,
         )
+        if result.deleted and kind.kind != "Pod":
+            meta = result.stored.body["metadata"]
+            return json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {
+                        "name": meta["name"],
+                        **({"group": kind.group} if kind.group else {}),
+                        "kind": kind.plural,
+                        "uid": meta["uid"],
+                    },
+                }
+            )
+        return json_response(result.stored.json())
     raise errors.ApiStatusError(
         405, "MethodNotAllowed", f"{request.method} is not supported on {request.url.path}"
     )
 
 
+def _scale_object(kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+    meta = body["metadata"]
+    spec_path, status_path, selector_path = kind.scale_paths or (".spec.replicas", ".status.replicas", None)
+
+    def lookup(path: str | None) -> Any:
+        node: Any = body
+        for part in (path or "").strip(".").split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    if kind.scale_paths is None:
+        selector = (body.get("spec") or {}).get("selector") or {}
+        selector_text = ",".join(f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items()))
+    else:
+        selector_text = lookup(selector_path) if selector_path else None
+    status: dict[str, Any] = {"replicas": lookup(status_path) or 0}
+    if selector_text:
+        status["selector"] = selector_text
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": lookup(spec_path) or 0},
+        "status": status,
+    }
+
+
+async def _scale(ctx: Context, request: Request, target: Target, verb: str, query: MutableMapping[str, str],
+                 content_type: str, attrs: Attributes) -> Response:  # fmt: skip
+    store, kind, ns, name = ctx.store, target.kind, target.namespace, target.name or ""
+    current = store.stored(kind, ns, name)
+    if current is None:
+        raise errors.not_found(kind, name)
+    scale = _scale_object(kind, current.body)
+    if verb == "get":
+        return json_response(scale)
+    opts = _write_options(request, query, attrs.user, target, verb)
+    body = await read_body(request, content_type)
+    if verb == "update":
+        new_scale = body
+    elif verb in ("patch", "apply"):
+        patch_type = (
+            "merge" if verb == "apply" else _PATCH_TYPES.get(content_type.split(";")[0].strip(), "merge")
+        )
+        new_scale = ssa.json_patch(scale, body) if patch_type == "json" else ssa.json_merge_patch(scale, body)
+    else:
+        raise errors.ApiStatusError(
+            405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+        )
+    if not isinstance(new_scale, dict):
+        raise errors.bad_request("the Scale must be an object")
+    want_rv = (new_scale.get("metadata") or {}).get("resourceVersion")
+    if verb == "update" and want_rv and want_rv != current.body["metadata"]["resourceVersion"]:
+        raise errors.stale(kind, name)
+    replicas = (new_scale.get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or replicas < 0:
+        err = errors.field_invalid("spec.replicas", replicas, "must be greater than or equal to 0")
+        raise errors.ApiStatusError(
+            422,
+            "Invalid",
+            f'Scale.autoscaling "{name}" is invalid: {err}',
+            causes=[{"reason": err.type, "message": err.body, "field": err.field}],
+        )
+    spec_path = (kind.scale_paths or (".spec.replicas",))[0].strip(".").split(".")
+    new = msgspec.json.decode(current.json())
+    new["metadata"].pop("managedFields", None)
+    node = new
+    for part in spec_path[:-1]:
+        node = node.setdefault(part, {})
+    node[spec_path[-1]] = replicas
+    opts.subresource = "scale"
+    result = store.replace(kind, ns, name, new, opts)
+    return json_response(_scale_object(kind, result.stored.body), 200, opts.warnings)
+
+
+async def _token_request(ctx: Context, request: Request, target: Target) -> Response:
+    """TokenRequest: a token for an existing ServiceAccount (serviceaccounts/token)."""
+    ns, name = target.namespace or "", target.name or ""
+    sa = ctx.store.find(target.kind, ns, name)
+    if sa is None:
+        raise errors.not_found(target.kind, name)
+    raw = await request.body()
+    body = msgspec.json.decode(raw) if raw else {}
+    spec = (body or {}).get("spec") or {}
+    seconds = int(spec.get("expirationSeconds") or 3600)
+    if seconds < 600:
+        err = errors.field_invalid(
+            "spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes"
+        )
+        raise errors.ApiStatusError(
+            422, "Invalid", f'TokenRequest.authentication.k8s.io "{name}" is invalid: {err}'
+        )
+    token = ctx.tokens.add_service_account(ns, name, sa["metadata"]["uid"])
+    expires = (datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(seconds=seconds)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    return json_response(
+        {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
+            "spec": {
+                "audiences": spec.get("audiences") or ["https://kubernetes.default.svc.cluster.local"],
+                "expirationSeconds": seconds,
+                "boundObjectRef": spec.get("boundObjectRef"),
+            },
+            "status": {"token": token, "expirationTimestamp": expires},
+        },
+        201,
+    )
+
+
+def _review(ctx: Context, kind: Kind, body: Any, requester: UserInfo) -> Response:
+    """SelfSubjectAccessReview / SubjectAccessReview: ask the same authorizer."""
+    spec = (body or {}).get("spec") or {}
+    if kind.plural == "subjectaccessreviews":
+        user = UserInfo(spec.get("user") or "", tuple(spec.get("groups") or ()))
+    else:
+        user = requester
+    res = spec.get("resourceAttributes")
+    if res is not None:
+        attrs = Attributes(
+            user,
+            res.get("verb", ""),
+            True,
+            "",
+            res.get("group", ""),
+            res.get("version", ""),
+            res.get("resource", ""),
+            res.get("subresource", ""),
+            res.get("namespace", ""),
+            res.get("name", ""),
+        )
+    else:
+        non = spec.get("nonResourceAttributes") or {}
+        attrs = Attributes(user, non.get("verb", ""), False, non.get("path", ""))
+    allowed, reason = ctx.authorizer.authorize(attrs)
+    status: dict[str, Any] = {"allowed": allowed}
+    if reason:
+        status["reason"] = reason
+    return json_response(
+        {
+            "kind": kind.kind,
+            "apiVersion": kind.api_version,
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": status,
+        },
+        201,
+    )
+
+
 class _Drop:
     """An ASGI response that starts a body it never finishes."""
+
+    status_code = None
 
     async def __call__(self, _scope: Any, _receive: Any, send: Callable[[Any], Awaitable[None]]) -> None:
         await send(
@@ -361,10 +654,20 @@ def _fault_response(fault: Fault) -> Response | _Drop:
 def _discovery(ctx: Context, path: str) -> Response | None:
     registry = ctx.store.registry
     segs = [s for s in path.split("/") if s]
-    if segs == ["version"]:
-        return json_response(KUBE_VERSION)
+    if segs in (["version"],):
+        return json_response(VERSION_INFO)
+    if segs in (["healthz"], ["livez"], ["readyz"]):
+        return Response(b"ok", media_type="text/plain")
     if segs == ["api"]:
-        return json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+        return json_response(
+            {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}
+                ],
+            }
+        )
     groups = registry.group_versions()
     if segs == ["apis"]:
         return json_response(
@@ -381,18 +684,18 @@ def _discovery(ctx: Context, path: str) -> Response | None:
         kinds = registry.in_group_version(group, version)
         if not kinds:
             return None
-        verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
         resources: list[dict[str, Any]] = []
         for k in kinds:
-            resources.append(
-                {
-                    "name": k.plural,
-                    "singularName": k.singular,
-                    "namespaced": k.namespaced,
-                    "kind": k.kind,
-                    "verbs": verbs,
-                }
-            )
+            entry: dict[str, Any] = {
+                "name": k.plural,
+                "singularName": k.singular,
+                "namespaced": k.namespaced,
+                "kind": k.kind,
+                "verbs": list(k.verbs),
+            }
+            if k.short_names:
+                entry["shortNames"] = list(k.short_names)
+            resources.append(entry)
             if k.status:
                 resources.append(
                     {
@@ -403,12 +706,35 @@ def _discovery(ctx: Context, path: str) -> Response | None:
                         "verbs": ["get", "patch", "update"],
                     }
                 )
-        group_version = f"{group}/{version}" if group else version
+            if k.scale:
+                resources.append(
+                    {
+                        "name": f"{k.plural}/scale",
+                        "singularName": "",
+                        "namespaced": k.namespaced,
+                        "group": "autoscaling",
+                        "version": "v1",
+                        "kind": "Scale",
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
+            if k.kind == "ServiceAccount" and not k.group:
+                resources.append(
+                    {
+                        "name": "serviceaccounts/token",
+                        "singularName": "",
+                        "namespaced": True,
+                        "group": "authentication.k8s.io",
+                        "version": "v1",
+                        "kind": "TokenRequest",
+                        "verbs": ["create"],
+                    }
+                )
         return json_response(
             {
                 "kind": "APIResourceList",
                 "apiVersion": "v1",
-                "groupVersion": group_version,
+                "groupVersion": f"{group}/{version}" if group else version,
                 "resources": resources,
             }
         )
@@ -426,31 +752,83 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
     }
 
 
-def build_app(ctx: Context) -> Starlette:
+_UNAUTHORIZED = errors.ApiStatusError(401, "Unauthorized", "Unauthorized")
+
+
+def _forbidden(attrs: Attributes, reason: str) -> errors.ApiStatusError:
+    """responsewriters.Forbidden: NewForbidden over the request's group/resource, served or not."""
+    why = auth.forbidden_reason(attrs, reason)
+    if not attrs.resource_request:
+        return errors.ApiStatusError(403, "Forbidden", f"forbidden: {why}")
+    qualified = f"{attrs.resource}.{attrs.api_group}" if attrs.api_group else attrs.resource
+    name = attrs.authz_name  # requestInfo.Name: also set for a list by metadata.name
+    message = f'{qualified} "{name}" is forbidden: {why}' if name else f"{qualified} is forbidden: {why}"
+    err = errors.ApiStatusError(403, "Forbidden", message, name=name or None)
+    err.group_resource = (attrs.api_group, attrs.resource)
+    return err
+
+
+ANONYMOUS = UserInfo("system:anonymous", ("system:unauthenticated",))
+
+
+def authenticate(ctx: Context, header: str | None) -> UserInfo:
+    """Bearer tokens; no credentials is ``system:anonymous`` (--anonymous-auth defaults to true),
+    an unknown or revoked token is 401 Unauthorized."""
+    if not header:
+        return ANONYMOUS
+    if not header.lower().startswith("bearer "):
+        raise _UNAUTHORIZED
+    token = header[7:].strip()
+    static, sa = ctx.tokens.lookup(token)
+    if static is not None:
+        return static
+    if sa is not None:
+        ns, name, uid = sa
+        found = ctx.store.find(ctx.store.registry.by_kind("v1", "ServiceAccount"), ns, name)
+        if found is not None and found["metadata"]["uid"] == uid:
+            return auth.service_account_user(ns, name)
+    raise _UNAUTHORIZED
+
+
+def build_app(ctx: Context) -> ASGIApp:
     async def kube(request: Request) -> Response | _Drop:
-        method, path = request.method, request.url.path
-        query = dict(request.query_params)
+        scope = request.scope
+        method, path = scope["method"], scope["path"]
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         content_type = request.headers.get("content-type", "")
+        ctx.controller.settle()
         target: Target | None = None
         verb: Verb = "other"
         response: Response | _Drop
         fault: Fault | None = None
+        user: UserInfo | None = None
+        attrs: Attributes | None = None
         try:
-            target = parse_target(ctx, path)
+            with contextlib.suppress(errors.ApiStatusError):
+                user = authenticate(ctx, request.headers.get("authorization"))
+            attrs = auth.request_attributes(method, path, query, user or UserInfo("system:anonymous"))
+            if attrs.resource_request:
+                with contextlib.suppress(errors.ApiStatusError):
+                    target = parse_target(ctx, attrs)
             verb = classify(method, target, query, content_type)
             fault = ctx.faults.take(method, path, verb)
             if fault is not None:
                 response = _fault_response(fault)
-            elif target is None:
-                found = _discovery(ctx, path) if method == "GET" else None
-                response = found or status_response(
-                    errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
-                )
             else:
-                authorize(ctx, target, verb)
-                response = await _dispatch(ctx, request, target, verb, query, content_type)
+                if user is None:
+                    raise _UNAUTHORIZED
+                allowed, reason = ctx.authorizer.authorize(attrs)
+                if not allowed:
+                    raise _forbidden(attrs, reason)
+                if not attrs.resource_request:
+                    found = _discovery(ctx, path) if method == "GET" else None
+                    response = found or status_response(errors.unknown_resource())
+                else:
+                    target = parse_target(ctx, attrs)
+                    response = await _dispatch(ctx, request, target, verb, query, content_type, attrs)
         except errors.ApiStatusError as e:
             response = status_response(e)
+        status = response.status_code if isinstance(response, Response) else None
         ctx.log.add(
             RequestRecord(
                 method=method,
@@ -463,21 +841,49 @@ def build_app(ctx: Context) -> Starlette:
                 subresource=target.subresource if target else None,
                 field_manager=query.get("fieldManager"),
                 content_type=content_type or None,
-                status=response.status_code if isinstance(response, Response) else None,
+                status=status,
                 fault=str(fault.response) if fault else None,
+                user=user.name if user else None,
+                warnings=tuple(_warnings(response)),
             )
         )
-        succeeded = isinstance(response, Response) and response.status_code < 400
-        if succeeded and verb in ("create", "update", "patch", "apply", "delete", "deletecollection"):
-            ctx.controller.after_api_write()
+        succeeded = status is not None and status < 400
+        if (
+            succeeded
+            and verb in ("create", "update", "patch", "apply", "delete", "deletecollection")
+            and isinstance(response, Response)
+        ):
+            # The controllers react after the response is on its way (and before any later request).
+            response.background = BackgroundTask(_settle, ctx.controller)
         return response
 
-    return Starlette(
-        routes=[
-            *admin_routes(ctx),
-            Route("/{path:path}", kube, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-        ]
-    )
+    admin = Starlette(routes=admin_routes(ctx))
+    methods = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE"))
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # The API itself skips the router (a dozen regex matches per request); ``/_fake`` goes through it.
+        if scope["type"] != "http" or scope["path"].startswith("/_fake/"):
+            await admin(scope, receive, send)
+            return
+        if scope["method"] not in methods:
+            await PlainTextResponse("Method Not Allowed", status_code=405)(scope, receive, send)
+            return
+        response = await kube(Request(scope, receive))
+        await response(scope, receive, send)
+
+    return app
+
+
+async def _settle(controller: FakeController) -> None:
+    # An async task runs on the server's own loop, after the response is sent (a sync one would run
+    # in a worker thread, racing the next request).
+    controller.settle()
+
+
+def _warnings(response: Response | _Drop) -> list[str]:
+    if not isinstance(response, Response):
+        return []
+    return [v for k, v in response.raw_headers if k == b"warning" for v in [v.decode()]]
 
 
 def admin_routes(ctx: Context) -> list[Route]:
@@ -513,6 +919,9 @@ def admin_routes(ctx: Context) -> list[Route]:
     async def step(_request: Request) -> Response:
         return json_response({"changed": ctx.controller.step()})
 
+    async def stable(_request: Request) -> Response:
+        return json_response({"passes": ctx.controller.run_until_stable()})
+
     async def behaviour(request: Request) -> Response:
         if request.method == "DELETE":
             ctx.controller.clear_pod_behaviours()
@@ -525,6 +934,11 @@ def admin_routes(ctx: Context) -> list[Route]:
             workload=body.get("workload"),
             message=body.get("message"),
         )
+        return json_response({}, 201)
+
+    async def image_user(request: Request) -> Response:
+        body = await request.json()
+        ctx.controller.set_image_user(body["image"], body["user"])
         return json_response({}, 201)
 
     async def deadline(request: Request) -> Response:
@@ -547,8 +961,13 @@ def admin_routes(ctx: Context) -> list[Route]:
         Route("/_fake/faults", faults, methods=["POST", "DELETE"]),
         Route("/_fake/controller", controller, methods=["POST"]),
         Route("/_fake/controller/step", step, methods=["POST"]),
+        Route("/_fake/controller/run-until-stable", stable, methods=["POST"]),
         Route("/_fake/pod-behaviour", behaviour, methods=["POST", "DELETE"]),
+        Route("/_fake/image-user", image_user, methods=["POST"]),
         Route("/_fake/deployments/{namespace}/{name}/progress-deadline-exceeded", deadline, methods=["POST"]),
         Route("/_fake/deployments/{namespace}/{name}/hold", hold, methods=["POST"]),
         Route("/_fake/end-watches", end_watches, methods=["POST"]),
     ]
+
+
+__all__ = ["Context", "build_app"]

@@ -1,50 +1,65 @@
-"""A controllable stand-in for kube-controller-manager's Deployment and StatefulSet controllers (and kubelet).
+"""A controllable stand-in for kube-controller-manager, the scheduler and the kubelet.
 
-Deterministic and timer-free: in automatic mode it reconciles to a fixed point right after every
-successful API write, before the HTTP response is sent, so a client that gets its response can already
-read the controller's reaction; in manual mode nothing moves until a test calls ``step()``.
+Deterministic and timer-free. Every committed write marks only the objects it affects as dirty (a
+Deployment write marks that Deployment; a pod write marks the pod and its ReplicaSet; a Secret write
+marks the pods that reference it; ...), and a *step* reconciles the dirty objects once, queueing
+whatever its own writes affect for the next step. So a write costs work proportional to what it
+touches, not to the size of the cluster.
 
-Pod states are chosen by the test per workload, per image, or by default. A pod's status is a pure
-function of its state and its creation time, so re-reconciling without a change in behaviour is a no-op
-(no new resourceVersions, no watch events).
+* ``auto=True``: the controllers run to a fixed point *after* the response of each API write has been
+  sent, and before any later request is served. A write's own response therefore shows the object
+  before any controller reacted (``status.observedGeneration`` lags ``metadata.generation``), and the
+  next request sees the settled cluster. Test controls (``set_pod_behaviour``...) settle immediately.
+* ``auto=False``: nothing moves until a test calls ``step()`` (one pass) or ``run_until_stable()``.
 
-Simplifications (documented in README): a rollout surges all new pods at once and removes old pods one
-for one as new pods become ready (maxUnavailable 0); minReadySeconds is ignored; no scheduling, probes,
-real time or restart back-off.
+The reconcilers themselves live in ``workload_controllers.py`` (Deployments, ReplicaSets,
+StatefulSets, scheduler and kubelet) and ``cluster_controllers.py`` (garbage collector, namespaces,
+volumes, autoscaler, CRDs, ServiceAccount tokens, quota status).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import enum
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from tools.fakekube.kinds import DEPLOYMENT, EVENT, POD, PVC, REPLICASET, STATEFULSET, Kind
-from tools.fakekube.store import Store, now
+from tools.fakekube import cluster_controllers as cluster
+from tools.fakekube import workload_controllers as workloads
+from tools.fakekube.errors import ApiStatusError
+from tools.fakekube.kinds import EVENT, Kind
+from tools.fakekube.kubelet import DEFAULT_NODES, NodeSpec, PodBehaviour, PodState, is_ready, pod_status
+from tools.fakekube.store import Store, WriteOptions, now
+
+__all__ = [
+    "FakeController",
+    "NodeSpec",
+    "PodBehaviour",
+    "PodState",
+    "is_ready",
+    "pod_status",
+    "template_hash",
+]
 
 MANAGER = "kube-controller-manager"
-NODE = "fakekube-node-1"
+QueueKey = tuple[str | None, str]  # (namespace, name)
 
-
-class PodState(enum.StrEnum):
-    READY = "ready"
-    # Running, containers started, readiness probe failing: holds a rollout without failing it.
-    UNREADY = "unready"
-    PENDING = "pending"  # ContainerCreating
-    CRASH_LOOP = "crash-loop"
-    ERR_IMAGE_PULL = "err-image-pull"
-    IMAGE_PULL_BACKOFF = "image-pull-backoff"
-    UNSCHEDULABLE = "unschedulable"
-
-
-@dataclass(frozen=True)
-class PodBehaviour:
-    state: PodState
-    message: str | None = None
+# The order a step visits the controllers in (it matters only for how many steps a change takes).
+QUEUES = (
+    "crd",
+    "namespace",
+    "token",
+    "gc",
+    "deployment",
+    "replicaset",
+    "statefulset",
+    "pvc",
+    "pod",
+    "hpa",
+    "quota",
+)
 
 
 def template_hash(template: Mapping[str, Any]) -> str:
@@ -53,131 +68,121 @@ def template_hash(template: Mapping[str, Any]) -> str:
     return "".join("bcdfghjklmnpqrstvwxz2456789"[int(c, 16)] for c in digest[:10])
 
 
-def pod_status(pod: Mapping[str, Any], behaviour: PodBehaviour) -> dict[str, Any]:
-    """What kubelet would report for this pod in this state (timestamps from the pod, so it is stable)."""
-    since = pod["metadata"]["creationTimestamp"]
-    containers = pod["spec"].get("containers") or []
-    state = behaviour.state
-
-    def cond(type_: str, ok: bool, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
-        c: dict[str, Any] = {"type": type_, "status": "True" if ok else "False", "lastTransitionTime": since}
-        if reason:
-            c["reason"] = reason
-        if message:
-            c["message"] = message
-        return c
-
-    if state is PodState.UNSCHEDULABLE:
-        msg = (
-            behaviour.message
-            or "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available"
-        )
-        return {
-            "phase": "Pending",
-            "qosClass": "Burstable",
-            "conditions": [cond("PodScheduled", False, "Unschedulable", msg)],
-        }
-
-    ready = state is PodState.READY
-    statuses = []
-    for c in containers:
-        image = c.get("image", "")
-        cs: dict[str, Any] = {
-            "name": c["name"],
-            "image": image,
-            "imageID": "",
-            "ready": ready,
-            "restartCount": 0,
-        }
-        if state in (PodState.READY, PodState.UNREADY):
-            cs.update(started=True, state={"running": {"startedAt": since}})
-            if ready:
-                cs["imageID"] = (
-                    f"docker.io/library/{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
-                )
-        elif state is PodState.CRASH_LOOP:
-            message = (
-                behaviour.message
-                or f"back-off 5m0s restarting failed container={c['name']} pod={pod['metadata']['name']}"
-            )
-            cs.update(
-                started=False,
-                restartCount=5,
-                state={"waiting": {"reason": "CrashLoopBackOff", "message": message}},
-                lastState={
-                    "terminated": {"exitCode": 1, "reason": "Error", "startedAt": since, "finishedAt": since}
-                },
-            )
-        elif state is PodState.ERR_IMAGE_PULL:
-            message = behaviour.message or f'failed to pull and unpack image "{image}": not found'
-            cs.update(started=False, state={"waiting": {"reason": "ErrImagePull", "message": message}})
-        elif state is PodState.IMAGE_PULL_BACKOFF:
-            message = behaviour.message or f'Back-off pulling image "{image}"'
-            cs.update(started=False, state={"waiting": {"reason": "ImagePullBackOff", "message": message}})
-        else:
-            cs.update(started=False, state={"waiting": {"reason": "ContainerCreating"}})
-        statuses.append(cs)
-    not_ready = "containers with unready status: [" + " ".join(c["name"] for c in containers) + "]"
-    running = state in (PodState.READY, PodState.UNREADY, PodState.CRASH_LOOP)
-    return {
-        "phase": "Running" if running else "Pending",
-        "hostIP": "10.0.0.10",
-        "podIP": "10.244.0.10" if running else None,
-        "startTime": since,
-        "qosClass": "Burstable",
-        "conditions": [
-            cond("PodScheduled", True),
-            cond("Initialized", True),
-            cond(
-                "ContainersReady",
-                ready,
-                None if ready else "ContainersNotReady",
-                None if ready else not_ready,
-            ),
-            cond("Ready", ready, None if ready else "ContainersNotReady", None if ready else not_ready),
-        ],
-        "containerStatuses": statuses,
-    }
-
-
-def is_ready(pod: Mapping[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def _percent_or_int(value: Any, total: int, *, round_up: bool) -> int:
-    if isinstance(value, str) and value.endswith("%"):
-        scaled = int(value[:-1]) * total
-        return -(-scaled // 100) if round_up else scaled // 100
-    return int(value)
-
-
-def _owner_ref(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": obj["apiVersion"],
-        "kind": obj["kind"],
-        "name": obj["metadata"]["name"],
-        "uid": obj["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _suffix(seed: str) -> str:
-    return hashlib.sha256(seed.encode()).hexdigest()[:5]
-
-
 class FakeController:
-    def __init__(self, store: Store, *, auto: bool = True, max_passes: int = 20) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        auto: bool = True,
+        max_passes: int = 200,
+        default_image_user: str = "0",
+    ) -> None:
         self.store = store
         self.auto = auto
         self.max_passes = max_passes
+        self.default_image_user = default_image_user
+        self._queues: dict[str, dict[QueueKey, None]] = {q: {} for q in QUEUES}
         self._default = PodBehaviour(PodState.READY)
         self._by_workload: dict[tuple[str, str], PodBehaviour] = {}
         self._by_image: dict[str, PodBehaviour] = {}
+        self.image_users: dict[str, str] = {}
         self._holds: dict[tuple[str, str], int] = {}
         # (namespace, name) -> the generation whose rollout timed out.
-        self._deadline: dict[tuple[str, str], int] = {}
+        self.deadlines: dict[tuple[str, str], int] = {}
+        # (namespace, hpa name) -> the replica count the metrics recommend.
+        self.recommendations: dict[tuple[str, str], int] = {}
+        self._settling = False
+        # Indexes the controllers keep from the commit stream (see cluster_controllers.route).
+        self.refs: dict[tuple[str | None, str, str], set[str]] = {}  # (ns, kind, name) -> pods using it
+        self.node_pods: dict[str, dict[tuple[str | None, str], dict[str, Any]]] = {}
+        self.unscheduled: set[tuple[str | None, str]] = set()
+        self.pending_claims: set[tuple[str | None, str]] = set()
+        self.hpa_targets: dict[tuple[str | None, str], tuple[str | None, str | None]] = {}
+        self.quota_namespaces: set[str] = set()
+        # Workloads whose last pod creation failed, by namespace: retried when a quota, limit range
+        # or ServiceAccount there changes (the real controllers retry with back-off).
+        self.blocked: dict[str, set[tuple[str, str]]] = {}
+        self.tokens: Any = None  # auth.Tokens, set by FakeKube
+        store.hooks.append(self._on_commit)
+
+    # ------------------------------------------------------------------ dirty tracking
+
+    def mark(self, queue: str, namespace: str | None, name: str) -> None:
+        self._queues[queue][(namespace, name)] = None
+
+    @property
+    def pending(self) -> bool:
+        return any(self._queues.values())
+
+    def _on_commit(self, kind: Kind, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        cluster.route(self, kind, old, new)
+
+    def pods_by_node(self) -> dict[str, list[dict[str, Any]]]:
+        return {node: list(pods.values()) for node, pods in self.node_pods.items()}
+
+    # ------------------------------------------------------------------ running
+
+    def step(self) -> bool:
+        """One reconcile pass over what is dirty. True when anything was written."""
+        with self.store.lock:
+            before = self.store.current_rv
+            work = {q: list(items) for q, items in self._queues.items()}
+            for items in self._queues.values():
+                items.clear()
+            for queue in QUEUES:
+                handler = _HANDLERS[queue]
+                for namespace, name in work[queue]:
+                    handler(self, namespace, name)
+            return self.store.current_rv != before
+
+    def run_until_stable(self) -> int:
+        """Step until nothing is dirty; returns the number of passes that changed something."""
+        with self.store.lock:
+            changed = 0
+            for _ in range(self.max_passes):
+                if not self.pending:
+                    return changed
+                if self.step():
+                    changed += 1
+            raise RuntimeError(f"the fake controllers did not settle within {self.max_passes} passes")
+
+    def settle(self) -> None:
+        """Automatic mode: reconcile to a fixed point (called by the HTTP layer around requests).
+
+        Blocks while another thread settles (the store lock), so whoever returns sees the fixed point."""
+        if not self.auto:
+            return
+        with self.store.lock:
+            if self._settling or not self.pending:
+                return
+            self._settling = True
+            try:
+                self.run_until_stable()
+            finally:
+                self._settling = False
+
+    def resync(self) -> None:
+        """Mark every workload, pod and HPA dirty (what a controller restart would do)."""
+        with self.store.lock:
+            for queue, kind_name in (
+                ("deployment", "deployments"),
+                ("replicaset", "replicasets"),
+                ("statefulset", "statefulsets"),
+                ("pod", "pods"),
+                ("hpa", "horizontalpodautoscalers"),
+            ):
+                group = "" if kind_name == "pods" else ("autoscaling" if queue == "hpa" else "apps")
+                kind = self.store.kind_of(group, kind_name)
+                if kind is None:
+                    continue
+                for obj in self.store.list(kind, None)[0]:
+                    self.mark(queue, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+
+    def _changed(self) -> None:
+        """A test control changed how things behave: re-reconcile and, in automatic mode, settle."""
+        self.resync()
+        if self.auto:
+            self.run_until_stable()
 
     # ------------------------------------------------------------------ test controls
 
@@ -205,14 +210,24 @@ class FakeController:
                 self._by_image[image] = behaviour
             else:
                 self._default = behaviour
-            self.after_api_write()
+            self._changed()
 
     def clear_pod_behaviours(self) -> None:
         with self.store.lock:
             self._by_workload.clear()
             self._by_image.clear()
             self._default = PodBehaviour(PodState.READY)
-            self.after_api_write()
+            self._changed()
+
+    def set_image_user(self, image: str, user: str | int) -> None:
+        """Declare the user an image runs as (its Dockerfile ``USER``): ``1000``, ``"0"``, ``"app"``.
+
+        The kubelet checks ``runAsNonRoot`` against it: root (the default for images without a USER)
+        or a non-numeric user fail with ``CreateContainerConfigError``.
+        """
+        with self.store.lock:
+            self.image_users[image] = str(user)
+            self._changed()
 
     def hold_rollout(self, namespace: str, name: str, *, ready: int | None) -> None:
         """Let at most ``ready`` pods of the workload's current revision become ready (None releases)."""
@@ -221,7 +236,10 @@ class FakeController:
                 self._holds.pop((namespace, name), None)
             else:
                 self._holds[(namespace, name)] = ready
-            self.after_api_write()
+            self._changed()
+
+    def hold_for(self, namespace: str, name: str) -> int | None:
+        return self._holds.get((namespace, name))
 
     def mark_progress_deadline_exceeded(self, namespace: str, name: str) -> None:
         """What the Deployment controller does after spec.progressDeadlineSeconds without progress.
@@ -229,44 +247,38 @@ class FakeController:
         Sticks until the Deployment's generation changes, like the real condition.
         """
         with self.store.lock:
-            dep = self.store.get(DEPLOYMENT, namespace, name)
-            self._deadline[(namespace, name)] = dep["metadata"].get("generation", 1)
-            self._reconcile_deployment(dep)
+            dep = self.store.get(workloads.DEPLOYMENT, namespace, name)
+            self.deadlines[(namespace, name)] = dep["metadata"].get("generation", 1)
+            self.mark("deployment", namespace, name)
+            if self.auto:
+                self.run_until_stable()
 
     def expire_progress_deadlines(self) -> list[str]:
         """Simulate the passage of progressDeadlineSeconds: every unfinished rollout times out."""
         with self.store.lock:
             expired = []
-            for dep in self.store.list(DEPLOYMENT, None)[0]:
+            for dep in self.store.list(workloads.DEPLOYMENT, None)[0]:
                 conditions = {c["type"]: c for c in (dep.get("status") or {}).get("conditions") or []}
                 if conditions.get("Progressing", {}).get("reason") != "NewReplicaSetAvailable":
-                    self.mark_progress_deadline_exceeded(
-                        dep["metadata"]["namespace"], dep["metadata"]["name"]
-                    )
-                    expired.append(f"{dep['metadata']['namespace']}/{dep['metadata']['name']}")
+                    ns, name = dep["metadata"]["namespace"], dep["metadata"]["name"]
+                    self.deadlines[(ns, name)] = dep["metadata"].get("generation", 1)
+                    self.mark("deployment", ns, name)
+                    expired.append(f"{ns}/{name}")
+            if self.auto:
+                self.run_until_stable()
             return expired
 
-    def step(self) -> bool:
-        """One reconcile pass over every Deployment and StatefulSet. True when anything was written."""
+    def set_metric_recommendation(self, namespace: str, hpa: str, replicas: int | None) -> None:
+        """What the HPA's metrics would recommend (None: no metrics, like a cluster without
+        metrics-server). The fake HPA controller clamps it into minReplicas..maxReplicas."""
         with self.store.lock:
-            before = self.store.resource_version
-            for dep in self.store.list(DEPLOYMENT, None)[0]:
-                self._reconcile_deployment(dep)
-            for sts in self.store.list(STATEFULSET, None)[0]:
-                self._reconcile_statefulset(sts)
-            return self.store.resource_version != before
-
-    def run_until_stable(self) -> int:
-        """Step until a pass writes nothing; returns the number of passes that changed something."""
-        with self.store.lock:
-            for n in range(self.max_passes):
-                if not self.step():
-                    return n
-            raise RuntimeError(f"the fake controller did not settle within {self.max_passes} passes")
-
-    def after_api_write(self) -> None:
-        if self.auto:
-            self.run_until_stable()
+            if replicas is None:
+                self.recommendations.pop((namespace, hpa), None)
+            else:
+                self.recommendations[(namespace, hpa)] = replicas
+            self.mark("hpa", namespace, hpa)
+            if self.auto:
+                self.run_until_stable()
 
     # ------------------------------------------------------------------ behaviour resolution
 
@@ -278,414 +290,90 @@ class FakeController:
                 return self._by_image[c["image"]]
         return self._default
 
-    # ------------------------------------------------------------------ Deployments
+    # ------------------------------------------------------------------ writes as a controller
 
-    def _reconcile_deployment(self, dep: dict[str, Any]) -> None:
-        meta, spec = dep["metadata"], dep.get("spec") or {}
-        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
-        generation = meta.get("generation", 1)
-        if self._deadline.get((ns, name), generation) != generation:
-            del self._deadline[(ns, name)]  # a new spec restarts progress, as in the real controller
-        desired = int(spec.get("replicas", 1))
-        template = spec.get("template") or {}
-        revision_hash = template_hash(template)
-        replica_sets = self.store.owned_by(REPLICASET, ns, uid)
-        new_rs = next(
-            (rs for rs in replica_sets if rs["metadata"]["labels"].get("pod-template-hash") == revision_hash),
-            None,
-        )
-        if not spec.get("paused"):
-            if new_rs is None:
-                new_rs = self._create_replica_set(dep, revision_hash, len(replica_sets) + 1, desired)
-                replica_sets.append(new_rs)
-            behaviour = self.behaviour_for(ns, name, template)
-            hold = self._holds.get((ns, name))
-            new_pods = self._sync_pods(new_rs, desired, template, behaviour, hold)
-            new_ready = sum(is_ready(p) for p in new_pods)
-            # Old pods go one for one as new ones become ready (a surge rollout with maxUnavailable 0).
-            keep_old = max(0, desired - new_ready)
-            for rs in replica_sets:
-                if rs["metadata"]["uid"] == new_rs["metadata"]["uid"]:
-                    continue
-                old_pods = self.store.owned_by(POD, ns, rs["metadata"]["uid"])
-                keep = min(len(old_pods), keep_old)
-                keep_old -= keep
-                old_behaviour = self.behaviour_for(ns, name, rs["spec"]["template"])
-                self._sync_pods(rs, keep, rs["spec"]["template"], old_behaviour, None)
-        self._write_deployment_status(dep, new_rs, desired, generation)
+    def opts(self, manager: str = MANAGER, subresource: str | None = None) -> WriteOptions:
+        return WriteOptions(manager=manager, internal=True, subresource=subresource)
 
-    def _create_replica_set(
-        self, dep: Mapping[str, Any], revision_hash: str, revision: int, replicas: int
+    def create(
+        self, kind: Kind, namespace: str | None, body: dict[str, Any], manager: str = MANAGER
     ) -> dict[str, Any]:
-        meta, spec = dep["metadata"], dep["spec"]
-        template = copy.deepcopy(spec.get("template") or {})
-        labels = {**(template.get("metadata") or {}).get("labels", {}), "pod-template-hash": revision_hash}
-        template.setdefault("metadata", {})["labels"] = labels
-        selector = copy.deepcopy(spec.get("selector") or {})
-        selector.setdefault("matchLabels", {})["pod-template-hash"] = revision_hash
-        rs_name = f"{meta['name']}-{revision_hash}"
-        rs = self.store.create(
-            REPLICASET,
-            meta["namespace"],
-            {
-                "metadata": {
-                    "name": rs_name,
-                    "labels": labels,
-                    "annotations": {"deployment.kubernetes.io/revision": str(revision)},
-                    "ownerReferences": [_owner_ref(dep)],
-                },
-                "spec": {"replicas": replicas, "selector": selector, "template": template},
-            },
-            manager=MANAGER,
-            internal=True,
-        )
-        self._event(
-            dep, "Normal", "ScalingReplicaSet", f"Scaled up replica set {rs_name} from 0 to {replicas}"
-        )
-        return rs
+        """Create through the full pipeline (validation and admission apply to pods): may raise."""
+        return self.store.create(kind, namespace, body, self.opts(manager)).stored.body
 
-    def _sync_pods(
-        self,
-        rs: dict[str, Any],
-        replicas: int,
-        template: Mapping[str, Any],
-        behaviour: PodBehaviour,
-        hold: int | None,
-    ) -> list[dict[str, Any]]:
-        """Make the ReplicaSet own ``replicas`` pods in the given behaviour; returns its pods."""
-        ns, rs_uid = rs["metadata"]["namespace"], rs["metadata"]["uid"]
-        if rs["spec"].get("replicas") != replicas:
-            rs = self.store.replace(
-                REPLICASET,
-                ns,
-                rs["metadata"]["name"],
-                {**rs, "spec": {**rs["spec"], "replicas": replicas}},
-                manager=MANAGER,
-                internal=True,
-            )
-        pods = sorted(
-            self.store.owned_by(POD, ns, rs_uid),
-            key=lambda p: p["metadata"]["creationTimestamp"] + p["metadata"]["name"],
-        )
-        for pod in pods[replicas:]:
-            self.store.delete(POD, ns, pod["metadata"]["name"])
-        pods = pods[:replicas]
-        serial = 0
-        while len(pods) < replicas:
-            serial += 1
-            name = f"{rs['metadata']['name']}-{_suffix(rs_uid + str(serial))}"
-            if self.store.find(POD, ns, name) is None:
-                pods.append(self._create_pod(rs, name, template, {}))
-        out = []
-        for i, pod in enumerate(pods):
-            effective = behaviour
-            if hold is not None and i >= hold and behaviour.state is PodState.READY:
-                effective = PodBehaviour(PodState.UNREADY)
-            out.append(self._set_pod_state(pod, effective))
-        ready = sum(is_ready(p) for p in out)
-        status = {
-            "replicas": len(out),
-            "fullyLabeledReplicas": len(out),
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "observedGeneration": rs["metadata"].get("generation", 1),
-        }
-        self._write_status(REPLICASET, rs, status)
-        return out
-
-    def _create_pod(
-        self,
-        owner: Mapping[str, Any],
-        name: str,
-        template: Mapping[str, Any],
-        extra_labels: Mapping[str, str],
-    ) -> dict[str, Any]:
-        tmeta = template.get("metadata") or {}
-        labels = {**(tmeta.get("labels") or {}), **extra_labels}
-        if owner["kind"] == "ReplicaSet":
-            labels["pod-template-hash"] = owner["metadata"]["labels"]["pod-template-hash"]
-        spec = copy.deepcopy(template.get("spec") or {})
-        return self.store.create(
-            POD,
-            owner["metadata"]["namespace"],
-            {
-                "metadata": {
-                    "name": name,
-                    "labels": labels,
-                    "annotations": copy.deepcopy(tmeta.get("annotations") or {}),
-                    "ownerReferences": [_owner_ref(owner)],
-                },
-                "spec": spec,
-                "status": {"phase": "Pending"},
-            },
-            manager=MANAGER,
-            internal=True,
-        )
-
-    def _set_pod_state(self, pod: dict[str, Any], behaviour: PodBehaviour) -> dict[str, Any]:
-        status = {k: v for k, v in pod_status(pod, behaviour).items() if v is not None}
-        if behaviour.state is not PodState.UNSCHEDULABLE and pod["spec"].get("nodeName") != NODE:
-            pod = self.store.replace(
-                POD,
-                pod["metadata"]["namespace"],
-                pod["metadata"]["name"],
-                {**pod, "spec": {**pod["spec"], "nodeName": NODE}},
-                manager="kube-scheduler",
-                internal=True,
-            )
-        if pod.get("status") == status:
-            return pod
-        pod = self._write_status(POD, pod, status, manager="kubelet")
-        self._pod_event(pod, behaviour)
-        return pod
-
-    def _pod_event(self, pod: Mapping[str, Any], behaviour: PodBehaviour) -> None:
-        images = ", ".join(c.get("image", "") for c in pod["spec"].get("containers") or [])
-        state = behaviour.state
-        if state is PodState.CRASH_LOOP:
-            self._event(
-                pod, "Warning", "BackOff", behaviour.message or "Back-off restarting failed container"
-            )
-        elif state in (PodState.ERR_IMAGE_PULL, PodState.IMAGE_PULL_BACKOFF):
-            self._event(pod, "Warning", "Failed", behaviour.message or f'Failed to pull image "{images}"')
-        elif state is PodState.UNSCHEDULABLE:
-            status = pod.get("status") or {}
-            self._event(pod, "Warning", "FailedScheduling", status["conditions"][0]["message"])
-
-    def _write_deployment_status(
-        self, dep: dict[str, Any], new_rs: Mapping[str, Any] | None, desired: int, generation: int
-    ) -> None:
-        meta, spec = dep["metadata"], dep.get("spec") or {}
-        ns, name = meta["namespace"], meta["name"]
-        pods = [
-            p
-            for rs in self.store.owned_by(REPLICASET, ns, meta["uid"])
-            for p in self.store.owned_by(POD, ns, rs["metadata"]["uid"])
-        ]
-        new_uid = new_rs["metadata"]["uid"] if new_rs else None
-        updated = sum(1 for p in pods if new_uid in {r["uid"] for r in p["metadata"]["ownerReferences"]})
-        ready = sum(is_ready(p) for p in pods)
-        max_unavailable = _percent_or_int(
-            ((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxUnavailable", "25%"),
-            desired,
-            round_up=False,
-        )
-        rs_name = new_rs["metadata"]["name"] if new_rs else name
-        complete = updated == desired and len(pods) == desired and ready == desired
-        old = {c["type"]: c for c in (dep.get("status") or {}).get("conditions") or []}
-        if ready >= desired - max_unavailable:
-            available = ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
-        else:
-            available = (
-                "False",
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.",
-            )
-        if spec.get("paused"):
-            progressing = ("Unknown", "DeploymentPaused", "Deployment is paused")
-        elif self._deadline.get((ns, name)) == generation:
-            progressing = (
-                "False",
-                "ProgressDeadlineExceeded",
-                f'ReplicaSet "{rs_name}" has timed out progressing.',
-            )
-        elif complete:
-            progressing = (
-                "True",
-                "NewReplicaSetAvailable",
-                f'ReplicaSet "{rs_name}" has successfully progressed.',
-            )
-        else:
-            progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
-        status: dict[str, Any] = {
-            "observedGeneration": generation,
-            "replicas": len(pods),
-            "updatedReplicas": updated,
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "conditions": [
-                _condition(old.get("Available"), "Available", *available),
-                _condition(old.get("Progressing"), "Progressing", *progressing),
-            ],
-        }
-        if desired - ready > 0:
-            status["unavailableReplicas"] = desired - ready
-        status = {k: v for k, v in status.items() if v != 0 or k == "observedGeneration"}
-        if dep.get("status") != status:
-            self._write_status(DEPLOYMENT, dep, status)
-
-    # ------------------------------------------------------------------ StatefulSets
-
-    def _reconcile_statefulset(self, sts: dict[str, Any]) -> None:
-        meta, spec = sts["metadata"], sts.get("spec") or {}
-        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
-        desired = int(spec.get("replicas", 1))
-        template = spec.get("template") or {}
-        update_revision = f"{name}-{template_hash(template)}"
-        current_revision = (sts.get("status") or {}).get("currentRevision") or update_revision
-        behaviour = self.behaviour_for(ns, name, template)
-        hold = self._holds.get((ns, name))
-        pods = {p["metadata"]["name"]: p for p in self.store.owned_by(POD, ns, uid)}
-        for pod_name in [n for n in pods if int(n.rsplit("-", 1)[1]) >= desired]:
-            self.store.delete(POD, ns, pod_name)
-            del pods[pod_name]
-
-        def revision_of(p: Mapping[str, Any]) -> str:
-            return p["metadata"]["labels"].get("controller-revision-hash", "")
-
-        def state_for(p: Mapping[str, Any], ordinal: int) -> PodBehaviour | None:
-            """None for old-revision pods: they were running before the update and stay as they are."""
-            if revision_of(p) != update_revision:
-                return None
-            ready_limit = hold if hold is not None else desired
-            updated_above = sum(
-                1
-                for q in pods.values()
-                if revision_of(q) == update_revision
-                and int(q["metadata"]["name"].rsplit("-", 1)[1]) > ordinal
-            )
-            if behaviour.state is PodState.READY and updated_above >= ready_limit:
-                return PodBehaviour(PodState.UNREADY)
-            return behaviour
-
-        # OrderedReady: create ordinals in order, each only after the previous one is ready.
-        for ordinal in range(desired):
-            pod_name = f"{name}-{ordinal}"
-            if pod_name not in pods:
-                self._ensure_claims(sts, pod_name)
-                labels = {
-                    "controller-revision-hash": update_revision,
-                    "statefulset.kubernetes.io/pod-name": pod_name,
-                    "apps.kubernetes.io/pod-index": str(ordinal),
-                }
-                pods[pod_name] = self._create_pod(sts, pod_name, template, labels)
-            wanted = state_for(pods[pod_name], ordinal)
-            if wanted is not None:
-                pods[pod_name] = self._set_pod_state(pods[pod_name], wanted)
-            if not is_ready(pods[pod_name]):
-                break
-        # RollingUpdate: highest ordinal first, one at a time, only while every pod is ready.
-        for ordinal in reversed(range(desired)):
-            pod_name = f"{name}-{ordinal}"
-            pod = pods.get(pod_name)
-            if pod is None or not all(is_ready(p) for p in pods.values()):
-                break
-            if revision_of(pod) == update_revision:
-                continue
-            self.store.delete(POD, ns, pod_name)
-            labels = {
-                "controller-revision-hash": update_revision,
-                "statefulset.kubernetes.io/pod-name": pod_name,
-                "apps.kubernetes.io/pod-index": str(ordinal),
-            }
-            new_pod = self._create_pod(sts, pod_name, template, labels)
-            pods[pod_name] = self._set_pod_state(new_pod, state_for(new_pod, ordinal) or behaviour)
-        ready = sum(is_ready(p) for p in pods.values())
-        updated = sum(1 for p in pods.values() if revision_of(p) == update_revision)
-        if updated == desired and ready == desired:
-            current_revision = update_revision
-        status = {
-            "observedGeneration": meta.get("generation", 1),
-            "replicas": len(pods),
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "currentReplicas": sum(1 for p in pods.values() if revision_of(p) == current_revision),
-            "updatedReplicas": updated,
-            "currentRevision": current_revision,
-            "updateRevision": update_revision,
-            "collisionCount": 0,
-        }
-        if sts.get("status") != status:
-            self._write_status(STATEFULSET, sts, status)
-
-    def _write_status(
-        self, kind: Kind, obj: Mapping[str, Any], status: dict[str, Any], *, manager: str = MANAGER
-    ) -> dict[str, Any]:
-        """What a controller does: write the status subresource, never the spec."""
+    def update(self, kind: Kind, obj: Mapping[str, Any], manager: str = MANAGER) -> dict[str, Any]:
         meta = obj["metadata"]
         return self.store.replace(
-            kind,
-            meta["namespace"],
-            meta["name"],
-            {**obj, "status": status},
-            manager=manager,
-            subresource="status",
-            internal=True,
-        )
+            kind, meta.get("namespace"), meta["name"], copy.copy(dict(obj)), self.opts(manager)
+        ).stored.body
 
-    def _ensure_claims(self, sts: Mapping[str, Any], pod_name: str) -> None:
-        ns = sts["metadata"]["namespace"]
-        for tpl in (sts.get("spec") or {}).get("volumeClaimTemplates") or []:
-            claim = f"{tpl['metadata']['name']}-{pod_name}"
-            if self.store.find(PVC, ns, claim) is None:
-                # No ownerReferences: like the default retention policy, claims outlive their StatefulSet.
-                body = {
-                    "metadata": {
-                        "name": claim,
-                        # Like the StatefulSet controller: the template's labels plus the set's selector.
-                        "labels": {
-                            **copy.deepcopy((tpl.get("metadata") or {}).get("labels") or {}),
-                            **copy.deepcopy(sts["spec"]["selector"].get("matchLabels") or {}),
-                        },
-                    },
-                    "spec": copy.deepcopy(tpl.get("spec") or {}),
-                    "status": {"phase": "Bound"},
-                }
-                self.store.create(PVC, ns, body, manager=MANAGER, internal=True)
-
-    # ------------------------------------------------------------------ Events
-
-    def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    def write_status(
+        self, kind: Kind, obj: Mapping[str, Any], status: dict[str, Any], manager: str = MANAGER
+    ) -> dict[str, Any]:
+        """What a controller does: write the status subresource, never the spec."""
+        if obj.get("status") == status:
+            return dict(obj)
         meta = obj["metadata"]
+        return self.store.replace(
+            kind, meta.get("namespace"), meta["name"], {**obj, "status": status}, self.opts(manager, "status")
+        ).stored.body
+
+    def delete(self, kind: Kind, namespace: str | None, name: str, propagation: str | None = None) -> None:
+        try:
+            self.store.delete(kind, namespace, name, propagation=propagation, opts=self.opts())
+        except ApiStatusError as e:
+            if e.code != 404:
+                raise
+
+    def event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str, component: str) -> None:
+        meta = obj["metadata"]
+        ns = meta.get("namespace") or "default"
         name = f"{meta['name']}.{hashlib.sha256((meta['uid'] + reason + message).encode()).hexdigest()[:16]}"
-        if self.store.find(EVENT, meta["namespace"], name) is not None:
+        if self.store.find(EVENT, ns, name) is not None:
             return
         stamp = now()
-        kind: Kind = DEPLOYMENT if obj.get("kind") == "Deployment" else POD
-        self.store.create(
-            EVENT,
-            meta["namespace"],
-            {
-                "metadata": {"name": name},
-                "involvedObject": {
-                    "apiVersion": obj.get("apiVersion", kind.api_version),
-                    "kind": obj.get("kind", kind.kind),
-                    "name": meta["name"],
-                    "namespace": meta["namespace"],
-                    "uid": meta["uid"],
+        # Best-effort, as on a real cluster (e.g. the namespace is going away).
+        with contextlib.suppress(ApiStatusError):
+            self.create(
+                EVENT,
+                ns,
+                {
+                    "metadata": {"name": name},
+                    "involvedObject": {
+                        "apiVersion": obj.get("apiVersion"),
+                        "kind": obj.get("kind"),
+                        "name": meta["name"],
+                        **({"namespace": meta["namespace"]} if meta.get("namespace") else {}),
+                        "uid": meta["uid"],
+                        "resourceVersion": meta.get("resourceVersion"),
+                    },
+                    "reason": reason,
+                    "message": message,
+                    "type": type_,
+                    "count": 1,
+                    "firstTimestamp": stamp,
+                    "lastTimestamp": stamp,
+                    "source": {"component": component},
+                    "reportingComponent": component,
+                    "reportingInstance": "",
                 },
-                "reason": reason,
-                "message": message,
-                "type": type_,
-                "count": 1,
-                "firstTimestamp": stamp,
-                "lastTimestamp": stamp,
-                "source": {
-                    "component": "deployment-controller" if obj.get("kind") == "Deployment" else "kubelet"
-                },
-                "reportingComponent": MANAGER,
-            },
-            manager=MANAGER,
-            internal=True,
-        )
+                manager=component,
+            )
 
 
-def _condition(
-    old: Mapping[str, Any] | None, type_: str, status: str, reason: str, message: str
-) -> dict[str, Any]:
-    """A condition whose timestamps move only when it changes, so an unchanged reconcile writes nothing."""
-    stamp = now()
-    transition = old["lastTransitionTime"] if old and old.get("status") == status else stamp
-    update = (
-        old["lastUpdateTime"]
-        if old and old.get("reason") == reason and old.get("message") == message
-        else stamp
-    )
-    return {
-        "type": type_,
-        "status": status,
-        "lastUpdateTime": update,
-        "lastTransitionTime": transition,
-        "reason": reason,
-        "message": message,
-    }
+Handler = Callable[[FakeController, str | None, str], None]
+_HANDLERS: dict[str, Handler] = {
+    "crd": cluster.reconcile_crd,
+    "namespace": cluster.reconcile_namespace,
+    "token": cluster.reconcile_token_secret,
+    "gc": cluster.reconcile_gc,
+    "deployment": workloads.reconcile_deployment,
+    "replicaset": workloads.reconcile_replicaset,
+    "statefulset": workloads.reconcile_statefulset,
+    "pvc": cluster.reconcile_pvc,
+    "pod": workloads.reconcile_pod,
+    "hpa": cluster.reconcile_hpa,
+    "quota": cluster.reconcile_quota,
+}
+
+NODES = DEFAULT_NODES

@@ -28,6 +28,8 @@ class RequestRecord:
     content_type: str | None
     status: int | None
     fault: str | None = None
+    user: str | None = None  # the authenticated identity (None: no or an invalid token)
+    warnings: tuple[str, ...] = ()  # Warning headers sent with the response
 
     @property
     def is_write(self) -> bool:
@@ -58,6 +60,8 @@ class RequestLog:
         namespace: str | None = None,
         name: str | None = None,
         field_manager: str | None = None,
+        user: str | None = None,
+        status: int | None = None,
     ) -> list[RequestRecord]:
         verbs = {verb} if isinstance(verb, str) else set(verb) if verb is not None else None
         with self._lock:
@@ -69,6 +73,8 @@ class RequestLog:
                 and (namespace is None or r.namespace == namespace)
                 and (name is None or r.name == name)
                 and (field_manager is None or r.field_manager == field_manager)
+                and (user is None or r.user == user)
+                and (status is None or r.status == status)
             ]
 
     def writes(self, **filters: Any) -> list[RequestRecord]:

@@ -11,12 +11,14 @@ table is the one approximation of the real structured-merge-diff library.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+
+from tools.fakekube.jsonutil import clone
 
 Path = tuple[str, ...]
+K = TypeVar("K")
 
 
 class _Missing:
@@ -95,12 +97,18 @@ def _flatten(value: Any, prefix: Path, field: str, out: dict[Path, Any]) -> None
 
 
 def merge(base: Any, applied: Any, field: str | None = None) -> Any:
-    """Apply merge: maps merge recursively, keyed lists merge item by item, everything else is replaced."""
+    """Apply merge: maps merge recursively, keyed lists merge item by item, everything else is replaced.
+
+    Returns a new document; neither argument is modified or shared with the result."""
+    return _merge(clone(base), clone(applied), field)
+
+
+def _merge(base: Any, applied: Any, field: str | None) -> Any:
+    # Both arguments are private copies: merge in place, no further copying.
     if isinstance(base, dict) and isinstance(applied, dict):
-        out = copy.deepcopy(base)
         for k, v in applied.items():
-            out[k] = merge(base[k], v, k) if k in base else copy.deepcopy(v)
-        return out
+            base[k] = _merge(base[k], v, k) if k in base else v
+        return base
     if isinstance(base, list) and isinstance(applied, list):
         keys = list_keys(field, applied)
         if keys and list_keys(field, base) == keys:
@@ -110,12 +118,12 @@ def merge(base: Any, applied: Any, field: str | None = None) -> Any:
                 want = item_key(item, keys)
                 match = next((b for b in rest if item_key(b, keys) == want), None)
                 if match is None:
-                    out_list.append(copy.deepcopy(item))
+                    out_list.append(item)
                 else:
                     rest.remove(match)
-                    out_list.append(merge(match, item))
-            return out_list + copy.deepcopy(rest)
-    return copy.deepcopy(applied)
+                    out_list.append(_merge(match, item, None))
+            return out_list + rest
+    return applied
 
 
 def remove_path(obj: dict[str, Any], path: Path) -> None:
@@ -146,8 +154,8 @@ def _remove(node: Any, path: Path) -> bool:
 
 
 def find_conflicts(
-    current: Mapping[Path, Any], applied: Mapping[Path, Any], others: Mapping[str, Iterable[Path]]
-) -> list[tuple[str, Path]]:
+    current: Mapping[Path, Any], applied: Mapping[Path, Any], others: Mapping[K, Iterable[Path]]
+) -> list[tuple[K, Path]]:
     """(manager, path) pairs where another manager owns a field the applier sets to a different value."""
     out = []
     for manager, paths in others.items():
@@ -203,8 +211,8 @@ def fields_v1(paths: Iterable[Path]) -> dict[str, Any]:
 def json_merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    out = clone(target) if isinstance(target, dict) else {}
     for k, v in patch.items():
         if v is None:
             out.pop(k, None)
@@ -220,8 +228,8 @@ def strategic_merge_patch(target: Any, patch: Any, field: str | None = None) -> 
     """
     if isinstance(patch, dict):
         if patch.get("$patch") == "replace":
-            return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
-        out = copy.deepcopy(target) if isinstance(target, dict) else {}
+            return {k: clone(v) for k, v in patch.items() if k != "$patch"}
+        out = clone(target) if isinstance(target, dict) else {}
         for k, v in patch.items():
             if k.startswith("$"):
                 continue
@@ -233,7 +241,7 @@ def strategic_merge_patch(target: Any, patch: Any, field: str | None = None) -> 
     if isinstance(patch, list) and isinstance(target, list):
         keys = list_keys(field, patch)
         if keys and (not target or list_keys(field, target) == keys):
-            out_list = copy.deepcopy(target)
+            out_list = clone(target)
             for item in patch:
                 want = item_key(item, keys)
                 idx = next((i for i, t in enumerate(out_list) if item_key(t, keys) == want), None)
@@ -241,11 +249,11 @@ def strategic_merge_patch(target: Any, patch: Any, field: str | None = None) -> 
                     if idx is not None:
                         del out_list[idx]
                 elif idx is None:
-                    out_list.append(copy.deepcopy(item))
+                    out_list.append(clone(item))
                 else:
                     out_list[idx] = strategic_merge_patch(out_list[idx], item)
             return out_list
-    return copy.deepcopy(patch)
+    return clone(patch)
 
 
 class JsonPatchError(ValueError):
@@ -254,22 +262,22 @@ class JsonPatchError(ValueError):
 
 def json_patch(target: Any, operations: list[dict[str, Any]]) -> Any:
     """RFC 6902: add, remove, replace, move, copy, test."""
-    doc = copy.deepcopy(target)
+    doc = clone(target)
     for op in operations:
         name = op.get("op")
         path = _pointer(op.get("path", ""))
         if name == "add":
-            doc = _put(doc, path, copy.deepcopy(op["value"]), insert=True)
+            doc = _put(doc, path, clone(op["value"]), insert=True)
         elif name == "remove":
             doc, _ = _take(doc, path)
         elif name == "replace":
             _get(doc, path)
-            doc = _put(doc, path, copy.deepcopy(op["value"]), insert=False)
+            doc = _put(doc, path, clone(op["value"]), insert=False)
         elif name == "move":
             doc, value = _take(doc, _pointer(op["from"]))
             doc = _put(doc, path, value, insert=True)
         elif name == "copy":
-            doc = _put(doc, path, copy.deepcopy(_get(doc, _pointer(op["from"]))), insert=True)
+            doc = _put(doc, path, clone(_get(doc, _pointer(op["from"]))), insert=True)
         elif name == "test":
             if _get(doc, path) != op.get("value"):
                 raise JsonPatchError(f"test failed at {op.get('path')}")

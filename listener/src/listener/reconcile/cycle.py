@@ -121,7 +121,9 @@ class Reconciler:
             self.records[placement.deployment_id] = record
             result = unit.step(context, record, placement, now)
             # A move starts this cycle: look at the old place now (later passes follow `pending`).
-            moved = moved or bool(record.attempt and record.attempt.moved_from and record.attempt.started == now)
+            moved = moved or bool(
+                record.attempt and record.attempt.moved_from and record.attempt.started == now
+            )
             _merge(result, report)
 
         where = {p.deployment_id: p.namespace for p in placed}

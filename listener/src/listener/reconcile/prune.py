@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from listener import naming, ownership
+from listener import metrics, naming, ownership
 from listener.controlplane import ControlPlaneClient
 from listener.kube import Cluster, ClusterError
 from listener.reconcile import fetch, status
@@ -391,6 +391,8 @@ def run(
     )
     for decision in decisions:
         _execute(cluster, config, groups[decision.key], decision, outcome)
+    # Every prune a rule refused this pass, and every foreign object spared (labels without proof).
+    metrics.REFUSED_PRUNES.inc(sum(d.refused is not None for d in decisions) + len(found.warnings))
     outcome.pending = any(d.action != "prune" and not _listed(d, candidates) for d in decisions)
     return outcome
 
