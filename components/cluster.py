@@ -145,6 +145,8 @@ class EksClusterArgs:
     tags: Mapping[str, str]
     deletion_protection: bool = False
     """On in prod: deleting the cluster must be a deliberate two-step act."""
+    vpc_cni_network_policy: bool = False
+    """Have the VPC CNI enforce NetworkPolicies (its network policy agent; EKS 1.25+, CNI 1.14+)."""
 
 
 class EksCluster(pulumi.ComponentResource):
@@ -280,8 +282,12 @@ class EksCluster(pulumi.ComponentResource):
         ebs_role = self._irsa_role("ebs-csi", oidc, EBS_CSI_SERVICE_ACCOUNT, "AmazonEBSCSIDriverPolicy")
 
         # Nodes need a CNI and kube-proxy before they can turn Ready, so these come before the node groups.
+        # enableNetworkPolicy: docs.aws.amazon.com/eks/latest/userguide/cni-network-policy-configure.html
+        cni_settings = {"enableNetworkPolicy": "true"} if args.vpc_cni_network_policy else None
         networking_addons = [
-            self._addon(cluster, "vpc-cni", service_account_role_arn=cni_role.arn),
+            self._addon(
+                cluster, "vpc-cni", service_account_role_arn=cni_role.arn, configuration=cni_settings
+            ),
             self._addon(cluster, "kube-proxy"),
         ]
 
@@ -383,6 +389,7 @@ class EksCluster(pulumi.ComponentResource):
         *,
         service_account_role_arn: pulumi.Input[str] | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
+        configuration: Mapping[str, Any] | None = None,
     ) -> aws.eks.Addon:
         # No addon_version: EKS installs its default for the cluster version. Pin versions here if
         # upgrades must be reviewed add-on by add-on.
@@ -391,6 +398,7 @@ class EksCluster(pulumi.ComponentResource):
             cluster_name=cluster.name,
             addon_name=addon,
             service_account_role_arn=service_account_role_arn,
+            configuration_values=json.dumps(dict(configuration), sort_keys=True) if configuration else None,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE",
             tags=self._tagged(f"{self._name}-{addon}"),

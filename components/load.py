@@ -13,13 +13,23 @@ from collections.abc import Mapping, Sequence
 import pulumi
 from pydantic import ValidationError
 
-from components.config import PROJECT, REQUIRED_TAG_KEYS, StackConfig
+from components.config import PROJECT, REQUIRED_TAG_KEYS, ExistingCluster, ExternalStores, StackConfig
 from components.rules import Problem, stack_problems
 
 API_KEY = "api_key"
-"""The one secret stack key. It never enters `StackConfig`: it stays a Pulumi secret Output."""
+"""The LangSmith API key for every workspace without its own in `workspace_api_keys`."""
+WORKSPACE_API_KEYS = "workspace_api_keys"
+"""`{<workspace name>: <key>}`: one key per workspace (`pulumi config set --secret --path
+'workspace_api_keys.<name>' <key>`)."""
+KUBECONFIG = "kubeconfig"
+"""`cluster.mode: existing` without `eks_cluster_name`: the kubeconfig to deploy with."""
+POSTGRES_ADMIN_URI = "postgres_admin_uri"
+REDIS_ADMIN_URI = "redis_admin_uri"
+"""`stores.mode: external`: admin connection URIs of the shared stores."""
 
-_SECRET_KEYS = frozenset({API_KEY})
+SECRET_KEYS = (API_KEY, WORKSPACE_API_KEYS, KUBECONFIG, POSTGRES_ADMIN_URI, REDIS_ADMIN_URI)
+"""Secret stack keys. They never enter `StackConfig`: they stay Pulumi secret Outputs."""
+_SECRET_KEYS = frozenset(SECRET_KEYS)
 _FOREIGN_NAMESPACES = ("aws:", "kubernetes:", "pulumi:", "random:", "tls:")
 _LANGSMITH_KEY_PREFIXES = ("lsv2_pt_", "lsv2_sk_", "ls__")
 _MAX_SHOWN_VALUE = 80
@@ -43,12 +53,20 @@ class ConfigError(Exception):
 
 
 def parse_stack_config(
-    stack: str, raw: Mapping[str, str], secret_keys: set[str] | frozenset[str]
+    stack: str,
+    raw: Mapping[str, str],
+    secret_keys: set[str] | frozenset[str],
+    *,
+    require_secrets: bool = False,
 ) -> StackConfig:
-    """Validate a stack's raw Pulumi config. Raises `ConfigError` listing every problem."""
+    """Validate a stack's raw Pulumi config. Raises `ConfigError` listing every problem.
+
+    With `require_secrets`, the secrets the stack needs (see `required_secrets`) must be set too; the
+    program asks for that, tests of other rules need not."""
     prefix = f"{PROJECT}:"
     problems: list[Problem] = []
     document: dict[str, object] = {}
+    present: set[str] = set()
 
     for full_key, text in sorted(raw.items()):
         if full_key.startswith(_FOREIGN_NAMESPACES):
@@ -60,6 +78,7 @@ def parse_stack_config(
             continue
         key = full_key.removeprefix(prefix)
         if key in _SECRET_KEYS:
+            present.add(key)
             if full_key not in secret_keys:
                 problems.append(
                     Problem(
@@ -68,6 +87,8 @@ def parse_stack_config(
                         "so only ciphertext is committed",
                     )
                 )
+            elif key == WORKSPACE_API_KEYS:
+                problems += _workspace_key_shape(text)
             continue
         if full_key not in secret_keys and _looks_like_api_key(text):
             problems.append(Problem(key, "holds what looks like a LangSmith API key in plaintext; remove it"))
@@ -80,9 +101,87 @@ def parse_stack_config(
         raise ConfigError(stack, problems + [_from_pydantic(e) for e in err.errors()]) from None
 
     problems += _tag_problems(config) + stack_problems(config)
+    problems += _secret_problems(config, present, raw.get(f"{prefix}{WORKSPACE_API_KEYS}"), require_secrets)
     if problems:
         raise ConfigError(stack, problems)
     return config
+
+
+def workspace_key_names(text: object) -> set[str]:
+    """The workspace names `workspace_api_keys` has keys for (values are never looked at here)."""
+    value = _decode(text) if isinstance(text, str) else text
+    return (
+        {str(k) for k, v in value.items() if isinstance(v, str) and v.strip()}
+        if isinstance(value, dict)
+        else set()
+    )
+
+
+def required_secrets(
+    config: StackConfig, workspace_keys: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """The secret stack keys this configuration cannot deploy without."""
+    needed = []
+    uncovered = {listener.workspace for listener in config.topology.listeners} - set(workspace_keys)
+    if uncovered:
+        needed.append(API_KEY)
+    if isinstance(config.cluster, ExistingCluster) and config.cluster.eks_cluster_name is None:
+        needed.append(KUBECONFIG)
+    if isinstance(config.stores, ExternalStores):
+        needed += [POSTGRES_ADMIN_URI, REDIS_ADMIN_URI]
+    return needed
+
+
+def _workspace_key_shape(text: str) -> list[Problem]:
+    value = _decode(text)
+    if not isinstance(value, dict) or not value:
+        return [
+            Problem(
+                WORKSPACE_API_KEYS,
+                "must map workspace names to keys: pulumi config set --secret --path "
+                "'workspace_api_keys.<workspace>' <key>",
+            )
+        ]
+    return [
+        Problem(f"{WORKSPACE_API_KEYS}.{name}", "must be a non-empty API key")
+        for name, key in value.items()
+        if not isinstance(key, str) or not key.strip()
+    ]
+
+
+def _secret_problems(
+    config: StackConfig, present: set[str], workspace_keys_text: str | None, required: bool
+) -> list[Problem]:
+    problems = []
+    workspaces = {w.name for w in config.topology.workspaces}
+    covered = workspace_key_names(workspace_keys_text) if workspace_keys_text else set()
+    for name in sorted(covered - workspaces):
+        problems.append(Problem(f"{WORKSPACE_API_KEYS}.{name}", "names no workspace in topology.workspaces"))
+    if KUBECONFIG in present and (
+        not isinstance(config.cluster, ExistingCluster) or config.cluster.eks_cluster_name is not None
+    ):
+        problems.append(
+            Problem(
+                KUBECONFIG,
+                "is only used with cluster.mode 'existing' and no cluster.eks_cluster_name; remove it",
+            )
+        )
+    if required:
+        for key in required_secrets(config, covered):
+            if key not in present:
+                problems.append(Problem(key, _MISSING_SECRET[key]))
+    return problems
+
+
+_MISSING_SECRET = {
+    API_KEY: "is required to register and run the listeners (a LangSmith API key of their workspace): "
+    "pulumi config set --secret api_key <key>, or give every workspace one in workspace_api_keys",
+    KUBECONFIG: "is required with cluster.mode 'existing' unless cluster.eks_cluster_name is set: "
+    "pulumi config set --secret kubeconfig < ~/.kube/config",
+    POSTGRES_ADMIN_URI: "is required with stores.mode 'external': "
+    "pulumi config set --secret postgres_admin_uri 'postgres://…'",
+    REDIS_ADMIN_URI: "is required with stores.mode 'external': pulumi config set --secret redis_admin_uri 'rediss://…'",
+}
 
 
 def load_stack_config() -> StackConfig:
@@ -93,7 +192,7 @@ def load_stack_config() -> StackConfig:
     secret = set(runtime_config.get_config_secret_keys_env()) | {
         k for k in raw if runtime_config.is_config_secret(k)
     }
-    return parse_stack_config(pulumi.get_stack(), raw, secret)
+    return parse_stack_config(pulumi.get_stack(), raw, secret, require_secrets=True)
 
 
 def _decode(text: str) -> object:
@@ -135,7 +234,11 @@ def _from_pydantic(error: Mapping[str, object]) -> Problem:
 
 
 # pydantic puts the chosen member's tag into `loc` right after a discriminated union's field.
-_UNION_TAGS = {"network": {"create", "existing"}, "stores": {"managed", "in-cluster"}}
+_UNION_TAGS = {
+    "network": {"create", "existing"},
+    "stores": {"managed", "in-cluster", "external"},
+    "cluster": {"eks", "existing"},
+}
 _LIST_UNION_TAGS = {"extra_destinations": {"domain", "cidr"}}
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from components.addons import EksFacts
 from components.cluster import EksCluster, EksClusterArgs
-from components.config import CreateVpc, ManagedStores, StackConfig
+from components.cluster_access import ExistingClusterAccess, ExistingClusterArgs
+from components.config import CreateVpc, ExistingCluster, ExternalStores, ManagedStores, StackConfig
 from components.egress import ControlPlaneEgress, ControlPlaneEgressArgs, egress_allowlist
+from components.incluster import ClusterTarget, build_in_cluster
 from components.network import Network, NetworkArgs
+from components.secrets import StackSecrets, read_stack_secrets
 from components.stores import ManagedStores as ManagedStoresComponent
 from components.stores import ManagedStoresArgs
 
@@ -17,6 +21,9 @@ def build(config: StackConfig) -> dict[str, object]:
     # Tags go on each resource rather than the provider's default_tags, so the policy pack can see
     # them in every resource's inputs.
     aws_provider = aws.Provider(f"{config.name}-aws", region=config.aws_region)
+    secrets = read_stack_secrets()
+    if isinstance(config.cluster, ExistingCluster):
+        return _build_on_existing_cluster(config, config.cluster, aws_provider, secrets)
     with_aws = pulumi.ResourceOptions(providers=[aws_provider])
     tags = config.resource_tags
     cluster_name = config.name
@@ -53,11 +60,16 @@ def build(config: StackConfig) -> dict[str, object]:
             else [],
             tags=tags,
             deletion_protection=config.is_prod,
+            vpc_cni_network_policy=config.addons.network_policy_enabled(True),
         ),
         opts=with_aws,
     )
 
     store_outputs: dict[str, object] = {}
+    admin_uris: tuple[pulumi.Input[str] | None, pulumi.Input[str] | None] = (
+        secrets.postgres_admin_uri,
+        secrets.redis_admin_uri,
+    )
     if isinstance(config.stores, ManagedStores):
         stores = ManagedStoresComponent(
             f"{config.name}-stores",
@@ -80,6 +92,27 @@ def build(config: StackConfig) -> dict[str, object]:
             "redisHost": stores.redis_host,
             "redisUri": stores.redis_uri,
         }
+        admin_uris = (stores.postgres_uri, stores.redis_uri)
+
+    in_cluster = build_in_cluster(
+        config,
+        secrets,
+        ClusterTarget(
+            provider=cluster.provider,
+            eks=EksFacts(
+                cluster_name=cluster.cluster_name,
+                region=config.aws_region,
+                vpc_id=network.vpc_id,
+                oidc_provider_arn=cluster.oidc_provider_arn,
+                oidc_issuer_url=cluster.oidc_issuer_url,
+                tags=tags,
+            ),
+            store_cidrs=_store_cidrs(config),
+            aws_provider=aws_provider,
+        ),
+        postgres_admin_uri=admin_uris[0],
+        redis_admin_uri=admin_uris[1],
+    )
 
     return {
         **store_outputs,
@@ -96,14 +129,45 @@ def build(config: StackConfig) -> dict[str, object]:
         "clusterSecurityGroupId": cluster.cluster_security_group_id,
         "oidcProviderArn": cluster.oidc_provider_arn,
         "kubeconfig": cluster.kubeconfig,
-        "listeners": [
-            {
-                "name": listener.name,
-                "workspace": listener.workspace,
-                "computeId": listener.compute_id,
-                "namespaces": list(listener.namespaces),
-            }
-            for listener in config.topology.listeners
-        ],
+        **in_cluster,
+        "stack": pulumi.get_stack(),
+    }
+
+
+def _store_cidrs(config: StackConfig) -> list[str]:
+    """Where Agent Servers and listeners may reach shared stores on 5432/6379."""
+    if isinstance(config.stores, ExternalStores):
+        return [str(c) for c in config.stores.egress_cidrs]
+    if isinstance(config.stores, ManagedStores):
+        # RDS and ElastiCache addresses are not fixed: allow the VPC they live in.
+        network = config.network
+        return [str(network.cidr if isinstance(network, CreateVpc) else network.vpc_cidr)]
+    return []
+
+
+def _build_on_existing_cluster(
+    config: StackConfig, cluster: ExistingCluster, aws_provider: aws.Provider, secrets: StackSecrets
+) -> dict[str, object]:
+    """Only the in-cluster layer: no VPC, no egress controls, no cluster, no managed stores."""
+    access = ExistingClusterAccess(
+        f"{config.name}-cluster",
+        ExistingClusterArgs(
+            cluster=cluster, region=config.aws_region, identifier=config.name, kubeconfig=secrets.kubeconfig
+        ),
+        opts=pulumi.ResourceOptions(providers=[aws_provider]),
+    )
+    in_cluster = build_in_cluster(
+        config,
+        secrets,
+        ClusterTarget(provider=access.provider, store_cidrs=_store_cidrs(config)),
+        postgres_admin_uri=secrets.postgres_admin_uri,
+        redis_admin_uri=secrets.redis_admin_uri,
+    )
+    return {
+        "environment": config.environment,
+        "controlPlaneUrl": config.langsmith.control_plane_url,
+        "controlPlaneHosts": list(config.langsmith.hosts),
+        **({"clusterName": access.cluster_name} if access.cluster_name is not None else {}),
+        **in_cluster,
         "stack": pulumi.get_stack(),
     }
