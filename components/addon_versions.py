@@ -23,8 +23,13 @@ class Chart:
     kubernetes: tuple[str, str] | None
     """The Kubernetes minors the project tests this version on (inclusive), or None if it publishes none."""
     source: str
+    registries: tuple[str, ...] = ()
+    """Where the cluster pulls the chart's images from: allowed through the egress firewall."""
 
 
+GHCR = ("ghcr.io", "pkg-containers.githubusercontent.com")
+"""GitHub's registry serves layers from pkg-containers.githubusercontent.com."""
+DOCKER_HUB = (".docker.io", "production.cloudflare.docker.com")
 KEDA = Chart(
     release="keda",
     chart="keda",
@@ -34,6 +39,7 @@ KEDA = Chart(
     app_version="2.19.0",
     kubernetes=("1.32", "1.34"),
     source="https://keda.sh/docs/2.19/operate/cluster/ (compatibility matrix)",
+    registries=GHCR,
 )
 METRICS_SERVER = Chart(
     release="metrics-server",
@@ -44,6 +50,7 @@ METRICS_SERVER = Chart(
     app_version="0.8.0",
     kubernetes=None,
     source="https://github.com/kubernetes-sigs/metrics-server/releases (chart 3.13.0 = v0.8.0)",
+    registries=("registry.k8s.io",),
 )
 ENVOY_GATEWAY = Chart(
     release="envoy-gateway",
@@ -54,6 +61,7 @@ ENVOY_GATEWAY = Chart(
     app_version="v1.7.1 (Gateway API v1.4.1 CRDs included)",
     kubernetes=("1.32", "1.35"),
     source="https://gateway.envoyproxy.io/news/releases/matrix",
+    registries=DOCKER_HUB,
 )
 AWS_LOAD_BALANCER_CONTROLLER = Chart(
     release="aws-load-balancer-controller",
@@ -64,6 +72,7 @@ AWS_LOAD_BALANCER_CONTROLLER = Chart(
     app_version="v2.13.0",
     kubernetes=None,
     source="https://github.com/aws/eks-charts (chart 1.13.0 = controller v2.13.0)",
+    registries=("public.ecr.aws",),
 )
 CLUSTER_AUTOSCALER = Chart(
     release="cluster-autoscaler",
@@ -74,6 +83,7 @@ CLUSTER_AUTOSCALER = Chart(
     app_version="per Kubernetes minor, see CLUSTER_AUTOSCALER_IMAGES",
     kubernetes=("1.32", "1.35"),
     source="chart 9.56.0 as in langchain-ai/terraform (hybrid-data-plane.md §12.1)",
+    registries=("registry.k8s.io",),
 )
 CLUSTER_AUTOSCALER_IMAGES = {"1.32": "v1.32.5", "1.33": "v1.33.5", "1.34": "v1.34.4", "1.35": "v1.35.1"}
 """The autoscaler's minor must match the cluster's (kubernetes/autoscaler README). Patch releases from
@@ -83,6 +93,23 @@ GATEWAY_CLASS = "langsmith-dataplane"
 GATEWAY_NAME = "langsmith-agents"
 GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 ENVOY_PROXY_CONFIG = "langsmith-dataplane"
+
+
+def image_registry(image: str) -> str:
+    """The registry host of an image reference (Docker Hub when the first part is not a host)."""
+    first = image.split("/", 1)[0]
+    return first if "/" in image and ("." in first or ":" in first or first == "localhost") else "docker.io"
+
+
+def registries(charts: list[Chart], images: tuple[str, ...] = ()) -> list[str]:
+    """Every registry host the cluster must reach for these charts and images."""
+    hosts: set[str] = set()
+    for chart in charts:
+        hosts.update(chart.registries)
+    for image in images:
+        host = image_registry(image)
+        hosts.update(GHCR if host == "ghcr.io" else DOCKER_HUB if host == "docker.io" else (host,))
+    return sorted(hosts)
 
 
 def _minor(version: str) -> tuple[int, int]:

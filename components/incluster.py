@@ -63,6 +63,7 @@ def plan_namespaces(config: StackConfig, store_cidrs: Sequence[str]) -> list[Age
                 ingress_cidrs=[str(c) for c in routing.allow_from_cidrs] if routing.mode == "ingress" else [],
                 store_cidrs=[] if in_cluster_stores else list(store_cidrs),
                 keda_namespace=KEDA.namespace if config.addons.keda and in_cluster_stores else None,
+                private_https_cidrs=[str(c) for c in config.langsmith.egress_cidrs],
             ),
         )
         for namespace, names in watchers(config.topology.listeners).items()

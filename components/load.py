@@ -80,10 +80,11 @@ def parse_stack_config(
         if key in _SECRET_KEYS:
             present.add(key)
             if full_key not in secret_keys:
+                command = f"--path '{key}.<workspace>'" if key == WORKSPACE_API_KEYS else key
                 problems.append(
                     Problem(
                         key,
-                        f"is stored in plaintext; set it with `pulumi config set --secret {key}` "
+                        f"is stored in plaintext; set it with `pulumi config set --secret {command}` "
                         "so only ciphertext is committed",
                     )
                 )

@@ -4,8 +4,10 @@ Agent namespaces (where the listener runs Agent Servers):
 * DNS to the cluster's resolver, for every pod;
 * into an API server pod on 8000 only from the listeners that watch the namespace (their `GET /ok`
   check) and from the gateway or ingress controller;
-* from API server and queue pods: HTTPS anywhere (LangSmith tracing, model providers), and their
-  stores: the in-cluster Postgres/Redis pods of the namespace, or the managed/external stores' CIDRs;
+* from API server and queue pods: HTTPS to public addresses (LangSmith tracing, model providers) but
+  not to private ranges, so a compromised Agent Server cannot reach the Kubernetes API, the
+  instance metadata service or internal services; HTTPS to a self-hosted LangSmith's addresses; and
+  their stores: the in-cluster Postgres/Redis pods of the namespace, or the stores' CIDRs;
 * into in-cluster Postgres from API server, queue and KEDA (its ScaledObject query); into Redis from
   API server and queue.
 
@@ -36,6 +38,8 @@ from listener.render.context import (
 
 DEFAULT_DENY = "default-deny-all"
 HTTPS = 443
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
+"""RFC 1918, link-local (instance metadata) and carrier-grade NAT (EKS custom pod networking)."""
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 """Set by the API server on every namespace (immutable), so it can be trusted in selectors."""
 
@@ -54,6 +58,8 @@ class AgentTraffic:
     """Managed/external stores; empty means the stores run in the namespace."""
     keda_namespace: str | None = None
     """KEDA's namespace when KEDA scales on the in-cluster Postgres."""
+    private_https_cidrs: Sequence[str] = ()
+    """Private addresses Agent Servers may reach on 443: a self-hosted LangSmith (tracing)."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,12 @@ def agent_namespace_policies(
             },
         ),
     ]
-    egress: list[dict[str, Any]] = [{"to": _anywhere(), "ports": _tcp(HTTPS)}]
+    public = [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}]
+    egress: list[dict[str, Any]] = [{"to": public, "ports": _tcp(HTTPS)}]
+    if traffic.private_https_cidrs:
+        egress.append(
+            {"to": [{"ipBlock": {"cidr": c}} for c in traffic.private_https_cidrs], "ports": _tcp(HTTPS)}
+        )
     if traffic.store_cidrs:
         egress.append(
             {

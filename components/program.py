@@ -5,10 +5,19 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from components.addon_versions import registries, selected
 from components.addons import EksFacts
 from components.cluster import EksCluster, EksClusterArgs
 from components.cluster_access import ExistingClusterAccess, ExistingClusterArgs
-from components.config import CreateVpc, ExistingCluster, ExternalStores, ManagedStores, StackConfig
+from components.config import (
+    CreateVpc,
+    DomainDestination,
+    Egress,
+    ExistingCluster,
+    ExternalStores,
+    ManagedStores,
+    StackConfig,
+)
 from components.egress import ControlPlaneEgress, ControlPlaneEgressArgs, egress_allowlist
 from components.incluster import ClusterTarget, build_in_cluster
 from components.network import Network, NetworkArgs
@@ -20,10 +29,10 @@ from components.stores import ManagedStoresArgs
 def build(config: StackConfig) -> dict[str, object]:
     # Tags go on each resource rather than the provider's default_tags, so the policy pack can see
     # them in every resource's inputs.
-    aws_provider = aws.Provider(f"{config.name}-aws", region=config.aws_region)
     secrets = read_stack_secrets()
     if isinstance(config.cluster, ExistingCluster):
-        return _build_on_existing_cluster(config, config.cluster, aws_provider, secrets)
+        return _build_on_existing_cluster(config, config.cluster, secrets)
+    aws_provider = aws.Provider(f"{config.name}-aws", region=config.aws_region)
     with_aws = pulumi.ResourceOptions(providers=[aws_provider])
     tags = config.resource_tags
     cluster_name = config.name
@@ -35,7 +44,7 @@ def build(config: StackConfig) -> dict[str, object]:
     )
     allowlist = egress_allowlist(
         config.langsmith,
-        config.network.egress,
+        _egress_with_registries(config),
         region=config.aws_region,
         interface_endpoints=config.network.interface_endpoints
         if isinstance(config.network, CreateVpc)
@@ -134,6 +143,22 @@ def build(config: StackConfig) -> dict[str, object]:
     }
 
 
+def _egress_with_registries(config: StackConfig) -> Egress:
+    """The stack's egress plus the registries the add-ons and the listener pull from, when a firewall
+    enforces a domain allowlist (without them, nodes behind it could not pull those images)."""
+    egress = config.network.egress
+    if egress.mode == "security-group":
+        return egress
+    charts = selected(config.addons, config.routing, eks=True)
+    have = {d.domain for d in egress.extra_destinations if isinstance(d, DomainDestination)}
+    added = [
+        DomainDestination(domain=host)
+        for host in registries(charts, (config.listener_image,))
+        if host not in have
+    ]
+    return egress.model_copy(update={"extra_destinations": [*egress.extra_destinations, *added]})
+
+
 def _store_cidrs(config: StackConfig) -> list[str]:
     """Where Agent Servers and listeners may reach shared stores on 5432/6379."""
     if isinstance(config.stores, ExternalStores):
@@ -146,15 +171,19 @@ def _store_cidrs(config: StackConfig) -> list[str]:
 
 
 def _build_on_existing_cluster(
-    config: StackConfig, cluster: ExistingCluster, aws_provider: aws.Provider, secrets: StackSecrets
+    config: StackConfig, cluster: ExistingCluster, secrets: StackSecrets
 ) -> dict[str, object]:
-    """Only the in-cluster layer: no VPC, no egress controls, no cluster, no managed stores."""
+    """Only the in-cluster layer: no VPC, no egress controls, no cluster, no managed stores. AWS is
+    touched only to look up an existing EKS cluster, so a kubeconfig alone needs no AWS credentials."""
+    providers = (
+        [aws.Provider(f"{config.name}-aws", region=config.aws_region)] if cluster.eks_cluster_name else []
+    )
     access = ExistingClusterAccess(
         f"{config.name}-cluster",
         ExistingClusterArgs(
             cluster=cluster, region=config.aws_region, identifier=config.name, kubeconfig=secrets.kubeconfig
         ),
-        opts=pulumi.ResourceOptions(providers=[aws_provider]),
+        opts=pulumi.ResourceOptions(providers=providers),
     )
     in_cluster = build_in_cluster(
         config,

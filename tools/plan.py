@@ -276,7 +276,9 @@ def _selector(selector: dict[str, Any]) -> str:
 
 def _peer(peer: dict[str, Any]) -> str:
     if "ipBlock" in peer:
-        return f"cidr {peer['ipBlock'].get('cidr')}"
+        block = peer["ipBlock"]
+        excluded = f" except {','.join(block['except'])}" if block.get("except") else ""
+        return f"cidr {block.get('cidr')}{excluded}"
     parts = []
     if "namespaceSelector" in peer:
         parts.append(f"ns[{_selector(peer['namespaceSelector'])}]")
