@@ -23,23 +23,21 @@ class Chart:
     kubernetes: tuple[str, str] | None
     """The Kubernetes minors the project tests this version on (inclusive), or None if it publishes none."""
     source: str
-    registries: tuple[str, ...] = ()
-    """Where the cluster pulls the chart's images from: allowed through the egress firewall."""
+    image_registry: str = "docker.io"
+    """The registry the chart's default images come from: behind the egress firewall its hosts must be
+    allowed (`components.rules`, `components.registries`)."""
 
 
-GHCR = ("ghcr.io", "pkg-containers.githubusercontent.com")
-"""GitHub's registry serves layers from pkg-containers.githubusercontent.com."""
-DOCKER_HUB = (".docker.io", "production.cloudflare.docker.com")
 KEDA = Chart(
     release="keda",
     chart="keda",
-    version="2.19.0",
+    version="2.20.0",
     repository="https://kedacore.github.io/charts",
     namespace="keda",
-    app_version="2.19.0",
-    kubernetes=("1.32", "1.34"),
-    source="https://keda.sh/docs/2.19/operate/cluster/ (compatibility matrix)",
-    registries=GHCR,
+    app_version="2.20.0",
+    kubernetes=("1.33", "1.35"),
+    source="https://keda.sh/docs/2.20/operate/cluster/ (compatibility matrix)",
+    image_registry="ghcr.io",
 )
 METRICS_SERVER = Chart(
     release="metrics-server",
@@ -50,7 +48,7 @@ METRICS_SERVER = Chart(
     app_version="0.8.0",
     kubernetes=None,
     source="https://github.com/kubernetes-sigs/metrics-server/releases (chart 3.13.0 = v0.8.0)",
-    registries=("registry.k8s.io",),
+    image_registry="registry.k8s.io",
 )
 ENVOY_GATEWAY = Chart(
     release="envoy-gateway",
@@ -61,7 +59,7 @@ ENVOY_GATEWAY = Chart(
     app_version="v1.7.1 (Gateway API v1.4.1 CRDs included)",
     kubernetes=("1.32", "1.35"),
     source="https://gateway.envoyproxy.io/news/releases/matrix",
-    registries=DOCKER_HUB,
+    image_registry="docker.io",
 )
 AWS_LOAD_BALANCER_CONTROLLER = Chart(
     release="aws-load-balancer-controller",
@@ -72,7 +70,7 @@ AWS_LOAD_BALANCER_CONTROLLER = Chart(
     app_version="v2.13.0",
     kubernetes=None,
     source="https://github.com/aws/eks-charts (chart 1.13.0 = controller v2.13.0)",
-    registries=("public.ecr.aws",),
+    image_registry="public.ecr.aws",
 )
 CLUSTER_AUTOSCALER = Chart(
     release="cluster-autoscaler",
@@ -83,7 +81,7 @@ CLUSTER_AUTOSCALER = Chart(
     app_version="per Kubernetes minor, see CLUSTER_AUTOSCALER_IMAGES",
     kubernetes=("1.32", "1.35"),
     source="chart 9.56.0 as in langchain-ai/terraform (hybrid-data-plane.md §12.1)",
-    registries=("registry.k8s.io",),
+    image_registry="registry.k8s.io",
 )
 CLUSTER_AUTOSCALER_IMAGES = {"1.32": "v1.32.5", "1.33": "v1.33.5", "1.34": "v1.34.4", "1.35": "v1.35.1"}
 """The autoscaler's minor must match the cluster's (kubernetes/autoscaler README). Patch releases from
@@ -93,23 +91,6 @@ GATEWAY_CLASS = "langsmith-dataplane"
 GATEWAY_NAME = "langsmith-agents"
 GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 ENVOY_PROXY_CONFIG = "langsmith-dataplane"
-
-
-def image_registry(image: str) -> str:
-    """The registry host of an image reference (Docker Hub when the first part is not a host)."""
-    first = image.split("/", 1)[0]
-    return first if "/" in image and ("." in first or ":" in first or first == "localhost") else "docker.io"
-
-
-def registries(charts: list[Chart], images: tuple[str, ...] = ()) -> list[str]:
-    """Every registry host the cluster must reach for these charts and images."""
-    hosts: set[str] = set()
-    for chart in charts:
-        hosts.update(chart.registries)
-    for image in images:
-        host = image_registry(image)
-        hosts.update(GHCR if host == "ghcr.io" else DOCKER_HUB if host == "docker.io" else (host,))
-    return sorted(hosts)
 
 
 def _minor(version: str) -> tuple[int, int]:

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components import labels as lbl
@@ -46,8 +45,8 @@ from components.addon_versions import (
     Chart,
     selected,
 )
-from components.cluster import irsa_trust_policy
 from components.config import Addons, Routing
+from components.iam import IrsaRole, irsa_role
 from components.kubeobjects import declare
 
 
@@ -61,6 +60,7 @@ class EksFacts:
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer_url: pulumi.Input[str]
     tags: Mapping[str, str]
+    partition: str = "aws"
 
 
 # --- IAM (EKS) -------------------------------------------------------------------------------------
@@ -489,11 +489,13 @@ class ClusterAddons(pulumi.ComponentResource):
         self.gateway = None
         releases: dict[str, pulumi.Resource] = {}
         for chart in charts:
-            after = [*args.depends_on]
+            self._permissions: list[pulumi.Resource] = []
+            values = self._values(chart)
+            after = [*args.depends_on, *self._permissions]
             if chart is ENVOY_GATEWAY and AWS_LOAD_BALANCER_CONTROLLER.release in releases:
                 # The controller must be running to give the proxies' Service its NLB.
                 after.append(releases[AWS_LOAD_BALANCER_CONTROLLER.release])
-            releases[chart.release] = self._release(chart, self._values(chart), after)
+            releases[chart.release] = self._release(chart, values, after)
         if KEDA.release in releases:
             self.prerequisites.append(releases[KEDA.release])
         if METRICS_SERVER.release in releases:
@@ -541,24 +543,22 @@ class ClusterAddons(pulumi.ComponentResource):
             return cluster_autoscaler_values(args.eks, role.arn, args.kubernetes_version)
         raise AssertionError(f"no values for {chart.release}")
 
-    def _irsa_role(
-        self, role: str, service_account: tuple[str, str], policy: pulumi.Input[str]
-    ) -> aws.iam.Role:
+    def _irsa_role(self, role: str, service_account: tuple[str, str], policy: pulumi.Input[str]) -> IrsaRole:
         facts = self._args.eks
         assert facts is not None
-        namespace, account = service_account
-        name = f"{self._name}-{role}"
-        iam_role = aws.iam.Role(
-            name,
-            assume_role_policy=pulumi.Output.all(facts.oidc_provider_arn, facts.oidc_issuer_url).apply(
-                lambda v: irsa_trust_policy(v[0], v[1], namespace, account)
-            ),
-            description=f"IRSA role of {namespace}/{account}",
-            tags={**facts.tags, "Name": name},
-            opts=pulumi.ResourceOptions(parent=self),
+        made = irsa_role(
+            f"{self._name}-{role}",
+            oidc_provider_arn=facts.oidc_provider_arn,
+            oidc_issuer_url=facts.oidc_issuer_url,
+            service_account=service_account,
+            inline_policy=policy,
+            partition=facts.partition,
+            tags=facts.tags,
+            parent=self,
         )
-        aws.iam.RolePolicy(name, role=iam_role.id, policy=policy, opts=pulumi.ResourceOptions(parent=self))
-        return iam_role
+        # The chart's pods must not start before their permissions exist (their first AWS calls fail).
+        self._permissions.extend(made.attachments)
+        return made
 
     def _release(
         self, chart: Chart, values: Mapping[str, Any], after: Sequence[pulumi.Resource]

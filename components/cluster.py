@@ -3,6 +3,11 @@
 Built from raw `pulumi_aws` resources (not pulumi-eks) so that every piece is visible to the mocks,
 the offline plan and the policy pack. Its `provider` attribute is the one explicit
 `kubernetes.Provider` every in-cluster component must use (stacks disable default providers).
+
+Upgrades: `kubernetes_version` drives the control plane, every node group (`version`) and every
+core add-on (EKS's default add-on version for that Kubernetes version, looked up at deploy time,
+unless pinned), and Pulumi orders them by dependency: control plane, then vpc-cni and kube-proxy,
+then the node groups, then CoreDNS and the EBS CSI driver.
 """
 
 from __future__ import annotations
@@ -17,46 +22,61 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.bastion import ssm_bastion
 from components.config import Cluster, NodeGroup
+from components.iam import (
+    IrsaRole,
+    assume_role_policy,
+    irsa_role,
+    irsa_trust_policy,
+    managed_policy_arn,
+)
 
-_MANAGED = "arn:aws:iam::aws:policy/"
-CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+__all__ = ["EksCluster", "EksClusterArgs", "assume_role_policy", "irsa_trust_policy", "kubeconfig"]
+
+CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 VPC_CNI_SERVICE_ACCOUNT = ("kube-system", "aws-node")
-# EKS 1.30+ no longer marks gp2 as the default class; older clusters need it un-defaulted.
-_GP2_DEFAULT_UNTIL = (1, 30)
 
 
-def assume_role_policy(service: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
-        }
-    )
+def key_policy(account_id: str, partition: str = "aws") -> str:
+    """The secrets key's own policy, stated rather than left to AWS's default.
 
-
-def irsa_trust_policy(provider_arn: str, issuer_url: str, namespace: str, service_account: str) -> str:
-    """Trust only one Kubernetes service account of this cluster (IRSA), and only for STS."""
-    issuer = issuer_url.removeprefix("https://")
+    The account root statement is AWS's default key policy
+    (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html): it lets the
+    account's IAM policies grant use of the key (the cluster role's does, `secrets_key_policy`) and
+    keeps the key manageable; without it the key can become unmanageable.
+    """
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [
                 {
+                    "Sid": "AccountAdministersKeyThroughIam",
                     "Effect": "Allow",
-                    "Principal": {"Federated": provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {
-                        "StringEquals": {
-                            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                            f"{issuer}:aud": "sts.amazonaws.com",
-                        }
-                    },
+                    "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                    "Action": "kms:*",
+                    "Resource": "*",
                 }
             ],
-        }
+        },
+        sort_keys=True,
     )
+
+
+def control_plane_log_group(cluster_name: str) -> str:
+    """The log group EKS writes control-plane logs to (fixed by EKS,
+    https://docs.aws.amazon.com/eks/latest/userguide/control-plane-logs.html)."""
+    return f"/aws/eks/{cluster_name}/cluster"
+
+
+def volume_tag_parameters(tags: Mapping[str, str]) -> dict[str, str]:
+    """StorageClass parameters that make the EBS CSI driver tag every volume it provisions.
+
+    https://github.com/kubernetes-sigs/aws-ebs-csi-driver/blob/master/docs/tagging.md: each parameter
+    whose key starts with `tagSpecification` is a `key=value` tag on the volume.
+    """
+    return {f"tagSpecification_{i}": f"{k}={v}" for i, (k, v) in enumerate(sorted(tags.items()), start=1)}
 
 
 def secrets_key_policy(key_arn: str) -> str:
@@ -129,9 +149,8 @@ def principal_slug(arn: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", tail).strip("-")[:40] or "principal"
 
 
-def gp2_is_default(kubernetes_version: str) -> bool:
-    major, minor = (int(part) for part in kubernetes_version.split(".")[:2])
-    return (major, minor) < _GP2_DEFAULT_UNTIL
+def _cidr_slug(cidr: str) -> str:
+    return cidr.replace(".", "-").replace("/", "-")
 
 
 @dataclass(frozen=True)
@@ -147,6 +166,15 @@ class EksClusterArgs:
     """On in prod: deleting the cluster must be a deliberate two-step act."""
     vpc_cni_network_policy: bool = False
     """Have the VPC CNI enforce NetworkPolicies (its network policy agent; EKS 1.25+, CNI 1.14+)."""
+    protect: bool = False
+    """Pulumi `protect` on the cluster and its secrets key (prod): no destroy or replacement until lifted."""
+    vpc_id: pulumi.Input[str] | None = None
+    """Needed for `cluster.endpoint.bastion`."""
+    vpc_cidr: str | None = None
+    """Needed for `cluster.endpoint.bastion`."""
+    account_id: pulumi.Input[str] | None = None
+    """The stack's AWS account (for the key policy); looked up from the caller's identity when None."""
+    partition: str = "aws"
 
 
 class EksCluster(pulumi.ComponentResource):
@@ -162,13 +190,21 @@ class EksCluster(pulumi.ComponentResource):
     """Secret."""
     provider: k8s.Provider
     """The explicit Kubernetes provider for everything in this cluster."""
+    bastion_instance_id: pulumi.Output[str] | None
+    """The SSM bastion's instance id (`aws ssm start-session --target …`); None without a bastion."""
+    addon_versions: dict[str, pulumi.Output[str]]
+    """Core add-on name -> the version the stack installs."""
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("langsmith:infra:EksCluster", name, None, opts)
         self._name = name
         self._tags = dict(args.tags)
-        cfg = args.cluster
+        self._partition = args.partition
+        cfg = self._cluster_cfg = args.cluster
         child = pulumi.ResourceOptions(parent=self)
+
+        partition = args.partition
+        protected = pulumi.ResourceOptions(parent=self, protect=args.protect)
 
         cluster_role = aws.iam.Role(
             f"{name}-cluster-role",
@@ -180,16 +216,22 @@ class EksCluster(pulumi.ComponentResource):
         cluster_attachment = aws.iam.RolePolicyAttachment(
             f"{name}-cluster-policy",
             role=cluster_role.name,
-            policy_arn=_MANAGED + "AmazonEKSClusterPolicy",
+            policy_arn=managed_policy_arn("AmazonEKSClusterPolicy", partition),
             opts=child,
+        )
+        account_id = (
+            args.account_id
+            if args.account_id is not None
+            else aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         )
         secrets_key = aws.kms.Key(
             f"{name}-secrets",
             description=f"Envelope encryption of Kubernetes Secrets in {args.cluster_name}",
             enable_key_rotation=True,
             deletion_window_in_days=30,
+            policy=pulumi.Output.from_input(account_id).apply(lambda account: key_policy(account, partition)),
             tags=self._tagged(f"{name}-secrets"),
-            opts=child,
+            opts=protected,
         )
         aws.kms.Alias(
             f"{name}-secrets",
@@ -203,8 +245,19 @@ class EksCluster(pulumi.ComponentResource):
             policy=secrets_key.arn.apply(secrets_key_policy),
             opts=child,
         )
+        # Created before the cluster: otherwise EKS creates the group itself on the first log line,
+        # with no retention and no tags, and this create then fails with ResourceAlreadyExistsException
+        # (terraform-aws-eks orders aws_cloudwatch_log_group before aws_eks_cluster for the same reason).
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=control_plane_log_group(args.cluster_name),
+            retention_in_days=cfg.log_retention_days,
+            tags=self._tagged(f"{name}-logs"),
+            opts=child,
+        )
 
         endpoint_cfg = cfg.endpoint
+        deployer = cfg.access.deployer_role_arn
         cluster = aws.eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -225,16 +278,25 @@ class EksCluster(pulumi.ComponentResource):
             enabled_cluster_log_types=list(cfg.log_types),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
-                # The identity running `pulumi up` must reach the API to create in-cluster resources. Do
-                # not also list it in admin_principal_arns: EKS refuses a second entry for it.
-                bootstrap_cluster_creator_admin_permissions=True,
+                # With a deployer role the admin entries are all explicit (below). Without one, EKS
+                # gives whoever creates the cluster an admin entry of its own; that identity must then
+                # not be listed in admin_principal_arns too (EKS refuses a second entry for it).
+                # Changing this after creation replaces the cluster: decide before the first `up`.
+                bootstrap_cluster_creator_admin_permissions=deployer is None,
             ),
+            # STANDARD: EKS upgrades the cluster itself when its version leaves standard support,
+            # instead of silently billing extended support (AWS's default for API-created clusters).
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=cfg.upgrade_policy),
             # The core add-ons are installed below as managed add-ons, with versions EKS tracks,
             # instead of the unmanaged copies EKS would otherwise bootstrap.
             bootstrap_self_managed_addons=False,
             deletion_protection=args.deletion_protection,
             tags=self._tagged(args.cluster_name),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_attachment, key_access]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.protect,
+                depends_on=[cluster_attachment, key_access, log_group],
+            ),
         )
         self.cluster_name = cluster.name
         self.cluster_arn = cluster.arn
@@ -243,24 +305,26 @@ class EksCluster(pulumi.ComponentResource):
             lambda v: _field(v, "cluster_security_group_id")
         )
 
-        for arn in cfg.admin_principal_arns:
-            slug = principal_slug(arn)
-            entry = aws.eks.AccessEntry(
-                f"{name}-admin-{slug}",
-                cluster_name=cluster.name,
-                principal_arn=arn,
-                type="STANDARD",
-                tags=self._tagged(f"{name}-admin-{slug}"),
-                opts=child,
+        admin_associations = self._access_entries(cluster, cfg)
+        self._api_access_rules(cfg)
+        self.bastion_instance_id = None
+        if endpoint_cfg.bastion is not None:
+            if args.vpc_id is None or args.vpc_cidr is None:
+                raise ValueError(
+                    "cluster.endpoint.bastion needs the VPC (EksClusterArgs.vpc_id and vpc_cidr)"
+                )
+            bastion = ssm_bastion(
+                f"{name}-bastion",
+                instance_type=endpoint_cfg.bastion.instance_type,
+                vpc_id=args.vpc_id,
+                vpc_cidr=args.vpc_cidr,
+                subnet_id=pulumi.Output.from_input(args.private_subnet_ids).apply(lambda ids: ids[0]),
+                partition=partition,
+                tags=self._tags,
+                parent=self,
             )
-            aws.eks.AccessPolicyAssociation(
-                f"{name}-admin-{slug}",
-                cluster_name=cluster.name,
-                principal_arn=entry.principal_arn,
-                policy_arn=CLUSTER_ADMIN_POLICY,
-                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                opts=child,
-            )
+            self._api_ingress("bastion", referenced_security_group_id=bastion.security_group.id)
+            self.bastion_instance_id = bastion.instance.id
 
         # IAM's OIDC provider for IRSA. No thumbprint: for an EKS issuer (a certificate chaining to a
         # CA IAM already trusts) IAM verifies the TLS chain itself and ignores thumbprints, so
@@ -278,17 +342,18 @@ class EksCluster(pulumi.ComponentResource):
         )
         self.oidc_provider_arn = oidc.arn
 
-        cni_role = self._irsa_role("vpc-cni", oidc, VPC_CNI_SERVICE_ACCOUNT, "AmazonEKS_CNI_Policy")
-        ebs_role = self._irsa_role("ebs-csi", oidc, EBS_CSI_SERVICE_ACCOUNT, "AmazonEBSCSIDriverPolicy")
+        cni_role = self._irsa(oidc, "vpc-cni", VPC_CNI_SERVICE_ACCOUNT, "AmazonEKS_CNI_Policy")
+        ebs_role = self._irsa(oidc, "ebs-csi", EBS_CSI_SERVICE_ACCOUNT, "AmazonEBSCSIDriverPolicy")
+        self.addon_versions = {}
 
-        # Nodes need a CNI and kube-proxy before they can turn Ready, so these come before the node groups.
+        # Nodes need a CNI and kube-proxy before they can turn Ready, so these come before the node
+        # groups. `preserve` keeps their DaemonSets on the nodes if the add-on resource is ever deleted:
+        # without them no pod gets an address or a Service route.
         # enableNetworkPolicy: docs.aws.amazon.com/eks/latest/userguide/cni-network-policy-configure.html
         cni_settings = {"enableNetworkPolicy": "true"} if args.vpc_cni_network_policy else None
         networking_addons = [
-            self._addon(
-                cluster, "vpc-cni", service_account_role_arn=cni_role.arn, configuration=cni_settings
-            ),
-            self._addon(cluster, "kube-proxy"),
+            self._addon(cluster, "vpc-cni", role=cni_role, preserve=True, configuration=cni_settings),
+            self._addon(cluster, "kube-proxy", preserve=True),
         ]
 
         node_role = aws.iam.Role(
@@ -302,7 +367,10 @@ class EksCluster(pulumi.ComponentResource):
         # reaches the instance profile).
         node_attachments = [
             aws.iam.RolePolicyAttachment(
-                f"{name}-node-{policy}", role=node_role.name, policy_arn=_MANAGED + policy, opts=child
+                f"{name}-node-{policy}",
+                role=node_role.name,
+                policy_arn=managed_policy_arn(policy, partition),
+                opts=child,
             )
             for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly")
         ]
@@ -322,10 +390,8 @@ class EksCluster(pulumi.ComponentResource):
         ]
 
         # Scheduled workloads: these add-ons wait for healthy pods, so they need nodes first.
-        self._addon(cluster, "coredns", depends_on=node_groups)
-        ebs_csi = self._addon(
-            cluster, "aws-ebs-csi-driver", service_account_role_arn=ebs_role.arn, depends_on=node_groups
-        )
+        self._addon(cluster, "coredns", preserve=True, depends_on=node_groups)
+        ebs_csi = self._addon(cluster, "aws-ebs-csi-driver", role=ebs_role, depends_on=node_groups)
 
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
@@ -338,9 +404,10 @@ class EksCluster(pulumi.ComponentResource):
             # Only a new cluster replaces the provider (and with it every Kubernetes resource); any
             # other kubeconfig change is an in-place update.
             cluster_identifier=cluster.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
+            # The admin access policies must exist before the first Kubernetes call, or it is Unauthorized.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*node_groups, *admin_associations]),
         )
-        self._storage_classes(cfg.kubernetes_version, ebs_csi)
+        self._storage_classes(ebs_csi)
 
         self.register_outputs(
             {
@@ -350,60 +417,133 @@ class EksCluster(pulumi.ComponentResource):
                 "clusterSecurityGroupId": self.cluster_security_group_id,
                 "nodeRoleArn": self.node_role_arn,
                 "oidcProviderArn": self.oidc_provider_arn,
+                "oidcIssuerUrl": self.oidc_issuer_url,
                 "kubeconfig": self.kubeconfig,
+                "bastionInstanceId": self.bastion_instance_id,
+                "addonVersions": self.addon_versions,
             }
         )
 
     def _tagged(self, name: str) -> dict[str, str]:
         return {**self._tags, "Name": name}
 
-    def _irsa_role(
+    def _access_entries(self, cluster: aws.eks.Cluster, cfg: Cluster) -> list[pulumi.Resource]:
+        """Cluster-admin access entries, each keyed by its principal (never by list position)."""
+        principals = [
+            *((("deployer", cfg.access.deployer_role_arn),) if cfg.access.deployer_role_arn else ()),
+            *((f"ci-{principal_slug(arn)}", arn) for arn in cfg.access.ci_role_arns),
+            *((f"admin-{principal_slug(arn)}", arn) for arn in cfg.admin_principal_arns),
+        ]
+        associations: list[pulumi.Resource] = []
+        for role, arn in principals:
+            resource_name = f"{self._name}-{role}"
+            entry = aws.eks.AccessEntry(
+                resource_name,
+                cluster_name=cluster.name,
+                principal_arn=arn,
+                type="STANDARD",
+                tags=self._tagged(resource_name),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            associations.append(
+                aws.eks.AccessPolicyAssociation(
+                    resource_name,
+                    cluster_name=cluster.name,
+                    principal_arn=entry.principal_arn,
+                    policy_arn=CLUSTER_ADMIN_POLICY.format(partition=self._partition),
+                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+        return associations
+
+    def _api_access_rules(self, cfg: Cluster) -> None:
+        """443 into the cluster security group (the private endpoint's ENIs) from the configured sources.
+
+        EKS's cluster security group admits only itself; these explicit rules are how a VPN, a peered
+        network or CI runners in the VPC reach the private endpoint
+        (https://docs.aws.amazon.com/eks/latest/userguide/cluster-endpoint.html, "Accessing a private only API server").
+        """
+        for cidr in cfg.endpoint.private_access_cidrs:
+            self._api_ingress(_cidr_slug(str(cidr)), cidr_ipv4=str(cidr))
+        for group_id in cfg.endpoint.private_access_security_group_ids:
+            self._api_ingress(group_id, referenced_security_group_id=group_id)
+
+    def _api_ingress(self, source: str, **peer: pulumi.Input[str]) -> None:
+        resource_name = f"{self._name}-api-from-{source}"
+        aws.vpc.SecurityGroupIngressRule(
+            resource_name,
+            security_group_id=self.cluster_security_group_id,
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description=f"Kubernetes API from {source}",
+            tags=self._tagged(resource_name),
+            opts=pulumi.ResourceOptions(parent=self),
+            **peer,  # type: ignore[arg-type]
+        )
+
+    def _irsa(
         self,
-        role: str,
         oidc: aws.iam.OpenIdConnectProvider,
+        role: str,
         service_account: tuple[str, str],
         managed_policy: str,
-    ) -> aws.iam.Role:
-        namespace, account = service_account
-        iam_role = aws.iam.Role(
+    ) -> IrsaRole:
+        return irsa_role(
             f"{self._name}-{role}",
-            assume_role_policy=pulumi.Output.all(oidc.arn, oidc.url).apply(
-                lambda v: irsa_trust_policy(v[0], v[1], namespace, account)
-            ),
-            description=f"IRSA role of {namespace}/{account}",
-            tags=self._tagged(f"{self._name}-{role}"),
-            opts=pulumi.ResourceOptions(parent=self),
+            oidc_provider_arn=oidc.arn,
+            oidc_issuer_url=oidc.url,
+            service_account=service_account,
+            managed_policies=[managed_policy],
+            partition=self._partition,
+            tags=self._tags,
+            parent=self,
         )
-        aws.iam.RolePolicyAttachment(
-            f"{self._name}-{role}",
-            role=iam_role.name,
-            policy_arn=_MANAGED + managed_policy,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        return iam_role
 
     def _addon(
         self,
         cluster: aws.eks.Cluster,
         addon: str,
         *,
-        service_account_role_arn: pulumi.Input[str] | None = None,
+        role: IrsaRole | None = None,
+        preserve: bool | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
         configuration: Mapping[str, Any] | None = None,
     ) -> aws.eks.Addon:
-        # No addon_version: EKS installs its default for the cluster version. Pin versions here if
-        # upgrades must be reviewed add-on by add-on.
+        version = self._addon_version(addon)
+        self.addon_versions[addon] = version
         return aws.eks.Addon(
             f"{self._name}-{addon}",
             cluster_name=cluster.name,
             addon_name=addon,
-            service_account_role_arn=service_account_role_arn,
+            addon_version=version,
+            service_account_role_arn=role.arn if role is not None else None,
+            preserve=preserve,
             configuration_values=json.dumps(dict(configuration), sort_keys=True) if configuration else None,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE",
             tags=self._tagged(f"{self._name}-{addon}"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            # The IRSA role's policy attachments, not just the role: an add-on that starts before its
+            # permissions exist fails its first AWS calls (and EKS reports the add-on degraded).
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*depends_on, *(role.attachments if role is not None else ())]
+            ),
         )
+
+    def _addon_version(self, addon: str) -> pulumi.Output[str]:
+        pinned = self._cluster_cfg.addon_versions.get(addon)  # type: ignore[call-overload]
+        if pinned is not None:
+            return pulumi.Output.from_input(pinned)
+        # EKS's default version of the add-on for this Kubernetes version (most_recent=False), as
+        # terraform-aws-eks resolves it (data "aws_eks_addon_version" with the cluster's version). It
+        # follows `kubernetes_version`, and a real preview shows the version it resolved.
+        return aws.eks.get_addon_version_output(
+            addon_name=addon,
+            kubernetes_version=self._cluster_cfg.kubernetes_version,
+            most_recent=False,
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        ).version
 
     def _node_group(
         self,
@@ -453,6 +593,9 @@ class EksCluster(pulumi.ComponentResource):
             # A prefix, not a fixed name: changing instance types replaces the group, and the new one
             # must be created before the old one is deleted.
             node_group_name_prefix=f"{group.name}-",
+            # The control plane's version: a version change updates the cluster first, then rolls
+            # every node group to it (EKS refuses nodes newer than the control plane).
+            version=cluster.version,
             node_role_arn=node_role.arn,
             subnet_ids=subnet_ids,
             instance_types=list(group.instance_types),
@@ -475,28 +618,32 @@ class EksCluster(pulumi.ComponentResource):
             ),
         )
 
-    def _storage_classes(self, kubernetes_version: str, ebs_csi: aws.eks.Addon) -> None:
-        opts = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs_csi])
+    def _storage_classes(self, ebs_csi: aws.eks.Addon) -> None:
+        # EKS marks no class default from 1.30 on (every version this program accepts), so gp3 is the
+        # only default class.
         k8s.storage.v1.StorageClass(
             f"{self._name}-gp3",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="gp3", annotations={"storageclass.kubernetes.io/is-default-class": "true"}
             ),
             provisioner="ebs.csi.aws.com",
-            parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+            # The stack's tags on every volume the driver provisions, as on every other AWS resource.
+            parameters={
+                "type": "gp3",
+                "encrypted": "true",
+                "csi.storage.k8s.io/fstype": "ext4",
+                **volume_tag_parameters(self._tags),
+            },
             # The volume is created in the AZ the pod lands in, not in a random one.
             volume_binding_mode="WaitForFirstConsumer",
             allow_volume_expansion=True,
             reclaim_policy="Delete",
-            opts=opts,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=self.provider,
+                depends_on=[ebs_csi],
+                # A StorageClass's parameters are immutable, so a tag change replaces it; with a fixed
+                # name the old one must go first. Provisioned volumes keep working without their class.
+                delete_before_replace=True,
+            ),
         )
-        if gp2_is_default(kubernetes_version):
-            # Two default classes make the choice depend on creation time; before 1.30 EKS ships gp2
-            # as default, so take the annotation away (a server-side-apply patch of EKS's object).
-            k8s.storage.v1.StorageClassPatch(
-                f"{self._name}-gp2-not-default",
-                metadata=k8s.meta.v1.ObjectMetaPatchArgs(
-                    name="gp2", annotations={"storageclass.kubernetes.io/is-default-class": "false"}
-                ),
-                opts=opts,
-            )

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, HttpUrl, Tag
 
+from components.versions import DEFAULT_KUBERNETES_VERSION, KubernetesVersion, SupportType
 from listener.regions import REGIONS, Region, RegionName, self_hosted_control_plane_url
 
 PROJECT = "langsmith-dataplane"
@@ -57,6 +58,44 @@ def _private_cidr_allowlist(value: ipaddress.IPv4Network) -> ipaddress.IPv4Netwo
         raise ValueError(
             "0.0.0.0/0 opens the endpoint to the whole internet; list the CIDRs that need access"
         )
+    return value
+
+
+# RFC 1918 plus the shared address space (RFC 6598) that VPNs and peered networks use: the only
+# sources that can reach a private endpoint, whose addresses live inside the VPC.
+_PRIVATE_RANGES = tuple(
+    ipaddress.IPv4Network(c) for c in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
+
+
+def _private_source(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    if not any(value.subnet_of(r) for r in _PRIVATE_RANGES):
+        raise ValueError(
+            "the private endpoint is only reachable over the VPC, a VPN, peering or Direct Connect, so a "
+            "public range never reaches it; list private ranges (RFC 1918 or 100.64.0.0/10), or use "
+            "cluster.endpoint.public_cidrs for a public endpoint"
+        )
+    return value
+
+
+# AWS tag rules (https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html#tag-conventions):
+# keys 1-128 and values 0-256 characters of letters, digits, spaces and _ . : / = + - @; the `aws:`
+# prefix is reserved. EC2 refuses anything else with InvalidParameterValue at create time.
+_TAG_TEXT = re.compile(r"^[\w\s.:/=+\-@]*$")  # \w: Unicode letters, digits and _
+
+
+def _tags(value: dict[str, str]) -> dict[str, str]:
+    for key, text in value.items():
+        if not 1 <= len(key) <= 128 or not _TAG_TEXT.match(key) or key.lower().startswith("aws:"):
+            raise ValueError(
+                f"tag key {key!r} is not allowed by AWS: 1-128 letters, digits, spaces or _ . : / = + - @, "
+                "not starting with 'aws:'"
+            )
+        if len(text) > 256 or not _TAG_TEXT.match(text):
+            raise ValueError(
+                f"the value of tag {key!r} is not allowed by AWS: at most 256 letters, digits, spaces or "
+                "_ . : / = + - @"
+            )
     return value
 
 
@@ -152,7 +191,33 @@ Destination = Annotated[
 ]
 
 EgressMode = Literal["security-group", "network-firewall", "both"]
-InterfaceEndpoint = Literal["ecr.api", "ecr.dkr", "sts", "logs", "eks", "elasticloadbalancing", "ec2"]
+AwsService = Literal[
+    "ecr.api",
+    "ecr.dkr",
+    "sts",
+    "logs",
+    "eks",
+    "ec2",
+    "elasticloadbalancing",
+    "autoscaling",
+    "ssm",
+    "ssmmessages",
+    "ec2messages",
+]
+"""AWS APIs by their endpoint service name (`com.amazonaws.<region>.<service>`)."""
+InterfaceEndpoint = AwsService
+NODE_AWS_APIS: tuple[AwsService, ...] = ("ecr.api", "ecr.dkr", "sts", "ec2")
+"""What every node calls: image pulls (ECR), IRSA token exchange (STS), VPC CNI and EBS CSI (EC2)."""
+
+RegistryHost = Annotated[
+    str, Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[0-9]{1,5})?$")
+]
+# S3 bucket naming rules (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+# The values CloudWatch Logs accepts for retentionInDays (PutRetentionPolicy).
+LogRetentionDays = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+]
 
 
 class Egress(Model):
@@ -160,6 +225,13 @@ class Egress(Model):
     """`security-group`: an IP allowlist on 443; `network-firewall`: a domain allowlist (TLS SNI/HTTP
     Host) with default drop; `both`: the two together."""
     extra_destinations: list[Destination] = Field(default_factory=list)
+    aws_apis: list[AwsService] = Field(default_factory=lambda: list(NODE_AWS_APIS))
+    """AWS APIs the nodes and pods call. Behind the firewall each is reached through its interface
+    endpoint when `network.interface_endpoints` lists it, or else allowed by name. The in-cluster
+    add-ons add theirs (load balancers: elasticloadbalancing, ec2; autoscaler: autoscaling, eks)."""
+    image_registries: list[RegistryHost] = Field(default_factory=list)
+    """Registries the Agent Server images are pulled from (e.g. `docker.io`). With a firewall, each
+    registry's hosts must be allowed (checked), like the listener image's."""
 
 
 class CreateVpc(Model):
@@ -171,6 +243,10 @@ class CreateVpc(Model):
     interface_endpoints: list[InterfaceEndpoint] = Field(
         default_factory=lambda: ["ecr.api", "ecr.dkr", "sts", "logs", "eks"]
     )
+    s3_buckets: list[BucketName] = Field(default_factory=list)
+    """Buckets reachable through the S3 gateway endpoint besides ECR's layer bucket. The endpoint
+    carries every request to S3 in this region, so any other bucket is unreachable from the VPC."""
+    flow_logs_retention_days: LogRetentionDays = 90
     egress: Egress = Field(default_factory=Egress)
 
 
@@ -183,6 +259,11 @@ class ExistingVpc(Model):
         default_factory=list
     )
     egress: Egress = Field(default_factory=Egress)
+
+    @property
+    def interface_endpoints(self) -> list[InterfaceEndpoint]:
+        # Whatever endpoints an adopted VPC has are not ours to know; assume none.
+        return []
 
 
 def _network_mode(value: object) -> str:
@@ -199,16 +280,84 @@ Network = Annotated[
 # --- Cluster -----------------------------------------------------------------------------------
 
 
+SecurityGroupId = Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")]
+RoleArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")]
+PrincipalArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[\w+=,.@/-]+$")]
+PrivateSourceCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_private_source)]
+
+
+class Bastion(Model):
+    """A small instance in a private subnet, reached only through SSM Session Manager (no SSH, no
+    public IP, IMDSv2), for port-forwarding to the private API endpoint."""
+
+    instance_type: str = Field(default="t4g.nano", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+
+
 class Endpoint(Model):
     public: bool = False
     public_cidrs: list[AllowlistCidr] = Field(default_factory=list)
+    private_access_cidrs: list[PrivateSourceCidr] = Field(default_factory=list)
+    """Networks (VPN, peered VPC, in-VPC CI runners' subnets) allowed to reach the private endpoint on 443."""
+    private_access_security_group_ids: list[SecurityGroupId] = Field(default_factory=list)
+    """Security groups (e.g. of in-VPC CI runners) allowed to reach the private endpoint on 443."""
+    bastion: Bastion | None = None
+
+
+class Access(Model):
+    """Who administers the cluster through EKS access entries, stated rather than implied."""
+
+    deployer_role_arn: RoleArn | None = None
+    """The role `pulumi up` runs as. Set: it gets an explicit cluster-admin access entry and EKS's
+    implicit creator entry is turned off. It must then be exactly the identity that creates the cluster."""
+    ci_role_arns: list[RoleArn] = Field(default_factory=list)
+    """Roles CI runs `pulumi preview`/`up` as. Cluster-admin: a preview's server-side dry run needs the
+    same Kubernetes rights as the update it previews."""
+
+
+# Linux AMI types of EKS managed node groups (https://docs.aws.amazon.com/eks/latest/APIReference/API_Nodegroup.html,
+# amiType). AL2 types are absent: EKS publishes no AL2 AMIs for Kubernetes 1.33 and later.
+AmiType = Literal[
+    "AL2023_x86_64_STANDARD",
+    "AL2023_ARM_64_STANDARD",
+    "AL2023_x86_64_NVIDIA",
+    "AL2023_ARM_64_NVIDIA",
+    "AL2023_x86_64_NEURON",
+    "BOTTLEROCKET_x86_64",
+    "BOTTLEROCKET_ARM_64",
+    "BOTTLEROCKET_x86_64_NVIDIA",
+    "BOTTLEROCKET_ARM_64_NVIDIA",
+]
+
+
+def ami_architecture(ami_type: str) -> Literal["arm64", "x86_64"]:
+    return "arm64" if "ARM_64" in ami_type else "x86_64"
+
+
+_INSTANCE_TYPE = re.compile(r"^(?P<family>[a-z]+)(?P<generation>[0-9]+)(?P<attributes>[a-z-]*)\.[a-z0-9]+$")
+
+
+def instance_architecture(instance_type: str) -> Literal["arm64", "x86_64"] | None:
+    """The CPU architecture of an EC2 instance type, from its name; None if the name is not EC2's shape.
+
+    EC2 instance naming (https://docs.aws.amazon.com/ec2/latest/instancetypes/instance-type-names.html):
+    a `g` among the attributes after the generation means an AWS Graviton (arm64) processor (m7g,
+    c6gn, r8gd, t4g, is4gen); the first Graviton family, a1, predates that convention.
+    """
+    match = _INSTANCE_TYPE.match(instance_type)
+    if match is None:
+        return None
+    if match["family"] == "a" and match["generation"] == "1":
+        return "arm64"
+    return "arm64" if "g" in match["attributes"] else "x86_64"
 
 
 class NodeGroup(Model):
     name: DnsLabel
-    instance_types: list[str] = Field(default_factory=lambda: ["m6i.xlarge"], min_length=1)
+    instance_types: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]] = Field(
+        default_factory=lambda: ["m6i.xlarge"], min_length=1
+    )
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
-    ami_type: str = "AL2023_x86_64_STANDARD"
+    ami_type: AmiType = "AL2023_x86_64_STANDARD"
     min_size: int = Field(default=2, ge=0)
     desired_size: int = Field(default=2, ge=0)
     max_size: int = Field(default=4, ge=1)
@@ -217,27 +366,56 @@ class NodeGroup(Model):
 
 
 ClusterLog = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+CoreAddon = Literal["vpc-cni", "kube-proxy", "coredns", "aws-ebs-csi-driver"]
 
 
 class Cluster(Model):
     mode: Literal["eks"] = "eks"
     """`eks`: this stack creates the EKS cluster; `existing`: see `ExistingCluster`."""
-    kubernetes_version: str = Field(default="1.33", pattern=r"^1\.[0-9]{2}$")
+    kubernetes_version: KubernetesVersion = DEFAULT_KUBERNETES_VERSION
+    """Control plane, node groups and add-ons all follow it. EKS upgrades one minor version at a time."""
+    upgrade_policy: SupportType = "STANDARD"
+    """STANDARD: EKS upgrades the cluster itself when the version leaves standard support. EXTENDED:
+    it stays on the version into extended support, at extra cost."""
     endpoint: Endpoint = Field(default_factory=Endpoint)
+    access: Access = Field(default_factory=Access)
     node_groups: list[NodeGroup] = Field(default_factory=lambda: [NodeGroup(name="default")], min_length=1)
-    admin_principal_arns: list[
-        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$")]
-    ] = Field(default_factory=list)
+    admin_principal_arns: list[PrincipalArn] = Field(default_factory=list)
     """IAM roles or users granted cluster-admin through EKS access entries."""
     log_types: list[ClusterLog] = Field(default_factory=lambda: ["api", "audit", "authenticator"])
+    log_retention_days: LogRetentionDays = 90
+    addon_versions: dict[
+        CoreAddon, Annotated[str, Field(pattern=r"^v[0-9]+\.[0-9]+\.[0-9]+-eksbuild\.[0-9]+$")]
+    ] = Field(default_factory=dict)
+    """Pins for the core add-ons. Unpinned ones get EKS's default version for `kubernetes_version`,
+    looked up at deploy time (so a real preview shows it, and a version change moves them too)."""
 
 
 # --- Backing stores ----------------------------------------------------------------------------
 
 
+# RDS for PostgreSQL major versions in RDS standard support
+# (https://docs.aws.amazon.com/AmazonRDS/latest/PostgreSQLReleaseNotes/postgresql-release-calendar.html),
+# at or above what Agent Servers need (15.8, see hybrid-data-plane.md).
+POSTGRES_MAJORS = ("15", "16", "17")
+MIN_POSTGRES = (15, 8)
+
+
+def _postgres_version(value: str) -> str:
+    major, _, minor = value.partition(".")
+    if major not in POSTGRES_MAJORS:
+        raise ValueError(f"major version {major!r} is not one of {', '.join(POSTGRES_MAJORS)}")
+    if minor and (int(major), int(minor)) < MIN_POSTGRES:
+        raise ValueError(f"Agent Servers need PostgreSQL {MIN_POSTGRES[0]}.{MIN_POSTGRES[1]} or later")
+    return value
+
+
 class RdsPostgres(Model):
-    instance_class: str = Field(default="db.t4g.large", pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
-    engine_version: str = Field(default="16", pattern=r"^1[6-9](\.[0-9]+)?$")
+    instance_class: str = Field(default="db.t4g.large", pattern=r"^db\.[a-z0-9-]+\.[a-z0-9]+$")
+    engine_version: Annotated[
+        str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$"), AfterValidator(_postgres_version)
+    ] = "16"
+    """A major version (RDS picks its default minor and upgrades minors itself), or major.minor."""
     allocated_storage_gib: int = Field(default=20, ge=20, le=65536)
     max_allocated_storage_gib: int = Field(default=100, ge=20, le=65536)
     backup_retention_days: int = Field(default=7, ge=1, le=35)
@@ -245,6 +423,9 @@ class RdsPostgres(Model):
     """Defaults to true in prod, false elsewhere."""
     deletion_protection: bool | None = None
     """Defaults to true in prod, false elsewhere. The policy pack refuses false in prod."""
+    master_password: Literal["secrets-manager", "generated"] = "secrets-manager"  # noqa: S105 (a mode, not a password)
+    """`secrets-manager`: RDS keeps the master password in Secrets Manager (never in Pulumi state; the
+    program exports the secret's ARN). `generated`: a random password in state (as a Pulumi secret)."""
 
 
 class ElastiCacheRedis(Model):
@@ -442,7 +623,10 @@ class StackConfig(Model):
     """Prefix of every resource name (cluster, VPC, stores); short, because AWS names are."""
     environment: Environment
     aws_region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
-    tags: dict[str, str]
+    aws_account_id: str = Field(pattern=r"^[0-9]{12}$")
+    """The only account this stack may touch (the AWS provider's allowed_account_ids): credentials for
+    any other account fail before anything is created."""
+    tags: Annotated[dict[str, str], AfterValidator(_tags)]
     langsmith: LangSmith = Field(default_factory=LangSmith)
     network: Network = Field(default_factory=CreateVpc)
     cluster: ClusterSource = Field(default_factory=Cluster)

@@ -16,6 +16,12 @@ extra destinations; the `ControlPlaneEgress` component only turns it into resour
   sends each private subnet's CIDR back through that AZ's endpoint, so both directions of every flow
   cross the same endpoint (the stateful engine drops asymmetric flows).
 * `both`: the two together.
+
+In a VPC this program creates, each private route table's default route is one `aws.ec2.Route`
+owned here, whatever the mode: its target is the AZ's NAT gateway without a firewall and the AZ's
+firewall endpoint with one. Switching modes therefore updates the route in place (EC2 ReplaceRoute);
+two differently named routes for the same destination would make the switch fail with
+RouteAlreadyExists (EC2 CreateRoute: one route per destination in a table).
 """
 
 from __future__ import annotations
@@ -35,15 +41,22 @@ HTTPS = 443
 RULE_GROUP_CAPACITY = 200
 _TARGET_TYPES = ("TLS_SNI", "HTTP_HOST")
 
-# What nodes call on AWS APIs themselves (image pulls, IRSA token exchange, VPC CNI and EBS CSI calls
-# to EC2). Behind the firewall these must be allowed by name unless an interface endpoint with private
-# DNS keeps them inside the VPC. The EKS API endpoint is private (in-VPC) and S3 goes through the
-# gateway endpoint, so neither needs an entry.
-_NODE_AWS_SERVICES: Mapping[str, str] = {
+# The host name each AWS API answers on in a region (https://docs.aws.amazon.com/general/latest/gr/rande.html).
+# Behind the firewall an API the stack lists in `network.egress.aws_apis` is allowed by this name
+# unless an interface endpoint with private DNS keeps it inside the VPC. The EKS cluster API is the
+# private endpoint (in-VPC) and S3 goes through the gateway endpoint, so neither is listed.
+AWS_SERVICE_DOMAINS: Mapping[str, str] = {
     "ecr.api": "api.ecr.{region}.amazonaws.com",
     "ecr.dkr": ".dkr.ecr.{region}.amazonaws.com",
     "sts": "sts.{region}.amazonaws.com",
     "ec2": "ec2.{region}.amazonaws.com",
+    "logs": "logs.{region}.amazonaws.com",
+    "eks": "eks.{region}.amazonaws.com",
+    "elasticloadbalancing": "elasticloadbalancing.{region}.amazonaws.com",
+    "autoscaling": "autoscaling.{region}.amazonaws.com",
+    "ssm": "ssm.{region}.amazonaws.com",
+    "ssmmessages": "ssmmessages.{region}.amazonaws.com",
+    "ec2messages": "ec2messages.{region}.amazonaws.com",
 }
 
 ROLE_TAG = "langsmith-dataplane/role"
@@ -114,9 +127,11 @@ def egress_allowlist(
     if uses_firewall(egress.mode):
         aws_domains = tuple(
             sorted(
-                pattern.format(region=region)
-                for service, pattern in _NODE_AWS_SERVICES.items()
-                if service not in interface_endpoints
+                {
+                    AWS_SERVICE_DOMAINS[service].format(region=region)
+                    for service in egress.aws_apis
+                    if service not in interface_endpoints
+                }
             )
         )
         firewall_domains = tuple(sorted({*langsmith.hosts, *extra_domains, *aws_domains}))
@@ -147,21 +162,30 @@ def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, Mapping) and key in obj else getattr(obj, key, None)
 
 
+def firewall_log_group(name: str) -> str:
+    return f"/aws/vendedlogs/network-firewall/{name}/alert"
+
+
 def _slug(cidr: str, port: int) -> str:
     return f"{cidr.replace('.', '-').replace('/', '-')}-{port}"
 
 
 @dataclass(frozen=True)
-class FirewallPlacement:
-    """What the firewall needs from the network (provided by `Network` in create mode)."""
+class PrivateRouting:
+    """The private subnets' routing, provided by `Network` when it creates the VPC.
+
+    Index i of every sequence belongs to the i-th availability zone.
+    """
 
     vpc_id: pulumi.Input[str]
     vpc_cidr: str
-    firewall_subnet_ids: Sequence[pulumi.Input[str]]
-    """One per AZ, index i in the same AZ as private route table i."""
     private_route_table_ids: Sequence[pulumi.Input[str]]
     private_subnet_cidrs: Sequence[str]
+    nat_gateway_ids: Sequence[pulumi.Input[str]]
+    """The NAT gateway each AZ's traffic leaves through (the same one repeated with a single NAT)."""
     nat_route_table_id: pulumi.Input[str]
+    firewall_subnet_ids: Sequence[pulumi.Input[str]] = ()
+    """One per AZ; empty unless the egress mode uses the firewall."""
 
 
 @dataclass(frozen=True)
@@ -169,9 +193,11 @@ class ControlPlaneEgressArgs:
     allowlist: EgressAllowlist
     vpc_id: pulumi.Input[str]
     tags: Mapping[str, str]
-    firewall: FirewallPlacement | None = None
-    """Required when the allowlist's mode uses the firewall."""
+    routing: PrivateRouting | None = None
+    """The private route tables to route (create mode); required when the mode uses the firewall."""
     firewall_log_retention_days: int = 90
+    delete_protection: bool = False
+    """The firewall's own deletion protection (on in prod)."""
 
 
 class ControlPlaneEgress(pulumi.ComponentResource):
@@ -191,10 +217,22 @@ class ControlPlaneEgress(pulumi.ComponentResource):
         self.firewall_arn = None
         if uses_security_group(args.allowlist.mode):
             self.security_group_id = self._security_group(args)
+        endpoints: list[pulumi.Output[str]] | None = None
         if uses_firewall(args.allowlist.mode):
-            if args.firewall is None:
-                raise ValueError(f"egress mode {args.allowlist.mode!r} needs a firewall placement")
-            self.firewall_arn = self._firewall(args.firewall, args.firewall_log_retention_days)
+            if args.routing is None or not args.routing.firewall_subnet_ids:
+                raise ValueError(
+                    f"egress mode {args.allowlist.mode!r} needs the firewall subnets of a created VPC"
+                )
+            firewall = self._firewall(args.routing, args.firewall_log_retention_days, args.delete_protection)
+            self.firewall_arn = firewall.arn
+            endpoints = [
+                pulumi.Output.all(firewall.firewall_statuses, subnet_id).apply(
+                    lambda values: endpoint_for_subnet(values[0], values[1])
+                )
+                for subnet_id in args.routing.firewall_subnet_ids
+            ]
+        if args.routing is not None:
+            self._private_routes(args.routing, endpoints)
         self.register_outputs(
             {
                 "allowlist": args.allowlist.as_output(),
@@ -232,7 +270,41 @@ class ControlPlaneEgress(pulumi.ComponentResource):
             )
         return sg.id
 
-    def _firewall(self, placement: FirewallPlacement, retention_days: int) -> pulumi.Output[str]:
+    def _private_routes(
+        self, routing: PrivateRouting, firewall_endpoints: Sequence[pulumi.Output[str]] | None
+    ) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        for i, table_id in enumerate(routing.private_route_table_ids):
+            # One route per table in every mode; only its target changes (see the module docstring).
+            target = (
+                {"vpc_endpoint_id": firewall_endpoints[i]}
+                if firewall_endpoints is not None
+                else {"nat_gateway_id": routing.nat_gateway_ids[i]}
+            )
+            aws.ec2.Route(
+                f"{self._name}-private-{i}-default",
+                route_table_id=table_id,
+                destination_cidr_block="0.0.0.0/0",
+                opts=child,
+                **target,  # type: ignore[arg-type]
+            )
+        if firewall_endpoints is None:
+            return
+        for i, (endpoint, private_cidr) in enumerate(
+            zip(firewall_endpoints, routing.private_subnet_cidrs, strict=True)
+        ):
+            # Return traffic from the NAT gateways to this AZ's private subnet crosses the same endpoint.
+            aws.ec2.Route(
+                f"{self._name}-return-{i}-via-firewall",
+                route_table_id=routing.nat_route_table_id,
+                destination_cidr_block=private_cidr,
+                vpc_endpoint_id=endpoint,
+                opts=child,
+            )
+
+    def _firewall(
+        self, placement: PrivateRouting, retention_days: int, delete_protection: bool
+    ) -> aws.networkfirewall.Firewall:
         name = self._name
         domains = list(self.allowlist.firewall_domains)
         if len(domains) * len(_TARGET_TYPES) > RULE_GROUP_CAPACITY:
@@ -303,13 +375,17 @@ class ControlPlaneEgress(pulumi.ComponentResource):
                 aws.networkfirewall.FirewallSubnetMappingArgs(subnet_id=subnet_id)
                 for subnet_id in placement.firewall_subnet_ids
             ],
+            delete_protection=delete_protection,
             tags=self._tagged(f"{name}-firewall"),
             opts=child,
         )
-        # Dropped flows are what a reviewer needs to see when something stops working.
+        # Dropped flows are what a reviewer needs to see when something stops working. Under
+        # /aws/vendedlogs/: AWS then needs no log-group resource policy entry per firewall, whose 5,120
+        # character limit otherwise makes logging configurations fail once several exist
+        # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-and-resource-policy.html).
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-alerts",
-            name=f"/aws/network-firewall/{name}/alert",
+            name=firewall_log_group(name),
             retention_in_days=retention_days,
             tags=self._tagged(f"{name}-alerts"),
             opts=child,
@@ -329,30 +405,4 @@ class ControlPlaneEgress(pulumi.ComponentResource):
             opts=child,
         )
 
-        for i, (subnet_id, table_id, private_cidr) in enumerate(
-            zip(
-                placement.firewall_subnet_ids,
-                placement.private_route_table_ids,
-                placement.private_subnet_cidrs,
-                strict=True,
-            )
-        ):
-            endpoint = pulumi.Output.all(firewall.firewall_statuses, subnet_id).apply(
-                lambda values: endpoint_for_subnet(values[0], values[1])
-            )
-            aws.ec2.Route(
-                f"{name}-private-{i}-via-firewall",
-                route_table_id=table_id,
-                destination_cidr_block="0.0.0.0/0",
-                vpc_endpoint_id=endpoint,
-                opts=child,
-            )
-            # Return traffic from the NAT gateways to this AZ's private subnet crosses the same endpoint.
-            aws.ec2.Route(
-                f"{name}-return-{i}-via-firewall",
-                route_table_id=placement.nat_route_table_id,
-                destination_cidr_block=private_cidr,
-                vpc_endpoint_id=endpoint,
-                opts=child,
-            )
-        return firewall.arn
+        return firewall

@@ -7,14 +7,17 @@ every program; which keys are secrets comes with it. Parsing is pure (`parse_sta
 
 from __future__ import annotations
 
+import copy
+import datetime
 import json
+import re
 from collections.abc import Mapping, Sequence
 
 import pulumi
 from pydantic import ValidationError
 
 from components.config import PROJECT, REQUIRED_TAG_KEYS, ExistingCluster, ExternalStores, StackConfig
-from components.rules import Problem, stack_problems
+from components.rules import Problem, stack_problems, stack_warnings
 
 API_KEY = "api_key"
 """The LangSmith API key for every workspace without its own in `workspace_api_keys`."""
@@ -31,8 +34,23 @@ SECRET_KEYS = (API_KEY, WORKSPACE_API_KEYS, KUBECONFIG, POSTGRES_ADMIN_URI, REDI
 """Secret stack keys. They never enter `StackConfig`: they stay Pulumi secret Outputs."""
 _SECRET_KEYS = frozenset(SECRET_KEYS)
 _FOREIGN_NAMESPACES = ("aws:", "kubernetes:", "pulumi:", "random:", "tls:")
-_LANGSMITH_KEY_PREFIXES = ("lsv2_pt_", "lsv2_sk_", "ls__")
+# LangSmith API keys: personal tokens `lsv2_pt_…`, service keys `lsv2_sk_…`, legacy `ls__…`.
+_LANGSMITH_KEY = re.compile(r"(lsv2_(pt|sk)_|ls__)[A-Za-z0-9_]*")
+_REDACTED = "<redacted>"
+# What a key-shaped value becomes before validation: plain enough to pass most field checks, so the
+# only error reported about it is the leak itself.
+_PLACEHOLDER = "redacted"
 _MAX_SHOWN_VALUE = 80
+# What a required key is replaced with when its own value is invalid, so the cross-key rules can
+# still run over the rest of the stack (their findings about the replaced key are dropped).
+_STAND_INS: Mapping[str, object] = {
+    "name": "stand-in",
+    "environment": "dev",
+    "aws_region": "us-east-1",
+    "aws_account_id": "000000000000",
+    "tags": dict.fromkeys(REQUIRED_TAG_KEYS, "stand-in"),
+    "listener_image": "stand-in.invalid/listener:stand-in",
+}
 
 
 class ConfigError(Exception):
@@ -45,11 +63,13 @@ class ConfigError(Exception):
 
     def render(self) -> str:
         lines = [f"stack '{self.stack}' has {len(self.problems)} configuration error(s):"]
-        for problem in self.problems:
-            shown = "" if problem.value is None else f" (got {_show(problem.value)})"
-            key = problem.key if ":" in problem.key else f"{PROJECT}:{problem.key}"
-            lines.append(f"  {key}{shown}: {problem.message}")
-        return "\n".join(lines)
+        lines += [f"  {_render(problem)}" for problem in self.problems]
+        # Belt and braces: whatever produced a line, a key-shaped string never leaves it.
+        return redact("\n".join(lines))
+
+
+def redact(text: str) -> str:
+    return _LANGSMITH_KEY.sub(_REDACTED, text)
 
 
 def parse_stack_config(
@@ -61,8 +81,13 @@ def parse_stack_config(
 ) -> StackConfig:
     """Validate a stack's raw Pulumi config. Raises `ConfigError` listing every problem.
 
+    Schema errors and cross-key rule errors come in one report: keys whose own value is invalid are
+    set aside (defaulted, or replaced by a stand-in), the rules run over the rest, and rule findings
+    about the set-aside keys are dropped (their schema error already names them).
+
     With `require_secrets`, the secrets the stack needs (see `required_secrets`) must be set too; the
-    program asks for that, tests of other rules need not."""
+    program asks for that, tests of other rules need not.
+    """
     prefix = f"{PROJECT}:"
     problems: list[Problem] = []
     document: dict[str, object] = {}
@@ -91,20 +116,39 @@ def parse_stack_config(
             elif key == WORKSPACE_API_KEYS:
                 problems += _workspace_key_shape(text)
             continue
-        if full_key not in secret_keys and _looks_like_api_key(text):
-            problems.append(Problem(key, "holds what looks like a LangSmith API key in plaintext; remove it"))
+        if full_key in secret_keys:
+            document[key] = _decode(text)
             continue
-        document[key] = _decode(text)
+        value, leaks = _without_api_keys(key, _decode(text))
+        problems += [
+            Problem(path, "holds what looks like a LangSmith API key in plaintext; remove it")
+            for path in leaks
+        ]
+        document[key] = value
 
+    leaked = {p.key for p in problems}
+    set_aside: set[str] = set(leaked)
     try:
-        config = StackConfig.model_validate(document)
+        config: StackConfig | None = StackConfig.model_validate(document)
     except ValidationError as err:
-        raise ConfigError(stack, problems + [_from_pydantic(e) for e in err.errors()]) from None
-
-    problems += _tag_problems(config) + stack_problems(config)
-    problems += _secret_problems(config, present, raw.get(f"{prefix}{WORKSPACE_API_KEYS}"), require_secrets)
+        # A redacted key fails its own validation; the leak is already reported, without the value.
+        problems += [p for p in map(_from_pydantic, err.errors()) if not _under(p.key, leaked)]
+        config, removed = _validate_without(document)
+        set_aside |= removed
+    if config is not None:
+        # A rule about a value that was set aside, or about something containing it, would judge a
+        # default rather than what the file says: its schema error is the one to fix first.
+        problems += [
+            p
+            for p in _tag_problems(config) + stack_problems(config)
+            if not any(_related(k, set_aside) for k in (p.key, *p.context))
+        ]
+        problems += _secret_problems(
+            config, present, raw.get(f"{prefix}{WORKSPACE_API_KEYS}"), require_secrets
+        )
     if problems:
         raise ConfigError(stack, problems)
+    assert config is not None
     return config
 
 
@@ -185,6 +229,100 @@ _MISSING_SECRET = {
 }
 
 
+def config_warnings(config: StackConfig, today: datetime.date | None = None) -> list[str]:
+    """The stack's warnings as text lines, in the same `key (got …): message` form as errors."""
+    return [_render(p) for p in stack_warnings(config, today or datetime.date.today())]
+
+
+def _validate_without(document: Mapping[str, object]) -> tuple[StackConfig | None, set[str]]:
+    """The config with every invalid value set aside, so the cross-key rules can judge the rest.
+
+    An invalid field is removed (its default takes its place); where that is not possible (a list
+    item, a required field) its parent goes, up to a top-level key, which a stand-in replaces when it
+    is required. Returns the config (None if nothing worked) and the keys set aside.
+    """
+    repaired = copy.deepcopy(dict(document))
+    removed: set[str] = set()
+    for _ in range(8):  # each round removes at least one path; nesting is shallower than this
+        try:
+            return StackConfig.model_validate(repaired), removed
+        except ValidationError as err:
+            locations = [tuple(_without_union_tags(list(e["loc"]))) for e in err.errors()]
+        progress = False
+        for loc in locations:
+            path = loc
+            while path:
+                if _remove(repaired, path):
+                    removed.add(_key_of(path))
+                    progress = True
+                    break
+                path = path[:-1]
+        if not progress:
+            break
+    return None, removed
+
+
+def _remove(document: dict[str, object], path: tuple[object, ...]) -> bool:
+    """Remove the dict entry at `path` (a stand-in for a required top-level key); False if impossible."""
+    *parents, last = path
+    node: object = document
+    for part in parents:
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
+            node = node[part]
+        else:
+            return False
+    if not isinstance(node, dict) or not isinstance(last, str):
+        return False  # list items stay put: removing one would renumber its siblings
+    if not parents and last in _STAND_INS:
+        if node.get(last) == _STAND_INS[last]:
+            return False
+        node[last] = _STAND_INS[last]
+        return True
+    if last not in node:
+        return False
+    del node[last]
+    return True
+
+
+def _key_of(path: tuple[object, ...]) -> str:
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _related(key: str, paths: set[str]) -> bool:
+    """`key` lies inside one of `paths`, or contains one."""
+    return _under(key, paths) or any(_under(path, {key}) for path in paths)
+
+
+def _under(key: str, paths: set[str]) -> bool:
+    return any(key == p or key.startswith((p + ".", p + "[")) for p in paths)
+
+
+def _without_api_keys(path: str, value: object) -> tuple[object, list[str]]:
+    """The value with every key-shaped string (at any depth, in keys or values) replaced, and where they were."""
+    if isinstance(value, str):
+        return (_PLACEHOLDER, [path]) if _LANGSMITH_KEY.search(value) else (value, [])
+    if isinstance(value, list):
+        items = [_without_api_keys(f"{path}[{i}]", v) for i, v in enumerate(value)]
+        return [v for v, _ in items], [p for _, ps in items for p in ps]
+    if isinstance(value, dict):
+        cleaned: dict[object, object] = {}
+        found: list[str] = []
+        for k, v in value.items():
+            shown_key = _PLACEHOLDER if isinstance(k, str) and _LANGSMITH_KEY.search(k) else k
+            if shown_key != k:
+                found.append(f"{path}.{shown_key}")
+            cleaned_value, inner = _without_api_keys(f"{path}.{shown_key}", v)
+            cleaned[shown_key] = cleaned_value
+            found += inner
+        return cleaned, found
+    return value, []
+
+
 def load_stack_config() -> StackConfig:
     """Read the running stack's config from Pulumi's runtime (CLI or mocks)."""
     from pulumi.runtime import config as runtime_config
@@ -193,7 +331,10 @@ def load_stack_config() -> StackConfig:
     secret = set(runtime_config.get_config_secret_keys_env()) | {
         k for k in raw if runtime_config.is_config_secret(k)
     }
-    return parse_stack_config(pulumi.get_stack(), raw, secret, require_secrets=True)
+    config = parse_stack_config(pulumi.get_stack(), raw, secret, require_secrets=True)
+    for line in config_warnings(config):
+        pulumi.log.warn(line)
+    return config
 
 
 def _decode(text: str) -> object:
@@ -206,10 +347,6 @@ def _decode(text: str) -> object:
     return text
 
 
-def _looks_like_api_key(text: object) -> bool:
-    return isinstance(text, str) and text.strip().startswith(_LANGSMITH_KEY_PREFIXES)
-
-
 def _tag_problems(config: StackConfig) -> list[Problem]:
     return [
         Problem(f"tags.{key}", "is a required tag on every AWS resource; add it to the stack's tags")
@@ -219,10 +356,7 @@ def _tag_problems(config: StackConfig) -> list[Problem]:
 
 
 def _from_pydantic(error: Mapping[str, object]) -> Problem:
-    loc = _without_union_tags(list(error["loc"]))  # type: ignore[call-overload]
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    key = _key_of(tuple(_without_union_tags(list(error["loc"]))))  # type: ignore[call-overload]
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
         message = "is not a known key (check its spelling against the README's config reference)"
@@ -252,6 +386,12 @@ def _without_union_tags(loc: list[object]) -> list[object]:
             continue
         kept.append(part)
     return kept
+
+
+def _render(problem: Problem) -> str:
+    shown = "" if problem.value is None else f" (got {_show(problem.value)})"
+    key = problem.key if ":" in problem.key else f"{PROJECT}:{problem.key}"
+    return redact(f"{key}{shown}: {problem.message}")
 
 
 def _show(value: object) -> str:

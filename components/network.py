@@ -11,13 +11,19 @@ Subnet tiers in create mode, one subnet per AZ each:
   firewall on or off never replaces a NAT gateway or changes its Elastic IP.
 * `firewall`: the Network Firewall endpoints (only when the egress mode uses the firewall).
 
-Routes that point at the firewall endpoints live in `components.egress`, next to the firewall they
-depend on; everything else is here. The CIDR layout is the pure function `plan_subnets`.
+The private subnets' default routes live in `components.egress` (their target is the NAT gateway or
+the firewall endpoint, depending on the egress mode); everything else is here. The CIDR layout is the
+pure function `plan_subnets`.
+
+A created VPC also gets flow logs (all traffic, to CloudWatch), its default security group emptied
+(nothing may fall back on its allow-all-from-itself rules), and an S3 gateway endpoint whose policy
+admits only ECR's layer bucket and the buckets the stack names.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,7 +31,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config import CreateVpc, ExistingVpc
-from components.egress import FirewallPlacement, uses_firewall
+from components.egress import PrivateRouting, uses_firewall
 
 MAX_AZS = 6
 
@@ -70,6 +76,86 @@ def plan_subnets(vpc_cidr: str, az_count: int) -> SubnetPlan:
     )
 
 
+def ecr_layer_bucket(region: str) -> str:
+    """The S3 bucket ECR serves image layers from (https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html,
+    "Minimum Amazon S3 bucket permissions for Amazon ECR")."""
+    return f"prod-{region}-starport-layer-bucket"
+
+
+def s3_endpoint_policy(region: str, buckets: Sequence[str], partition: str = "aws") -> str:
+    """The S3 gateway endpoint's policy: ECR layers (read) and the stack's own buckets, nothing else.
+
+    Every request to S3 in this region leaves the VPC through the gateway endpoint (its prefix-list
+    route beats 0.0.0.0/0), bypassing the firewall, so the endpoint policy is the egress control for
+    S3. A gateway endpoint policy's Principal must be "*"
+    (https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-access.html).
+    """
+    statements: list[dict[str, object]] = [
+        {
+            "Sid": "EcrImageLayers",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:{partition}:s3:::{ecr_layer_bucket(region)}/*",
+        }
+    ]
+    if buckets:
+        statements.append(
+            {
+                "Sid": "StackBuckets",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [
+                    arn
+                    for b in sorted(set(buckets))
+                    for arn in (f"arn:{partition}:s3:::{b}", f"arn:{partition}:s3:::{b}/*")
+                ],
+            }
+        )
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
+def flow_log_trust_policy(account_id: str) -> str:
+    """Only the flow-logs service, and only for this account (confused-deputy guard), may assume the role
+    (https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html)."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def flow_log_write_policy(log_group_arn: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogGroups",
+                        "logs:DescribeLogStreams",
+                    ],
+                    "Resource": [log_group_arn, f"{log_group_arn}:*"],
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
 def pick_zone(names: Sequence[str], index: int, wanted: int) -> str:
     """The index-th usable AZ, or a clear error when the region has fewer than the stack asks for."""
     ordered = sorted(names)
@@ -88,6 +174,9 @@ class NetworkArgs:
     cluster_name: str
     """The EKS cluster's name, for the `kubernetes.io/cluster/<name>` subnet tags."""
     tags: Mapping[str, str]
+    account_id: pulumi.Input[str] | None = None
+    """For the flow-log role's trust condition; looked up from the caller's identity when None."""
+    partition: str = "aws"
 
 
 class Network(pulumi.ComponentResource):
@@ -97,16 +186,15 @@ class Network(pulumi.ComponentResource):
     private_subnet_ids: pulumi.Output[list[str]]
     public_subnet_ids: pulumi.Output[list[str]]
     nat_gateway_count: int
-    firewall_placement: FirewallPlacement | None
-    """Where `components.egress` puts the firewall and its routes; None unless we create the VPC and
-    the egress mode uses the firewall."""
+    routing: PrivateRouting | None
+    """What `components.egress` routes (default routes, firewall); None for an adopted VPC."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("langsmith:infra:Network", name, None, opts)
         self._name = name
         self._tags = dict(args.tags)
         self.vpc_cidr = str(args.vpc.cidr if isinstance(args.vpc, CreateVpc) else args.vpc.vpc_cidr)
-        self.firewall_placement = None
+        self.routing = None
         if isinstance(args.vpc, CreateVpc):
             self._create(args, args.vpc)
         else:
@@ -239,40 +327,82 @@ class Network(pulumi.ComponentResource):
         nat_rt = route_table("nat", nat_subnets)
         default_route("nat", nat_rt, gateway_id=igw.id)
 
-        private_rts = []
-        for i, subnet in enumerate(private):
-            table = route_table(f"private-{i}", [subnet])
-            if not firewall:
-                default_route(f"private-{i}", table, nat_gateway_id=nat_for(i).id)
-            # With the firewall, components.egress routes 0.0.0.0/0 to this AZ's firewall endpoint.
-            private_rts.append(table)
+        # components.egress owns each private table's default route (NAT or firewall endpoint).
+        private_rts = [route_table(f"private-{i}", [subnet]) for i, subnet in enumerate(private)]
         for i, subnet in enumerate(firewall_subnets):
             table = route_table(f"firewall-{i}", [subnet])
             default_route(f"firewall-{i}", table, nat_gateway_id=nat_for(i).id)
 
-        if firewall:
-            self.firewall_placement = FirewallPlacement(
-                vpc_id=vpc.id,
-                vpc_cidr=self.vpc_cidr,
-                firewall_subnet_ids=[s.id for s in firewall_subnets],
-                private_route_table_ids=[t.id for t in private_rts],
-                private_subnet_cidrs=list(plan.private),
-                nat_route_table_id=nat_rt.id,
-            )
+        self.routing = PrivateRouting(
+            vpc_id=vpc.id,
+            vpc_cidr=self.vpc_cidr,
+            private_route_table_ids=[t.id for t in private_rts],
+            private_subnet_cidrs=list(plan.private),
+            nat_gateway_ids=[nat_for(i).id for i in range(az_count)],
+            nat_route_table_id=nat_rt.id,
+            firewall_subnet_ids=[s.id for s in firewall_subnets],
+        )
 
         # S3 through a gateway endpoint (free): ECR image layers live in S3, and the prefix-list route
-        # is more specific than 0.0.0.0/0, so this traffic never reaches the NAT or the firewall.
+        # is more specific than 0.0.0.0/0, so this traffic never reaches the NAT or the firewall;
+        # hence the policy (see s3_endpoint_policy).
         aws.ec2.VpcEndpoint(
             f"{name}-s3",
             vpc_id=vpc.id,
             service_name=f"com.amazonaws.{args.region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=[t.id for t in private_rts],
+            policy=s3_endpoint_policy(args.region, vpc_cfg.s3_buckets, args.partition),
             tags=self._tagged(f"{name}-s3"),
             opts=self._opts(),
         )
+        # Nothing may use the default group by accident: the provider adopts it and removes all its
+        # rules (ec2.DefaultSecurityGroup, "immediately removes all ingress and egress rules").
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg", vpc_id=vpc.id, tags=self._tagged(f"{name}-default"), opts=self._opts()
+        )
+        self._flow_logs(args, vpc, vpc_cfg)
         if vpc_cfg.interface_endpoints:
             self._interface_endpoints(args.region, vpc, private, vpc_cfg.interface_endpoints)
+
+    def _flow_logs(self, args: NetworkArgs, vpc: aws.ec2.Vpc, vpc_cfg: CreateVpc) -> None:
+        name = self._name
+        account_id = (
+            args.account_id
+            if args.account_id is not None
+            else aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        )
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs",
+            name=f"/aws/vpc/flow-logs/{name}",
+            retention_in_days=vpc_cfg.flow_logs_retention_days,
+            tags=self._tagged(f"{name}-flow-logs"),
+            opts=self._opts(),
+        )
+        role = aws.iam.Role(
+            f"{name}-flow-logs",
+            assume_role_policy=pulumi.Output.from_input(account_id).apply(flow_log_trust_policy),
+            description=f"VPC flow logs of {name} to CloudWatch Logs",
+            tags=self._tagged(f"{name}-flow-logs"),
+            opts=self._opts(),
+        )
+        write = aws.iam.RolePolicy(
+            f"{name}-flow-logs",
+            role=role.id,
+            policy=log_group.arn.apply(flow_log_write_policy),
+            opts=self._opts(),
+        )
+        aws.ec2.FlowLog(
+            f"{name}-flow-logs",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=log_group.arn,
+            iam_role_arn=role.arn,
+            max_aggregation_interval=60,
+            tags=self._tagged(f"{name}-flow-logs"),
+            opts=self._opts(depends_on=[write]),
+        )
 
     def _interface_endpoints(
         self, region: str, vpc: aws.ec2.Vpc, private: Sequence[aws.ec2.Subnet], services: Sequence[str]

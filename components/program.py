@@ -5,25 +5,18 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from components.addon_versions import registries, selected
+from components.addon_egress import with_addon_egress
 from components.addons import EksFacts
 from components.cluster import EksCluster, EksClusterArgs
 from components.cluster_access import ExistingClusterAccess, ExistingClusterArgs
-from components.config import (
-    CreateVpc,
-    DomainDestination,
-    Egress,
-    ExistingCluster,
-    ExternalStores,
-    ManagedStores,
-    StackConfig,
-)
+from components.config import CreateVpc, ExistingCluster, ExternalStores, ManagedStores, StackConfig
 from components.egress import ControlPlaneEgress, ControlPlaneEgressArgs, egress_allowlist
+from components.iam import partition_for_region
 from components.incluster import ClusterTarget, build_in_cluster
 from components.network import Network, NetworkArgs
 from components.secrets import StackSecrets, read_stack_secrets
+from components.stores import RDS_CA_BUNDLE_URL, ManagedStoresArgs
 from components.stores import ManagedStores as ManagedStoresComponent
-from components.stores import ManagedStoresArgs
 
 
 def build(config: StackConfig) -> dict[str, object]:
@@ -32,28 +25,40 @@ def build(config: StackConfig) -> dict[str, object]:
     secrets = read_stack_secrets()
     if isinstance(config.cluster, ExistingCluster):
         return _build_on_existing_cluster(config, config.cluster, secrets)
-    aws_provider = aws.Provider(f"{config.name}-aws", region=config.aws_region)
+    aws_provider = _aws_provider(config)
+    # The add-ons' image registries and layer bucket join the egress controls (components.addon_egress).
+    config = with_addon_egress(config)
     with_aws = pulumi.ResourceOptions(providers=[aws_provider])
     tags = config.resource_tags
     cluster_name = config.name
+    partition = partition_for_region(config.aws_region)
 
     network = Network(
         f"{config.name}-net",
-        NetworkArgs(vpc=config.network, region=config.aws_region, cluster_name=cluster_name, tags=tags),
+        NetworkArgs(
+            vpc=config.network,
+            region=config.aws_region,
+            cluster_name=cluster_name,
+            tags=tags,
+            account_id=config.aws_account_id,
+            partition=partition,
+        ),
         opts=with_aws,
     )
     allowlist = egress_allowlist(
         config.langsmith,
-        _egress_with_registries(config),
+        config.network.egress,
         region=config.aws_region,
-        interface_endpoints=config.network.interface_endpoints
-        if isinstance(config.network, CreateVpc)
-        else (),
+        interface_endpoints=config.network.interface_endpoints,
     )
     egress = ControlPlaneEgress(
         f"{config.name}-egress",
         ControlPlaneEgressArgs(
-            allowlist=allowlist, vpc_id=network.vpc_id, tags=tags, firewall=network.firewall_placement
+            allowlist=allowlist,
+            vpc_id=network.vpc_id,
+            tags=tags,
+            routing=network.routing,
+            delete_protection=config.is_prod,
         ),
         opts=with_aws,
     )
@@ -70,6 +75,11 @@ def build(config: StackConfig) -> dict[str, object]:
             tags=tags,
             deletion_protection=config.is_prod,
             vpc_cni_network_policy=config.addons.network_policy_enabled(True),
+            protect=config.is_prod,
+            vpc_id=network.vpc_id,
+            vpc_cidr=network.vpc_cidr,
+            account_id=config.aws_account_id,
+            partition=partition,
         ),
         opts=with_aws,
     )
@@ -98,6 +108,8 @@ def build(config: StackConfig) -> dict[str, object]:
         store_outputs = {
             "postgresHost": stores.postgres_host,
             "postgresUri": stores.postgres_uri,
+            "postgresMasterSecretArn": stores.postgres_master_secret_arn,
+            "postgresCaBundleUrl": RDS_CA_BUNDLE_URL,
             "redisHost": stores.redis_host,
             "redisUri": stores.redis_uri,
         }
@@ -115,6 +127,7 @@ def build(config: StackConfig) -> dict[str, object]:
                 oidc_provider_arn=cluster.oidc_provider_arn,
                 oidc_issuer_url=cluster.oidc_issuer_url,
                 tags=tags,
+                partition=partition,
             ),
             store_cidrs=_store_cidrs(config),
             aws_provider=aws_provider,
@@ -138,25 +151,18 @@ def build(config: StackConfig) -> dict[str, object]:
         "clusterSecurityGroupId": cluster.cluster_security_group_id,
         "oidcProviderArn": cluster.oidc_provider_arn,
         "kubeconfig": cluster.kubeconfig,
+        "bastionInstanceId": cluster.bastion_instance_id,
+        "addonVersions": cluster.addon_versions,
         **in_cluster,
         "stack": pulumi.get_stack(),
     }
 
 
-def _egress_with_registries(config: StackConfig) -> Egress:
-    """The stack's egress plus the registries the add-ons and the listener pull from, when a firewall
-    enforces a domain allowlist (without them, nodes behind it could not pull those images)."""
-    egress = config.network.egress
-    if egress.mode == "security-group":
-        return egress
-    charts = selected(config.addons, config.routing, eks=True)
-    have = {d.domain for d in egress.extra_destinations if isinstance(d, DomainDestination)}
-    added = [
-        DomainDestination(domain=host)
-        for host in registries(charts, (config.listener_image,))
-        if host not in have
-    ]
-    return egress.model_copy(update={"extra_destinations": [*egress.extra_destinations, *added]})
+def _aws_provider(config: StackConfig) -> aws.Provider:
+    # allowed_account_ids: credentials for any other account fail before anything is created.
+    return aws.Provider(
+        f"{config.name}-aws", region=config.aws_region, allowed_account_ids=[config.aws_account_id]
+    )
 
 
 def _store_cidrs(config: StackConfig) -> list[str]:
@@ -175,9 +181,7 @@ def _build_on_existing_cluster(
 ) -> dict[str, object]:
     """Only the in-cluster layer: no VPC, no egress controls, no cluster, no managed stores. AWS is
     touched only to look up an existing EKS cluster, so a kubeconfig alone needs no AWS credentials."""
-    providers = (
-        [aws.Provider(f"{config.name}-aws", region=config.aws_region)] if cluster.eks_cluster_name else []
-    )
+    providers = [_aws_provider(config)] if cluster.eks_cluster_name else []
     access = ExistingClusterAccess(
         f"{config.name}-cluster",
         ExistingClusterArgs(

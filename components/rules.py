@@ -1,15 +1,17 @@
-"""Rules that need the whole stack config: topology, egress, image pinning.
+"""Rules that need the whole stack config: topology, egress, endpoint access, images, node groups.
 
 `stack_problems(config)` is pure: it returns every problem at once (not just the first) so a
 user fixes a stack file in one pass. Each problem names the stack key it is about.
+`stack_warnings(config, today)` returns what is allowed but deserves a word before `pulumi up`.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from components.addon_versions import ENVOY_GATEWAY, selected, unsupported
+from components.addon_versions import ENVOY_GATEWAY, Chart, selected, unsupported
 from components.config import (
     LISTENER_NAMESPACE_PREFIX,
     CidrDestination,
@@ -19,7 +21,14 @@ from components.config import (
     InClusterStores,
     ManagedStores,
     StackConfig,
+    ami_architecture,
+    instance_architecture,
 )
+from components.registries import ecr_region, hosts_for_registry, registry_host, uncovered
+from components.versions import EKS_VERSIONS, support_phase
+
+# Session Manager needs these three APIs (https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html).
+SSM_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages")
 
 
 @dataclass(frozen=True)
@@ -28,11 +37,24 @@ class Problem:
     """Path below the project namespace, e.g. `topology.listeners[1].namespaces[0]`."""
     message: str
     value: object = None
+    context: tuple[str, ...] = ()
+    """Other keys the verdict depends on: when one of them is itself invalid the problem is not reported
+    (it would judge a default, not the file)."""
 
 
 def stack_problems(config: StackConfig) -> list[Problem]:
     # Network, egress and EKS settings only mean something when this stack builds the cluster.
-    aws_side = [*_egress_problems(config), *_cluster_problems(config)] if config.is_eks else []
+    aws_side = (
+        [
+            *_egress_problems(config),
+            *_cluster_problems(config),
+            *_endpoint_access_problems(config),
+            *_node_group_problems(config),
+            *_registry_problems(config),
+        ]
+        if config.is_eks
+        else []
+    )
     return [
         *_topology_problems(config),
         *aws_side,
@@ -43,6 +65,55 @@ def stack_problems(config: StackConfig) -> list[Problem]:
         *_routing_problems(config),
         *_listener_namespace_problems(config),
     ]
+
+
+def stack_warnings(config: StackConfig, today: datetime.date) -> list[Problem]:
+    """What a stack may do but a reviewer should hear about (printed by the program and the plan)."""
+    warnings: list[Problem] = []
+    cluster = config.cluster
+    if isinstance(cluster, ExistingCluster):
+        return warnings  # EKS's support calendar is about clusters this stack builds
+    version = cluster.kubernetes_version
+    window = EKS_VERSIONS[version]
+    phase = support_phase(version, today)
+    if phase == "ended":
+        warnings.append(
+            Problem(
+                "cluster.kubernetes_version",
+                f"left EKS extended support on {window.end_of_extended_support}: EKS upgrades such clusters "
+                "itself, outside Pulumi; move to a newer version",
+                version,
+            )
+        )
+    elif phase == "extended" and cluster.upgrade_policy == "STANDARD":
+        warnings.append(
+            Problem(
+                "cluster.kubernetes_version",
+                f"left EKS standard support on {window.end_of_standard_support}; with upgrade_policy "
+                "STANDARD EKS upgrades the cluster itself, outside Pulumi: move to a newer version, or set "
+                "cluster.upgrade_policy EXTENDED (extra cost per cluster hour)",
+                version,
+            )
+        )
+    elif phase == "extended":
+        warnings.append(
+            Problem(
+                "cluster.kubernetes_version",
+                f"is in EKS extended support (extra cost) until {window.end_of_extended_support}",
+                version,
+            )
+        )
+    if config.network.egress.mode == "security-group":
+        warnings.append(
+            Problem(
+                "network.egress.mode",
+                "security-group egress states the allowlist but enforces nothing: every node also carries "
+                "the EKS cluster security group, which allows all egress. Use 'network-firewall' or 'both' "
+                "to enforce it (the policy pack requires that outside dev)",
+                "security-group",
+            )
+        )
+    return warnings
 
 
 def _topology_problems(config: StackConfig) -> list[Problem]:
@@ -202,6 +273,90 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
     return problems
 
 
+def _endpoint_access_problems(config: StackConfig) -> list[Problem]:
+    cluster = config.cluster
+    endpoint = cluster.endpoint
+    problems: list[Problem] = []
+    private_paths = (
+        endpoint.private_access_cidrs or endpoint.private_access_security_group_ids or endpoint.bastion
+    )
+    if not endpoint.public and not private_paths:
+        # The cluster security group admits only itself (nodes, control plane), so nothing else can
+        # reach a private-only endpoint, and `pulumi up` fails creating the first Kubernetes object.
+        problems.append(
+            Problem(
+                "cluster.endpoint",
+                "is private with no way in for whoever runs `pulumi up`: set private_access_cidrs (VPN, "
+                "peered network, in-VPC CI runners), private_access_security_group_ids, bastion (SSM port "
+                "forwarding), or public with public_cidrs",
+            )
+        )
+    for field, values in (
+        ("private_access_cidrs", [str(c) for c in endpoint.private_access_cidrs]),
+        ("private_access_security_group_ids", list(endpoint.private_access_security_group_ids)),
+    ):
+        counts = Counter(values)
+        problems += [
+            # EC2 refuses a second identical rule (InvalidPermission.Duplicate).
+            Problem(f"cluster.endpoint.{field}[{i}]", "is listed twice", value)
+            for i, value in enumerate(values)
+            if counts[value] > 1 and values.index(value) != i
+        ]
+    if endpoint.bastion is not None and isinstance(config.network, CreateVpc):
+        missing = [s for s in SSM_ENDPOINTS if s not in config.network.interface_endpoints]
+        if missing:
+            problems.append(
+                Problem(
+                    "network.interface_endpoints",
+                    f"cluster.endpoint.bastion needs the Session Manager endpoints {', '.join(missing)} "
+                    "(the bastion has no route to the internet's SSM endpoints of its own)",
+                    list(config.network.interface_endpoints),
+                )
+            )
+    access = cluster.access
+    listed = [
+        *(
+            (("cluster.access.deployer_role_arn", access.deployer_role_arn),)
+            if access.deployer_role_arn
+            else ()
+        ),
+        *((f"cluster.access.ci_role_arns[{i}]", arn) for i, arn in enumerate(access.ci_role_arns)),
+        *((f"cluster.admin_principal_arns[{i}]", arn) for i, arn in enumerate(cluster.admin_principal_arns)),
+    ]
+    counts = Counter(arn for _, arn in listed)
+    seen: set[str] = set()
+    for key, arn in listed:
+        if counts[arn] > 1:
+            if arn in seen:
+                # EKS allows one access entry per principal: a second CreateAccessEntry fails with
+                # ResourceInUseException.
+                problems.append(
+                    Problem(key, "is already given an access entry above; EKS allows one per principal", arn)
+                )
+            seen.add(arn)
+    return problems
+
+
+def _node_group_problems(config: StackConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, group in enumerate(config.cluster.node_groups):
+        wanted = ami_architecture(group.ami_type)
+        for j, instance_type in enumerate(group.instance_types):
+            actual = instance_architecture(instance_type)
+            if actual is not None and actual != wanted:
+                # EKS refuses the node group (InvalidParameterException) or, with a launch template,
+                # its instances never join: the AMI cannot boot on the other architecture.
+                problems.append(
+                    Problem(
+                        f"cluster.node_groups[{i}].instance_types[{j}]",
+                        f"is an {actual} instance type but ami_type {group.ami_type} is {wanted}; use "
+                        f"a {wanted} instance type or an {actual} ami_type",
+                        instance_type,
+                    )
+                )
+    return problems
+
+
 def _image_problems(config: StackConfig) -> list[Problem]:
     if config.environment != "dev" and "@sha256:" not in config.listener_image:
         return [
@@ -213,6 +368,47 @@ def _image_problems(config: StackConfig) -> list[Problem]:
             )
         ]
     return []
+
+
+def _registry_problems(config: StackConfig) -> list[Problem]:
+    """Behind the firewall, every host an image pull touches must be allowed, or pulls time out."""
+    egress = config.network.egress
+    if egress.mode not in ("network-firewall", "both"):
+        return []
+    allowed = [d.domain for d in egress.extra_destinations if isinstance(d, DomainDestination)]
+    wanted = [("listener_image", registry_host(config.listener_image), config.listener_image)]
+    wanted += [
+        (f"network.egress.image_registries[{i}]", host, host)
+        for i, host in enumerate(egress.image_registries)
+    ]
+    problems: list[Problem] = []
+    for key, host, shown in wanted:
+        if ecr_region(host) == config.aws_region:
+            # Same-region ECR is reached through the ecr.api/ecr.dkr endpoints or the AWS API allowlist,
+            # and its layers through the S3 gateway endpoint.
+            if not {"ecr.api", "ecr.dkr"} <= set(egress.aws_apis):
+                problems.append(
+                    Problem(
+                        "network.egress.aws_apis",
+                        f"{key} is in this region's ECR, so ecr.api and ecr.dkr must be listed",
+                        list(egress.aws_apis),
+                        context=("listener_image",),
+                    )
+                )
+            continue
+        missing = uncovered(hosts_for_registry(host), allowed)
+        if missing:
+            problems.append(
+                Problem(
+                    key,
+                    f"is pulled from {host}, which the firewall would block: add "
+                    + ", ".join(f"{{domain: {h}}}" for h in missing)
+                    + " to network.egress.extra_destinations (or mirror the image to this region's ECR)",
+                    shown,
+                    context=("network.egress",),
+                )
+            )
+    return problems
 
 
 def _store_problems(config: StackConfig) -> list[Problem]:
@@ -266,14 +462,17 @@ def _existing_cluster_problems(config: StackConfig) -> list[Problem]:
     return problems
 
 
+def _addon_key(chart: Chart) -> str:
+    return "routing.mode" if chart is ENVOY_GATEWAY else f"addons.{chart.release.replace('-', '_')}"
+
+
 def _addon_problems(config: StackConfig) -> list[Problem]:
     version = config.cluster.kubernetes_version
     problems = []
     for chart in selected(config.addons, config.routing, eks=config.is_eks):
         reason = unsupported(chart, version)
         if reason:
-            key = "routing.mode" if chart is ENVOY_GATEWAY else f"addons.{chart.release.replace('-', '_')}"
-            problems.append(Problem(key, f"{reason} (cluster.kubernetes_version is {version})"))
+            problems.append(Problem(_addon_key(chart), f"{reason} (cluster.kubernetes_version is {version})"))
     if config.is_eks and config.addons.autoscaler_enabled(True):
         assert not isinstance(config.cluster, ExistingCluster)
         if not any(g.max_size > g.min_size for g in config.cluster.node_groups):

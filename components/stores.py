@@ -3,13 +3,19 @@
 Both stores live in the private subnets, each behind a security group of its own that admits only
 the cluster's security group(s) on the store's port and declares no egress (the AWS provider
 removes AWS's default allow-all egress on create). Traffic is TLS-only and storage is encrypted.
-Credentials are generated here and leave the component only as Pulumi secrets.
+
+Credentials: by default RDS keeps the master password in Secrets Manager (`manage_master_user_password`),
+so it never enters Pulumi state; the component exports the secret's ARN. The Redis AUTH token has no
+such option and is generated here; it and (in `generated` mode) the Postgres password are in state
+only as Pulumi secrets. Clients verify the servers: Postgres URIs say `sslmode=verify-full` against
+the RDS CA bundle, Redis URIs are `rediss://` (ElastiCache certificates chain to public Amazon roots).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote, urlencode
 
 import pulumi
 import pulumi_aws as aws
@@ -22,9 +28,24 @@ POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 DATABASE_NAME = "langsmith"
 MASTER_USERNAME = "langsmith"
-# URI-unreserved punctuation only: allowed by RDS (which refuses / " @ and space) and by ElastiCache
-# auth tokens, and safe inside postgres:// and rediss:// URIs without percent-encoding.
-_SAFE_SPECIALS = "-_.~"
+
+# RDS master passwords: printable ASCII except / ' " @ and space
+# (https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBInstance.html, MasterUserPassword).
+# These four are also URI-unreserved, so they need no escaping.
+RDS_PASSWORD_SPECIALS = "-_.~"  # noqa: S105 (an alphabet)
+# ElastiCache AUTH tokens: 16-128 printable characters, the only non-alphanumerics ! & # $ ^ < > -
+# (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/auth.html; CreateReplicationGroup's AuthToken).
+# Anything else is InvalidParameterValue at create time. The URI percent-encodes them.
+REDIS_AUTH_SPECIALS = "!&#$^<>-"
+REDIS_AUTH_LENGTH = 64
+
+# RDS's CA for new instances, and the bundle clients verify it with
+# (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.SSL.html).
+RDS_CA_IDENTIFIER = "rds-ca-rsa2048-g1"
+RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+RDS_CA_BUNDLE_PATH = "/etc/langsmith/rds/global-bundle.pem"
+"""Where in-cluster clients find the bundle; the in-cluster layer mounts `RDS_CA_BUNDLE_URL`'s
+contents there (a ConfigMap), and every Postgres URI this component builds points at it."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +69,9 @@ class ManagedStoresArgs:
     """Defaults to on in prod (7-day retention, the free tier), off elsewhere."""
     monitoring_role_arn: pulumi.Input[str] | None = None
     """Enables 60-second enhanced monitoring when given (the IAM role belongs to the IAM component)."""
+    protect: bool | None = None
+    """Pulumi `protect` on the database and the cache: no destroy or replacement until lifted.
+    Defaults to `is_prod`."""
 
 
 def _has_aws_provider(opts: pulumi.ResourceOptions | None) -> bool:
@@ -71,12 +95,27 @@ def redis_parameter_group(engine_version: str) -> str:
     return "default.redis6.x" if major == "6" else f"default.redis{major}"
 
 
-def postgres_uri(host: str, port: int, database: str, username: str, password: str) -> str:
-    return f"postgres://{username}:{password}@{host}:{int(port)}/{database}?sslmode=require"
+def postgres_uri(host: str, port: int, database: str, username: str, password: str | None = None) -> str:
+    """A libpq URI that verifies the server's certificate and name against the RDS CA bundle.
+
+    Without a password (Secrets Manager mode) the client supplies it, e.g. from PGPASSWORD.
+    """
+    credentials = quote(username, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+    query = urlencode({"sslmode": "verify-full", "sslrootcert": RDS_CA_BUNDLE_PATH}, safe="/")
+    return f"postgresql://{credentials}@{host}:{int(port)}/{database}?{query}"
 
 
 def redis_uri(host: str, port: int, token: str) -> str:
-    return f"rediss://:{token}@{host}:{int(port)}"
+    # '#', '&', '$', '^', '<', '>' are legal in a token but not in a URI's userinfo: percent-encode
+    # (redis-py's from_url unquotes the password).
+    return f"rediss://:{quote(token, safe='')}@{host}:{int(port)}"
+
+
+def final_snapshot_identifier(prefix: str, suffix: str) -> str:
+    """`<prefix>-final-<suffix>`: RDS and ElastiCache snapshot names are 1-255 letters, digits and
+    hyphens, starting with a letter, without '--' or a trailing '-'; `suffix` is random per store so a
+    later store of the same name never collides with an old final snapshot (SnapshotAlreadyExists)."""
+    return f"{prefix}-final-{suffix}"
 
 
 class ManagedStores(pulumi.ComponentResource):
@@ -84,8 +123,12 @@ class ManagedStores(pulumi.ComponentResource):
     postgres_port: pulumi.Output[int]
     postgres_database: pulumi.Output[str]
     postgres_username: pulumi.Output[str]
-    postgres_password: pulumi.Output[str]
+    postgres_password: pulumi.Output[str] | None
+    """Secret; None in `secrets-manager` mode (read it from `postgres_master_secret_arn`)."""
+    postgres_master_secret_arn: pulumi.Output[str] | None
+    """The Secrets Manager secret (JSON with `username`, `password`) RDS manages; None in `generated` mode."""
     postgres_uri: pulumi.Output[str]
+    """Secret. Carries the password only in `generated` mode."""
     postgres_security_group_id: pulumi.Output[str]
     redis_host: pulumi.Output[str]
     redis_port: pulumi.Output[int]
@@ -100,6 +143,9 @@ class ManagedStores(pulumi.ComponentResource):
         super().__init__("langsmith:infra:ManagedStores", name, None, opts)
         self._args = args
         self._child = pulumi.ResourceOptions(parent=self)
+        protect = args.is_prod if args.protect is None else args.protect
+        # Deleting or replacing a store deletes its data; in prod that takes lifting `protect` first.
+        self._data_opts = pulumi.ResourceOptions(parent=self, protect=protect)
 
         pg = self._postgres(name, args.config.postgres)
         redis = self._redis(name, args.config.redis)
@@ -111,6 +157,7 @@ class ManagedStores(pulumi.ComponentResource):
                 "postgres_database": self.postgres_database,
                 "postgres_username": self.postgres_username,
                 "postgres_password": self.postgres_password,
+                "postgres_master_secret_arn": self.postgres_master_secret_arn,
                 "postgres_uri": self.postgres_uri,
                 "postgres_security_group_id": self.postgres_security_group_id,
                 "postgres_instance_arn": pg.arn,
@@ -125,6 +172,11 @@ class ManagedStores(pulumi.ComponentResource):
 
     def _tags(self, name: str) -> dict[str, str]:
         return {**self._args.tags, "Name": name}
+
+    def _snapshot_suffix(self, name: str, store_id: str) -> pulumi.Output[str]:
+        # Random per store and stable while the store's id is: re-creating the stack (or a store of the
+        # same id) later gets a new suffix instead of colliding with the old final snapshot.
+        return random.RandomId(name, byte_length=4, keepers={"store": store_id}, opts=self._child).hex
 
     def _private_security_group(self, name: str, label: str, port: int) -> aws.ec2.SecurityGroup:
         args = self._args
@@ -171,16 +223,22 @@ class ManagedStores(pulumi.ComponentResource):
             tags=self._tags(identifier),
             opts=self._child,
         )
-        password = random.RandomPassword(
-            f"{name}-postgres-master",
-            length=40,
-            special=True,
-            override_special=_SAFE_SPECIALS,
-            min_lower=2,
-            min_upper=2,
-            min_numeric=2,
-            opts=self._child,
+        generated = cfg.master_password == "generated"  # noqa: S105 (a mode)
+        password = (
+            random.RandomPassword(
+                f"{name}-postgres-master",
+                length=40,
+                special=True,
+                override_special=RDS_PASSWORD_SPECIALS,
+                min_lower=2,
+                min_upper=2,
+                min_numeric=2,
+                opts=self._child,
+            )
+            if generated
+            else None
         )
+        snapshot_suffix = self._snapshot_suffix(f"{name}-postgres-final", identifier) if prod else None
         performance_insights = prod if args.performance_insights is None else args.performance_insights
         instance = aws.rds.Instance(
             f"{name}-postgres",
@@ -190,7 +248,10 @@ class ManagedStores(pulumi.ComponentResource):
             instance_class=cfg.instance_class,
             db_name=DATABASE_NAME,
             username=MASTER_USERNAME,
-            password=password.result,
+            password=password.result if password is not None else None,
+            manage_master_user_password=None if generated else True,
+            master_user_secret_kms_key_id=None if generated else args.kms_key_arn,
+            ca_cert_identifier=RDS_CA_IDENTIFIER,
             port=POSTGRES_PORT,
             db_subnet_group_name=subnets.name,
             vpc_security_group_ids=[sg.id],
@@ -206,7 +267,11 @@ class ManagedStores(pulumi.ComponentResource):
             multi_az=prod if cfg.multi_az is None else cfg.multi_az,
             deletion_protection=prod if cfg.deletion_protection is None else cfg.deletion_protection,
             skip_final_snapshot=not prod,
-            final_snapshot_identifier=f"{identifier}-final" if prod else None,
+            final_snapshot_identifier=snapshot_suffix.apply(
+                lambda suffix: final_snapshot_identifier(identifier, suffix)
+            )
+            if snapshot_suffix is not None
+            else None,
             auto_minor_version_upgrade=True,
             allow_major_version_upgrade=False,
             performance_insights_enabled=performance_insights,
@@ -215,18 +280,30 @@ class ManagedStores(pulumi.ComponentResource):
             monitoring_interval=60 if args.monitoring_role_arn is not None else 0,
             monitoring_role_arn=args.monitoring_role_arn,
             tags=self._tags(identifier),
-            opts=self._child,
+            opts=self._data_opts,
         )
         self.postgres_host = instance.address
         self.postgres_port = instance.port
         self.postgres_database = pulumi.Output.from_input(DATABASE_NAME)
         self.postgres_username = pulumi.Output.secret(MASTER_USERNAME)
-        self.postgres_password = pulumi.Output.secret(password.result)
-        self.postgres_uri = pulumi.Output.secret(
-            pulumi.Output.all(instance.address, instance.port, password.result).apply(
-                lambda v: postgres_uri(v[0], v[1], DATABASE_NAME, MASTER_USERNAME, v[2])
+        if password is not None:
+            self.postgres_password = pulumi.Output.secret(password.result)
+            self.postgres_master_secret_arn = None
+            self.postgres_uri = pulumi.Output.secret(
+                pulumi.Output.all(instance.address, instance.port, password.result).apply(
+                    lambda v: postgres_uri(v[0], v[1], DATABASE_NAME, MASTER_USERNAME, v[2])
+                )
             )
-        )
+        else:
+            self.postgres_password = None
+            self.postgres_master_secret_arn = instance.master_user_secrets.apply(
+                lambda secrets: _secret_arn(secrets)
+            )
+            self.postgres_uri = pulumi.Output.secret(
+                pulumi.Output.all(instance.address, instance.port).apply(
+                    lambda v: postgres_uri(v[0], v[1], DATABASE_NAME, MASTER_USERNAME)
+                )
+            )
         self.postgres_security_group_id = sg.id
         return instance
 
@@ -244,14 +321,15 @@ class ManagedStores(pulumi.ComponentResource):
         )
         token = random.RandomPassword(
             f"{name}-redis-auth",
-            length=48,
+            length=REDIS_AUTH_LENGTH,
             special=True,
-            override_special=_SAFE_SPECIALS,
+            override_special=REDIS_AUTH_SPECIALS,
             min_lower=2,
             min_upper=2,
             min_numeric=2,
             opts=self._child,
         )
+        snapshot_suffix = self._snapshot_suffix(f"{name}-redis-final", group_id) if prod else None
         nodes = cfg.num_cache_clusters if cfg.num_cache_clusters is not None else (2 if prod else 1)
         replicated = nodes >= 2
         group = aws.elasticache.ReplicationGroup(
@@ -274,9 +352,13 @@ class ManagedStores(pulumi.ComponentResource):
             auth_token=token.result,
             auto_minor_version_upgrade=True,
             snapshot_retention_limit=7 if prod else 0,
-            final_snapshot_identifier=f"{group_id}-final" if prod else None,
+            final_snapshot_identifier=snapshot_suffix.apply(
+                lambda suffix: final_snapshot_identifier(group_id, suffix)
+            )
+            if snapshot_suffix is not None
+            else None,
             tags=self._tags(group_id),
-            opts=self._child,
+            opts=self._data_opts,
         )
         self.redis_host = group.primary_endpoint_address
         self.redis_port = group.port.apply(lambda p: int(p) if p is not None else REDIS_PORT)
@@ -288,3 +370,13 @@ class ManagedStores(pulumi.ComponentResource):
         )
         self.redis_security_group_id = sg.id
         return group
+
+
+def _secret_arn(secrets: object) -> str | None:
+    """The ARN in `master_user_secrets[0]` (typed outputs in a real run, plain dicts under mocks)."""
+    first = (list(secrets) or [None])[0] if isinstance(secrets, list | tuple) else None
+    if first is None:
+        return None
+    if isinstance(first, Mapping):
+        return first.get("secret_arn") or first.get("secretArn")
+    return getattr(first, "secret_arn", None)

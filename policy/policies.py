@@ -251,14 +251,21 @@ def eks_endpoint_violations(resource_type: str, props: Mapping[str, Any]) -> lis
 
 
 def deletion_protection_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    if resource_type not in (RDS_INSTANCE, RDS_CLUSTER, EKS_CLUSTER):
+    # The attribute is `deletionProtection` on RDS and EKS, `deleteProtection` on Network Firewall.
+    attribute = {
+        RDS_INSTANCE: "deletionProtection",
+        RDS_CLUSTER: "deletionProtection",
+        EKS_CLUSTER: "deletionProtection",
+        NETWORK_FIREWALL: "deleteProtection",
+    }.get(resource_type)
+    if attribute is None:
         return []
     tags = tags_of(props)
     if tags is UNKNOWN or tags.get("environment") != "prod":
         return []
-    if flag(lookup(props, "deletionProtection")) in (True, UNKNOWN):
+    if flag(lookup(props, attribute)) in (True, UNKNOWN):
         return []
-    return ["deletionProtection must be true in prod (environment tag 'prod')"]
+    return [f"{attribute} must be true in prod (environment tag 'prod')"]
 
 
 @functools.cache
@@ -503,6 +510,37 @@ def control_plane_egress_violations(resources: Sequence[Resource]) -> list[tuple
     return found
 
 
+def unenforced_egress(resources: Sequence[Resource], *, dev: bool) -> list[tuple[str, str]]:
+    """EKS clusters whose egress nothing enforces: no network firewall in the stack.
+
+    A control-plane egress security group only adds allowed destinations: security groups are
+    allow-lists that add up, and every node of a managed node group also carries the EKS cluster
+    security group, which EKS creates with an allow-all egress rule
+    (https://docs.aws.amazon.com/eks/latest/userguide/sec-group-reqs.html). So without the firewall a
+    node can reach any address. `dev=False` reports clusters tagged staging/prod (anything but dev),
+    `dev=True` those tagged dev.
+    """
+    if any(r.type == NETWORK_FIREWALL for r in resources):
+        return []
+    found: list[tuple[str, str]] = []
+    for r in resources:
+        if r.type != EKS_CLUSTER:
+            continue
+        tags = tags_of(r.props)
+        environment = UNKNOWN if tags is UNKNOWN else tags.get("environment")
+        if environment is UNKNOWN or (environment == "dev") != dev:
+            continue
+        found.append(
+            (
+                r.urn,
+                f"{r.name}: egress is not enforced: without a network firewall every node can reach any "
+                "address (nodes carry the EKS cluster security group, which allows all egress; security "
+                "groups only add up). Use network.egress.mode 'network-firewall' or 'both'",
+            )
+        )
+    return found
+
+
 # --- Kubernetes checks (pure) ------------------------------------------------------------------
 
 # Labels the program puts on its Kubernetes objects (`components/labels.py`; a test keeps them equal).
@@ -712,7 +750,9 @@ def _resource_policy(name: str, description: str, check: ResourceCheck) -> Resou
     )
 
 
-def _stack_policy(name: str, description: str, check: StackCheck) -> StackValidationPolicy:
+def _stack_policy(
+    name: str, description: str, check: StackCheck, level: EnforcementLevel = PACK_ENFORCEMENT
+) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         resources = [
             Resource(
@@ -731,7 +771,7 @@ def _stack_policy(name: str, description: str, check: StackCheck) -> StackValida
             report(message, urn)
 
     return StackValidationPolicy(
-        name=name, description=description, validate=validate, enforcement_level=PACK_ENFORCEMENT
+        name=name, description=description, validate=validate, enforcement_level=level
     )
 
 
@@ -754,6 +794,18 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         "firewall must have one (tagged langsmith-dataplane/role=control-plane-egress).",
         control_plane_egress_violations,
     ),
+    _stack_policy(
+        "egress-enforced-outside-dev",
+        "Outside dev, a cluster's egress is enforced by the AWS Network Firewall: security-group egress "
+        "alone restricts nothing while nodes carry the EKS cluster security group.",
+        functools.partial(unenforced_egress, dev=False),
+    ),
+    _stack_policy(
+        "egress-not-enforced-in-dev",
+        "A dev cluster without the network firewall can reach any address (a warning, not a failure).",
+        functools.partial(unenforced_egress, dev=True),
+        EnforcementLevel.ADVISORY,
+    ),
     _resource_policy(
         "eks-endpoint-restricted",
         "A public EKS API endpoint needs publicAccessCidrs, none of them 0.0.0.0/0.",
@@ -771,7 +823,8 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
     ),
     _resource_policy(
         "deletion-protection-in-prod",
-        "RDS databases and EKS clusters tagged environment=prod have deletion protection on.",
+        "RDS databases, EKS clusters and network firewalls tagged environment=prod have deletion "
+        "protection on.",
         deletion_protection_violations,
     ),
     _resource_policy(

@@ -6,17 +6,20 @@ import json
 
 import pytest
 
-from components.cluster import gp2_is_default, irsa_trust_policy, kubeconfig, principal_slug
+from components.cluster import irsa_trust_policy, kubeconfig, principal_slug
 from tests.support import cached_run, is_secret, named, of_type, one, run_variant
 from tools.harness import SECRET, stack_names
 
 CLUSTER = "aws:eks/cluster:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
+PUBLIC = {"public": True, "public_cidrs": ["203.0.113.0/24"]}
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+ADDON = "aws:eks/addon:Addon"
 
 
 def test_endpoint_is_private_by_default() -> None:
-    vpc = one(cached_run("dev", preview=False), CLUSTER).inputs["vpcConfig"]
+    vpc = one(cached_run("prod", preview=False), CLUSTER).inputs["vpcConfig"]
     assert vpc["endpointPrivateAccess"] is True
     assert vpc["endpointPublicAccess"] is False
     assert "publicAccessCidrs" not in vpc
@@ -43,26 +46,31 @@ def test_secrets_are_envelope_encrypted_with_a_rotating_key() -> None:
 
 
 def test_control_plane_logging_and_api_access_mode(tmp_path) -> None:
-    result = run_variant(tmp_path, "dev", {"cluster": {"log_types": ["api", "audit", "scheduler"]}})
+    cluster = {"log_types": ["api", "audit", "scheduler"], "endpoint": PUBLIC}
+    result = run_variant(tmp_path, "dev", {"cluster": cluster})
     cluster = one(result, CLUSTER).inputs
     assert cluster["enabledClusterLogTypes"] == ["api", "audit", "scheduler"]
     assert cluster["accessConfig"]["authenticationMode"] == "API"
-    assert cluster["version"] == "1.33"
+    assert cluster["version"] == "1.35"
     assert cluster["name"] == "lsdp-dev"
 
 
 def test_admin_principals_get_access_entries_with_cluster_admin() -> None:
     result = cached_run("prod", preview=False)
-    entry = one(result, "aws:eks/accessEntry:AccessEntry")
-    assert entry.inputs["principalArn"] == "arn:aws:iam::123456789012:role/platform-admin"
-    assert entry.inputs["type"] == "STANDARD"
-    association = one(result, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
-    assert (
-        association.inputs["policyArn"]
-        == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-    )
-    assert association.inputs["accessScope"] == {"type": "cluster"}
-    assert association.inputs["principalArn"] == entry.inputs["principalArn"]
+    entries = {e.name: e.inputs for e in of_type(result, "aws:eks/accessEntry:AccessEntry")}
+    assert {n: e["principalArn"] for n, e in entries.items()} == {
+        "lsdp-prod-eks-deployer": "arn:aws:iam::123456789012:role/lsdp-prod-deployer",
+        "lsdp-prod-eks-ci-lsdp-prod-ci-preview": "arn:aws:iam::123456789012:role/lsdp-prod-ci-preview",
+        "lsdp-prod-eks-admin-platform-admin": "arn:aws:iam::123456789012:role/platform-admin",
+    }
+    assert {e["type"] for e in entries.values()} == {"STANDARD"}
+    for association in of_type(result, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"):
+        assert (
+            association.inputs["policyArn"]
+            == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+        )
+        assert association.inputs["accessScope"] == {"type": "cluster"}
+        assert association.inputs["principalArn"] == entries[association.name]["principalArn"]
     assert not of_type(cached_run("dev", preview=False), "aws:eks/accessEntry:AccessEntry")
 
 
@@ -94,7 +102,8 @@ def test_nodes_carry_the_cluster_and_control_plane_egress_security_groups() -> N
 
 
 def test_firewall_only_stack_gives_nodes_just_the_cluster_group(tmp_path) -> None:
-    network = {"az_count": 2, "egress": {"mode": "network-firewall"}}
+    ghcr = [{"domain": "ghcr.io"}, {"domain": "pkg-containers.githubusercontent.com"}]
+    network = {"az_count": 2, "egress": {"mode": "network-firewall", "extra_destinations": ghcr}}
     result = run_variant(tmp_path, "prod", {"network": network})
     for template in of_type(result, "aws:ec2/launchTemplate:LaunchTemplate"):
         assert template.inputs["vpcSecurityGroupIds"] == [result.outputs["clusterSecurityGroupId"]]
@@ -129,7 +138,9 @@ def test_ebs_csi_irsa_role_trusts_only_its_service_account() -> None:
         for r in of_type(result, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
         if r.name == "lsdp-prod-eks-ebs-csi"
     }
-    assert policies == {"arn:aws:iam::aws:policy/AmazonEBSCSIDriverPolicy"}
+    # The managed policy is a service role: its ARN has the service-role/ path, and without it the
+    # ARN does not exist (IAM NoSuchEntity at attach time). https://docs.aws.amazon.com/eks/latest/userguide/csi-iam-role.html
+    assert policies == {"arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"}
 
 
 def test_core_addons_and_their_order() -> None:
@@ -190,18 +201,20 @@ def test_default_storage_class_is_encrypted_gp3_bound_on_first_consumer() -> Non
     assert not of_type(result, "kubernetes:storage.k8s.io/v1:StorageClassPatch")
 
 
-def test_gp2_is_undefaulted_only_where_eks_makes_it_default(tmp_path) -> None:
-    assert gp2_is_default("1.29")
-    assert not gp2_is_default("1.30")
-    # The pinned add-ons do not support 1.29 (components/addon_versions.py), so they are off here.
-    result = run_variant(
-        tmp_path,
-        "dev",
-        {"cluster": {"kubernetes_version": "1.29"}, "addons": {"keda": False, "cluster_autoscaler": False}},
+def test_provisioned_volumes_carry_the_stack_tags() -> None:
+    # The EBS CSI driver tags each volume with every StorageClass parameter named tagSpecification*
+    # ("key=value"): https://github.com/kubernetes-sigs/aws-ebs-csi-driver/blob/master/docs/tagging.md
+    result = cached_run("prod", preview=False)
+    (gp3,) = of_type(result, "kubernetes:storage.k8s.io/v1:StorageClass")
+    tags = dict(
+        value.split("=", 1)
+        for key, value in gp3.inputs["parameters"].items()
+        if key.startswith("tagSpecification")
     )
-    patch = one(result, "kubernetes:storage.k8s.io/v1:StorageClassPatch")
-    assert patch.inputs["metadata"]["name"] == "gp2"
-    assert patch.inputs["metadata"]["annotations"] == {"storageclass.kubernetes.io/is-default-class": "false"}
+    cluster_tags = one(result, CLUSTER).inputs["tags"]
+    assert tags == {k: v for k, v in cluster_tags.items() if k != "Name"}
+    assert tags["environment"] == "prod"
+    assert tags["data-classification"] == "confidential"
 
 
 def test_pure_helpers() -> None:
@@ -222,3 +235,216 @@ def test_pure_helpers() -> None:
         "system:serviceaccount:ns:sa"
     )
     assert principal_slug("arn:aws:iam::123456789012:role/team/Platform.Admin") == "platform-admin"
+
+
+# --- Managed policies and IRSA ---------------------------------------------------------------------
+
+
+def test_each_addon_waits_for_its_irsa_policy_attachment() -> None:
+    # An add-on created before its role's policy is attached starts without permissions (the VPC CNI
+    # then cannot assign pod addresses): the add-on must depend on the attachment, not only the role.
+    result = cached_run("prod", preview=False)
+    for addon, role in (
+        ("vpc-cni", "lsdp-prod-eks-vpc-cni"),
+        ("aws-ebs-csi-driver", "lsdp-prod-eks-ebs-csi"),
+    ):
+        attachment = named(result, role, ATTACHMENT)
+        assert attachment.urn in named(result, f"lsdp-prod-eks-{addon}", ADDON).dependencies
+
+
+def test_every_attached_managed_policy_comes_from_the_table() -> None:
+    from components.iam import MANAGED_POLICIES
+
+    result = cached_run("staging", preview=False)
+    arns = {r.inputs["policyArn"] for r in of_type(result, ATTACHMENT)}
+    assert arns == {
+        "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
+        "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+        "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
+        "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+        "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+    }
+    assert {arn.removeprefix("arn:aws:iam::aws:policy/") for arn in arns} == set(MANAGED_POLICIES.values())
+
+
+# --- Upgrades ----------------------------------------------------------------------------------------
+
+
+def test_node_groups_and_addons_follow_the_cluster_version() -> None:
+    result = cached_run("prod", preview=False)
+    cluster = one(result, CLUSTER)
+    assert cluster.inputs["version"] == "1.35"
+    assert cluster.inputs["upgradePolicy"] == {"supportType": "STANDARD"}
+    for group in of_type(result, NODE_GROUP):
+        # The cluster's version output, so the group moves after the control plane.
+        assert group.inputs["version"] == "1.35"
+        assert cluster.urn in group.dependencies
+    versions = {a.inputs["addonName"]: a.inputs["addonVersion"] for a in of_type(result, ADDON)}
+    assert versions == dict.fromkeys(
+        ("vpc-cni", "kube-proxy", "coredns", "aws-ebs-csi-driver"), "<EKS default for 1.35>"
+    )
+    assert result.outputs["addonVersions"] == versions
+
+
+def _version_inputs(result) -> dict[str, object]:
+    inputs: dict[str, object] = {"cluster": one(result, CLUSTER).inputs["version"]}
+    inputs |= {g.name: g.inputs["version"] for g in of_type(result, NODE_GROUP)}
+    inputs |= {a.name: a.inputs["addonVersion"] for a in of_type(result, ADDON)}
+    return inputs
+
+
+def test_changing_kubernetes_version_moves_control_plane_nodes_and_addons_together(tmp_path) -> None:
+    base = _version_inputs(cached_run("staging", preview=False))
+    cluster = {
+        "kubernetes_version": "1.34",
+        "endpoint": {"bastion": {}},
+        "access": {"deployer_role_arn": "arn:aws:iam::123456789012:role/lsdp-staging-deployer"},
+        "node_groups": [
+            {
+                "name": "default",
+                "instance_types": ["m6i.xlarge"],
+                "min_size": 2,
+                "desired_size": 2,
+                "max_size": 6,
+            }
+        ],
+    }
+    older = _version_inputs(run_variant(tmp_path, "staging", {"cluster": cluster}))
+    assert base.keys() == older.keys()
+    # Every version-bearing input changed, none stayed behind.
+    assert [k for k in base if base[k] == older[k]] == []
+    assert older["lsdp-staging-eks-coredns"] == "<EKS default for 1.34>"
+
+
+def test_addon_versions_can_be_pinned(tmp_path) -> None:
+    cluster = {"endpoint": PUBLIC, "addon_versions": {"coredns": "v1.12.4-eksbuild.1"}}
+    result = run_variant(tmp_path, "dev", {"cluster": cluster})
+    assert named(result, "lsdp-dev-eks-coredns").inputs["addonVersion"] == "v1.12.4-eksbuild.1"
+    assert named(result, "lsdp-dev-eks-kube-proxy").inputs["addonVersion"] == "<EKS default for 1.35>"
+
+
+def test_networking_addons_survive_their_own_deletion() -> None:
+    # `preserve`: deleting the add-on resource leaves its DaemonSets on the nodes (without aws-node
+    # no pod gets an address). https://docs.aws.amazon.com/eks/latest/APIReference/API_DeleteAddon.html
+    result = cached_run("prod", preview=False)
+    preserve = {a.inputs["addonName"]: a.inputs.get("preserve") for a in of_type(result, ADDON)}
+    assert preserve == {"vpc-cni": True, "kube-proxy": True, "coredns": True, "aws-ebs-csi-driver": None}
+
+
+# --- Production defaults -------------------------------------------------------------------------------
+
+
+def test_control_plane_log_group_exists_before_the_cluster() -> None:
+    # EKS writes to /aws/eks/<cluster>/cluster and creates the group itself (no retention) if it is
+    # missing: ours must exist first, or creating it fails with ResourceAlreadyExistsException.
+    result = cached_run("prod", preview=False)
+    group = named(result, "lsdp-prod-eks-logs")
+    assert group.inputs["name"] == "/aws/eks/lsdp-prod/cluster"
+    assert group.inputs["retentionInDays"] == 90
+    assert group.inputs["tags"]["environment"] == "prod"
+    assert group.urn in one(result, CLUSTER).dependencies
+
+
+def test_secrets_key_has_an_explicit_policy_for_the_stacks_account() -> None:
+    result = cached_run("prod", preview=False)
+    policy = json.loads(one(result, "aws:kms/key:Key").inputs["policy"])
+    (statement,) = policy["Statement"]
+    # AWS's default key policy, stated: the account's IAM policies govern the key.
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+    assert statement["Action"] == "kms:*"
+    assert statement["Effect"] == "Allow"
+
+
+def test_prod_protects_the_cluster_and_its_key_dev_does_not() -> None:
+    prod, dev = cached_run("prod", preview=False), cached_run("dev", preview=False)
+    for result, protected in ((prod, True), (dev, False)):
+        assert one(result, CLUSTER).protect is protected
+        assert one(result, "aws:kms/key:Key").protect is protected
+    assert one(prod, CLUSTER).inputs["deletionProtection"] is True
+
+
+# --- Reaching the private endpoint ---------------------------------------------------------------------
+
+
+def test_private_access_sources_get_443_on_the_cluster_security_group(tmp_path) -> None:
+    endpoint = {
+        "private_access_cidrs": ["10.255.0.0/16"],
+        "private_access_security_group_ids": ["sg-0123456789abcdef0"],
+    }
+    result = run_variant(tmp_path, "dev", {"cluster": {"endpoint": endpoint}})
+    rules = {
+        r.name: r.inputs
+        for r in of_type(result, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if "-api-from-" in r.name
+    }
+    cluster_sg = result.outputs["clusterSecurityGroupId"]
+    assert rules["lsdp-dev-eks-api-from-10-255-0-0-16"]["cidrIpv4"] == "10.255.0.0/16"
+    assert (
+        rules["lsdp-dev-eks-api-from-sg-0123456789abcdef0"]["referencedSecurityGroupId"]
+        == "sg-0123456789abcdef0"
+    )
+    for rule in rules.values():
+        assert (rule["securityGroupId"], rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == (
+            cluster_sg,
+            "tcp",
+            443,
+            443,
+        )
+
+
+def test_ssm_bastion_has_no_way_in_but_session_manager() -> None:
+    result = cached_run("staging", preview=False)
+    instance = one(result, "aws:ec2/instance:Instance").inputs
+    assert instance["associatePublicIpAddress"] is False
+    assert instance["metadataOptions"]["httpTokens"] == "required"
+    assert "keyName" not in instance
+    assert instance["rootBlockDevice"]["encrypted"] is True
+    assert instance["subnetId"] == "lsdp-staging-net-private-0-id"
+    sg = named(result, "lsdp-staging-eks-bastion-sg")
+    assert "ingress" not in sg.inputs
+    assert not [
+        r
+        for r in of_type(result, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs["securityGroupId"] == "lsdp-staging-eks-bastion-sg-id"
+    ]
+    (egress,) = [
+        r
+        for r in of_type(result, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        if "bastion" in r.name
+    ]
+    assert (egress.inputs["cidrIpv4"], egress.inputs["fromPort"]) == ("10.20.0.0/16", 443)
+    # The bastion may reach the API: 443 into the cluster security group from the bastion's group.
+    api = named(result, "lsdp-staging-eks-api-from-bastion")
+    assert api.inputs["referencedSecurityGroupId"] == "lsdp-staging-eks-bastion-sg-id"
+    assert result.outputs["bastionInstanceId"] == "lsdp-staging-eks-bastion-id"
+    assert (
+        one(result, "aws:iam/instanceProfile:InstanceProfile").inputs["role"]
+        == "lsdp-staging-eks-bastion-role"
+    )
+
+
+def test_bastion_image_matches_its_architecture(tmp_path) -> None:
+    from components.bastion import AL2023_AMI_PARAMETERS
+    from tools import fake_cloud
+
+    arm = one(cached_run("staging", preview=False), "aws:ec2/instance:Instance").inputs  # t4g.nano
+    assert (
+        arm["ami"]
+        == fake_cloud.invoke(
+            "aws:ssm/getParameter:getParameter", {"name": AL2023_AMI_PARAMETERS["arm64"]}, "us-west-2"
+        )["value"]
+    )
+
+
+def test_a_deployer_role_replaces_the_implicit_creator_entry() -> None:
+    prod = cached_run("prod", preview=False)
+    assert one(prod, CLUSTER).inputs["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False
+    provider = one(prod, K8S_PROVIDER)
+    association = named(
+        prod, "lsdp-prod-eks-deployer", "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
+    )
+    # The first Kubernetes call waits for the deployer's admin rights.
+    assert association.urn in provider.dependencies
+    dev = cached_run("dev", preview=False)
+    assert one(dev, CLUSTER).inputs["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is True

@@ -15,16 +15,28 @@ NS = "langsmith-dataplane"
 WS_A = "0a000000-0000-4000-8000-00000000000a"
 WS_B = "0b000000-0000-4000-8000-00000000000b"
 DIGEST = "ghcr.io/acme/listener@sha256:" + "a" * 64
+ECR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/listener:1.0"
+"""In the stack's own region: reachable behind the firewall without any allowlist entry."""
+
+
+REACHABLE = {"endpoint": {"private_access_cidrs": ["10.255.0.0/16"]}}
+"""A cluster whose private endpoint someone can reach (a stack must say how)."""
 
 
 def raw(**overrides: Any) -> dict[str, str]:
-    """A minimal valid dev stack's raw Pulumi config, with overrides (None removes a key)."""
+    """A minimal valid dev stack's raw Pulumi config, with overrides (None removes a key).
+
+    A `cluster` override keeps the reachable endpoint unless it sets `endpoint` itself."""
+    if isinstance(overrides.get("cluster"), dict):
+        overrides["cluster"] = {**REACHABLE, **overrides["cluster"]}
     values: dict[str, Any] = {
         "name": "lsdp-test",
         "environment": "dev",
         "aws_region": "us-east-1",
+        "aws_account_id": "123456789012",
         "tags": {"owner": "me", "cost-center": "cc-1"},
         "listener_image": "ghcr.io/acme/listener:1.0",
+        "cluster": REACHABLE,
         **overrides,
     }
     return {
@@ -303,14 +315,16 @@ def test_firewall_needs_a_vpc_we_create():
         "private_subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
         "egress": {"mode": "network-firewall"},
     }
-    assert one_error(raw(network=network)).startswith(f"{NS}:network.egress.mode (got 'network-firewall')")
+    error = one_error(raw(network=network, listener_image=ECR_IMAGE))
+    assert error.startswith(f"{NS}:network.egress.mode (got 'network-firewall')")
 
 
 def test_extra_destinations_must_match_the_egress_mode():
     domain = {"egress": {"mode": "security-group", "extra_destinations": [{"domain": "api.openai.com"}]}}
     assert one_error(raw(network=domain)).startswith(f"{NS}:network.egress.extra_destinations[0].domain")
     cidr = {"egress": {"mode": "network-firewall", "extra_destinations": [{"cidr": "198.51.100.0/24"}]}}
-    assert one_error(raw(network=cidr)).startswith(f"{NS}:network.egress.extra_destinations[0].cidr")
+    error = one_error(raw(network=cidr, listener_image=ECR_IMAGE))
+    assert error.startswith(f"{NS}:network.egress.extra_destinations[0].cidr")
     neither = {"egress": {"mode": "both", "extra_destinations": [{"host": "x"}]}}
     assert "either a 'domain' or a 'cidr'" in one_error(raw(network=neither))
     everything = {"egress": {"mode": "security-group", "extra_destinations": [{"cidr": "0.0.0.0/0"}]}}

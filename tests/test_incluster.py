@@ -18,7 +18,6 @@ from components.addon_versions import (
     GATEWAY_NAME,
     KEDA,
     METRICS_SERVER,
-    registries,
     unsupported,
 )
 from components.listener import (
@@ -106,7 +105,14 @@ def test_every_agent_and_listener_namespace_enforces_restricted(stack: str) -> N
     for namespace in ours:
         labels = namespace["metadata"]["labels"]
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-        assert labels["pod-security.kubernetes.io/enforce-version"] == "v1.33"
+        assert labels["pod-security.kubernetes.io/enforce-version"] == f"v{_version(stack)}"
+
+
+def _version(stack: str) -> str:
+    from components.load import parse_stack_config
+
+    stack_file = read_stack_file(stack_path(stack))
+    return parse_stack_config(stack, stack_file.config, stack_file.secret_keys).cluster.kubernetes_version
 
 
 def test_quota_and_limit_range_come_from_config(tmp_path) -> None:
@@ -352,7 +358,7 @@ def test_add_ons_are_pinned_helm_releases_with_visible_values() -> None:
         assert release.inputs["namespace"] == chart.namespace
         assert isinstance(release.inputs["values"], dict)
     autoscaler = releases["cluster-autoscaler"].inputs["values"]
-    assert autoscaler["image"]["tag"] == "v1.33.5"
+    assert autoscaler["image"]["tag"] == "v1.35.1"  # the autoscaler's minor follows the cluster's
     assert autoscaler["autoDiscovery"] == {"clusterName": "lsdp-prod"}
 
 
@@ -414,16 +420,38 @@ def test_vpc_cni_enforces_network_policies_unless_turned_off(tmp_path) -> None:
 
 
 def test_pins_refuse_a_cluster_version_they_are_not_tested_on() -> None:
-    assert unsupported(KEDA, "1.33") is None
-    assert "1.32 to 1.34" in (unsupported(KEDA, "1.35") or "")
+    assert unsupported(KEDA, "1.35") is None
+    assert "1.33 to 1.35" in (unsupported(KEDA, "1.32") or "")
     assert "pinned only for" in (unsupported(CLUSTER_AUTOSCALER, "1.31") or "")
     assert unsupported(METRICS_SERVER, "1.40") is None  # no published matrix: never refused
 
 
-def test_the_firewall_lets_nodes_pull_the_add_ons_and_the_listener() -> None:
-    firewall = cached_run("prod", True).outputs["egressAllowlist"]["firewallDomains"]
-    assert set(registries([KEDA, ENVOY_GATEWAY, CLUSTER_AUTOSCALER])) <= set(firewall)
-    assert {"ghcr.io", "public.ecr.aws"} <= set(firewall)
+def test_the_firewall_and_the_s3_endpoint_let_nodes_pull_the_add_ons(tmp_path) -> None:
+    # Pins move in code, so what they pull from is added by the program (components.addon_egress);
+    # without it, image pulls behind the firewall or the S3 endpoint's policy time out.
+    result = cached_run("prod", True)
+    firewall = set(result.outputs["egressAllowlist"]["firewallDomains"])
+    assert {
+        "registry.k8s.io",
+        "public.ecr.aws",
+        "ghcr.io",
+        "pkg-containers.githubusercontent.com",
+    } <= firewall
+    endpoint = next(r for r in of_type(result, "aws:ec2/vpcEndpoint:VpcEndpoint") if r.name.endswith("-s3"))
+    statements = json.loads(endpoint.inputs["policy"])["Statement"]
+    buckets = {
+        res
+        for s in statements
+        for res in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+    }
+    assert "arn:aws:s3:::prod-registry-k8s-io-us-east-2/*" in buckets
+    # Without the add-ons that pull from registry.k8s.io, neither is added.
+    lean = run_variant(
+        tmp_path, "prod", {"addons": {"metrics_server": False, "cluster_autoscaler": False}}, preview=True
+    )
+    assert "registry.k8s.io" not in lean.outputs["egressAllowlist"]["firewallDomains"]
+    endpoint = next(r for r in of_type(lean, "aws:ec2/vpcEndpoint:VpcEndpoint") if r.name.endswith("-s3"))
+    assert "prod-registry-k8s-io" not in endpoint.inputs["policy"]
 
 
 # --- existing clusters ----------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def test_without_firewall_private_subnets_route_to_the_nat_of_their_az(tmp_path)
     assert not of_type(result, "aws:networkfirewall/firewall:Firewall")
     assert not [s for s in of_type(result, SUBNET) if "-firewall-" in s.name]
     for i in range(3):
-        route = named(result, f"lsdp-dev-net-private-{i}-default")
+        route = named(result, f"lsdp-dev-egress-private-{i}-default")
         assert route.inputs["routeTableId"] == f"lsdp-dev-net-private-{i}-id"
         assert route.inputs["destinationCidrBlock"] == "0.0.0.0/0"
         assert route.inputs["natGatewayId"] == f"lsdp-dev-net-nat-{i}-id"
@@ -125,7 +125,9 @@ def test_without_firewall_private_subnets_route_to_the_nat_of_their_az(tmp_path)
 def test_single_nat_gateway_serves_every_az() -> None:
     result = cached_run("dev", preview=False)
     targets = {
-        r.inputs["natGatewayId"] for r in of_type(result, ROUTE) if r.name.startswith("lsdp-dev-net-private-")
+        r.inputs["natGatewayId"]
+        for r in of_type(result, ROUTE)
+        if r.name.startswith("lsdp-dev-egress-private-")
     }
     assert targets == {"lsdp-dev-net-nat-0-id"}
 
@@ -188,3 +190,93 @@ def test_adopted_vpc_creates_no_network_resources(tmp_path) -> None:
         assert cluster.inputs["vpcConfig"]["subnetIds"] == existing["private_subnet_ids"]
         sg = one(result, "aws:ec2/securityGroup:SecurityGroup")
         assert sg.inputs["vpcId"] == "vpc-0123456789abcdef0"
+
+
+def test_s3_gateway_endpoint_admits_only_ecr_layers_and_the_stacks_buckets(tmp_path) -> None:
+    import json
+
+    result = cached_run("prod", preview=False)
+    policy = json.loads(named(result, "lsdp-prod-net-s3").inputs["policy"])
+    # Gateway endpoint policies must name Principal "*"; the only bucket ECR needs is its layer bucket
+    # (https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html).
+    assert policy["Statement"] == [
+        {
+            "Sid": "EcrImageLayers",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::prod-us-east-2-starport-layer-bucket/*",
+        },
+        # registry.k8s.io's layer bucket for the add-ons pulled from it (components.addon_egress).
+        {
+            "Sid": "StackBuckets",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [
+                "arn:aws:s3:::prod-registry-k8s-io-us-east-2",
+                "arn:aws:s3:::prod-registry-k8s-io-us-east-2/*",
+            ],
+        },
+    ]
+    network = {"az_count": 2, "interface_endpoints": [], "s3_buckets": ["acme-agent-artifacts"]}
+    variant = run_variant(tmp_path, "dev", {"network": network})
+    statements = json.loads(named(variant, "lsdp-dev-net-s3").inputs["policy"])["Statement"]
+    assert statements[1]["Resource"] == [
+        "arn:aws:s3:::acme-agent-artifacts",
+        "arn:aws:s3:::acme-agent-artifacts/*",
+        "arn:aws:s3:::prod-registry-k8s-io-us-east-1",
+        "arn:aws:s3:::prod-registry-k8s-io-us-east-1/*",
+    ]
+    assert statements[0]["Resource"] == "arn:aws:s3:::prod-us-east-1-starport-layer-bucket/*"
+
+
+@pytest.mark.parametrize("bucket", ["Upper", "a", "-dash", "has_underscore"])
+def test_s3_bucket_names_follow_s3_naming_rules(bucket: str) -> None:
+    with pytest.raises(ValidationError):
+        CreateVpc(s3_buckets=[bucket])
+
+
+def test_flow_logs_capture_all_traffic_with_a_scoped_role() -> None:
+    import json
+
+    result = cached_run("prod", preview=False)
+    flow = one(result, "aws:ec2/flowLog:FlowLog").inputs
+    assert (flow["vpcId"], flow["trafficType"], flow["logDestinationType"]) == (
+        "lsdp-prod-net-vpc-id",
+        "ALL",
+        "cloud-watch-logs",
+    )
+    group = named(result, "lsdp-prod-net-flow-logs", "aws:cloudwatch/logGroup:LogGroup")
+    assert flow["logDestination"].endswith(group.name)
+    assert group.inputs["retentionInDays"] == 90
+    role = named(result, "lsdp-prod-net-flow-logs", "aws:iam/role:Role")
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    # https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html (confused-deputy guard)
+    assert trust["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    write = json.loads(
+        named(result, "lsdp-prod-net-flow-logs", "aws:iam/rolePolicy:RolePolicy").inputs["policy"]
+    )
+    assert all(r.startswith(flow["logDestination"]) for r in write["Statement"][0]["Resource"])
+
+
+def test_default_security_group_is_adopted_and_emptied() -> None:
+    result = cached_run("dev", preview=False)
+    default = one(result, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup").inputs
+    assert default["vpcId"] == "lsdp-dev-net-vpc-id"
+    assert "ingress" not in default
+    assert "egress" not in default
+
+
+def test_an_adopted_vpc_gets_no_flow_logs_or_default_group_changes(tmp_path) -> None:
+    existing = {
+        "mode": "existing",
+        "vpc_id": "vpc-0123456789abcdef0",
+        "vpc_cidr": "10.99.0.0/16",
+        "private_subnet_ids": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"],
+    }
+    result = run_variant(tmp_path, "dev", {"network": existing})
+    assert not of_type(result, "aws:ec2/flowLog:FlowLog")
+    assert not of_type(result, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+    assert not of_type(result, ROUTE)

@@ -85,3 +85,41 @@ def test_unknown_stack_names_the_known_ones():
     assert result.returncode == 2
     assert "no stack file Pulumi.nope.yaml" in result.stderr
     assert "dev" in result.stderr
+
+
+def test_a_key_pasted_anywhere_stops_the_plan_without_being_printed(tmp_path: Path) -> None:
+    # Before: a key in tags.owner planned fine and landed in every tagged resource of the JSON.
+    key = "lsv2_pt_00000000000000000000000000000000_0000000000"
+    copy = tmp_path / "checkout"
+    shutil.copytree(
+        ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".ci-venv", ".git", "__pycache__", "listener")
+    )
+    (copy / "listener").symlink_to(ROOT / "listener")
+    dev = (copy / "stacks" / "Pulumi.dev.yaml").read_text()
+    (copy / "stacks" / "Pulumi.leaky.yaml").write_text(dev.replace("owner: platform-team", f"owner: {key}"))
+    for args in (("leaky",), ("leaky", "--json")):
+        result = run_plan(*args, cwd=copy)
+        assert result.returncode == 2
+        assert "langsmith-dataplane:tags.owner: holds what looks like a LangSmith API key" in result.stderr
+        assert key not in result.stdout + result.stderr
+        assert "lsv2_pt_" not in result.stdout + result.stderr
+
+
+def test_the_dev_plan_prints_its_warnings():
+    result = run_plan("dev")
+    assert result.returncode == 0, result.stderr
+    assert "Warnings: 1" in result.stdout
+    assert "security-group egress states the allowlist but enforces nothing" in result.stdout
+    assert "[advisory] egress-not-enforced-in-dev" in result.stdout
+
+
+def test_broken_yaml_is_reported_without_the_line_it_is_on(tmp_path: Path) -> None:
+    # PyYAML's message quotes the offending line; a stack file line may hold a pasted secret.
+    from tools.harness import StackFileError, read_stack_file
+
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text("config:\n  langsmith-dataplane:name: hunter2-secret-value: [\n")
+    with pytest.raises(StackFileError) as caught:
+        read_stack_file(path)
+    assert "hunter2" not in str(caught.value)
+    assert "line 2" in str(caught.value)

@@ -55,14 +55,15 @@ def egress_rule(name: str, group: aws.ec2.SecurityGroup, **kwargs: Any) -> None:
     aws.vpc.SecurityGroupEgressRule(name, security_group_id=group.id, opts=aws_opts(), **kwargs)
 
 
-def firewall() -> None:
+def firewall(tags: dict[str, str] | None = None, **kwargs: Any) -> None:
     aws.networkfirewall.Firewall(
         "fw",
         firewall_policy_arn="arn:aws:network-firewall:us-east-1:123456789012:firewall-policy/p",
         vpc_id="vpc-1",
         subnet_mappings=[{"subnet_id": "subnet-1"}],
-        tags=DEV_TAGS,
+        tags=tags or DEV_TAGS,
         opts=aws_opts(),
+        **kwargs,
     )
 
 
@@ -336,6 +337,58 @@ def test_prod_cluster_without_deletion_protection_is_refused() -> None:
     assert found(protected, "deletion-protection-in-prod") == []
 
 
+def test_prod_firewall_without_delete_protection_is_refused() -> None:
+    assert "deleteProtection must be true in prod" in messages(
+        found(lambda: firewall(PROD_TAGS), "deletion-protection-in-prod")
+    )
+    assert found(lambda: firewall(PROD_TAGS, delete_protection=True), "deletion-protection-in-prod") == []
+    assert found(lambda: firewall(DEV_TAGS), "deletion-protection-in-prod") == []
+
+
+# --- egress-enforced-outside-dev / egress-not-enforced-in-dev ----------------------------------
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+@pytest.mark.parametrize("preview", [False, True])
+def test_security_group_egress_alone_fails_outside_dev(environment: str, preview: bool) -> None:
+    # Security groups are allow-lists that add up, and managed nodes also carry the EKS cluster
+    # security group with its allow-all egress rule: a control-plane group alone enforces nothing.
+    tags = {**DEV_TAGS, "environment": environment}
+
+    def sg_only() -> None:
+        group = sg("control-plane", tags={**tags, ROLE_TAG: "control-plane-egress"})
+        egress_rule("cp-rule", group, cidr_ipv4="34.59.65.97/32", tags=tags)
+        eks(tags=tags, endpoint_public_access=False, deletion_protection=True)
+
+    violations = found(sg_only, "egress-enforced-outside-dev", preview=preview)
+    assert [(v.enforcement, v.urn.rsplit("::", 1)[-1]) for v in violations] == [("mandatory", "cluster")]
+    assert "egress is not enforced" in violations[0].message
+    assert found(sg_only, "egress-not-enforced-in-dev", preview=preview) == []
+
+    def with_firewall() -> None:
+        sg_only()
+        firewall(tags, delete_protection=True)
+
+    assert found(with_firewall, "egress-enforced-outside-dev", preview=preview) == []
+
+
+def test_security_group_egress_in_dev_is_a_warning_only() -> None:
+    dev_sg_only = control_plane()
+
+    (warning,) = found(dev_sg_only, "egress-not-enforced-in-dev")
+    assert warning.enforcement == "advisory"
+    assert found(dev_sg_only, "egress-enforced-outside-dev") == []
+
+
+def test_the_plan_of_a_staging_stack_on_security_group_egress_fails(tmp_path) -> None:
+    from tests.support import run_variant
+
+    network = {"cidr": "10.41.0.0/16", "az_count": 2, "single_nat_gateway": True}
+    result = run_variant(tmp_path, "example-cluster-per-workspace", {"network": network})
+    mandatory = [v.policy for v in evaluate(result.resources) if v.enforcement == "mandatory"]
+    assert mandatory == ["egress-enforced-outside-dev"]
+
+
 # --- required-tags -----------------------------------------------------------------------------
 
 
@@ -448,10 +501,12 @@ def test_unknown_tags_on_a_prod_looking_resource_do_not_crash_the_stack_policies
 # --- the pack and the shipped stacks -------------------------------------------------------------
 
 
-def test_policy_names_are_unique_and_mandatory() -> None:
+def test_policy_names_are_unique_and_mandatory_but_the_dev_warning() -> None:
     names = [p.name for p in POLICIES]
-    assert len(names) == len(set(names)) >= 8
-    assert all(p.enforcement_level.value == "mandatory" for p in POLICIES)
+    assert len(names) == len(set(names)) >= 10
+    levels = {p.name: p.enforcement_level.value for p in POLICIES}
+    assert {n for n, level in levels.items() if level != "mandatory"} == {"egress-not-enforced-in-dev"}
+    assert levels["egress-not-enforced-in-dev"] == "advisory"
 
 
 def test_pack_main_only_constructs_the_pack_from_policies() -> None:
@@ -498,7 +553,11 @@ def test_pack_requirements_pin_what_the_policies_import() -> None:
 @pytest.mark.parametrize("preview", [True, False])
 def test_every_shipped_stack_passes_every_policy(stack: str, preview: bool) -> None:
     result = cached_run(stack, preview=preview)
-    assert evaluate(result.resources) == []
+    violations = evaluate(result.resources)
+    assert [v for v in violations if v.enforcement == "mandatory"] == []
+    # Only dev may rely on security-group egress, and the pack says so as a warning.
+    expected = ["egress-not-enforced-in-dev"] if stack == "dev" else []
+    assert [v.policy for v in violations] == expected
 
 
 def test_components_tag_roles_the_way_the_pack_reads_them():

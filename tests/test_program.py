@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
@@ -125,3 +127,16 @@ def test_resource_counts_follow_the_stack_shape() -> None:
     assert len(of_type(prod, "aws:ec2/natGateway:NatGateway")) == 3
     assert not of_type(dev, "aws:networkfirewall/firewall:Firewall")
     assert len(of_type(prod, "aws:networkfirewall/firewall:Firewall")) == 1
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_the_aws_provider_only_works_in_the_stacks_account(stack: str) -> None:
+    # allowed_account_ids: the provider checks the caller's account (sts:GetCallerIdentity) before
+    # any call, so credentials for another account fail before anything is created.
+    providers = of_type(cached_run(stack, True), "pulumi:providers:aws")
+    if stack in EXISTING_CLUSTER_STACKS:
+        assert providers == []  # a kubeconfig needs no AWS at all
+        return
+    (provider,) = providers
+    account = str(stack_document(stack)["config"]["langsmith-dataplane:aws_account_id"])
+    assert json.loads(provider.inputs["allowedAccountIds"]) == [account]

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import string
 from collections.abc import Callable
+from urllib.parse import unquote, urlsplit
 
 import pulumi
 import pulumi_aws as aws
 import pytest
 
 from components.config import ElastiCacheRedis, ManagedStores, RdsPostgres
+from components.stores import REDIS_AUTH_SPECIALS, ManagedStoresArgs, postgres_family, redis_parameter_group
 from components.stores import ManagedStores as ManagedStoresComponent
-from components.stores import (
-    ManagedStoresArgs,
-    postgres_family,
-    redis_parameter_group,
-)
 from tools import fake_cloud
 from tools.harness import PlanResult, Registration, run_program, sanitize
 
@@ -56,6 +55,7 @@ def build(
             "postgres_database",
             "postgres_username",
             "postgres_password",
+            "postgres_master_secret_arn",
             "postgres_uri",
             "redis_host",
             "redis_port",
@@ -63,6 +63,8 @@ def build(
             "redis_uri",
         ):
             value = getattr(stores, name)
+            if value is None:
+                continue
             pulumi.export(name, value)
             if export_plain:
                 # Only to read the values in a test; the component itself never unsecrets them.
@@ -86,10 +88,15 @@ def mock_id(name: str) -> str:
     return f"{name}-id"
 
 
-def fake_password(name: str, length: int) -> str:
-    return fake_cloud.outputs("random:index/randomPassword:RandomPassword", name, {"length": length}, "")[
-        "result"
+GENERATED = ManagedStores(mode="managed", postgres=RdsPostgres(master_password="generated"))
+
+
+def fake_password(result: PlanResult, name: str) -> str:
+    """The value the mocked random provider returned for the RandomPassword `name` of `result`."""
+    (generated,) = [
+        r for r in of_type(result, "random:index/randomPassword:RandomPassword") if r.name == name
     ]
+    return fake_cloud.outputs(generated.type, name, generated.inputs, "")["result"]
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +190,7 @@ def test_prod_defaults_are_highly_available_and_protected(prod: PlanResult) -> N
     assert db["multiAz"] is True
     assert db["deletionProtection"] is True
     assert db["skipFinalSnapshot"] is False
-    assert db["finalSnapshotIdentifier"] == "lsdp-test-postgres-final"
+    assert re.fullmatch(r"lsdp-test-postgres-final-[0-9a-f]{8}", db["finalSnapshotIdentifier"])
     assert db["performanceInsightsEnabled"] is True
     assert db["performanceInsightsRetentionPeriod"] == 7
     redis = one(prod, "aws:elasticache/replicationGroup:ReplicationGroup").inputs
@@ -191,7 +198,7 @@ def test_prod_defaults_are_highly_available_and_protected(prod: PlanResult) -> N
     assert redis["automaticFailoverEnabled"] is True
     assert redis["multiAzEnabled"] is True
     assert redis["snapshotRetentionLimit"] == 7
-    assert redis["finalSnapshotIdentifier"] == "lsdp-test-redis-final"
+    assert re.fullmatch(r"lsdp-test-redis-final-[0-9a-f]{8}", redis["finalSnapshotIdentifier"])
 
 
 def test_explicit_config_overrides_the_environment_defaults() -> None:
@@ -220,20 +227,42 @@ def test_explicit_config_overrides_the_environment_defaults() -> None:
     )
 
 
-def test_generated_credentials_are_rds_and_elasticache_safe(dev: PlanResult) -> None:
-    by_name = {r.name: r.inputs for r in of_type(dev, "random:index/randomPassword:RandomPassword")}
-    master, token = by_name["stores-postgres-master"], by_name["stores-redis-auth"]
-    for generated in (master, token):
-        # RDS refuses / " @ and space; ElastiCache tokens allow printable ASCII minus those too.
-        assert set(generated["overrideSpecial"]) <= set("-_.~")
-        assert generated["special"] is True
-    assert master["length"] >= 16
+def test_generated_postgres_password_is_rds_safe() -> None:
+    result = run_program(build(config=GENERATED), preview=False)
+    (master,) = [
+        r.inputs
+        for r in of_type(result, "random:index/randomPassword:RandomPassword")
+        if "postgres" in r.name
+    ]
+    # RDS master passwords: printable ASCII except / ' " @ and space (CreateDBInstance, MasterUserPassword).
+    assert not set(master["overrideSpecial"]) & set("/'\"@ ")
+    assert master["special"] is True
+    assert 8 <= master["length"] <= 128
+
+
+# ElastiCache AUTH tokens (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/auth.html): 16-128
+# printable characters; the only non-alphanumeric ones allowed are ! & # $ ^ < > -.
+ELASTICACHE_TOKEN_ALPHABET = set(string.ascii_letters + string.digits + "!&#$^<>-")
+
+
+def test_redis_auth_token_uses_only_what_elasticache_accepts(dev: PlanResult) -> None:
+    (token,) = [
+        r.inputs for r in of_type(dev, "random:index/randomPassword:RandomPassword") if "redis" in r.name
+    ]
+    assert token["special"] is True
+    # The random provider draws specials only from overrideSpecial, letters and digits otherwise.
+    assert set(token["overrideSpecial"]) <= ELASTICACHE_TOKEN_ALPHABET
+    assert set(token["overrideSpecial"]) == set(REDIS_AUTH_SPECIALS)
     assert 16 <= token["length"] <= 128
+    generated = fake_password(dev, "stores-redis-auth")
+    assert len(generated) == token["length"]
+    assert set(generated) <= ELASTICACHE_TOKEN_ALPHABET
 
 
-def test_credentials_are_secret_inputs_and_secret_outputs(dev: PlanResult) -> None:
-    db = one(dev, "aws:rds/instance:Instance").inputs
-    redis = one(dev, "aws:elasticache/replicationGroup:ReplicationGroup").inputs
+def test_credentials_are_secret_inputs_and_secret_outputs() -> None:
+    result = run_program(build(config=GENERATED), preview=False)
+    db = one(result, "aws:rds/instance:Instance").inputs
+    redis = one(result, "aws:elasticache/replicationGroup:ReplicationGroup").inputs
     assert isinstance(db["password"], dict)
     assert db["password"].get(SECRET_SIG)
     assert redis["authToken"].get(SECRET_SIG)
@@ -244,18 +273,29 @@ def test_credentials_are_secret_inputs_and_secret_outputs(dev: PlanResult) -> No
         "redis_auth_token",
         "redis_uri",
     ):
-        assert dev.outputs[name] == "<secret>", name
-    assert dev.outputs["postgres_port"] == 5432
-    assert dev.outputs["postgres_database"] == "langsmith"
-    assert dev.outputs["redis_port"] == 6379
+        assert result.outputs[name] == "<secret>", name
+    assert result.outputs["postgres_port"] == 5432
+    assert result.outputs["postgres_database"] == "langsmith"
+    assert result.outputs["redis_port"] == 6379
+
+
+def test_by_default_rds_keeps_the_master_password_out_of_state(dev: PlanResult) -> None:
+    db = one(dev, "aws:rds/instance:Instance").inputs
+    # manage_master_user_password: RDS generates and stores the password in Secrets Manager, so it
+    # is never an input (CreateDBInstance refuses both MasterUserPassword and ManageMasterUserPassword).
+    assert db["manageMasterUserPassword"] is True
+    assert "password" not in db
+    assert not [r for r in of_type(dev, "random:index/randomPassword:RandomPassword") if "postgres" in r.name]
+    assert dev.outputs["postgres_master_secret_arn"].startswith("arn:aws:secretsmanager:us-east-1:")
+    assert "postgres_password" not in dev.outputs
 
 
 def test_plaintext_credentials_never_appear_in_inputs_or_outputs() -> None:
-    result = run_program(build(), preview=False)
-    password = fake_password("stores-postgres-master", 40)
-    token = fake_password("stores-redis-auth", 48)
+    result = run_program(build(config=GENERATED), preview=False)
+    password = fake_password(result, "stores-postgres-master")
+    token = fake_password(result, "stores-redis-auth")
     assert len(password) == 40
-    assert len(token) == 48
+    assert len(token) == 64
     dump = json.dumps(
         {"resources": [sanitize(dict(r.inputs)) for r in result.resources], "outputs": result.outputs}
     )
@@ -263,21 +303,68 @@ def test_plaintext_credentials_never_appear_in_inputs_or_outputs() -> None:
     assert token not in dump
 
 
-def test_uris_use_tls_and_carry_the_generated_credentials() -> None:
-    result = run_program(build(export_plain=True), preview=False)
+def test_uris_verify_the_server_and_carry_the_generated_credentials() -> None:
+    result = run_program(build(config=GENERATED, export_plain=True), preview=False)
     out = result.outputs
-    password = fake_password("stores-postgres-master", 40)
-    token = fake_password("stores-redis-auth", 48)
+    password = fake_password(result, "stores-postgres-master")
+    token = fake_password(result, "stores-redis-auth")
     host = out["plain_postgres_host"]
     assert host.endswith(".rds.amazonaws.com")
     assert out["plain_postgres_password"] == password
-    assert (
-        out["plain_postgres_uri"] == f"postgres://langsmith:{password}@{host}:5432/langsmith?sslmode=require"
-    )
-    redis_host = out["plain_redis_host"]
-    assert redis_host.endswith(".cache.amazonaws.com")
+    pg = urlsplit(out["plain_postgres_uri"])
+    assert (pg.scheme, pg.hostname, pg.port, pg.path) == ("postgresql", host, 5432, "/langsmith")
+    assert (unquote(pg.username or ""), unquote(pg.password or "")) == ("langsmith", password)
+    # libpq: verify-full checks the certificate chain against sslrootcert AND the host name.
+    assert dict(p.split("=", 1) for p in pg.query.split("&")) == {
+        "sslmode": "verify-full",
+        "sslrootcert": "/etc/langsmith/rds/global-bundle.pem",
+    }
+    assert one(result, "aws:rds/instance:Instance").inputs["caCertIdentifier"] == "rds-ca-rsa2048-g1"
+    redis = urlsplit(out["plain_redis_uri"])
+    assert (redis.scheme, redis.hostname, redis.port) == ("rediss", out["plain_redis_host"], 6379)
+    # Token characters such as '#' and '&' would end the URI's userinfo: they must round-trip encoded.
+    assert unquote(redis.password or "") == token
     assert out["plain_redis_auth_token"] == token
-    assert out["plain_redis_uri"] == f"rediss://:{token}@{redis_host}:6379"
+
+
+def test_redis_uri_round_trips_every_allowed_special() -> None:
+    from components.stores import redis_uri
+
+    token = "Ab1!&#$^<>-" * 2
+    parsed = urlsplit(redis_uri("h.cache.amazonaws.com", 6379, token))
+    assert (parsed.hostname, parsed.port, unquote(parsed.password or "")) == (
+        "h.cache.amazonaws.com",
+        6379,
+        token,
+    )
+
+
+def test_secrets_manager_mode_uri_has_no_password() -> None:
+    result = run_program(build(export_plain=True), preview=False)
+    uri = urlsplit(result.outputs["plain_postgres_uri"])
+    assert uri.username == "langsmith"
+    assert uri.password is None
+    assert "sslmode=verify-full" in uri.query
+
+
+def test_final_snapshot_names_are_unique_per_store_and_valid_for_aws(prod: PlanResult) -> None:
+    ids = {r.name: r.inputs for r in of_type(prod, "random:index/randomId:RandomId")}
+    # A new suffix whenever the store's id is new: the old final snapshot is never in the way.
+    assert ids["stores-postgres-final"]["keepers"] == {"store": "lsdp-test-postgres"}
+    assert ids["stores-redis-final"]["keepers"] == {"store": "lsdp-test-redis"}
+    # RDS/ElastiCache snapshot ids: letter first, letters/digits/hyphens, no '--', no trailing '-', <= 255.
+    valid = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{0,253}[A-Za-z0-9]$")
+    db = one(prod, "aws:rds/instance:Instance").inputs["finalSnapshotIdentifier"]
+    redis = one(prod, "aws:elasticache/replicationGroup:ReplicationGroup").inputs["finalSnapshotIdentifier"]
+    assert valid.match(db)
+    assert valid.match(redis)
+    assert db != redis
+
+
+def test_prod_stores_are_protected(prod: PlanResult, dev: PlanResult) -> None:
+    for typ in ("aws:rds/instance:Instance", "aws:elasticache/replicationGroup:ReplicationGroup"):
+        assert one(prod, typ).protect is True
+        assert one(dev, typ).protect is False
 
 
 def test_every_child_is_parented_tagged_and_uses_the_explicit_provider(dev: PlanResult) -> None:

@@ -3,6 +3,7 @@ least-privilege. Schema validation uses check-jsonschema's vendored schema (no n
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -107,9 +108,11 @@ def test_offline_job_lints_tests_and_plans_every_stack(workflow: dict[str, Any])
     assert setup["with"]["python-version"] == "3.11"
 
 
-def test_preview_is_gated_on_credentials_and_runs_the_policy_pack(workflow: dict[str, Any]) -> None:
+def test_preview_is_gated_and_runs_the_policy_pack(workflow: dict[str, Any]) -> None:
     job = workflow["jobs"]["preview"]
-    assert "vars.AWS_ROLE_ARN != ''" in job["if"]
+    # Environment variables are not visible in a job's `if` (it runs before the environment is
+    # chosen), so the switch is a repository variable.
+    assert "vars.PREVIEWS == 'enabled'" in job["if"]
     assert "head.repo.full_name == github.repository" in job["if"]
     assert job["needs"] == "offline-plan"
     aws = next(
@@ -130,3 +133,55 @@ def test_preview_is_gated_on_credentials_and_runs_the_policy_pack(workflow: dict
     text = run_text(workflow, "preview")
     assert "pip install -r requirements.txt" in text
     assert "policy/venv/bin/pip install -r policy/requirements.txt" in text
+
+
+# The Node 24 release of every action the workflow uses, by commit. GitHub runs Node 20 actions on
+# Node 24 since June 2026 and removes Node 20 from its runners in September 2026
+# (https://github.blog/changelog/2025-09-19-deprecation-of-node-20-on-github-actions-runners/);
+# each release below declares `runs.using: node24` in its action.yml.
+NODE24_RELEASES = {
+    "actions/checkout": ("de0fac2e4500dabe0009e67214ff5f5447ce83dd", "v6.0.2"),
+    "actions/setup-python": ("a309ff8b426b58ec0e2a45f0f869d46889d02405", "v6.2.0"),
+    "aws-actions/configure-aws-credentials": ("8df5847569e6427dd6c4fb1cf565c83acfa8afa7", "v6.0.0"),
+    "pulumi/actions": ("8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"),
+}
+
+
+def test_every_action_is_its_node24_release() -> None:
+    pins = re.findall(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)", WORKFLOW.read_text())
+    assert pins
+    for action, sha, release in pins:
+        assert (sha, release) == NODE24_RELEASES[action], action
+
+
+def test_previews_run_in_the_stacks_environment(workflow: dict[str, Any]) -> None:
+    job = workflow["jobs"]["preview"]
+    # The environment carries the stack's reviewers (staging, prod) and its AWS_ROLE_ARN.
+    assert job["environment"] == "${{ matrix.stack }}"
+    aws = next(
+        s for s in job["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+    )
+    assert aws["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+
+
+def test_a_private_stack_can_preview_from_a_runner_in_its_network(workflow: dict[str, Any]) -> None:
+    runs_on = workflow["jobs"]["preview"]["runs-on"]
+    assert "vars.PREVIEW_RUNNERS" in runs_on
+    assert "[matrix.stack]" in runs_on
+    assert runs_on.endswith("|| 'ubuntu-24.04' }}")
+
+
+def test_the_oidc_trust_template_is_scoped_to_one_environment() -> None:
+    policy = json.loads((ROOT / "ci" / "oidc-trust-policy.json").read_text())
+    (statement,) = policy["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
+    # Exact match on both claims (https://docs.github.com/en/actions/security-for-github-actions/
+    # security-hardening-your-deployments/configuring-openid-connect-in-amazon-web-services): a job
+    # that names an environment gets sub "repo:<owner>/<repo>:environment:<name>", so no branch,
+    # pull request or other environment of the repository can assume the role.
+    assert set(statement["Condition"]) == {"StringEquals"}
+    assert statement["Condition"]["StringEquals"] == {
+        "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+        "token.actions.githubusercontent.com:sub": "repo:<OWNER>/<REPO>:environment:<STACK>",
+    }

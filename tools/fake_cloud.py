@@ -19,6 +19,13 @@ def _suffix(name: str, length: int = 17) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:length]
 
 
+def _password(name: str, length: int, specials: str) -> str:
+    """Deterministic, and drawing on the specials the way the random provider would, so tests see them."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + specials
+    digest = hashlib.sha256(("password" + name).encode()).digest() * (length // 32 + 1)
+    return "".join(alphabet[b % len(alphabet)] for b in digest[:length])
+
+
 def _eks_cluster(name: str, inputs: Mapping[str, Any], region: str) -> dict[str, Any]:
     ident = _suffix(name, 32).upper()
     return {
@@ -74,6 +81,15 @@ _SPECIAL: dict[str, Callable[[str, Mapping[str, Any], str], dict[str, Any]]] = {
     "aws:rds/instance:Instance": lambda name, inputs, region: {
         "address": f"{name}.{_suffix(name, 12)}.{region}.rds.amazonaws.com",
         "port": inputs.get("port", 5432),
+        # RDS creates the secret only when it manages the master password.
+        "masterUserSecrets": [
+            {
+                "secretArn": f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:rds!db-{_suffix(name, 8)}",
+                "secretStatus": "active",
+            }
+        ]
+        if inputs.get("manageMasterUserPassword")
+        else [],
     },
     "aws:elasticache/replicationGroup:ReplicationGroup": lambda name, inputs, region: {
         "primaryEndpointAddress": f"master.{name}.{_suffix(name, 6)}.{region}.cache.amazonaws.com",
@@ -82,7 +98,10 @@ _SPECIAL: dict[str, Callable[[str, Mapping[str, Any], str], dict[str, Any]]] = {
     "aws:kms/key:Key": lambda name, _inputs, _region: {"keyId": _suffix(name, 32)},
     # A deterministic stand-in, so tests can prove the generated value never leaks in plaintext.
     "random:index/randomPassword:RandomPassword": lambda name, inputs, _region: {
-        "result": _suffix("password" + name, 64)[: int(inputs.get("length", 16))],
+        "result": _password(name, int(inputs.get("length", 16)), str(inputs.get("overrideSpecial", ""))),
+    },
+    "random:index/randomId:RandomId": lambda name, inputs, _region: {
+        "hex": _suffix("id" + name, 2 * int(inputs.get("byteLength", 4))),
     },
     "aws:networkfirewall/firewall:Firewall": _firewall,
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": _oidc_provider,
@@ -145,6 +164,17 @@ def invoke(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
             "version": "1.33",
             "id": name,
         }
+    if token == "aws:eks/getAddonVersion:getAddonVersion":
+        # Which version EKS picks is only known to EKS: the plan says so rather than guess a number.
+        return {
+            "addonName": args.get("addonName"),
+            "kubernetesVersion": args.get("kubernetesVersion"),
+            "version": f"<EKS default for {args.get('kubernetesVersion')}>",
+            "id": str(args.get("addonName")),
+        }
+    if token == "aws:ssm/getParameter:getParameter":
+        name = str(args.get("name", ""))
+        return {"name": name, "type": "String", "value": f"ami-{_suffix(name)}", "id": name}
     if token == "aws:iam/getPolicyDocument:getPolicyDocument":
         return {"json": json.dumps(args, sort_keys=True), "id": "policy"}
     return {}

@@ -8,6 +8,7 @@ defaults, diffs against deployed state, replacements) is listed in the README's 
 from __future__ import annotations
 
 import json
+import logging
 import runpy
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -55,6 +56,9 @@ class Registration:
     dependencies: tuple[str, ...]
     inputs: Mapping[str, Any]
     """The wire form the engine and CrossGuard see: camelCase keys, secrets and unknowns as sent."""
+    protect: bool = False
+    retain_on_delete: bool = False
+    ignore_changes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -65,6 +69,8 @@ class PlanResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     stubbed_secrets: list[str] = field(default_factory=list)
     """Secret keys the stack needs but its file does not hold, planned as `<secret>`."""
+    warnings: list[str] = field(default_factory=list)
+    """What the program logged with `pulumi.log.warn` (a real run prints these as warnings too)."""
 
 
 def stack_names() -> list[str]:
@@ -82,7 +88,7 @@ def read_stack_file(path: Path) -> StackFile:
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise StackFileError(f"{path.name} is not valid YAML: {error}") from None
+        raise StackFileError(f"{path.name} is not valid YAML: {_yaml_problem(error)}") from None
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
         raise StackFileError(f"{path.name}: expected a mapping with a 'config' mapping")
     config: dict[str, str] = {}
@@ -93,6 +99,15 @@ def read_stack_file(path: Path) -> StackFile:
             secret_keys.add(key)
         config[key] = _as_config_string(stubbed)
     return StackFile(config, frozenset(secret_keys))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong and where, without PyYAML's snippet of the line: that line may hold a secret."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        context = f"{error.context}, " if error.context else ""
+        mark = error.problem_mark
+        return f"{context}{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return type(error).__name__
 
 
 def _stub_secrets(value: Any) -> tuple[Any, bool]:
@@ -157,6 +172,9 @@ class _GraphMonitor(MockMonitor):
                     remote=bool(request.remote),
                     dependencies=tuple(sorted(request.dependencies)),
                     inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    ignore_changes=tuple(request.ignoreChanges),
                 )
             )
         return response
@@ -222,10 +240,13 @@ def run_program(
     config = dict(config or {})
     mocks = _Mocks(preview, config.get(f"{PROJECT}:aws_region", "us-east-1"))
     monitor = _GraphMonitor(mocks)
+    logs = _Capture()
     # set_mocks keeps an existing root Stack resource, so without this every run after the first
     # would parent its resources (and collect its outputs) on the first run's stack.
     pulumi.runtime.settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logs.logger
+    )
     pulumi.runtime.set_all_config(config, sorted(secret_keys))
     pulumi.runtime.test(lambda: program() and None)()
     root = pulumi.runtime.get_root_resource()
@@ -234,7 +255,24 @@ def run_program(
         preview=preview,
         resources=sorted(monitor.registrations, key=lambda r: r.urn),
         outputs={name: _sync_await(_resolve(value)) for name, value in sorted(root.outputs.items())},
+        warnings=logs.warnings,
     )
+
+
+class _Capture(logging.Handler):
+    """Collects the warnings the program logs through the mock engine (pulumi.log.warn)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.warnings: list[str] = []
+        self.logger = logging.getLogger(f"{__name__}.run{id(self)}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.WARNING)
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING:
+            self.warnings.append(record.getMessage())
 
 
 @contextmanager

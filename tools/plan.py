@@ -106,12 +106,48 @@ def _resource_document(r: Registration) -> dict[str, Any]:
         "custom": r.custom,
         "dependencies": list(r.dependencies),
         "inputs": sanitize(dict(r.inputs)),
+        # Only when set, so the many resources without them stay short.
+        **({"protect": True} if r.protect else {}),
+        **({"retainOnDelete": True} if r.retain_on_delete else {}),
+        **({"ignoreChanges": list(r.ignore_changes)} if r.ignore_changes else {}),
     }
 
 
 def _urn_of_provider(reference: str) -> str:
     # A provider reference is "<urn>::<id>"; the id is unknown in preview, the URN is stable.
     return reference.rsplit("::", 1)[0] if reference else ""
+
+
+# --- Diff -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanDiff:
+    """How a second desired state differs from a first, resource by resource (by URN).
+
+    A URN is what the engine matches old and new state by: a resource whose URN is in both plans is
+    an update candidate, one that only one plan has is a create or a delete. (Whether an update would
+    in fact replace is the provider's call, which only a real preview makes.)
+    """
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: dict[str, tuple[str, ...]]
+    """URN -> the input keys whose values differ."""
+
+
+def diff_plans(before: PlanResult, after: PlanResult) -> PlanDiff:
+    old = {r.urn: sanitize(dict(r.inputs)) for r in before.resources}
+    new = {r.urn: sanitize(dict(r.inputs)) for r in after.resources}
+    changed = {
+        urn: tuple(sorted(k for k in old[urn].keys() | new[urn].keys() if old[urn].get(k) != new[urn].get(k)))
+        for urn in sorted(old.keys() & new.keys())
+    }
+    return PlanDiff(
+        added=tuple(sorted(new.keys() - old.keys())),
+        removed=tuple(sorted(old.keys() - new.keys())),
+        changed={urn: keys for urn, keys in changed.items() if keys},
+    )
 
 
 # --- Text -------------------------------------------------------------------------------------
@@ -142,13 +178,20 @@ def render_text(stack_plan: StackPlan) -> str:
     for typ, count in sorted(Counter(r.type for r in result.resources).items()):
         lines.append(f"  {count:4d}  {typ}")
 
+    if result.warnings:
+        lines += ["", f"Warnings: {len(result.warnings)}"]
+        lines += [f"  {w}" for w in result.warnings]
+
     lines.append("")
     if not stack_plan.policies_checked:
         lines.append("Policies: no policy pack found (policy/offline.py)")
     elif not stack_plan.violations:
         lines.append("Policies: all passed")
     else:
-        lines.append(f"Policies: {len(stack_plan.violations)} violation(s)")
+        mandatory = sum(v["enforcement"] == "mandatory" for v in stack_plan.violations)
+        lines.append(
+            f"Policies: {mandatory} mandatory, {len(stack_plan.violations) - mandatory} advisory violation(s)"
+        )
         for v in stack_plan.violations:
             lines.append(f"  [{v['enforcement']}] {v['policy']}: {v['message']} ({_short_urn(v['urn'])})")
 
@@ -166,6 +209,7 @@ def _render_children(
         last = i == len(kids) - 1
         provider = _urn_of_provider(r.provider)
         via = f"  [provider {_short_urn(provider)}]" if provider else ""
+        via += "  [protect]" if r.protect else ""
         lines.append(f"{indent}{'└─' if last else '├─'} {r.type} {r.name}{via}")
         child_indent = indent + ("   " if last else "│  ")
         for detail in _details(r):
@@ -354,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stack_plan.error:
             print(stack_plan.error, file=sys.stderr)
         elif args.json:
+            # Warnings can depend on the date (EKS support windows), so they stay out of the document.
+            for warning in stack_plan.result.warnings if stack_plan.result else ():
+                print(f"warning: {warning}", file=sys.stderr)
             print(json.dumps(to_document(stack_plan), indent=2, sort_keys=True))
         else:
             print(render_text(stack_plan))
@@ -369,8 +416,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         assert stack_plan.result is not None
         status = "ok  " if stack_plan.exit_code == EXIT_OK else "FAIL"
+        mandatory = sum(v["enforcement"] == "mandatory" for v in stack_plan.violations)
         summary = (
-            f"{len(stack_plan.result.resources)} resources, {len(stack_plan.violations)} policy violation(s)"
+            f"{len(stack_plan.result.resources)} resources, {mandatory} mandatory and "
+            f"{len(stack_plan.violations) - mandatory} advisory policy violation(s), "
+            f"{len(stack_plan.result.warnings)} warning(s)"
         )
         if args.json:
             documents[stack] = to_document(stack_plan)

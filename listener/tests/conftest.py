@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+# Fixtures of the managed-store tests (real PostgreSQL and Redis), shared by several modules.
+from managed_support import private_postgres, private_tracked, tracked  # noqa: F401
+
 from listener.controlplane import ControlPlaneClient, ControlPlaneConfig, RetryPolicy
 from listener.emulator import BackgroundServer, Emulator
 

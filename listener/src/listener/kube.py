@@ -22,6 +22,9 @@ from lightkube.types import CascadeType, PatchType
 FIELD_MANAGER = "langsmith-dataplane-listener"
 STATUS_FIELD_MANAGER = "langsmith-dataplane-listener-status"
 """Status annotations are written by a second manager so they never fight the spec's fields."""
+RESTART_FIELD_MANAGER = "langsmith-dataplane-listener-restart"
+"""Owns only the restart annotation on pod templates, so the spec's applies never remove it."""
+RESTART_ANNOTATION = "langsmith-dataplane/restarted-at"
 
 # lightkube 1.x speaks httpx2; a dropped or refused connection is one of these, never an ApiError.
 _UNREACHABLE = (OSError, httpx2.TransportError)
@@ -172,6 +175,22 @@ class Cluster:
                 namespace=namespace,
                 patch_type=PatchType.MERGE,
                 field_manager=STATUS_FIELD_MANAGER,
+            )
+
+    def restart(self, api_version: str, kind: str, namespace: str, name: str, token: str) -> None:
+        """A rolling restart, as `kubectl rollout restart` does it: a new value of one pod-template
+        annotation makes the controller replace the pods by the workload's own update strategy."""
+        self._check("patch", api_version, kind)
+        resource = resource_registry.load(api_version, kind)
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: token}}}}}
+        with _translated("restart", _target(api_version, kind, namespace, name)):
+            self._client.patch(
+                resource,
+                name,
+                patch,
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+                field_manager=RESTART_FIELD_MANAGER,
             )
 
 

@@ -89,11 +89,22 @@ class Settings(BaseSettings):
     autoscaler: Literal["hpa", "keda"] = "hpa"
     queue_enabled: bool = True
     queue_command: Command = ("/storage/queue_entrypoint.sh",)
-    store_mode: Literal["in-cluster", "external"] = "in-cluster"
+    store_mode: Literal["in-cluster", "external", "managed"] = "in-cluster"
     external_stores_secret: str | None = None
     storage_class_name: str | None = None
     data_retention: Literal["retain", "delete"] = "retain"
     """What happens to a deleted deployment's Postgres volume: kept (default) or deleted with it."""
+
+    # Managed stores (issue 14): a database + login roles and a Redis key prefix (or ACL user) per
+    # deployment in the shared PostgreSQL and Redis. The URIs carry admin passwords: SecretStr, never
+    # echoed in errors or logs.
+    postgres_admin_uri: SecretStr | None = None
+    redis_admin_uri: SecretStr | None = None
+    redis_isolation: Literal["prefix", "acl"] = "prefix"
+    """`prefix`: REDIS_KEY_PREFIX only (every deployment shares the admin credentials); `acl`: also an ACL
+    user per deployment confined to its prefix (needs ACL SETUSER: not ElastiCache)."""
+    managed_admin_connections: int = Field(default=2, ge=1, le=16)
+    """Admin connections per store, however many deployments there are."""
 
     # Where status goes.
     status_reporting: Literal["emulator", "heartbeat", "off"] = "heartbeat"
@@ -147,6 +158,8 @@ class Settings(BaseSettings):
             raise ValueError(f"{ENV_PREFIX}PROBE_URL_TEMPLATE must contain {{service}} and {{namespace}}")
         if self.store_mode == "external" and not self.external_stores_secret:
             raise ValueError(f"{ENV_PREFIX}STORE_MODE=external needs {ENV_PREFIX}EXTERNAL_STORES_SECRET")
+        if self.store_mode == "managed":
+            _check_managed(self)
         return self
 
     @property
@@ -169,6 +182,29 @@ class Settings(BaseSettings):
             store_mode=self.store_mode,
             storage_class_name=self.storage_class_name,
         )
+
+
+def _check_managed(settings: Settings) -> None:
+    """Both admin URIs present and parseable; messages name the variable, never its value."""
+    from listener.managed.errors import StoreConfigError
+    from listener.managed.targets import PostgresTarget, RedisTarget
+
+    for variable, value, parse in (
+        ("POSTGRES_ADMIN_URI", settings.postgres_admin_uri, PostgresTarget.from_admin_uri),
+        ("REDIS_ADMIN_URI", settings.redis_admin_uri, RedisTarget.from_admin_uri),
+    ):
+        if value is None or not value.get_secret_value().strip():
+            raise ValueError(
+                f"{ENV_PREFIX}STORE_MODE=managed needs {ENV_PREFIX}{variable} (from the listener's store "
+                "admin Secret)"
+            )
+        try:
+            parse(value.get_secret_value())
+        except StoreConfigError as error:
+            raise ValueError(f"{ENV_PREFIX}{variable} {error.reason}") from None
+
+
+_SECRET_FIELDS = frozenset({"api_key", "postgres_admin_uri", "redis_admin_uri"})
 
 
 class SettingsError(Exception):
@@ -197,8 +233,8 @@ def _describe(error: ValidationError) -> str:
         message = str(item["msg"]).removeprefix("Value error, ")
         if item["type"] == "missing":
             lines.append(f"  {variable}: is required")
-        elif field in ("api_key", ""):
-            # The key's value, and the whole input of a cross-field error, are never echoed.
+        elif field in _SECRET_FIELDS or field == "":
+            # Secret values, and the whole input of a cross-field error, are never echoed.
             lines.append(f"  {variable}: {message}")
         else:
             lines.append(f"  {variable}={item.get('input')!r}: {message}")
