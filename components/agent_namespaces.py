@@ -97,6 +97,8 @@ class AgentNamespacesArgs:
     settings: AgentNamespaceSettings
     environment: str
     kubernetes_version: str
+    protect: bool = False
+    """Pulumi `protect` on the namespaces (prod): deleting one deletes every Agent Server in it."""
 
 
 class AgentNamespaces(pulumi.ComponentResource):
@@ -114,7 +116,9 @@ class AgentNamespaces(pulumi.ComponentResource):
                 plan, args.settings, environment=args.environment, kubernetes_version=args.kubernetes_version
             )
             ns_resource = declare(
-                f"{name}-{plan.namespace}", manifests[0], pulumi.ResourceOptions(parent=self)
+                f"{name}-{plan.namespace}",
+                manifests[0],
+                pulumi.ResourceOptions(parent=self, protect=args.protect),
             )
             namespaces[plan.namespace] = ns_resource
             inside = pulumi.ResourceOptions(parent=self, depends_on=[ns_resource])

@@ -145,6 +145,7 @@ def build_in_cluster(
             settings=config.agent_namespaces,
             environment=config.environment,
             kubernetes_version=config.cluster.kubernetes_version,
+            protect=config.is_prod,
         ),
         opts=opts,
     )

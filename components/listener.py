@@ -339,7 +339,9 @@ class Listener(pulumi.ComponentResource):
             ),
             # Deleting a listener that Agent Servers still use would strand them: the provider refuses
             # while LangSmith deployments target it, and a replacement creates the new one first.
-            opts=pulumi.ResourceOptions(parent=self),
+            # It depends on the agent namespaces so that a destroy reaches it (and stops at its refusal)
+            # before any namespace, and with it the Agent Servers in it, is deleted.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.watched_namespaces)),
         )
         self.listener_id = registration.listener_id
         manifests = listener_manifests(

@@ -484,3 +484,28 @@ def test_an_existing_eks_cluster_is_looked_up_by_name(tmp_path) -> None:
     assert "kubeconfig" not in result.stubbed_secrets
     assert len(of_type(result, "pulumi:providers:aws")) == 1
     assert result.outputs["clusterName"] == "platform-prod"
+
+
+# --- destroy ------------------------------------------------------------------------------------------------
+
+
+def test_a_destroy_stops_at_the_registration_before_any_agent_namespace_goes() -> None:
+    # Pulumi deletes dependents first: the registration depends on the namespaces, so its refusal
+    # (LangSmith deployments still on the listener) stops a destroy while the Agent Servers still run.
+    result = cached_run("example-shared-namespace", True)
+    (namespace,) = [
+        r for r in of_type(result, "kubernetes:core/v1:Namespace") if r.name.endswith("-agents-agents")
+    ]
+    for registration in of_type(result, REGISTRATION):
+        assert namespace.urn in registration.dependencies
+    deployment = next(r for r in of_type(result, DEPLOYMENT) if r.name.endswith("deployment-listener"))
+    assert {r.urn for r in of_type(result, REGISTRATION)} & set(deployment.dependencies)
+
+
+def test_prod_agent_namespaces_are_protected() -> None:
+    def protected(stack: str) -> set[bool]:
+        namespaces = of_type(cached_run(stack, True), "kubernetes:core/v1:Namespace")
+        return {r.protect for r in namespaces if "-agents-" in r.name}
+
+    assert protected("prod") == {True}
+    assert protected("staging") == {False}
