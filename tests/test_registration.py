@@ -372,3 +372,34 @@ def test_delete_during_an_outage_keeps_the_listener(
     assert "HTTP 500" in message
     emulator.faults.clear()
     assert len(client.list_listeners()) == 1
+
+
+def test_the_provider_survives_pulumis_serialization_into_another_process() -> None:
+    # Pulumi pickles the provider (dill) into the state and loads it in its own plugin process, which
+    # runs in the project directory: the class must load there by reference, with no state captured.
+    import base64
+    import subprocess
+    import sys
+
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    from tools.harness import ROOT
+
+    blob = serialize_provider(ListenerRegistrationProvider())
+    assert len(base64.b64decode(blob)) < 2000  # by reference, not by value
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import base64, sys, dill; p = dill.loads(base64.b64decode(sys.stdin.read())); "
+            "print(type(p).__module__, type(p).__name__, p.check({}, {'namespaces': []}).failures[0].reason)",
+        ],
+        input=blob,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    assert loaded.stdout.split()[:2] == ["components.registration", "ListenerRegistrationProvider"]
+    assert "at least one namespace is required" in loaded.stdout
