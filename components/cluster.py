@@ -13,7 +13,6 @@ then the node groups, then CoreDNS and the EBS CSI driver.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +61,19 @@ def key_policy(account_id: str, partition: str = "aws") -> str:
         },
         sort_keys=True,
     )
+
+
+def node_volumes(ami_type: str, disk_size_gib: int) -> list[tuple[str, int | None]]:
+    """(device, size) of the EBS volumes a node group's launch template sets; size None keeps the AMI's.
+
+    AL2023 has one root volume, `/dev/xvda`, which holds the images and pod storage. Bottlerocket boots
+    from a small OS volume on `/dev/xvda` and keeps images and pod storage on a data volume on
+    `/dev/xvdb` (https://github.com/bottlerocket-os/bottlerocket#default-volumes): `disk_size_gib` is
+    that volume's size, and the OS volume keeps its snapshot's size. Both are encrypted.
+    """
+    if ami_type.startswith("BOTTLEROCKET_"):
+        return [("/dev/xvda", None), ("/dev/xvdb", disk_size_gib)]
+    return [("/dev/xvda", disk_size_gib)]
 
 
 def control_plane_log_group(cluster_name: str) -> str:
@@ -143,12 +155,6 @@ def _field(obj: object, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def principal_slug(arn: str) -> str:
-    """A stable, readable resource-name part for an IAM principal (keyed by ARN, not list position)."""
-    tail = arn.rsplit("/", 1)[-1].lower()
-    return re.sub(r"[^a-z0-9-]+", "-", tail).strip("-")[:40] or "principal"
-
-
 def _cidr_slug(cidr: str) -> str:
     return cidr.replace(".", "-").replace("/", "-")
 
@@ -175,6 +181,11 @@ class EksClusterArgs:
     account_id: pulumi.Input[str] | None = None
     """The stack's AWS account (for the key policy); looked up from the caller's identity when None."""
     partition: str = "aws"
+    node_dependencies: Sequence[pulumi.Resource] = ()
+    """What must exist before any node boots: the private subnets' routes out (NAT or firewall) and
+    the VPC endpoints. Otherwise, in firewall mode (a firewall takes minutes to create), nodes come up
+    with no route to the EC2, STS or ECR APIs, the VPC CNI cannot assign addresses, and the add-ons
+    that wait for healthy pods time out."""
 
 
 class EksCluster(pulumi.ComponentResource):
@@ -384,7 +395,7 @@ class EksCluster(pulumi.ComponentResource):
                 node_role,
                 args.private_subnet_ids,
                 node_sgs,
-                [*node_attachments, *networking_addons],
+                [*node_attachments, *networking_addons, *args.node_dependencies],
             )
             for group in cfg.node_groups
         ]
@@ -429,13 +440,8 @@ class EksCluster(pulumi.ComponentResource):
 
     def _access_entries(self, cluster: aws.eks.Cluster, cfg: Cluster) -> list[pulumi.Resource]:
         """Cluster-admin access entries, each keyed by its principal (never by list position)."""
-        principals = [
-            *((("deployer", cfg.access.deployer_role_arn),) if cfg.access.deployer_role_arn else ()),
-            *((f"ci-{principal_slug(arn)}", arn) for arn in cfg.access.ci_role_arns),
-            *((f"admin-{principal_slug(arn)}", arn) for arn in cfg.admin_principal_arns),
-        ]
         associations: list[pulumi.Resource] = []
-        for role, arn in principals:
+        for _, role, arn in cfg.access_entries():
             resource_name = f"{self._name}-{role}"
             entry = aws.eks.AccessEntry(
                 resource_name,
@@ -565,14 +571,15 @@ class EksCluster(pulumi.ComponentResource):
             vpc_security_group_ids=list(security_group_ids),
             block_device_mappings=[
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
-                    device_name="/dev/xvda",
+                    device_name=device,
                     ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                        volume_size=group.disk_size_gib,
+                        volume_size=size,
                         volume_type="gp3",
                         encrypted="true",
                         delete_on_termination="true",
                     ),
                 )
+                for device, size in node_volumes(group.ami_type, group.disk_size_gib)
             ],
             # IMDSv2 only, one hop: pods cannot borrow the node role; they use IRSA. (Host-network
             # add-ons such as the VPC CNI are one hop away and unaffected.)

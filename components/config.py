@@ -38,6 +38,21 @@ def _dns_label(value: str) -> str:
     return value
 
 
+def _stack_name(value: str) -> str:
+    # The name prefixes the RDS identifier, the ElastiCache replication group id, the RDS subnet and
+    # parameter groups and the security group names. RDS and ElastiCache identifiers must start with a
+    # letter and never hold two hyphens in a row (terraform-provider-aws validateRdsIdentifier; RDS
+    # CreateDBInstance and ElastiCache CreateReplicationGroup constraints), and EC2 refuses security
+    # group names starting with `sg-` (CreateSecurityGroup GroupName). A DNS label allows all three.
+    if not value[:1].isalpha():
+        raise ValueError("must start with a letter: RDS and ElastiCache identifiers do")
+    if "--" in value:
+        raise ValueError("must not contain '--': RDS and ElastiCache identifiers may not")
+    if value.startswith("sg-"):
+        raise ValueError("must not start with 'sg-': EC2 refuses such security group names")
+    return value
+
+
 def _namespace(value: str) -> str:
     _dns_label(value)
     if value == "default" or value.startswith("kube-"):
@@ -84,7 +99,17 @@ def _private_source(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
 _TAG_TEXT = re.compile(r"^[\w\s.:/=+\-@]*$")  # \w: Unicode letters, digits and _
 
 
+# AWS allows 50 user tags per resource; the program adds up to 6 of its own to some (Name,
+# environment, managed-by, dataplane and, on subnets, the two kubernetes.io discovery tags).
+MAX_STACK_TAGS = 50 - 6
+
+
 def _tags(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_STACK_TAGS:
+        raise ValueError(
+            f"has {len(value)} tags; AWS allows 50 per resource and the program adds up to 6, so at most "
+            f"{MAX_STACK_TAGS}"
+        )
     for key, text in value.items():
         if not 1 <= len(key) <= 128 or not _TAG_TEXT.match(key) or key.lower().startswith("aws:"):
             raise ValueError(
@@ -178,7 +203,9 @@ class CidrDestination(Model):
 def _destination_kind(value: object) -> str | None:
     if isinstance(value, dict):
         return "domain" if "domain" in value else "cidr" if "cidr" in value else None
-    return "domain" if isinstance(value, DomainDestination) else "cidr"
+    if isinstance(value, DomainDestination | CidrDestination):
+        return "domain" if isinstance(value, DomainDestination) else "cidr"
+    return None
 
 
 Destination = Annotated[
@@ -266,14 +293,21 @@ class ExistingVpc(Model):
         return []
 
 
-def _network_mode(value: object) -> str:
-    # `mode` may be left out: creating the VPC is the default.
-    return value.get("mode", "create") if isinstance(value, dict) else value.mode  # type: ignore[attr-defined]
+def _network_mode(value: object) -> str | None:
+    # `mode` may be left out: creating the VPC is the default. Anything but a mapping (a stack file
+    # saying `network: create`, say) has no tag: None makes pydantic report it as a config error.
+    if isinstance(value, dict):
+        return value.get("mode", "create")
+    return value.mode if isinstance(value, CreateVpc | ExistingVpc) else None
 
 
 Network = Annotated[
     Annotated[CreateVpc, Tag("create")] | Annotated[ExistingVpc, Tag("existing")],
-    Discriminator(_network_mode),
+    Discriminator(
+        _network_mode,
+        custom_error_type="network",
+        custom_error_message="must be a mapping whose 'mode' is 'create' (the default) or 'existing'",
+    ),
 ]
 
 
@@ -284,6 +318,12 @@ SecurityGroupId = Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")]
 RoleArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")]
 PrincipalArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[\w+=,.@/-]+$")]
 PrivateSourceCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_private_source)]
+
+
+def principal_slug(arn: str) -> str:
+    """A stable, readable resource-name part for an IAM principal (keyed by ARN, not list position)."""
+    tail = arn.rsplit("/", 1)[-1].lower()
+    return re.sub(r"[^a-z0-9-]+", "-", tail).strip("-")[:40] or "principal"
 
 
 class Bastion(Model):
@@ -351,8 +391,45 @@ def instance_architecture(instance_type: str) -> Literal["arm64", "x86_64"] | No
     return "arm64" if "g" in match["attributes"] else "x86_64"
 
 
+# EKS node labels (CreateNodegroup `labels`, https://docs.aws.amazon.com/eks/latest/APIReference/API_CreateNodegroup.html):
+# keys and values 1-63 characters each, and Kubernetes label syntax
+# (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set).
+# EKS also refuses the prefixes it and Kubernetes reserve (aws/containers-roadmap#1451:
+# "cannot contain reserved prefixes [kubernetes.io/, k8s.io/, eks.amazonaws.com/]").
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_RESERVED_LABEL_DOMAINS = ("kubernetes.io", "k8s.io", "eks.amazonaws.com")
+
+
+def _node_labels(value: dict[str, str]) -> dict[str, str]:
+    for key, text in value.items():
+        prefix, _, name = key.rpartition("/")
+        if (
+            not 1 <= len(key) <= 63
+            or not _LABEL_NAME.match(name)
+            or (prefix and not _LABEL_PREFIX.match(prefix))
+        ):
+            raise ValueError(
+                f"label key {key!r} is not allowed by EKS: at most 63 characters, an optional DNS prefix and "
+                "'/', then letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+            )
+        if any(prefix == d or prefix.endswith("." + d) for d in _RESERVED_LABEL_DOMAINS):
+            raise ValueError(
+                f"label key {key!r} uses a prefix EKS reserves (kubernetes.io, k8s.io, eks.amazonaws.com)"
+            )
+        if not 1 <= len(text) <= 63 or not _LABEL_NAME.match(text):
+            raise ValueError(
+                f"the value of label {key!r} is not allowed by EKS: 1-63 letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit"
+            )
+    return value
+
+
 class NodeGroup(Model):
-    name: DnsLabel
+    name: Annotated[DnsLabel, Field(max_length=36)]
+    """At most 36 characters: the group is created with the name prefix `<name>-` plus a 26-character
+    unique suffix, and EKS node group names are at most 63 (terraform-provider-aws
+    node_group_name_prefix: StringLenBetween(0, 63-id.UniqueIDSuffixLength))."""
     instance_types: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]] = Field(
         default_factory=lambda: ["m6i.xlarge"], min_length=1
     )
@@ -362,7 +439,7 @@ class NodeGroup(Model):
     desired_size: int = Field(default=2, ge=0)
     max_size: int = Field(default=4, ge=1)
     disk_size_gib: int = Field(default=50, ge=20, le=16384)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], AfterValidator(_node_labels)] = Field(default_factory=dict)
 
 
 ClusterLog = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -389,6 +466,29 @@ class Cluster(Model):
     ] = Field(default_factory=dict)
     """Pins for the core add-ons. Unpinned ones get EKS's default version for `kubernetes_version`,
     looked up at deploy time (so a real preview shows it, and a version change moves them too)."""
+
+    def access_entries(self) -> list[tuple[str, str, str]]:
+        """(stack key, resource-name part, principal ARN) of every cluster-admin access entry.
+
+        The one place that names them: `components.cluster` creates them under these names, and
+        `components.rules` refuses two that would share one (a duplicate resource name).
+        """
+        access = self.access
+        return [
+            *(
+                (("cluster.access.deployer_role_arn", "deployer", access.deployer_role_arn),)
+                if access.deployer_role_arn
+                else ()
+            ),
+            *(
+                (f"cluster.access.ci_role_arns[{i}]", f"ci-{principal_slug(arn)}", arn)
+                for i, arn in enumerate(access.ci_role_arns)
+            ),
+            *(
+                (f"cluster.admin_principal_arns[{i}]", f"admin-{principal_slug(arn)}", arn)
+                for i, arn in enumerate(self.admin_principal_arns)
+            ),
+        ]
 
 
 # --- Backing stores ----------------------------------------------------------------------------
@@ -619,7 +719,7 @@ Environment = Literal["dev", "staging", "prod"]
 
 
 class StackConfig(Model):
-    name: Annotated[str, AfterValidator(_dns_label), Field(max_length=24)]
+    name: Annotated[str, AfterValidator(_dns_label), AfterValidator(_stack_name), Field(max_length=24)]
     """Prefix of every resource name (cluster, VPC, stores); short, because AWS names are."""
     environment: Environment
     aws_region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")

@@ -37,9 +37,21 @@ from components.config import CidrDestination, DomainDestination, Egress, Egress
 
 HTTPS = 443
 # Rule-group capacity cannot change after creation (a change replaces the group, which the policy still
-# references), so it is fixed generously: one unit per domain and target type.
+# references), so it is fixed generously.
 RULE_GROUP_CAPACITY = 200
 _TARGET_TYPES = ("TLS_SNI", "HTTP_HOST")
+
+
+def domain_list_capacity(domains: int) -> int:
+    """Capacity a domain-list rule group of `domains` consumes: one unit per domain and inspected
+    protocol plus one per protocol (AWS's "StatefulRules capacity exceeded" starts at 100 domains in a
+    100-unit HTTP-only group: https://cloudnetworks.io/2021-09-22-suricata-notes; the AWS guide,
+    nwfw-rule-group-capacity, only says to leave room)."""
+    return (domains + 1) * len(_TARGET_TYPES)
+
+
+MAX_FIREWALL_DOMAINS = RULE_GROUP_CAPACITY // len(_TARGET_TYPES) - 1
+"""The most domains the fixed capacity holds (99)."""
 
 # The host name each AWS API answers on in a region (https://docs.aws.amazon.com/general/latest/gr/rande.html).
 # Behind the firewall an API the stack lists in `network.egress.aws_apis` is allowed by this name
@@ -205,6 +217,9 @@ class ControlPlaneEgress(pulumi.ComponentResource):
     security_group_id: pulumi.Output[str] | None
     """Attach to the nodes (with the cluster security group); None unless the mode uses it."""
     firewall_arn: pulumi.Output[str] | None
+    routes: list[aws.ec2.Route]
+    """The private subnets' default routes and the firewall's return routes: the nodes' way out. Nodes
+    must not boot before these exist (their first EC2/STS/ECR calls would go nowhere)."""
 
     def __init__(
         self, name: str, args: ControlPlaneEgressArgs, opts: pulumi.ResourceOptions | None = None
@@ -215,6 +230,7 @@ class ControlPlaneEgress(pulumi.ComponentResource):
         self.allowlist = args.allowlist
         self.security_group_id = None
         self.firewall_arn = None
+        self.routes = []
         if uses_security_group(args.allowlist.mode):
             self.security_group_id = self._security_group(args)
         endpoints: list[pulumi.Output[str]] | None = None
@@ -281,36 +297,39 @@ class ControlPlaneEgress(pulumi.ComponentResource):
                 if firewall_endpoints is not None
                 else {"nat_gateway_id": routing.nat_gateway_ids[i]}
             )
-            aws.ec2.Route(
+            route = aws.ec2.Route(
                 f"{self._name}-private-{i}-default",
                 route_table_id=table_id,
                 destination_cidr_block="0.0.0.0/0",
                 opts=child,
                 **target,  # type: ignore[arg-type]
             )
+            self.routes.append(route)
         if firewall_endpoints is None:
             return
         for i, (endpoint, private_cidr) in enumerate(
             zip(firewall_endpoints, routing.private_subnet_cidrs, strict=True)
         ):
             # Return traffic from the NAT gateways to this AZ's private subnet crosses the same endpoint.
-            aws.ec2.Route(
+            route = aws.ec2.Route(
                 f"{self._name}-return-{i}-via-firewall",
                 route_table_id=routing.nat_route_table_id,
                 destination_cidr_block=private_cidr,
                 vpc_endpoint_id=endpoint,
                 opts=child,
             )
+            self.routes.append(route)
 
     def _firewall(
         self, placement: PrivateRouting, retention_days: int, delete_protection: bool
     ) -> aws.networkfirewall.Firewall:
         name = self._name
         domains = list(self.allowlist.firewall_domains)
-        if len(domains) * len(_TARGET_TYPES) > RULE_GROUP_CAPACITY:
+        if domain_list_capacity(len(domains)) > RULE_GROUP_CAPACITY:
+            # components.rules refuses such a stack first, naming the key; this guards other callers.
             raise ValueError(
                 f"{len(domains)} firewall domains exceed the rule group's fixed capacity "
-                f"({RULE_GROUP_CAPACITY // len(_TARGET_TYPES)} domains)"
+                f"({MAX_FIREWALL_DOMAINS} domains)"
             )
         child = pulumi.ResourceOptions(parent=self)
         rule_group = aws.networkfirewall.RuleGroup(

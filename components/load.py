@@ -117,6 +117,18 @@ def parse_stack_config(
                 problems += _workspace_key_shape(text)
             continue
         if full_key in secret_keys:
+            # Only `api_key` stays a secret; every other value ends up in plaintext (resource names,
+            # tags, the plan, stack outputs), so a secret here would be silently unwrapped. Refuse it,
+            # and never validate (and so never echo) what it holds: every finding under this key is
+            # dropped because the key is now reported.
+            problems.append(
+                Problem(
+                    key,
+                    "is stored as a secret, but its value is used in plaintext (resource names and tags, "
+                    "the plan, stack outputs), which would reveal it; store it as plain config (only "
+                    f"{API_KEY} is secret)",
+                )
+            )
             document[key] = _decode(text)
             continue
         value, leaks = _without_api_keys(key, _decode(text))

@@ -188,6 +188,9 @@ class Network(pulumi.ComponentResource):
     nat_gateway_count: int
     routing: PrivateRouting | None
     """What `components.egress` routes (default routes, firewall); None for an adopted VPC."""
+    endpoints: list[aws.ec2.VpcEndpoint]
+    """The S3 gateway and interface endpoints (created VPC only): image pulls and AWS API calls from
+    the nodes go through them, so nodes must not boot before they exist."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("langsmith:infra:Network", name, None, opts)
@@ -195,6 +198,7 @@ class Network(pulumi.ComponentResource):
         self._tags = dict(args.tags)
         self.vpc_cidr = str(args.vpc.cidr if isinstance(args.vpc, CreateVpc) else args.vpc.vpc_cidr)
         self.routing = None
+        self.endpoints = []
         if isinstance(args.vpc, CreateVpc):
             self._create(args, args.vpc)
         else:
@@ -346,7 +350,7 @@ class Network(pulumi.ComponentResource):
         # S3 through a gateway endpoint (free): ECR image layers live in S3, and the prefix-list route
         # is more specific than 0.0.0.0/0, so this traffic never reaches the NAT or the firewall;
         # hence the policy (see s3_endpoint_policy).
-        aws.ec2.VpcEndpoint(
+        s3 = aws.ec2.VpcEndpoint(
             f"{name}-s3",
             vpc_id=vpc.id,
             service_name=f"com.amazonaws.{args.region}.s3",
@@ -356,6 +360,7 @@ class Network(pulumi.ComponentResource):
             tags=self._tagged(f"{name}-s3"),
             opts=self._opts(),
         )
+        self.endpoints.append(s3)
         # Nothing may use the default group by accident: the provider adopts it and removes all its
         # rules (ec2.DefaultSecurityGroup, "immediately removes all ingress and egress rules").
         aws.ec2.DefaultSecurityGroup(
@@ -430,7 +435,7 @@ class Network(pulumi.ComponentResource):
         )
         for service in sorted(set(services)):
             role = service.replace(".", "-")
-            aws.ec2.VpcEndpoint(
+            endpoint = aws.ec2.VpcEndpoint(
                 f"{name}-{role}",
                 vpc_id=vpc.id,
                 service_name=f"com.amazonaws.{region}.{service}",
@@ -441,3 +446,4 @@ class Network(pulumi.ComponentResource):
                 tags=self._tagged(f"{name}-{role}"),
                 opts=self._opts(),
             )
+            self.endpoints.append(endpoint)

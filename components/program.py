@@ -80,6 +80,7 @@ def build(config: StackConfig) -> dict[str, object]:
             vpc_cidr=network.vpc_cidr,
             account_id=config.aws_account_id,
             partition=partition,
+            node_dependencies=[*network.endpoints, *egress.routes],
         ),
         opts=with_aws,
     )

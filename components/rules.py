@@ -24,6 +24,7 @@ from components.config import (
     ami_architecture,
     instance_architecture,
 )
+from components.egress import MAX_FIREWALL_DOMAINS, egress_allowlist
 from components.registries import ecr_region, hosts_for_registry, registry_host, uncovered
 from components.versions import EKS_VERSIONS, support_phase
 
@@ -103,6 +104,7 @@ def stack_warnings(config: StackConfig, today: datetime.date) -> list[Problem]:
                 version,
             )
         )
+    warnings += _endpoint_path_warnings(config)
     if config.network.egress.mode == "security-group":
         warnings.append(
             Problem(
@@ -111,6 +113,40 @@ def stack_warnings(config: StackConfig, today: datetime.date) -> list[Problem]:
                 "the EKS cluster security group, which allows all egress. Use 'network-firewall' or 'both' "
                 "to enforce it (the policy pack requires that outside dev)",
                 "security-group",
+            )
+        )
+    return warnings
+
+
+def _endpoint_path_warnings(config: StackConfig) -> list[Problem]:
+    """What the program cannot set up for the private endpoint's callers, said before `pulumi up`."""
+    network = config.network
+    endpoint = config.cluster.endpoint
+    warnings: list[Problem] = []
+    if isinstance(network, CreateVpc):
+        # The endpoint's ENIs answer from the private subnets, whose route tables this program owns and
+        # route only the VPC locally (everything else to the NAT gateway or the firewall). A source
+        # outside the VPC (VPN, peering, Transit Gateway) gets no reply until someone adds its route.
+        outside = [str(c) for c in endpoint.private_access_cidrs if not c.subnet_of(network.cidr)]
+        if outside:
+            warnings.append(
+                Problem(
+                    "cluster.endpoint.private_access_cidrs",
+                    "lie outside the VPC and the program does not route them: unless the connection "
+                    "translates its sources into VPC addresses, add a route for each to every private route "
+                    "table (to the peering connection, Transit Gateway or virtual private gateway), or the API "
+                    "endpoint's replies leave through the NAT gateway or firewall and connections hang",
+                    outside,
+                )
+            )
+    elif endpoint.bastion is not None:
+        # The bastion's only egress is HTTPS inside the VPC, so Session Manager needs interface endpoints
+        # there (https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html).
+        warnings.append(
+            Problem(
+                "cluster.endpoint.bastion",
+                "in an adopted VPC the bastion reaches Session Manager only through interface endpoints for "
+                f"{', '.join(SSM_ENDPOINTS)} with private DNS in that VPC; the program cannot check they exist",
             )
         )
     return warnings
@@ -226,6 +262,25 @@ def _egress_problems(config: StackConfig) -> list[Problem]:
                     str(destination.cidr),
                 )
             )
+    if uses_firewall:
+        domains = egress_allowlist(
+            config.langsmith,
+            egress,
+            region=config.aws_region,
+            interface_endpoints=network.interface_endpoints,
+        ).firewall_domains
+        if len(domains) > MAX_FIREWALL_DOMAINS:
+            # The rule group's capacity is fixed at creation; CreateRuleGroup/UpdateRuleGroup fail with
+            # "StatefulRules capacity exceeded" (components.egress.domain_list_capacity).
+            problems.append(
+                Problem(
+                    "network.egress.extra_destinations",
+                    f"the firewall allowlist would hold {len(domains)} domains (control plane, AWS APIs without "
+                    f"an interface endpoint, and these); its rule group holds at most {MAX_FIREWALL_DOMAINS}: "
+                    "use wildcard domains (.example.com) or interface endpoints",
+                    context=("network", "langsmith"),
+                )
+            )
     if uses_sg and not config.langsmith.ip_cidrs:
         problems.append(
             Problem(
@@ -268,6 +323,7 @@ def _cluster_problems(config: StackConfig) -> list[Problem]:
                     f"{key}.desired_size",
                     f"must lie between min_size ({group.min_size}) and max_size ({group.max_size})",
                     group.desired_size,
+                    context=(f"{key}.min_size", f"{key}.max_size"),
                 )
             )
     return problems
@@ -313,27 +369,29 @@ def _endpoint_access_problems(config: StackConfig) -> list[Problem]:
                     list(config.network.interface_endpoints),
                 )
             )
-    access = cluster.access
-    listed = [
-        *(
-            (("cluster.access.deployer_role_arn", access.deployer_role_arn),)
-            if access.deployer_role_arn
-            else ()
-        ),
-        *((f"cluster.access.ci_role_arns[{i}]", arn) for i, arn in enumerate(access.ci_role_arns)),
-        *((f"cluster.admin_principal_arns[{i}]", arn) for i, arn in enumerate(cluster.admin_principal_arns)),
-    ]
-    counts = Counter(arn for _, arn in listed)
-    seen: set[str] = set()
-    for key, arn in listed:
-        if counts[arn] > 1:
-            if arn in seen:
-                # EKS allows one access entry per principal: a second CreateAccessEntry fails with
-                # ResourceInUseException.
-                problems.append(
-                    Problem(key, "is already given an access entry above; EKS allows one per principal", arn)
+    seen_arns: set[str] = set()
+    seen_names: dict[str, str] = {}
+    for key, name, arn in cluster.access_entries():
+        if arn in seen_arns:
+            # EKS allows one access entry per principal: a second CreateAccessEntry fails with
+            # ResourceInUseException.
+            problems.append(
+                Problem(key, "is already given an access entry above; EKS allows one per principal", arn)
+            )
+        elif name in seen_names:
+            # Entries are named after the principal's last ARN segment, so role/a/admin and
+            # user/admin (or two long names sharing 40 characters) would register two resources of
+            # one name, which the engine refuses.
+            problems.append(
+                Problem(
+                    key,
+                    f"would get the same access-entry resource name ({name}) as {seen_names[name]}; "
+                    "use principals whose names differ in their first 40 characters after the last '/'",
+                    arn,
                 )
-            seen.add(arn)
+            )
+        seen_arns.add(arn)
+        seen_names.setdefault(name, key)
     return problems
 
 
@@ -412,7 +470,8 @@ def _registry_problems(config: StackConfig) -> list[Problem]:
 
 
 def _store_problems(config: StackConfig) -> list[Problem]:
-    if config.is_prod and isinstance(config.stores, InClusterStores):
+    stores = config.stores
+    if config.is_prod and isinstance(stores, InClusterStores):
         return [
             Problem(
                 "stores.mode",
@@ -420,6 +479,23 @@ def _store_problems(config: StackConfig) -> list[Problem]:
                 "in-cluster",
             )
         ]
+    if isinstance(stores, ManagedStores):
+        postgres = stores.postgres
+        # RDS storage autoscaling: CreateDBInstance fails with InvalidParameterCombination unless
+        # MaxAllocatedStorage exceeds AllocatedStorage by at least 10 percent ("Max storage size must be
+        # greater than storage size"; "The maximum allocated storage must be increased by at least 10
+        # percent"; https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_PIOPS.Autoscaling.html).
+        if postgres.max_allocated_storage_gib * 10 < postgres.allocated_storage_gib * 11:
+            least = -(-postgres.allocated_storage_gib * 11 // 10)
+            return [
+                Problem(
+                    "stores.postgres.max_allocated_storage_gib",
+                    f"must be at least 10% above allocated_storage_gib ({postgres.allocated_storage_gib}), "
+                    f"so at least {least}: RDS refuses a smaller storage-autoscaling ceiling",
+                    postgres.max_allocated_storage_gib,
+                    context=("stores.postgres.allocated_storage_gib",),
+                )
+            ]
     return []
 
 

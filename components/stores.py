@@ -259,7 +259,8 @@ class ManagedStores(pulumi.ComponentResource):
             publicly_accessible=False,
             storage_type="gp3",
             allocated_storage=cfg.allocated_storage_gib,
-            max_allocated_storage=max(cfg.max_allocated_storage_gib, cfg.allocated_storage_gib),
+            # At least 10% above allocated_storage: components.rules refuses anything less, as RDS does.
+            max_allocated_storage=cfg.max_allocated_storage_gib,
             storage_encrypted=True,
             kms_key_id=args.kms_key_arn,
             backup_retention_period=cfg.backup_retention_days,

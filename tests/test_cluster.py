@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from components.cluster import irsa_trust_policy, kubeconfig, principal_slug
+from components.cluster import irsa_trust_policy, kubeconfig
+from components.config import principal_slug
 from tests.support import cached_run, is_secret, named, of_type, one, run_variant
 from tools.harness import SECRET, stack_names
 
