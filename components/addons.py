@@ -528,15 +528,16 @@ class ClusterAddons(pulumi.ComponentResource):
             return envoy_gateway_values()
         assert args.eks is not None
         if chart is AWS_LOAD_BALANCER_CONTROLLER:
+            # Short resource names: IAM role names are at most 64 characters with Pulumi's 8-character suffix.
             role = self._irsa_role(
-                "aws-load-balancer-controller",
+                "lbc",
                 ("kube-system", "aws-load-balancer-controller"),
                 pulumi.Output.from_input(load_balancer_controller_policy()),
             )
             return load_balancer_controller_values(args.eks, role.arn)
         if chart is CLUSTER_AUTOSCALER:
             role = self._irsa_role(
-                "cluster-autoscaler",
+                "autoscaler",
                 ("kube-system", "cluster-autoscaler"),
                 pulumi.Output.from_input(args.eks.cluster_name).apply(cluster_autoscaler_policy),
             )

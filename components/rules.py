@@ -557,6 +557,7 @@ def _addon_problems(config: StackConfig) -> list[Problem]:
                     "addons.cluster_autoscaler",
                     "no node group can grow (max_size > min_size), so the autoscaler would have nothing "
                     "to scale; give one room or set this to false",
+                    context=("cluster.node_groups",),
                 )
             )
     return problems

@@ -393,13 +393,13 @@ def test_the_shared_gateway_admits_routes_from_agent_namespaces_only() -> None:
 def test_irsa_roles_trust_only_their_service_account_and_scale_only_this_cluster() -> None:
     result = cached_run("prod", False)
     roles = {r.name: r for r in of_type(result, "aws:iam/role:Role")}
-    trust = json.loads(roles["lsdp-prod-addons-cluster-autoscaler"].inputs["assumeRolePolicy"])
+    trust = json.loads(roles["lsdp-prod-addons-autoscaler"].inputs["assumeRolePolicy"])
     (condition,) = [s["Condition"]["StringEquals"] for s in trust["Statement"]]
     assert "system:serviceaccount:kube-system:cluster-autoscaler" in condition.values()
     policy = next(
         json.loads(r.inputs["policy"])
         for r in of_type(result, "aws:iam/rolePolicy:RolePolicy")
-        if r.name == "lsdp-prod-addons-cluster-autoscaler"
+        if r.name == "lsdp-prod-addons-autoscaler"
     )
     writes = policy["Statement"][0]
     assert writes["Condition"] == {
