@@ -3,8 +3,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STACK ?= dev
+IMAGE ?= localhost/langsmith-dataplane-listener:dev
 
-.PHONY: setup plan plan-all test lint snapshots
+.PHONY: setup plan plan-all test lint snapshots image image-smoke
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt listener/requirements.txt listener/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,9 +24,16 @@ plan-all: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint listener/Dockerfile
 
 test: lint  ## lint, then every test of the program and the listener
 	$(BIN)/python -m pytest
 
 snapshots: setup  ## rewrite tests/snapshots/*.json from the current program
 	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest tests/test_snapshots.py
+
+image:  ## build the listener image with podman (base from Debian packages, cached in /var/cache/langsmith-dataplane)
+	tools/container/build $(IMAGE)
+
+image-smoke: setup image  ## run the image locked down against the emulator and fakekube until DEPLOYED
+	$(BIN)/python -m tools.container.smoke $(IMAGE)

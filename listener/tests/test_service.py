@@ -264,6 +264,7 @@ class FlakyReconciler:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.tracked: dict[str, Any] = {}  # the service reads it for the deployments-by-state metric
 
     def run_once(self, now: datetime) -> CycleReport:
         self.calls += 1

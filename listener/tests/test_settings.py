@@ -80,6 +80,15 @@ def test_missing_variables_are_named():
         ({"control_plane_url": "http://x"}, "only one of"),
         ({"store_mode": "external"}, "needs LISTENER_EXTERNAL_STORES_SECRET"),
         ({"workspace_id": "not-a-uuid"}, "LISTENER_WORKSPACE_ID='not-a-uuid'"),
+        ({"leader_election": "true"}, "needs LISTENER_POD_NAMESPACE and LISTENER_POD_NAME"),
+        ({"leader_election": "yes please"}, "LISTENER_LEADER_ELECTION='yes please'"),
+        ({"pod_namespace": "Lang_Smith"}, "LISTENER_POD_NAMESPACE='Lang_Smith': is not a DNS-1123 label"),
+        ({"lease_name": "my lease"}, "LISTENER_LEASE_NAME='my lease': is not a DNS-1123 subdomain"),
+        ({"health_port": "0"}, "LISTENER_HEALTH_PORT='0'"),
+        ({"health_port": "70000"}, "LISTENER_HEALTH_PORT='70000'"),
+        ({"shutdown_timeout_seconds": "0"}, "LISTENER_SHUTDOWN_TIMEOUT_SECONDS='0'"),
+        ({"log_format": "yaml"}, "LISTENER_LOG_FORMAT='yaml'"),
+        ({"log_level": "LOUD"}, "LISTENER_LOG_LEVEL='LOUD'"),
     ],
 )
 def test_bad_values_are_named(overrides, expected):
@@ -106,3 +115,9 @@ def test_probe_url_template():
         "http://x-api.agents.svc.cluster.local:8000/ok"
     )
     assert "must contain {service} and {namespace}" in error_of(env(probe_url_template="http://fixed/ok"))
+
+
+def test_the_lease_name_defaults_to_one_per_listener():
+    settings = load_settings(env(leader_election="true", pod_namespace="langsmith", pod_name="listener-0"))
+    assert settings.lease == f"langsmith-listener-{settings.listener_id}"
+    assert load_settings(env(lease_name="custom")).lease == "custom"

@@ -228,6 +228,28 @@ def test_invalid_objects_are_rejected_with_422(client: Client) -> None:
     assert "selector" in err.value.status.message
 
 
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        # lightkube sends a datetime with microsecond 0 as "...:40Z"; the real server wants six digits.
+        ({"holderIdentity": "a", "renewTime": "2026-11-28T12:00:40Z"}, "spec.renewTime"),
+        ({"holderIdentity": "a", "leaseDurationSeconds": 0}, "spec.leaseDurationSeconds"),
+        ({"holderIdentity": "a", "leaseTransitions": -1}, "spec.leaseTransitions"),
+    ],
+)
+def test_lease_spec_is_validated_like_the_api_server(
+    client: Client, spec: dict[str, Any], field: str
+) -> None:
+    from lightkube.resources.coordination_v1 import Lease
+
+    good = {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "2026-11-28T12:00:40.000001Z"}
+    client.create(Lease.from_dict({"metadata": {"name": "good"}, "spec": good}))
+    with pytest.raises(ApiError) as err:
+        client.create(Lease.from_dict({"metadata": {"name": "bad"}, "spec": spec}))
+    assert (err.value.status.code, err.value.status.reason) == (422, "Invalid")
+    assert field in err.value.status.message
+
+
 def _collect(it: Any, n: int, out: list[tuple[str, str, str]]) -> None:
     for kind, obj in itertools.islice(it, n):
         out.append((kind, obj.metadata.name, obj.data.get("k") if obj.data else ""))

@@ -12,23 +12,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
+import os
 import sys
-import threading
 import time
+import uuid
 from collections.abc import Sequence
 
-from listener.settings import Settings, SettingsError, load_settings
+from listener.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def kubernetes_client(settings: Settings):  # -> lightkube.Client
+def kubernetes_client(settings: Settings, *, timeout: float | None = None):  # -> lightkube.Client
+    import httpx2
     from lightkube import Client, KubeConfig
     from lightkube.core.exceptions import ConfigError
 
     from listener.kube import FIELD_MANAGER
-    from listener.settings import ENV_PREFIX
 
     try:
         config = KubeConfig.from_file(settings.kubeconfig) if settings.kubeconfig else KubeConfig.from_env()
@@ -40,7 +40,12 @@ def kubernetes_client(settings: Settings):  # -> lightkube.Client
             else f"{ENV_PREFIX}KUBECONFIG (unset, and not running in a cluster)"
         )
         raise SettingsError(f"the listener's settings are invalid:\n  {variable}: {error}") from None
-    return Client(config=config, namespace=settings.namespaces[0], field_manager=FIELD_MANAGER)
+    return Client(
+        config=config,
+        namespace=settings.namespaces[0],
+        field_manager=FIELD_MANAGER,
+        timeout=httpx2.Timeout(timeout) if timeout else None,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,15 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dry_run and not args.once:
         parser.error("--dry-run goes with --once")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("httpx", "httpx2"):  # one line per request drowns what the listener decided
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-
     try:
         settings = load_settings()
     except SettingsError as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
+    from listener import logs
+
+    logs.configure(format=settings.log_format, level=settings.log_level, secrets=_secrets(settings))
     if args.command == "rotate-credentials":
         return _rotate(settings, args.deployment_id)
     if settings.store_mode == "managed":
@@ -77,9 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
     from listener.controlplane import ControlPlaneError
+    from listener.health import Health
     from listener.service import control_plane_client, dry_run
 
-    client = control_plane_client(settings)
+    health = Health(stall_after=settings.health_stall_seconds)
+    client = control_plane_client(settings, observe=health.progressed)
     try:
         if args.dry_run:
             try:
@@ -89,24 +95,69 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_FAILED
             return EXIT_OK
         try:
-            service = _service(settings, client)
+            service, elector = _service(settings, client, health)
         except SettingsError as error:
             print(error, file=sys.stderr)
             return EXIT_CONFIG
         if args.once:
-            report = service.cycle()
-            return (
-                EXIT_OK
-                if report.control_plane_ok and not report.failed and not report.errors
-                else EXIT_FAILED
-            )
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-        service.run(stop)
+            return _once(service, elector)
+        from listener import process
+        from listener.health import HealthServer
+
+        try:
+            health_server = HealthServer(health, settings.health_port)
+        except OSError as error:
+            print(f"{ENV_PREFIX}HEALTH_PORT={settings.health_port}: cannot listen: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        finished = process.serve(
+            service,
+            shutdown_timeout=settings.shutdown_timeout_seconds,
+            elector=elector,
+            health_server=health_server,
+        )
+        if not finished:
+            # The abandoned cycle's thread may be mid-request; do not let interpreter teardown wait on
+            # it or race it for stderr. Everything that matters was flushed or released above.
+            logging.shutdown()
+            os._exit(EXIT_OK)
         return EXIT_OK
     finally:
         client.close()
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """Every secret value the logs must never show: the API key, the admin URIs and their passwords."""
+    from urllib.parse import unquote, urlsplit
+
+    values = [settings.api_key.get_secret_value()]
+    for uri in (settings.postgres_admin_uri, settings.redis_admin_uri):
+        if uri is not None:
+            values.append(uri.get_secret_value())
+            try:
+                password = urlsplit(uri.get_secret_value()).password
+            except ValueError:
+                password = None
+            if password:
+                values += [password, unquote(password)]
+    return values
+
+
+def _once(service, elector) -> int:  # (Service, LeaderElector | None) -> exit code
+    """One cycle; with leader election, only after acquiring the Lease (waiting at most one lease)."""
+    import threading
+
+    if elector is not None and not elector.acquire(threading.Event(), elector.config.lease_duration * 2):
+        print(
+            f"not the leader: lease held by {elector.holder() or 'an unreachable API server'}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    try:
+        report = service.cycle()
+    finally:
+        if elector is not None:
+            elector.release()
+    return EXIT_OK if report.control_plane_ok and not report.failed and not report.errors else EXIT_FAILED
 
 
 def _rotate(settings: Settings, deployment_id: str) -> int:
@@ -159,16 +210,50 @@ def _rotate(settings: Settings, deployment_id: str) -> int:
     return EXIT_OK
 
 
-def _service(settings: Settings, client):  # -> Service
-    from listener.kube import Cluster
+def _service(settings: Settings, client, health):  # -> (Service, LeaderElector | None)
+    from listener import metrics
+    from listener.kube import OWN_NAMESPACE_RULES, Cluster
+    from listener.leader import FencedReporter, LeaderElector, LeaseConfig
     from listener.reconcile import Reconciler
     from listener.service import Service, prober, reconciler_config, reporter
 
-    cluster = Cluster(kubernetes_client(settings))
-    reconciler = Reconciler(
-        reconciler_config(settings), client, cluster, reporter(settings, client), prober(settings)
+    elector = None
+    timeout = None
+    if settings.leader_election:
+        # controller-runtime's identity: the pod name plus a random suffix, so two processes can never
+        # both believe they hold the Lease (a misconfigured fixed POD_NAME, or an overlapping restart).
+        lease = LeaseConfig(
+            namespace=settings.pod_namespace or "",
+            name=settings.lease,
+            identity=f"{settings.pod_name}_{uuid.uuid4()}",
+        )
+        # A write sent just before the renew deadline must land before a standby may take over.
+        timeout = lease.lease_duration - lease.renew_deadline
+        elector = LeaderElector(
+            Cluster(kubernetes_client(settings, timeout=timeout), rules=OWN_NAMESPACE_RULES), lease
+        )
+        leader = elector
+        metrics.LEADER.set_function(lambda: 1.0 if leader.is_leader() else 0.0)  # exact at scrape time
+    else:
+        metrics.LEADER.set(1)
+    cluster = Cluster(
+        kubernetes_client(settings, timeout=timeout),
+        fence=elector.may_write if elector else None,
+        observe=health.progressed,
     )
-    return Service(settings, reconciler, client)
+    status = reporter(settings, client)
+    if elector is not None:
+        status = FencedReporter(status, elector.may_write)
+    probe = prober(settings)
+
+    def new_reconciler() -> Reconciler:
+        return Reconciler(reconciler_config(settings), client, cluster, status, probe)
+
+    health.leadership = elector
+    service = Service(
+        settings, new_reconciler(), client, leader=elector, new_reconciler=new_reconciler, health=health
+    )
+    return service, elector
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ uses server-side apply with one fixed field manager.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,8 @@ from lightkube.codecs import from_dict, resource_registry
 from lightkube.core.resource import api_info
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import CascadeType, PatchType
+
+from listener import metrics
 
 FIELD_MANAGER = "langsmith-dataplane-listener"
 STATUS_FIELD_MANAGER = "langsmith-dataplane-listener-status"
@@ -66,8 +68,12 @@ WATCHED_NAMESPACE_RULES: tuple[AccessRule, ...] = (
 `Cluster` refuses any call outside it (so a new call without a rule fails every test that makes
 it), and the Pulumi program renders each watched namespace's Role from it."""
 
-OWN_NAMESPACE_RULES: tuple[AccessRule, ...] = ()
-"""What the listener may do in its own namespace (leader election's Lease, once it exists)."""
+OWN_NAMESPACE_RULES: tuple[AccessRule, ...] = (
+    # Leader election (listener.leader): read the Lease, create it once, renew and release it with
+    # optimistic-concurrency PUTs. Nothing else in the listener's own namespace.
+    AccessRule("coordination.k8s.io", ("leases",), ("get", "create", "update")),
+)
+"""What the listener may do in its own namespace: leader election's Lease."""
 
 
 class UndeclaredAccess(Exception):
@@ -82,20 +88,46 @@ class ClusterError(Exception):
         super().__init__(f"{action} {target}: {status or 'unreachable'} {message}".strip())
 
 
+class NotLeader(ClusterError):
+    """A write refused before it was sent: this replica does not hold the leader Lease (any more).
+
+    A `ClusterError`, so every caller already treats it as "that write did not happen, try later"."""
+
+    def __init__(self, action: str, target: str):
+        self.status = 0
+        Exception.__init__(self, f"{action} {target}: refused, this replica is not the leader")
+
+
+RequestObserver = Callable[[str, str], None]
+"""(verb, code) after every call: code '2xx', an HTTP error code, 'unreachable' or 'fenced'."""
+
+
 def _target(api_version: str, kind: str, namespace: str | None, name: str | None) -> str:
     where = f"{namespace}/" if namespace else ""
     return f"{kind}.{api_version} {where}{name or '*'}"
 
 
+def _observe(verb: str, code: str, observer: RequestObserver | None) -> None:
+    metrics.KUBERNETES_REQUESTS.labels(verb=verb, code=code).inc()
+    if observer is not None:
+        observer(verb, code)
+
+
 @contextmanager
-def _translated(action: str, target: str) -> Iterator[None]:
-    """One place that turns lightkube/httpx2 failures into `ClusterError`."""
+def _translated(
+    action: str, target: str, verb: str, observer: RequestObserver | None = None
+) -> Iterator[None]:
+    """One place that turns lightkube/httpx2 failures into `ClusterError`, and counts every call."""
     try:
         yield
     except ApiError as error:
-        raise ClusterError(action, target, error.status.code or 0, error.status.message or "") from None
+        code = error.status.code or 0
+        _observe(verb, str(code), observer)
+        raise ClusterError(action, target, code, error.status.message or "") from None
     except _UNREACHABLE as error:
+        _observe(verb, "unreachable", observer)
         raise ClusterError(action, target, 0, str(error)) from None
+    _observe(verb, "2xx", observer)
 
 
 def _group_and_resource(api_version: str, kind: str) -> tuple[str, str]:
@@ -105,9 +137,22 @@ def _group_and_resource(api_version: str, kind: str) -> tuple[str, str]:
 
 
 class Cluster:
-    def __init__(self, client: Client, *, rules: Iterable[AccessRule] = WATCHED_NAMESPACE_RULES):
+    """`fence` (leader election's `may_write`) is asked before every write; when it says no, the write
+    is refused with `NotLeader` without reaching the API server, so a deposed leader cannot write.
+    `observe` is called after every call (the service uses it as a sign of progress)."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        rules: Iterable[AccessRule] = WATCHED_NAMESPACE_RULES,
+        fence: Callable[[], bool] | None = None,
+        observe: RequestObserver | None = None,
+    ):
         self._client = client
         self._rules = tuple(rules)
+        self._fence = fence
+        self._observe = observe
 
     def _check(self, verb: str, api_version: str, kind: str) -> None:
         group, resource = _group_and_resource(api_version, kind)
@@ -116,22 +161,36 @@ class Cluster:
                 f"{verb} {resource}.{group or 'core'} is not declared in listener.kube's access rules"
             )
 
+    def _write(self, action: str, verb: str, target: str) -> AbstractContextManager[None]:
+        """The context of one write: refused unless the fence allows it, then translated and counted."""
+        if self._fence is not None and not self._fence():
+            _observe(verb, "fenced", self._observe)
+            raise NotLeader(action, target)
+        return _translated(action, target, verb, self._observe)
+
     def apply(self, manifest: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         self._check("patch", manifest["apiVersion"], manifest["kind"])
         self._check("create", manifest["apiVersion"], manifest["kind"])
-        with _translated("apply", _manifest_target(manifest)):
+        with self._write("apply", "patch", _manifest_target(manifest)):
             applied = self._client.apply(from_dict(dict(manifest)), field_manager=field_manager, force=True)
         return _as_dict(applied)
 
     def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         self._check("create", manifest["apiVersion"], manifest["kind"])
-        with _translated("create", _manifest_target(manifest)):
+        with self._write("create", "create", _manifest_target(manifest)):
             return _as_dict(self._client.create(from_dict(dict(manifest)), field_manager=FIELD_MANAGER))
+
+    def replace(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT the whole object. With `metadata.resourceVersion` set this is a compare-and-swap: the
+        API server answers 409 Conflict when the object changed since it was read."""
+        self._check("update", manifest["apiVersion"], manifest["kind"])
+        with self._write("replace", "update", _manifest_target(manifest)):
+            return _as_dict(self._client.replace(from_dict(dict(manifest)), field_manager=FIELD_MANAGER))
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self._check("get", api_version, kind)
         try:
-            with _translated("get", _target(api_version, kind, namespace, name)):
+            with _translated("get", _target(api_version, kind, namespace, name), "get", self._observe):
                 return _as_dict(
                     self._client.get(resource_registry.load(api_version, kind), name, namespace=namespace)
                 )
@@ -145,7 +204,7 @@ class Cluster:
     ) -> list[dict[str, Any]]:
         self._check("list", api_version, kind)
         resource = resource_registry.load(api_version, kind)
-        with _translated("list", _target(api_version, kind, namespace, None)):
+        with _translated("list", _target(api_version, kind, namespace, None), "list", self._observe):
             return [
                 _as_dict(o) for o in self._client.list(resource, namespace=namespace, labels=dict(labels))
             ]
@@ -154,7 +213,7 @@ class Cluster:
         self._check("delete", api_version, kind)
         resource = resource_registry.load(api_version, kind)
         try:
-            with _translated("delete", _target(api_version, kind, namespace, name)):
+            with self._write("delete", "delete", _target(api_version, kind, namespace, name)):
                 self._client.delete(resource, name, namespace=namespace, cascade=CascadeType.FOREGROUND)
         except ClusterError as error:
             if error.status != 404:  # already gone is what we wanted
@@ -167,7 +226,7 @@ class Cluster:
         spec's server-side applies never remove them and never conflict with them."""
         self._check("patch", api_version, kind)
         resource = resource_registry.load(api_version, kind)
-        with _translated("annotate", _target(api_version, kind, namespace, name)):
+        with self._write("annotate", "patch", _target(api_version, kind, namespace, name)):
             self._client.patch(
                 resource,
                 name,
@@ -183,7 +242,7 @@ class Cluster:
         self._check("patch", api_version, kind)
         resource = resource_registry.load(api_version, kind)
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: token}}}}}
-        with _translated("restart", _target(api_version, kind, namespace, name)):
+        with self._write("restart", "patch", _target(api_version, kind, namespace, name)):
             self._client.patch(
                 resource,
                 name,

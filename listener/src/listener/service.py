@@ -1,8 +1,8 @@
 """The listener process: wire settings to the control plane and the cluster, then loop until told to stop.
 
 The loop polls every `poll_interval_seconds` ± jitter, and faster (every 2 s) while a rollout is in
-progress so a failure or success is reported within seconds. SIGTERM finishes the current cycle
-and exits.
+progress so a failure or success is reported within seconds. With leader election only the leader
+runs cycles; a standby ticks until it leads. `listener.process` runs it and handles SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from listener import __version__
+from listener import __version__, metrics
 from listener.controlplane import (
     ControlPlaneClient,
     ControlPlaneConfig,
@@ -26,6 +27,9 @@ from listener.controlplane import (
     StatusReporter,
 )
 from listener.desired import Platform, agent_server_spec, place
+from listener.health import Health
+from listener.leader import LeaderElector
+from listener.logs import ids
 from listener.reconcile import CycleReport, Reconciler, ReconcilerConfig
 from listener.regions import REGIONS
 from listener.render import flatten, render, to_yaml
@@ -35,6 +39,8 @@ from listener.spec import ExternalStores, SecretValue
 log = logging.getLogger(__name__)
 
 ROLLOUT_TICK_SECONDS = 2.0
+STANDBY_TICK_SECONDS = 1.0
+"""How often a standby checks whether it leads now (the elector's own retry period is 2 s)."""
 HEARTBEAT_EVERY = timedelta(seconds=60)
 
 
@@ -46,11 +52,21 @@ def next_delay(settings: Settings, busy: bool, rng: random.Random) -> float:
     return settings.poll_interval_seconds + rng.uniform(-spread, spread)
 
 
-def control_plane_client(settings: Settings) -> ControlPlaneClient:
+def control_plane_client(
+    settings: Settings, *, observe: Callable[[str, str], None] | None = None
+) -> ControlPlaneClient:
+    """The client, counting every request in `listener.metrics` (and telling `observe`)."""
+
+    def counted(method: str, code: str) -> None:
+        metrics.CONTROL_PLANE_REQUESTS.labels(method=method, code=code).inc()
+        if observe is not None:
+            observe(method, code)
+
     return ControlPlaneClient(
         ControlPlaneConfig(
             base_url=settings.base_url, api_key=settings.api_key, tenant_id=settings.workspace_id
-        )
+        ),
+        observe=counted,
     )
 
 
@@ -110,7 +126,11 @@ def prober(settings: Settings) -> HttpProber:
 
 
 class Service:
-    """The loop around one `Reconciler`; `stop` (a threading.Event) ends it between cycles."""
+    """The loop around one `Reconciler`; `stop` (a threading.Event) ends it between cycles.
+
+    With a `leader` elector, cycles run only while it leads; when it starts a new term after having
+    led, `new_reconciler()` replaces the reconciler, because what it remembers may have been changed
+    by another leader meanwhile (a fresh one resumes from the cluster's status annotations)."""
 
     def __init__(
         self,
@@ -121,6 +141,9 @@ class Service:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
         on_cycle: Callable[[CycleReport], None] | None = None,
+        leader: LeaderElector | None = None,
+        new_reconciler: Callable[[], Reconciler] | None = None,
+        health: Health | None = None,
     ):
         self.settings = settings
         self.reconciler = reconciler
@@ -129,16 +152,53 @@ class Service:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._on_cycle = on_cycle
         self._last_heartbeat: datetime | None = None
+        self._leader = leader
+        self._new_reconciler = new_reconciler
+        self._health = health
+        self._term: int | None = None
+        self._standing_by = False
 
     def cycle(self) -> CycleReport:
         now = self._clock()
-        report = self.reconciler.run_once(now)
+        started = time.perf_counter()
+        try:
+            report = self.reconciler.run_once(now)
+        except Exception:
+            metrics.RECONCILES.labels(result="exception").inc()
+            raise
+        finally:
+            metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
         self._heartbeat(now)
-        for line in _summary(report):
-            log.info(line)
+        _observe(report, self.reconciler, now, self._clock())
+        for line, extra in _summary(report, self.reconciler):
+            log.info(line, extra=extra)
+        if self._health is not None:
+            self._health.polled(report.control_plane_ok)
         if self._on_cycle:
             self._on_cycle(report)
         return report
+
+    def leading(self) -> bool:
+        """May this replica run a cycle now? Always, without leader election."""
+        if self._leader is None:
+            return True
+        if not self._leader.is_leader():
+            if not self._standing_by:
+                holder = self._leader.holder()
+                log.info(
+                    f"standing by: the lease is held by {holder}" if holder else "standing by for the lease"
+                )
+                self._standing_by = True
+            return False
+        self._standing_by = False
+        term = self._leader.term
+        if term != self._term:
+            if self._term is not None and self._new_reconciler is not None:
+                self.reconciler = self._new_reconciler()
+            self._term = term
+            if self._health is not None:
+                self._health.new_term()
+        return True
 
     def run(self, stop: threading.Event) -> None:
         log.info(
@@ -149,6 +209,11 @@ class Service:
             self.settings.poll_interval_seconds,
         )
         while not stop.is_set():
+            if not self.leading():
+                if self._health is not None:
+                    self._health.progressed()
+                stop.wait(STANDBY_TICK_SECONDS)
+                continue
             try:
                 self.cycle()
             except Exception:  # one bad cycle must not end the process; the next one starts clean
@@ -167,20 +232,51 @@ class Service:
             log.warning("heartbeat failed: %s", error)
 
 
-def _summary(report: CycleReport) -> list[str]:
-    lines = []
+def _summary(report: CycleReport, reconciler: Reconciler) -> list[tuple[str, dict[str, str]]]:
+    """The cycle's log lines, each with the deployment and revision ids as fields (see listener.logs)."""
+
+    def about(deployment_id: str) -> dict[str, str]:
+        tracked = reconciler.tracked.get(deployment_id)
+        return ids(deployment_id, tracked.revision_id if tracked else None)
+
+    lines: list[tuple[str, dict[str, str]]] = []
     if not report.control_plane_ok:
-        lines.append("cycle: control plane unavailable; nothing changed")
+        lines.append(("cycle: control plane unavailable; nothing changed", {}))
     for deployment_id in report.applied:
-        lines.append(f"cycle: applied {deployment_id}")
+        lines.append((f"cycle: applied {deployment_id}", about(deployment_id)))
     for deployment_id in report.deployed:
-        lines.append(f"cycle: {deployment_id} DEPLOYED")
+        lines.append((f"cycle: {deployment_id} DEPLOYED", about(deployment_id)))
     for deployment_id, reason in report.failed.items():
-        lines.append(f"cycle: {deployment_id} DEPLOY_FAILED: {reason}")
+        lines.append((f"cycle: {deployment_id} DEPLOY_FAILED: {reason}", about(deployment_id)))
     for deployment_id in report.pruned:
-        lines.append(f"cycle: pruned {deployment_id}")
-    lines.extend(f"cycle: error: {error}" for error in report.errors)
+        lines.append((f"cycle: pruned {deployment_id}", ids(deployment_id)))
+    lines.extend((f"cycle: error: {error}", {}) for error in report.errors)
     return lines
+
+
+PHASES = ("stores", "rolling", "deployed", "failed")
+
+
+def _observe(report: CycleReport, reconciler: Reconciler, now: datetime, ended: datetime) -> None:
+    """The cycle's metrics: its result, the last good poll (`now`, when the cycle listed), deployments
+    by state, and rollouts that finished in it (timed until `ended`, the end of the cycle)."""
+    if not report.control_plane_ok:
+        result = "control_plane_unavailable"
+    else:
+        result = "error" if report.errors or report.failed else "ok"
+        metrics.LAST_SUCCESSFUL_POLL.set(now.timestamp())
+    metrics.RECONCILES.labels(result=result).inc()
+    counts = dict.fromkeys(PHASES, 0)
+    for tracked in reconciler.tracked.values():
+        counts[tracked.phase] = counts.get(tracked.phase, 0) + 1
+    for phase, count in counts.items():
+        metrics.DEPLOYMENTS.labels(state=phase).set(count)
+    for outcome, finished in (("deployed", report.deployed), ("failed", list(report.failed))):
+        for deployment_id in finished:
+            tracked = reconciler.tracked.get(deployment_id)
+            if tracked is not None:
+                seconds = (ended - tracked.started).total_seconds()
+                metrics.ROLLOUT_DURATION.labels(outcome=outcome).observe(max(seconds, 0.0))
 
 
 def dry_run(settings: Settings, client: ControlPlaneClient) -> str:

@@ -27,6 +27,7 @@ from listener.spec import RenderOptions
 
 ENV_PREFIX = "LISTENER_"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def _split_commas(value: object) -> object:
@@ -116,6 +117,53 @@ class Settings(BaseSettings):
 
     # How we reach Kubernetes: in-cluster service account unless a kubeconfig is given.
     kubeconfig: str | None = None
+
+    # --- Running in production: leader election, health/metrics, shutdown, logs (issue 13) ---
+    leader_election: bool = False
+    """Elect one leader among replicas with a Lease in the listener's own namespace."""
+    pod_namespace: str | None = None
+    """The listener's own namespace (downward API `metadata.namespace`); holds the Lease."""
+    pod_name: str | None = None
+    """This replica's name (downward API `metadata.name`): its identity in the Lease."""
+    lease_name: str | None = None
+    """Default `langsmith-listener-<listener id>`, so two listeners in one namespace never share one."""
+    health_port: int = Field(default=8080, ge=1, le=65535)
+    """`GET /healthz`, `/readyz` and `/metrics` are served here."""
+    health_stall_seconds: float = Field(default=120.0, ge=10.0, le=3600.0)
+    """`/healthz` fails when the loop has made no progress (no cycle, no request) for this long."""
+    shutdown_timeout_seconds: float = Field(default=20.0, ge=1.0, le=3600.0)
+    """On SIGTERM, how long the current cycle may run on; keep it below terminationGracePeriodSeconds."""
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("pod_namespace")
+    @classmethod
+    def _pod_namespace(cls, value: str | None) -> str | None:
+        if value is not None and (not _DNS_LABEL.match(value) or len(value) > 63):
+            raise ValueError("is not a DNS-1123 label")
+        return value
+
+    @field_validator("pod_name", "lease_name")
+    @classmethod
+    def _object_name(cls, value: str | None) -> str | None:
+        if value is not None and (not _DNS_SUBDOMAIN.match(value) or len(value) > 253):
+            raise ValueError("is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')")
+        return value
+
+    @property
+    def lease(self) -> str:
+        return self.lease_name or f"langsmith-listener-{self.listener_id}"
+
+    @model_validator(mode="after")
+    def _leader_election_identity(self) -> Settings:
+        if self.leader_election and not (self.pod_namespace and self.pod_name):
+            raise ValueError(
+                f"{ENV_PREFIX}LEADER_ELECTION=true needs {ENV_PREFIX}POD_NAMESPACE and {ENV_PREFIX}POD_NAME "
+                "(from the downward API)"
+            )
+        return self
+
+    # --- end of the production block ---
 
     # Checked here, not first by the client's config: its ValidationError escaped `main` as a traceback
     # (exit 1) that named neither variable.

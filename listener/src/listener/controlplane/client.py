@@ -74,6 +74,10 @@ def as_uuid(value: UUID | str, field: str) -> UUID:
         raise ValueError(f"{field} must be a UUID, got {value!r}") from None
 
 
+def _ignore(method: str, code: str) -> None:  # noqa: ARG001 - the default `observe`
+    return
+
+
 class ControlPlaneClient:
     """Typed access to `/v2/listeners` and `/v2/deployments`. Close it (or use `with`) to release
     connections."""
@@ -85,10 +89,14 @@ class ControlPlaneClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
+        observe: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`observe(method, code)` is called after every HTTP attempt (retries included): code is the
+        status code, or 'error' when no response arrived. The listener counts them as metrics."""
         self.config = config
         self._sleep = sleep
         self._random = random
+        self._observe = observe or _ignore
         headers = {
             "X-Api-Key": config.api_key.get_secret_value(),
             "Accept": "application/json",
@@ -251,6 +259,7 @@ class ControlPlaneClient:
             try:
                 response = self._http.request(method, path, params=params, json=json)
             except httpx.TransportError as exc:
+                self._observe(method, "error")
                 retry_ok = isinstance(exc, _NOT_SENT) or (
                     idempotent
                     if idempotent is not None
@@ -270,6 +279,7 @@ class ControlPlaneClient:
                     ) from None
                 self._wait(self._backoff(attempt), method, path, attempt, reason)
                 continue
+            self._observe(method, str(response.status_code))
             log.debug("%s %s -> %s (attempt %d)", method, path, response.status_code, attempt + 1)
             if response.status_code < 400:
                 return response

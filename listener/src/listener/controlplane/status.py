@@ -56,12 +56,14 @@ class LoggingStatusReporter:
         reason: str | None = None,
     ) -> None:
         _check_status(status)
+        revision, deployment = as_uuid(revision_id, "revision_id"), as_uuid(deployment_id, "deployment_id")
         log.info(
             "revision %s of deployment %s is %s%s",
-            as_uuid(revision_id, "revision_id"),
-            as_uuid(deployment_id, "deployment_id"),
+            revision,
+            deployment,
             status,
             f": {reason}" if reason else "",
+            extra={"deployment_id": str(deployment), "revision_id": str(revision)},
         )
 
 
