@@ -12,8 +12,8 @@ read exactly what the API server will), then declared by the `Listener` componen
 * the listener's settings as `LISTENER_*` environment (the names agreed in the brief and
   listener/README.md), including the id the registration produced;
 * a Deployment of the pinned image with `/healthz` and `/readyz` probes on `LISTENER_HEALTH_PORT`,
-  requests and limits, the restricted security context, `LISTENER_REPLICAS` replica(s), and a
-  PodDisruptionBudget that never blocks a node drain.
+  requests and limits, the restricted security context, `LISTENER_REPLICAS` replicas electing a
+  leader, and a PodDisruptionBudget that keeps one of them up without ever blocking a node drain.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from components.network_policies import ListenerTraffic, listener_namespace_poli
 from components.rbac import own_namespace_rules, role, role_binding, watched_namespace_rules
 from components.registration import ListenerRegistration, ListenerRegistrationArgs
 
-LISTENER_REPLICAS = 1
-"""The one place to change the replica count. Until the listener elects a leader (a Lease, see
-`listener.kube.OWN_NAMESPACE_RULES`), two replicas would both reconcile, so it is 1, rolled out with
-`Recreate` so the old pod is gone before the new one starts."""
+LISTENER_REPLICAS = 2
+"""The one place to change the replica count. Two replicas elect a leader with a Lease in the
+listener's own namespace (`listener.leader`; its rights come from `listener.kube.OWN_NAMESPACE_RULES`):
+one reconciles, the other stands by and takes over within a lease (15 s). Set it to 1 to run without
+leader election: the Deployment then rolls out with `Recreate`, so two listeners never overlap."""
 LEADER_ELECTION = LISTENER_REPLICAS > 1
 
 HEALTH_PORT = 8080

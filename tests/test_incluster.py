@@ -53,15 +53,6 @@ BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
-PENDING_SETTINGS: frozenset[str] = frozenset()
-"""`LISTENER_*` names agreed in the brief that the listener on this branch does not read yet (they land
-with issues 13 and 14). Settings ignores unknown variables, so a typo would pass silently: this test
-is what catches it, and the set must shrink to nothing as the listener catches up."""
-PENDING_SETTINGS = frozenset(
-    {"health_port", "leader_election", "pod_namespace", "pod_name", "postgres_admin_uri", "redis_admin_uri"}
-    - set(Settings.model_fields)
-)
-
 
 def objects(result: PlanResult, kind: str) -> list[dict[str, Any]]:
     return [o for o in declared_objects(result) if o["kind"] == kind]
@@ -194,15 +185,22 @@ def test_the_program_renders_whatever_the_listener_declares(
 
 
 @pytest.mark.parametrize("stack", stack_names())
-def test_the_listener_runs_restricted_with_probes_and_one_active_replica(stack: str) -> None:
+def test_the_listener_runs_restricted_with_probes_and_a_standby(stack: str) -> None:
     result = cached_run(stack, False)
     for listener in result.outputs["listeners"]:
         deployment = by_name(result, "Deployment", listener["listenerNamespace"], "listener")
         spec = deployment["spec"]
         pod = spec["template"]["spec"]
         (container,) = pod["containers"]
-        assert spec["replicas"] == LISTENER_REPLICAS == 1
-        assert spec["strategy"] == {"type": "Recreate"}
+        assert spec["replicas"] == LISTENER_REPLICAS == 2
+        # One leader at a time: a new pod joins as a standby before an old one leaves.
+        assert spec["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        }
+        env = env_of(deployment)
+        assert env["LISTENER_LEADER_ELECTION"] == "true"
+        assert env["LISTENER_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
         assert pod["serviceAccountName"] == "listener"
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -215,8 +213,18 @@ def test_the_listener_runs_restricted_with_probes_and_one_active_replica(stack: 
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
         assert set(container["resources"]) == {"requests", "limits"}
         budget = by_name(result, "PodDisruptionBudget", listener["listenerNamespace"], "listener")
-        # One replica: a budget demanding one available would block every node drain.
+        # Two replicas: one may go, one stays (a budget in terms of minAvailable would block drains at 1).
         assert budget["spec"] == {"maxUnavailable": 1, "selector": spec["selector"]}
+        lease = by_name(
+            result, "Role", listener["listenerNamespace"], f"langsmith-listener-{listener['name']}"
+        )
+        assert lease["rules"] == [
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["get", "create", "update"],
+            }
+        ]
 
 
 @pytest.mark.parametrize("stack", stack_names())
@@ -227,7 +235,8 @@ def test_the_listeners_settings_are_the_agreed_names_and_its_registered_id(stack
         env = env_of(by_name(result, "Deployment", listener["listenerNamespace"], "listener"))
         fields = {name.removeprefix("LISTENER_").lower() for name in env}
         assert all(name.startswith("LISTENER_") for name in env)
-        assert fields - set(Settings.model_fields) <= PENDING_SETTINGS, "a setting the listener does not know"
+        # Settings ignores unknown variables, so a misspelt name would pass silently: catch it here.
+        assert fields <= set(Settings.model_fields), "a setting the listener does not know"
         assert env["LISTENER_NAMESPACES"] == ",".join(listener["namespaces"])
         assert env["LISTENER_API_KEY"] == {"secretKeyRef": {"name": API_KEY_SECRET, "key": API_KEY_FIELD}}
         assert env["LISTENER_HEALTH_PORT"] == str(HEALTH_PORT)
@@ -248,25 +257,33 @@ def _component(result: PlanResult, listener: str) -> str:
     return component
 
 
-def test_settings_validate_as_the_listener_would_read_them() -> None:
+STAND_INS = {
+    "LISTENER_API_KEY": "lsv2_pt_x",
+    "LISTENER_POD_NAME": "listener-0",
+    "LISTENER_POSTGRES_ADMIN_URI": "postgres://admin:pw@db.internal:5432/postgres?sslmode=require",
+    "LISTENER_REDIS_ADMIN_URI": "rediss://:pw@cache.internal:6379",
+}
+"""What the kubelet would put in for secretKeyRefs and the pod name."""
+
+
+@pytest.mark.parametrize("stack", stack_names())
+def test_settings_validate_as_the_listener_would_read_them(stack: str) -> None:
     # The env, with its secret and downward-API references resolved, starts the listener's Settings.
-    result = cached_run("dev", False)
-    env = env_of(by_name(result, "Deployment", "listener-dev", "listener"))
-    resolved = {
-        k: v
-        if isinstance(v, str)
-        else {
-            "LISTENER_API_KEY": "lsv2_pt_x",
-            "LISTENER_POD_NAMESPACE": "listener-dev",
-            "LISTENER_POD_NAME": "listener-0",
-        }[k]
-        for k, v in env.items()
-    }
-    settings = Settings.model_validate({k.removeprefix("LISTENER_").lower(): v for k, v in resolved.items()})
-    assert str(settings.listener_id) == env["LISTENER_LISTENER_ID"]
-    assert settings.namespaces == ["agents-dev"]
-    assert settings.region == "us"
-    assert settings.autoscaler == "keda"
+    result = cached_run(stack, False)
+    for listener in result.outputs["listeners"]:
+        namespace = listener["listenerNamespace"]
+        env = env_of(by_name(result, "Deployment", namespace, "listener"))
+        resolved = {
+            k: v if isinstance(v, str) else {**STAND_INS, "LISTENER_POD_NAMESPACE": namespace}[k]
+            for k, v in env.items()
+        }
+        settings = Settings.model_validate(
+            {k.removeprefix("LISTENER_").lower(): v for k, v in resolved.items()}
+        )
+        assert str(settings.listener_id) == env["LISTENER_LISTENER_ID"]
+        assert settings.namespaces == listener["namespaces"]
+        assert settings.leader_election is True
+        assert settings.health_port == HEALTH_PORT
 
 
 def test_the_api_key_is_a_secret_everywhere_and_never_in_the_plan(tmp_path) -> None:
