@@ -54,15 +54,6 @@ REGISTRATION = "pulumi-python:dynamic/langsmith:ListenerRegistration"
 NOT_APPLIED_KINDS = {"GatewayClass", "Gateway", "EnvoyProxy"}
 """Custom resources of add-ons whose CRDs come with Helm charts, which do not run here."""
 
-STRICT_FAKEKUBE = hasattr(fakekube.FakeKube, "admin_client") and hasattr(
-    fakekube.FakeKube, "token_for_service_account"
-)
-pytestmark = pytest.mark.xfail(
-    not STRICT_FAKEKUBE,
-    reason="needs fakekube with RBAC, admin_client() and token_for_service_account() (issue 9, not merged yet)",
-    strict=True,
-)
-
 # Layouts under test: in-cluster stores (what this listener renders today), no external routing
 # (no gateway runs in fakekube), so only what the listener needs from the program remains.
 LAYOUT = {"stores": {"mode": "in-cluster"}, "routing": {"mode": "none"}}
