@@ -170,6 +170,8 @@ class EksClusterArgs:
     tags: Mapping[str, str]
     deletion_protection: bool = False
     """On in prod: deleting the cluster must be a deliberate two-step act."""
+    vpc_cni_network_policy: bool = False
+    """Have the VPC CNI enforce NetworkPolicies (its network policy agent; EKS 1.25+, CNI 1.14+)."""
     protect: bool = False
     """Pulumi `protect` on the cluster and its secrets key (prod): no destroy or replacement until lifted."""
     vpc_id: pulumi.Input[str] | None = None
@@ -358,8 +360,10 @@ class EksCluster(pulumi.ComponentResource):
         # Nodes need a CNI and kube-proxy before they can turn Ready, so these come before the node
         # groups. `preserve` keeps their DaemonSets on the nodes if the add-on resource is ever deleted:
         # without them no pod gets an address or a Service route.
+        # enableNetworkPolicy: docs.aws.amazon.com/eks/latest/userguide/cni-network-policy-configure.html
+        cni_settings = {"enableNetworkPolicy": "true"} if args.vpc_cni_network_policy else None
         networking_addons = [
-            self._addon(cluster, "vpc-cni", role=cni_role, preserve=True),
+            self._addon(cluster, "vpc-cni", role=cni_role, preserve=True, configuration=cni_settings),
             self._addon(cluster, "kube-proxy", preserve=True),
         ]
 
@@ -511,6 +515,7 @@ class EksCluster(pulumi.ComponentResource):
         role: IrsaRole | None = None,
         preserve: bool | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
+        configuration: Mapping[str, Any] | None = None,
     ) -> aws.eks.Addon:
         version = self._addon_version(addon)
         self.addon_versions[addon] = version
@@ -521,6 +526,7 @@ class EksCluster(pulumi.ComponentResource):
             addon_version=version,
             service_account_role_arn=role.arn if role is not None else None,
             preserve=preserve,
+            configuration_values=json.dumps(dict(configuration), sort_keys=True) if configuration else None,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE",
             tags=self._tagged(f"{self._name}-{addon}"),

@@ -447,6 +447,8 @@ CoreAddon = Literal["vpc-cni", "kube-proxy", "coredns", "aws-ebs-csi-driver"]
 
 
 class Cluster(Model):
+    mode: Literal["eks"] = "eks"
+    """`eks`: this stack creates the EKS cluster; `existing`: see `ExistingCluster`."""
     kubernetes_version: KubernetesVersion = DEFAULT_KUBERNETES_VERSION
     """Control plane, node groups and add-ons all follow it. EKS upgrades one minor version at a time."""
     upgrade_policy: SupportType = "STANDARD"
@@ -545,7 +547,16 @@ class InClusterStores(Model):
     mode: Literal["in-cluster"]
 
 
-Stores = Annotated[ManagedStores | InClusterStores, Field(discriminator="mode")]
+class ExternalStores(Model):
+    """Shared Postgres and Redis this stack does not create (e.g. on an existing cluster): their admin
+    connection URIs are the secret stack keys `postgres_admin_uri` and `redis_admin_uri`."""
+
+    mode: Literal["external"]
+    egress_cidrs: list[AllowlistCidr] = Field(min_length=1)
+    """Where the stores are: the only addresses Agent Servers and listeners may reach on 5432/6379."""
+
+
+Stores = Annotated[ManagedStores | InClusterStores | ExternalStores, Field(discriminator="mode")]
 
 
 # --- Topology ----------------------------------------------------------------------------------
@@ -555,6 +566,9 @@ class Workspace(Model):
     name: DnsLabel
     id: UUID
     """The LangSmith workspace id (sent as `X-Tenant-Id`)."""
+
+
+LISTENER_NAMESPACE_PREFIX = "listener-"
 
 
 class ListenerSpec(Model):
@@ -569,6 +583,15 @@ class ListenerSpec(Model):
     namespaces: list[Namespace] = Field(min_length=1)
     adopt_listener_id: UUID | None = None
     """An existing LangSmith listener to adopt instead of registering a new one."""
+    service_account_role_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"
+    )
+    """IRSA: an IAM role for the listener's ServiceAccount (EKS only; the role's trust policy is yours)."""
+
+    @property
+    def own_namespace(self) -> str:
+        """The namespace the listener itself runs in (never one it watches)."""
+        return f"{LISTENER_NAMESPACE_PREFIX}{self.name}"
 
 
 class Topology(Model):
@@ -577,6 +600,117 @@ class Topology(Model):
     shared_namespaces: list[Namespace] = Field(default_factory=list)
     """Namespaces that several listeners may watch (the "single namespace for multiple workspaces"
     layout). Every other namespace belongs to exactly one listener, as the official chart requires."""
+
+
+# --- In-cluster layer: cluster source, add-ons, routing, agent namespaces -----------------------
+
+
+class ExistingCluster(Model):
+    """A Kubernetes cluster this stack does not create: only the in-cluster layer is deployed into it.
+
+    Access comes from the secret stack key `kubeconfig`, or, when `eks_cluster_name` is given, from
+    that EKS cluster's endpoint (looked up with the stack's AWS credentials) and `aws eks get-token`."""
+
+    mode: Literal["existing"]
+    kubernetes_version: str = Field(pattern=r"^1\.[0-9]{2}$")
+    """The cluster's version (`kubectl version`): decides schemas, Pod Security labels and add-on pins."""
+    eks_cluster_name: str | None = Field(default=None, pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
+    context: str | None = None
+    """The kubeconfig context to use (default: the kubeconfig's current context)."""
+    api_server_cidrs: list[AllowlistCidr] = Field(default_factory=list)
+    """Where the Kubernetes API server's endpoints are, for the listener's egress NetworkPolicy
+    (default: anywhere on `api_server_port`)."""
+    api_server_port: int = Field(default=443, ge=1, le=65535)
+    """The port the API server's endpoints listen on after the `kubernetes` Service's translation
+    (443 on EKS, GKE and AKS; often 6443 on kubeadm clusters). NetworkPolicies see this port."""
+
+
+def _cluster_mode(value: object) -> str:
+    return value.get("mode", "eks") if isinstance(value, dict) else value.mode  # type: ignore[attr-defined]
+
+
+ClusterSource = Annotated[
+    Annotated[Cluster, Tag("eks")] | Annotated[ExistingCluster, Tag("existing")],
+    Discriminator(_cluster_mode),
+]
+
+
+class Addons(Model):
+    """Cluster add-ons the stack installs (versions are pinned in `components.addons`).
+
+    `None` means "the default for the cluster mode": on for our EKS, off (not ours to install) on an
+    existing cluster."""
+
+    keda: bool = True
+    """KEDA: Agent Server queue autoscaling on pending runs (installed before any listener)."""
+    metrics_server: bool = True
+    """metrics-server: what HorizontalPodAutoscalers read (the listener's fallback when KEDA is off)."""
+    aws_load_balancer_controller: bool = False
+    """EKS only: NLBs/ALBs for the Gateway's Service or Ingresses (with its IRSA role)."""
+    cluster_autoscaler: bool | None = None
+    """EKS only (default on): adds nodes to the managed node groups when Agent Servers don't fit."""
+    vpc_cni_network_policy: bool | None = None
+    """EKS only (default on): makes the VPC CNI enforce NetworkPolicies."""
+
+    def autoscaler_enabled(self, eks: bool) -> bool:
+        return eks if self.cluster_autoscaler is None else self.cluster_autoscaler
+
+    def network_policy_enabled(self, eks: bool) -> bool:
+        return eks if self.vpc_cni_network_policy is None else self.vpc_cni_network_policy
+
+
+_HOSTNAME = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$"
+
+
+class Routing(Model):
+    """How Agent Servers are reached from outside the cluster (each at `<hostname>/<deployment>`)."""
+
+    mode: Literal["none", "gateway", "ingress"] = "none"
+    """`gateway`: Gateway API CRDs, Envoy Gateway and one shared Gateway (required when a listener
+    watches several namespaces); `ingress`: an Ingress per deployment for your ingress controller;
+    `none`: in-cluster only."""
+    hostname: str | None = Field(default=None, pattern=_HOSTNAME, max_length=253)
+    tls_secret_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """gateway: a TLS Secret in the gateway's namespace (e.g. from cert-manager) for an HTTPS listener."""
+    internal: bool = True
+    """gateway on EKS with the load balancer controller: an internal NLB (false: internet-facing)."""
+    ingress_class_name: str | None = None
+    allow_from_cidrs: list[AllowlistCidr] = Field(default_factory=list)
+    """Ingress mode: where the ingress controller's traffic comes from (e.g. the VPC for ALB IP targets)."""
+    allow_from_namespaces: list[Namespace | Literal["kube-system"]] = Field(default_factory=list)
+    """Ingress mode: namespaces of an in-cluster ingress controller."""
+
+
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+Quantity = Annotated[str, Field(pattern=_QUANTITY)]
+
+
+QuotaResource = Literal[
+    "requests.cpu",
+    "requests.memory",
+    "limits.cpu",
+    "limits.memory",
+    "requests.storage",
+    "persistentvolumeclaims",
+    "pods",
+    "services",
+    "secrets",
+]
+
+
+class LimitRangeSettings(Model):
+    default_request: dict[Literal["cpu", "memory"], Quantity] = Field(default_factory=dict)
+    default_limit: dict[Literal["cpu", "memory"], Quantity] = Field(default_factory=dict)
+    max: dict[Literal["cpu", "memory"], Quantity] = Field(default_factory=dict)
+
+
+class AgentNamespaceSettings(Model):
+    """Applied to every agent namespace (the namespaces listeners watch)."""
+
+    resource_quota: dict[QuotaResource, Quantity] = Field(default_factory=dict)
+    """A ResourceQuota's `hard` map, e.g. `{requests.cpu: "32", limits.memory: 128Gi, pods: "200"}`."""
+    limit_range: LimitRangeSettings | None = None
+    """A LimitRange for containers that declare no resources (Agent Servers always declare them)."""
 
 
 # --- The whole stack ---------------------------------------------------------------------------
@@ -595,10 +729,18 @@ class StackConfig(Model):
     tags: Annotated[dict[str, str], AfterValidator(_tags)]
     langsmith: LangSmith = Field(default_factory=LangSmith)
     network: Network = Field(default_factory=CreateVpc)
-    cluster: Cluster = Field(default_factory=Cluster)
+    cluster: ClusterSource = Field(default_factory=Cluster)
     stores: Stores = Field(default_factory=lambda: InClusterStores(mode="in-cluster"))
     topology: Topology = Field(default_factory=Topology)
     listener_image: ImageRef
+    addons: Addons = Field(default_factory=Addons)
+    routing: Routing = Field(default_factory=Routing)
+    agent_namespaces: AgentNamespaceSettings = Field(default_factory=AgentNamespaceSettings)
+
+    @property
+    def is_eks(self) -> bool:
+        """The stack creates its EKS cluster (and so its VPC, egress and managed stores)."""
+        return isinstance(self.cluster, Cluster)
 
     @property
     def is_prod(self) -> bool:

@@ -16,13 +16,23 @@ from collections.abc import Mapping, Sequence
 import pulumi
 from pydantic import ValidationError
 
-from components.config import PROJECT, REQUIRED_TAG_KEYS, StackConfig
+from components.config import PROJECT, REQUIRED_TAG_KEYS, ExistingCluster, ExternalStores, StackConfig
 from components.rules import Problem, stack_problems, stack_warnings
 
 API_KEY = "api_key"
-"""The one secret stack key. It never enters `StackConfig`: it stays a Pulumi secret Output."""
+"""The LangSmith API key for every workspace without its own in `workspace_api_keys`."""
+WORKSPACE_API_KEYS = "workspace_api_keys"
+"""`{<workspace name>: <key>}`: one key per workspace (`pulumi config set --secret --path
+'workspace_api_keys.<name>' <key>`)."""
+KUBECONFIG = "kubeconfig"
+"""`cluster.mode: existing` without `eks_cluster_name`: the kubeconfig to deploy with."""
+POSTGRES_ADMIN_URI = "postgres_admin_uri"
+REDIS_ADMIN_URI = "redis_admin_uri"
+"""`stores.mode: external`: admin connection URIs of the shared stores."""
 
-_SECRET_KEYS = frozenset({API_KEY})
+SECRET_KEYS = (API_KEY, WORKSPACE_API_KEYS, KUBECONFIG, POSTGRES_ADMIN_URI, REDIS_ADMIN_URI)
+"""Secret stack keys. They never enter `StackConfig`: they stay Pulumi secret Outputs."""
+_SECRET_KEYS = frozenset(SECRET_KEYS)
 _FOREIGN_NAMESPACES = ("aws:", "kubernetes:", "pulumi:", "random:", "tls:")
 # LangSmith API keys: personal tokens `lsv2_pt_…`, service keys `lsv2_sk_…`, legacy `ls__…`.
 _LANGSMITH_KEY = re.compile(r"(lsv2_(pt|sk)_|ls__)[A-Za-z0-9_]*")
@@ -63,17 +73,25 @@ def redact(text: str) -> str:
 
 
 def parse_stack_config(
-    stack: str, raw: Mapping[str, str], secret_keys: set[str] | frozenset[str]
+    stack: str,
+    raw: Mapping[str, str],
+    secret_keys: set[str] | frozenset[str],
+    *,
+    require_secrets: bool = False,
 ) -> StackConfig:
     """Validate a stack's raw Pulumi config. Raises `ConfigError` listing every problem.
 
     Schema errors and cross-key rule errors come in one report: keys whose own value is invalid are
     set aside (defaulted, or replaced by a stand-in), the rules run over the rest, and rule findings
     about the set-aside keys are dropped (their schema error already names them).
+
+    With `require_secrets`, the secrets the stack needs (see `required_secrets`) must be set too; the
+    program asks for that, tests of other rules need not.
     """
     prefix = f"{PROJECT}:"
     problems: list[Problem] = []
     document: dict[str, object] = {}
+    present: set[str] = set()
 
     for full_key, text in sorted(raw.items()):
         if full_key.startswith(_FOREIGN_NAMESPACES):
@@ -85,14 +103,18 @@ def parse_stack_config(
             continue
         key = full_key.removeprefix(prefix)
         if key in _SECRET_KEYS:
+            present.add(key)
             if full_key not in secret_keys:
+                command = f"--path '{key}.<workspace>'" if key == WORKSPACE_API_KEYS else key
                 problems.append(
                     Problem(
                         key,
-                        f"is stored in plaintext; set it with `pulumi config set --secret {key}` "
+                        f"is stored in plaintext; set it with `pulumi config set --secret {command}` "
                         "so only ciphertext is committed",
                     )
                 )
+            elif key == WORKSPACE_API_KEYS:
+                problems += _workspace_key_shape(text)
             continue
         if full_key in secret_keys:
             # Only `api_key` stays a secret; every other value ends up in plaintext (resource names,
@@ -133,10 +155,90 @@ def parse_stack_config(
             for p in _tag_problems(config) + stack_problems(config)
             if not any(_related(k, set_aside) for k in (p.key, *p.context))
         ]
+        problems += _secret_problems(
+            config, present, raw.get(f"{prefix}{WORKSPACE_API_KEYS}"), require_secrets
+        )
     if problems:
         raise ConfigError(stack, problems)
     assert config is not None
     return config
+
+
+def workspace_key_names(text: object) -> set[str]:
+    """The workspace names `workspace_api_keys` has keys for (values are never looked at here)."""
+    value = _decode(text) if isinstance(text, str) else text
+    return (
+        {str(k) for k, v in value.items() if isinstance(v, str) and v.strip()}
+        if isinstance(value, dict)
+        else set()
+    )
+
+
+def required_secrets(
+    config: StackConfig, workspace_keys: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """The secret stack keys this configuration cannot deploy without."""
+    needed = []
+    uncovered = {listener.workspace for listener in config.topology.listeners} - set(workspace_keys)
+    if uncovered:
+        needed.append(API_KEY)
+    if isinstance(config.cluster, ExistingCluster) and config.cluster.eks_cluster_name is None:
+        needed.append(KUBECONFIG)
+    if isinstance(config.stores, ExternalStores):
+        needed += [POSTGRES_ADMIN_URI, REDIS_ADMIN_URI]
+    return needed
+
+
+def _workspace_key_shape(text: str) -> list[Problem]:
+    value = _decode(text)
+    if not isinstance(value, dict) or not value:
+        return [
+            Problem(
+                WORKSPACE_API_KEYS,
+                "must map workspace names to keys: pulumi config set --secret --path "
+                "'workspace_api_keys.<workspace>' <key>",
+            )
+        ]
+    return [
+        Problem(f"{WORKSPACE_API_KEYS}.{name}", "must be a non-empty API key")
+        for name, key in value.items()
+        if not isinstance(key, str) or not key.strip()
+    ]
+
+
+def _secret_problems(
+    config: StackConfig, present: set[str], workspace_keys_text: str | None, required: bool
+) -> list[Problem]:
+    problems = []
+    workspaces = {w.name for w in config.topology.workspaces}
+    covered = workspace_key_names(workspace_keys_text) if workspace_keys_text else set()
+    for name in sorted(covered - workspaces):
+        problems.append(Problem(f"{WORKSPACE_API_KEYS}.{name}", "names no workspace in topology.workspaces"))
+    if KUBECONFIG in present and (
+        not isinstance(config.cluster, ExistingCluster) or config.cluster.eks_cluster_name is not None
+    ):
+        problems.append(
+            Problem(
+                KUBECONFIG,
+                "is only used with cluster.mode 'existing' and no cluster.eks_cluster_name; remove it",
+            )
+        )
+    if required:
+        for key in required_secrets(config, covered):
+            if key not in present:
+                problems.append(Problem(key, _MISSING_SECRET[key]))
+    return problems
+
+
+_MISSING_SECRET = {
+    API_KEY: "is required to register and run the listeners (a LangSmith API key of their workspace): "
+    "pulumi config set --secret api_key <key>, or give every workspace one in workspace_api_keys",
+    KUBECONFIG: "is required with cluster.mode 'existing' unless cluster.eks_cluster_name is set: "
+    "pulumi config set --secret kubeconfig < ~/.kube/config",
+    POSTGRES_ADMIN_URI: "is required with stores.mode 'external': "
+    "pulumi config set --secret postgres_admin_uri 'postgres://…'",
+    REDIS_ADMIN_URI: "is required with stores.mode 'external': pulumi config set --secret redis_admin_uri 'rediss://…'",
+}
 
 
 def config_warnings(config: StackConfig, today: datetime.date | None = None) -> list[str]:
@@ -241,7 +343,7 @@ def load_stack_config() -> StackConfig:
     secret = set(runtime_config.get_config_secret_keys_env()) | {
         k for k in raw if runtime_config.is_config_secret(k)
     }
-    config = parse_stack_config(pulumi.get_stack(), raw, secret)
+    config = parse_stack_config(pulumi.get_stack(), raw, secret, require_secrets=True)
     for line in config_warnings(config):
         pulumi.log.warn(line)
     return config
@@ -279,7 +381,11 @@ def _from_pydantic(error: Mapping[str, object]) -> Problem:
 
 
 # pydantic puts the chosen member's tag into `loc` right after a discriminated union's field.
-_UNION_TAGS = {"network": {"create", "existing"}, "stores": {"managed", "in-cluster"}}
+_UNION_TAGS = {
+    "network": {"create", "existing"},
+    "stores": {"managed", "in-cluster", "external"},
+    "cluster": {"eks", "existing"},
+}
 _LIST_UNION_TAGS = {"extra_destinations": {"domain", "cidr"}}
 
 

@@ -11,10 +11,13 @@ import datetime
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from components.addon_versions import ENVOY_GATEWAY, Chart, selected, unsupported
 from components.config import (
+    LISTENER_NAMESPACE_PREFIX,
     CidrDestination,
     CreateVpc,
     DomainDestination,
+    ExistingCluster,
     InClusterStores,
     ManagedStores,
     StackConfig,
@@ -41,15 +44,27 @@ class Problem:
 
 
 def stack_problems(config: StackConfig) -> list[Problem]:
+    # Network, egress and EKS settings only mean something when this stack builds the cluster.
+    aws_side = (
+        [
+            *_egress_problems(config),
+            *_cluster_problems(config),
+            *_endpoint_access_problems(config),
+            *_node_group_problems(config),
+            *_registry_problems(config),
+        ]
+        if config.is_eks
+        else []
+    )
     return [
         *_topology_problems(config),
-        *_egress_problems(config),
-        *_cluster_problems(config),
-        *_endpoint_access_problems(config),
-        *_node_group_problems(config),
+        *aws_side,
         *_image_problems(config),
-        *_registry_problems(config),
         *_store_problems(config),
+        *_existing_cluster_problems(config),
+        *_addon_problems(config),
+        *_routing_problems(config),
+        *_listener_namespace_problems(config),
     ]
 
 
@@ -57,6 +72,8 @@ def stack_warnings(config: StackConfig, today: datetime.date) -> list[Problem]:
     """What a stack may do but a reviewer should hear about (printed by the program and the plan)."""
     warnings: list[Problem] = []
     cluster = config.cluster
+    if isinstance(cluster, ExistingCluster):
+        return warnings  # EKS's support calendar is about clusters this stack builds
     version = cluster.kubernetes_version
     window = EKS_VERSIONS[version]
     phase = support_phase(version, today)
@@ -480,3 +497,134 @@ def _store_problems(config: StackConfig) -> list[Problem]:
                 )
             ]
     return []
+
+
+# --- In-cluster layer ----------------------------------------------------------------------------
+
+_EKS_ONLY_ADDONS = ("aws_load_balancer_controller", "cluster_autoscaler", "vpc_cni_network_policy")
+
+
+def _existing_cluster_problems(config: StackConfig) -> list[Problem]:
+    if not isinstance(config.cluster, ExistingCluster):
+        return []
+    problems = []
+    if "network" in config.model_fields_set:
+        problems.append(
+            Problem(
+                "network",
+                "has no effect with cluster.mode 'existing': this stack creates no VPC and no egress "
+                "controls; remove it (the cluster's own network decides egress)",
+            )
+        )
+    if isinstance(config.stores, ManagedStores):
+        problems.append(
+            Problem(
+                "stores.mode",
+                "managed stores are created in the VPC of a cluster this stack builds; with cluster.mode "
+                "'existing' use 'in-cluster' (dev) or 'external' with postgres_admin_uri/redis_admin_uri",
+                "managed",
+            )
+        )
+    for key in _EKS_ONLY_ADDONS:
+        if getattr(config.addons, key):
+            problems.append(
+                Problem(
+                    f"addons.{key}",
+                    "needs the EKS cluster this stack builds (cluster.mode 'eks'); on an existing cluster "
+                    "install it yourself",
+                    True,
+                )
+            )
+    return problems
+
+
+def _addon_key(chart: Chart) -> str:
+    return "routing.mode" if chart is ENVOY_GATEWAY else f"addons.{chart.release.replace('-', '_')}"
+
+
+def _addon_problems(config: StackConfig) -> list[Problem]:
+    version = config.cluster.kubernetes_version
+    problems = []
+    for chart in selected(config.addons, config.routing, eks=config.is_eks):
+        reason = unsupported(chart, version)
+        if reason:
+            problems.append(Problem(_addon_key(chart), f"{reason} (cluster.kubernetes_version is {version})"))
+    if config.is_eks and config.addons.autoscaler_enabled(True):
+        assert not isinstance(config.cluster, ExistingCluster)
+        if not any(g.max_size > g.min_size for g in config.cluster.node_groups):
+            problems.append(
+                Problem(
+                    "addons.cluster_autoscaler",
+                    "no node group can grow (max_size > min_size), so the autoscaler would have nothing "
+                    "to scale; give one room or set this to false",
+                    context=("cluster.node_groups",),
+                )
+            )
+    return problems
+
+
+def _routing_problems(config: StackConfig) -> list[Problem]:
+    routing = config.routing
+    problems = []
+    if routing.mode != "none" and not routing.hostname:
+        problems.append(
+            Problem(
+                "routing.hostname",
+                f"is required with routing.mode '{routing.mode}': Agent Servers are served at "
+                "<hostname>/<deployment>",
+            )
+        )
+    if routing.mode == "ingress":
+        for i, listener in enumerate(config.topology.listeners):
+            if len(listener.namespaces) > 1:
+                problems.append(
+                    Problem(
+                        "routing.mode",
+                        f"an Ingress routes only within its namespace, and topology.listeners[{i}] "
+                        f"('{listener.name}') watches {len(listener.namespaces)}; use 'gateway' "
+                        "(hybrid-data-plane.md §11)",
+                        "ingress",
+                    )
+                )
+        if not routing.allow_from_cidrs and not routing.allow_from_namespaces:
+            problems.append(
+                Problem(
+                    "routing.allow_from_cidrs",
+                    "ingress mode needs where the ingress controller's traffic comes from "
+                    "(allow_from_cidrs and/or allow_from_namespaces): the agent namespaces deny "
+                    "everything else",
+                )
+            )
+    else:
+        for key in ("allow_from_cidrs", "allow_from_namespaces", "ingress_class_name"):
+            if getattr(routing, key):
+                problems.append(Problem(f"routing.{key}", "is only used with routing.mode 'ingress'"))
+    if routing.tls_secret_name and routing.mode != "gateway":
+        problems.append(Problem("routing.tls_secret_name", "is only used with routing.mode 'gateway'"))
+    return problems
+
+
+def _listener_namespace_problems(config: StackConfig) -> list[Problem]:
+    agent_namespaces = {ns for listener in config.topology.listeners for ns in listener.namespaces}
+    limit = 63 - len(LISTENER_NAMESPACE_PREFIX)
+    problems = []
+    for i, listener in enumerate(config.topology.listeners):
+        if len(listener.name) > limit:
+            problems.append(
+                Problem(
+                    f"topology.listeners[{i}].name",
+                    f"is longer than {limit} characters: the listener runs in the namespace "
+                    f"'{LISTENER_NAMESPACE_PREFIX}<name>', at most 63 characters",
+                    listener.name,
+                )
+            )
+        if listener.own_namespace in agent_namespaces:
+            problems.append(
+                Problem(
+                    f"topology.listeners[{i}].name",
+                    f"its own namespace '{listener.own_namespace}' is also an agent namespace; a listener "
+                    "never runs where Agent Servers do",
+                    listener.name,
+                )
+            )
+    return problems

@@ -25,6 +25,7 @@ import functools
 import importlib
 import inspect
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -540,6 +541,199 @@ def unenforced_egress(resources: Sequence[Resource], *, dev: bool) -> list[tuple
     return found
 
 
+# --- Kubernetes checks (pure) ------------------------------------------------------------------
+
+# Labels the program puts on its Kubernetes objects (`components/labels.py`; a test keeps them equal).
+NAMESPACE_ROLE_LABEL = "langsmith-dataplane/namespace-role"
+NAMESPACE_ROLES = frozenset({"agents", "listener"})
+LISTENER_NAMESPACE_ROLE = "listener"
+LISTENER_LABEL = "langsmith-dataplane/listener"
+ENVIRONMENT_LABEL = "langsmith-dataplane/environment"
+
+K8S_NAMESPACE = "kubernetes:core/v1:Namespace"
+K8S_SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
+K8S_NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+K8S_CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
+K8S_CLUSTER_ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
+K8S_ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+WORKLOADS = {
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "kubernetes:core/v1:Pod": ("spec",),
+}
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_RESTRICTED_SECCOMP = frozenset({"RuntimeDefault", "Localhost"})
+
+
+def _labels(props: Mapping[str, Any]) -> dict[str, Any] | Any:
+    labels = lookup(props, "metadata", "labels")
+    if labels is UNKNOWN:
+        return UNKNOWN
+    return {str(k): lookup(labels, str(k)) for k in list(labels)} if isinstance(labels, Mapping) else {}
+
+
+def _container_violations(label: str, container: Any, pod_non_root: Any, pod_seccomp: Any) -> list[str]:
+    context = lookup(container, "securityContext")
+    if context is UNKNOWN:
+        return []
+    found = []
+    if flag(lookup(context, "allowPrivilegeEscalation")) not in (False, UNKNOWN):
+        found.append(f"{label}: allowPrivilegeEscalation must be false")
+    if flag(lookup(context, "privileged")) is True:
+        found.append(f"{label}: must not be privileged")
+    if flag(lookup(context, "readOnlyRootFilesystem")) not in (True, UNKNOWN):
+        found.append(f"{label}: readOnlyRootFilesystem must be true")
+    drop = entries(lookup(context, "capabilities", "drop"))
+    if drop is not UNKNOWN and "ALL" not in drop:
+        found.append(f"{label}: capabilities must drop ALL")
+    added = entries(lookup(context, "capabilities", "add"))
+    if added is not UNKNOWN and [c for c in added if c is not UNKNOWN and c != "NET_BIND_SERVICE"]:
+        found.append(f"{label}: may add no capability but NET_BIND_SERVICE (restricted profile)")
+    non_root = flag(lookup(context, "runAsNonRoot"))
+    if non_root is False or (non_root is None and pod_non_root is not True and pod_non_root is not UNKNOWN):
+        found.append(f"{label}: runAsNonRoot must be true (on the pod or the container)")
+    seccomp = plain(lookup(context, "seccompProfile", "type"))
+    if seccomp is None:
+        seccomp = pod_seccomp
+    if seccomp is not UNKNOWN and seccomp not in _RESTRICTED_SECCOMP:
+        found.append(f"{label}: seccompProfile must be RuntimeDefault (on the pod or the container)")
+    return found
+
+
+def restricted_workload_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Every pod the program declares meets Pod Security `restricted`
+    (kubernetes.io/docs/concepts/security/pod-security-standards) and, outside dev, runs images
+    pinned by digest."""
+    path = WORKLOADS.get(resource_type)
+    if path is None:
+        return []
+    pod = lookup(props, *path)
+    if pod is UNKNOWN or pod is None:
+        return []
+    found = []
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if flag(lookup(pod, key)) is True:
+            found.append(f"pod: {key} must not be true")
+    volumes = entries(lookup(pod, "volumes"))
+    for volume in [] if volumes is UNKNOWN else volumes:
+        if isinstance(volume, Mapping) and lookup(volume, "hostPath") is not None:
+            found.append(f"pod: volume {lookup(volume, 'name')} is a hostPath")
+    pod_non_root = flag(lookup(pod, "securityContext", "runAsNonRoot"))
+    pod_seccomp = plain(lookup(pod, "securityContext", "seccompProfile", "type"))
+    labels = _labels(props)
+    environment = UNKNOWN if labels is UNKNOWN else labels.get(ENVIRONMENT_LABEL)
+    for kind in ("initContainers", "containers"):
+        containers = entries(lookup(pod, kind))
+        for container in [] if containers is UNKNOWN else containers:
+            if container is UNKNOWN:
+                continue
+            label = f"{kind} {lookup(container, 'name')}"
+            found += _container_violations(label, container, pod_non_root, pod_seccomp)
+            image = plain(lookup(container, "image"))
+            pinned = not isinstance(image, str) or _DIGEST.search(image) is not None
+            if environment != "dev" and environment is not UNKNOWN and not pinned:
+                found.append(
+                    f"{label}: image {image} must be pinned by digest (@sha256:...) outside dev "
+                    f"(environment label: {environment or 'missing'})"
+                )
+    return found
+
+
+def _subject_is(subject: Any, accounts: set[tuple[str, str]], namespaces: set[str]) -> bool:
+    kind, name, namespace = (plain(lookup(subject, k)) for k in ("kind", "name", "namespace"))
+    if kind == "ServiceAccount":
+        return (namespace, name) in accounts or namespace in namespaces
+    if kind == "Group":
+        return name == "system:serviceaccounts" or any(
+            name == f"system:serviceaccounts:{ns}" for ns in namespaces
+        )
+    if kind == "User" and isinstance(name, str) and name.startswith("system:serviceaccount:"):
+        parts = name.split(":")
+        return len(parts) == 4 and parts[2] in namespaces
+    return False
+
+
+def _labelled(resource: Resource) -> dict[str, Any]:
+    labels = _labels(resource.props)
+    return {} if labels is UNKNOWN else labels
+
+
+def listener_cluster_rbac_violations(resources: Sequence[Resource]) -> list[tuple[str, str]]:
+    """The listener is granted nothing cluster-wide: no ClusterRole for it, no ClusterRoleBinding to
+    it (or to every service account), and no RoleBinding lending it a ClusterRole."""
+    namespaces = {
+        str(lookup(r.props, "metadata", "name"))
+        for r in resources
+        if r.type == K8S_NAMESPACE and _labelled(r).get(NAMESPACE_ROLE_LABEL) == LISTENER_NAMESPACE_ROLE
+    }
+    accounts = {
+        (str(lookup(r.props, "metadata", "namespace")), str(lookup(r.props, "metadata", "name")))
+        for r in resources
+        if r.type == K8S_SERVICE_ACCOUNT and LISTENER_LABEL in _labelled(r)
+    }
+    found = []
+    for r in resources:
+        subjects = entries(lookup(r.props, "subjects"))
+        binds_listener = subjects is not UNKNOWN and any(
+            _subject_is(s, accounts, namespaces) for s in subjects
+        )
+        if r.type == K8S_CLUSTER_ROLE and LISTENER_LABEL in _labelled(r):
+            found.append((r.urn, f"{r.name}: a ClusterRole for the listener; give it namespaced Roles only"))
+        elif r.type == K8S_CLUSTER_ROLE_BINDING and binds_listener:
+            found.append((r.urn, f"{r.name}: a ClusterRoleBinding grants the listener cluster-wide rights"))
+        elif (
+            r.type == K8S_ROLE_BINDING
+            and binds_listener
+            and plain(lookup(r.props, "roleRef", "kind")) == "ClusterRole"
+        ):
+            found.append(
+                (
+                    r.urn,
+                    f"{r.name}: binds the listener to a ClusterRole; bind a Role from listener.kube's rules",
+                )
+            )
+    return found
+
+
+def _is_default_deny(props: Mapping[str, Any]) -> bool | Any:
+    spec = lookup(props, "spec")
+    selector = lookup(spec, "podSelector")
+    types = entries(lookup(spec, "policyTypes"))
+    if UNKNOWN in (spec, selector) or types is UNKNOWN:
+        return UNKNOWN
+    selects_all = not lookup(selector, "matchLabels") and not lookup(selector, "matchExpressions")
+    no_rules = not lookup(spec, "ingress") and not lookup(spec, "egress")
+    return selects_all and no_rules and {"Ingress", "Egress"} <= set(types)
+
+
+def default_deny_violations(resources: Sequence[Resource]) -> list[tuple[str, str]]:
+    """Every namespace the program owns for agents or listeners denies all traffic by default (a
+    NetworkPolicy selecting every pod, with both policy types and no rules)."""
+    covered: set[str] = set()
+    for r in resources:
+        if r.type == K8S_NETWORK_POLICY and _is_default_deny(r.props) in (True, UNKNOWN):
+            covered.add(str(lookup(r.props, "metadata", "namespace")))
+    found = []
+    for r in resources:
+        role = _labelled(r).get(NAMESPACE_ROLE_LABEL)
+        if r.type != K8S_NAMESPACE or role not in NAMESPACE_ROLES:
+            continue
+        name = lookup(r.props, "metadata", "name")
+        if name is UNKNOWN or str(name) in covered:
+            continue
+        found.append(
+            (
+                r.urn,
+                f"namespace {name} ({role}) has no default-deny NetworkPolicy "
+                "(podSelector {}, policyTypes Ingress and Egress, no rules)",
+            )
+        )
+    return found
+
+
 # --- The Pulumi shell --------------------------------------------------------------------------
 
 ResourceCheck = Callable[[str, Mapping[str, Any]], list[str]]
@@ -637,6 +831,24 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         "required-tags",
         "Every taggable AWS resource carries the owner, cost-center and environment tags itself.",
         missing_tag_violations,
+    ),
+    _resource_policy(
+        "restricted-pod-security",
+        "Every workload the program declares meets Pod Security 'restricted' (non-root, no privilege "
+        "escalation, all capabilities dropped, read-only root filesystem, RuntimeDefault seccomp, no host "
+        "namespaces or hostPath) and, outside dev, runs images pinned by digest.",
+        restricted_workload_violations,
+    ),
+    _stack_policy(
+        "listener-namespaced-rbac-only",
+        "The listener gets no ClusterRole, no ClusterRoleBinding and no RoleBinding to a ClusterRole: only "
+        "Roles rendered from listener.kube's rules.",
+        listener_cluster_rbac_violations,
+    ),
+    _stack_policy(
+        "namespace-default-deny",
+        "Every agent and listener namespace has a default-deny NetworkPolicy.",
+        default_deny_violations,
     ),
     ResourceValidationPolicy(
         name="kubernetes-explicit-provider",

@@ -25,6 +25,21 @@ def _sg_rules(result) -> set[tuple[str, float, float, str]]:
     }
 
 
+# Nodes behind the firewall also pull prod's add-ons (components.addon_egress adds their registries):
+# KEDA from GHCR, metrics-server and the autoscaler from registry.k8s.io, the load balancer controller
+# from ECR Public, Envoy Gateway from Docker Hub.
+PROD_REGISTRIES = {
+    "ghcr.io",
+    "pkg-containers.githubusercontent.com",
+    "registry.k8s.io",
+    "public.ecr.aws",
+    "registry-1.docker.io",
+    "auth.docker.io",
+    "production.cloudflare.docker.com",
+    "docker-images-prod.6aa30f8b08e16409b46e0173d6de2f56.r2.cloudflarestorage.com",
+}
+
+
 def _firewall_domains(result) -> list[str]:
     source = one(result, RULE_GROUP).inputs["ruleGroup"]["rulesSource"]["rulesSourceList"]
     assert source["generatedRulesType"] == "ALLOWLIST"
@@ -61,7 +76,7 @@ def test_firewall_mode_allows_exactly_the_control_plane_hosts(tmp_path, region: 
     )
     # The default interface endpoints cover ECR, STS, logs and EKS; EC2 (VPC CNI, EBS CSI) is not one.
     assert sorted(_firewall_domains(result)) == sorted(
-        {*REGIONS[region].hosts, "ec2.us-east-2.amazonaws.com"}
+        {*REGIONS[region].hosts, "ec2.us-east-2.amazonaws.com", *PROD_REGISTRIES}
     )
     assert not of_type(result, EGRESS_RULE)
     # The stores' groups admit clients; no group exists for egress, the firewall is the control.
@@ -82,6 +97,7 @@ def test_firewall_allows_aws_apis_by_name_only_without_their_endpoints(tmp_path)
         ".dkr.ecr.us-east-2.amazonaws.com",
         "sts.us-east-2.amazonaws.com",
         "ec2.us-east-2.amazonaws.com",
+        *PROD_REGISTRIES,
     }
 
 
@@ -102,13 +118,17 @@ def test_self_hosted_langsmith_uses_its_host_and_given_cidrs(tmp_path) -> None:
         ("198.51.100.7/32", 443.0, 443.0, "tcp"),
         ("192.0.2.10/32", 8443.0, 8443.0, "tcp"),
     }
-    assert set(_firewall_domains(result)) == {"langsmith.example.com", "ec2.us-east-2.amazonaws.com"}
+    assert set(_firewall_domains(result)) == {
+        "langsmith.example.com",
+        "ec2.us-east-2.amazonaws.com",
+        *PROD_REGISTRIES,
+    }
 
 
 def test_prod_firewall_holds_hosts_and_extra_domains() -> None:
     result = cached_run("prod", preview=False)
     assert _firewall_domains(result) == sorted(
-        [
+        {
             *REGIONS["aws-us"].hosts,
             "ghcr.io",
             "pkg-containers.githubusercontent.com",
@@ -118,7 +138,10 @@ def test_prod_firewall_holds_hosts_and_extra_domains() -> None:
             "api.openai.com",
             "api.anthropic.com",
             "ec2.us-east-2.amazonaws.com",
-        ]
+            # Added for the add-ons; the rest of PROD_REGISTRIES is covered by the entries above.
+            "registry.k8s.io",
+            "public.ecr.aws",
+        }
     )
 
 

@@ -206,7 +206,18 @@ def test_s3_gateway_endpoint_admits_only_ecr_layers_and_the_stacks_buckets(tmp_p
             "Principal": "*",
             "Action": "s3:GetObject",
             "Resource": "arn:aws:s3:::prod-us-east-2-starport-layer-bucket/*",
-        }
+        },
+        # registry.k8s.io's layer bucket for the add-ons pulled from it (components.addon_egress).
+        {
+            "Sid": "StackBuckets",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [
+                "arn:aws:s3:::prod-registry-k8s-io-us-east-2",
+                "arn:aws:s3:::prod-registry-k8s-io-us-east-2/*",
+            ],
+        },
     ]
     network = {"az_count": 2, "interface_endpoints": [], "s3_buckets": ["acme-agent-artifacts"]}
     variant = run_variant(tmp_path, "dev", {"network": network})
@@ -214,6 +225,8 @@ def test_s3_gateway_endpoint_admits_only_ecr_layers_and_the_stacks_buckets(tmp_p
     assert statements[1]["Resource"] == [
         "arn:aws:s3:::acme-agent-artifacts",
         "arn:aws:s3:::acme-agent-artifacts/*",
+        "arn:aws:s3:::prod-registry-k8s-io-us-east-1",
+        "arn:aws:s3:::prod-registry-k8s-io-us-east-1/*",
     ]
     assert statements[0]["Resource"] == "arn:aws:s3:::prod-us-east-1-starport-layer-bucket/*"
 

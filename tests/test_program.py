@@ -14,14 +14,36 @@ from tests.support import cached_run, of_type, stack_document
 from tools.harness import SECRET, UNKNOWN, run_program, stack_names
 
 COMPONENTS = ("langsmith:infra:Network", "langsmith:infra:ControlPlaneEgress", "langsmith:infra:EksCluster")
+IN_CLUSTER = ("langsmith:infra:ClusterAddons", "langsmith:infra:AgentNamespaces", "langsmith:infra:Listener")
 EXPLICIT_PROVIDER = "kubernetes-explicit-provider"
+EXISTING_CLUSTER_STACKS = [
+    s
+    for s in stack_names()
+    if stack_document(s)["config"].get("langsmith-dataplane:cluster", {}).get("mode") == "existing"
+]
+EKS_STACKS = [s for s in stack_names() if s not in EXISTING_CLUSTER_STACKS]
 
 
-@pytest.mark.parametrize("stack", stack_names())
+def test_a_shipped_stack_uses_an_existing_cluster() -> None:
+    assert EXISTING_CLUSTER_STACKS == ["example-existing-cluster"]
+
+
+@pytest.mark.parametrize("stack", EXISTING_CLUSTER_STACKS)
+@pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
+def test_an_existing_cluster_gets_only_the_in_cluster_layer(stack: str, preview: bool) -> None:
+    result = cached_run(stack, preview)
+    types = {r.type for r in result.resources}
+    assert types >= {*IN_CLUSTER, "langsmith:infra:ExistingCluster"}
+    assert not [t for t in types if t.startswith("aws:") or t == "pulumi:providers:aws"]
+    assert not types & set(COMPONENTS)
+    assert result.outputs["controlPlaneUrl"].startswith("https://")
+
+
+@pytest.mark.parametrize("stack", EKS_STACKS)
 @pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
 def test_every_stack_runs(stack: str, preview: bool) -> None:
     result = cached_run(stack, preview)
-    assert {r.type for r in result.resources} >= {*COMPONENTS, "aws:eks/cluster:Cluster"}
+    assert {r.type for r in result.resources} >= {*COMPONENTS, *IN_CLUSTER, "aws:eks/cluster:Cluster"}
     assert result.outputs["kubeconfig"] == SECRET
     assert result.outputs["egressAllowlist"]["controlPlaneHosts"]
     assert result.outputs["controlPlaneUrl"].startswith("https://")
@@ -55,7 +77,9 @@ def test_the_provider_check_catches_a_default_provider() -> None:
 @pytest.mark.parametrize("stack", stack_names())
 def test_every_aws_resource_uses_the_stacks_aws_provider(stack: str) -> None:
     resources = cached_run(stack, True).resources
-    (provider,) = [r.urn for r in resources if r.type == "pulumi:providers:aws"]
+    providers = [r.urn for r in resources if r.type == "pulumi:providers:aws"]
+    assert len(providers) == (1 if stack in EKS_STACKS else 0)
+    provider = providers[0] if providers else "<none>"
     strays = [
         r.name for r in resources if r.type.startswith("aws:") and not r.provider.startswith(provider + "::")
     ]
@@ -66,7 +90,9 @@ def test_every_aws_resource_uses_the_stacks_aws_provider(stack: str) -> None:
 def test_every_resource_is_parented_to_its_component(stack: str) -> None:
     resources = cached_run(stack, True).resources
     components = {r.urn: r for r in resources if r.type.startswith("langsmith:infra:")}
-    assert {c.type for c in components.values()} >= set(COMPONENTS)
+    assert {c.type for c in components.values()} >= (
+        set(COMPONENTS) if stack in EKS_STACKS else set(IN_CLUSTER)
+    )
     for resource in resources:
         if resource.type.startswith("langsmith:infra:") or resource.type == "pulumi:providers:aws":
             assert resource.parent.endswith("pulumi:pulumi:Stack::langsmith-dataplane-" + stack)
@@ -107,6 +133,10 @@ def test_resource_counts_follow_the_stack_shape() -> None:
 def test_the_aws_provider_only_works_in_the_stacks_account(stack: str) -> None:
     # allowed_account_ids: the provider checks the caller's account (sts:GetCallerIdentity) before
     # any call, so credentials for another account fail before anything is created.
-    (provider,) = of_type(cached_run(stack, True), "pulumi:providers:aws")
+    providers = of_type(cached_run(stack, True), "pulumi:providers:aws")
+    if stack in EXISTING_CLUSTER_STACKS:
+        assert providers == []  # a kubeconfig needs no AWS at all
+        return
+    (provider,) = providers
     account = str(stack_document(stack)["config"]["langsmith-dataplane:aws_account_id"])
     assert json.loads(provider.inputs["allowedAccountIds"]) == [account]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -108,6 +109,11 @@ _SPECIAL: dict[str, Callable[[str, Mapping[str, Any], str], dict[str, Any]]] = {
         "latestVersion": 1,
         "defaultVersion": 1,
     },
+    # What LangSmith answers to the registration: a listener id (deterministic per resource name).
+    "pulumi-python:dynamic/langsmith:ListenerRegistration": lambda name, _inputs, _region: {
+        "listener_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"langsmith-listener/{name}")),
+        "adopted": False,
+    },
 }
 
 
@@ -149,6 +155,15 @@ def invoke(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
         return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
     if token == "aws:index/getRegion:getRegion":
         return {"name": region, "region": region, "id": region}
+    if token == "aws:eks/getCluster:getCluster":
+        name = str(args.get("name"))
+        return {
+            **_eks_cluster(name, {}, region),
+            "arn": f"arn:aws:eks:{region}:{ACCOUNT_ID}:cluster/{name}",
+            "certificateAuthorities": [{"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="}],
+            "version": "1.33",
+            "id": name,
+        }
     if token == "aws:eks/getAddonVersion:getAddonVersion":
         # Which version EKS picks is only known to EKS: the plan says so rather than guess a number.
         return {

@@ -67,6 +67,8 @@ class PlanResult:
     preview: bool
     resources: list[Registration] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    stubbed_secrets: list[str] = field(default_factory=list)
+    """Secret keys the stack needs but its file does not hold, planned as `<secret>`."""
     warnings: list[str] = field(default_factory=list)
     """What the program logged with `pulumi.log.warn` (a real run prints these as warnings too)."""
 
@@ -178,17 +180,52 @@ class _GraphMonitor(MockMonitor):
         return response
 
 
-def run_stack(stack: str, *, preview: bool = True, config_path: Path | None = None) -> PlanResult:
-    """Run the program for `stack` under mocks. Raises `pulumi.RunError` for config errors."""
+def stub_missing_secrets(stack: str, stack_file: StackFile) -> tuple[StackFile, list[str]]:
+    """The stack file with every secret the configuration needs but the file lacks set to `<secret>`.
+
+    A shipped example stack cannot hold ciphertext for your secrets provider, and a real user's file
+    holds it (`pulumi config set --secret`), so the plan shows what the program declares with them.
+    A file that does not validate is returned as is: the program run reports its errors."""
+    from components.load import (
+        WORKSPACE_API_KEYS,
+        ConfigError,
+        parse_stack_config,
+        required_secrets,
+        workspace_key_names,
+    )
+
+    try:
+        config = parse_stack_config(stack, stack_file.config, stack_file.secret_keys)
+    except ConfigError:
+        return stack_file, []
+    covered = workspace_key_names(stack_file.config.get(f"{PROJECT}:{WORKSPACE_API_KEYS}", ""))
+    missing = [
+        key for key in required_secrets(config, covered) if f"{PROJECT}:{key}" not in stack_file.config
+    ]
+    stubs = {f"{PROJECT}:{key}": SECRET for key in missing}
+    return StackFile({**stack_file.config, **stubs}, stack_file.secret_keys | set(stubs)), missing
+
+
+def run_stack(
+    stack: str, *, preview: bool = True, config_path: Path | None = None, stub_secrets: bool = True
+) -> PlanResult:
+    """Run the program for `stack` under mocks. Raises `pulumi.RunError` for config errors.
+
+    `stub_secrets` plans secrets the file lacks as `<secret>` (see `stub_missing_secrets`)."""
     stack_file = read_stack_file(config_path or stack_path(stack))
+    stubbed: list[str] = []
+    if stub_secrets:
+        stack_file, stubbed = stub_missing_secrets(stack, stack_file)
 
     def program() -> None:
         with _program_on_path():
             runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
-    return run_program(
+    result = run_program(
         program, stack=stack, preview=preview, config=stack_file.config, secret_keys=stack_file.secret_keys
     )
+    result.stubbed_secrets = stubbed
+    return result
 
 
 def run_program(

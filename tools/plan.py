@@ -159,8 +159,13 @@ def render_text(stack_plan: StackPlan) -> str:
     lines = [
         f"Offline plan for stack '{stack_plan.stack}': desired state under Pulumi mocks, not a diff "
         "against deployed state.",
-        "",
     ]
+    if result.stubbed_secrets:
+        lines.append(
+            f"Secrets not in the stack file, planned as <secret>: {', '.join(result.stubbed_secrets)} "
+            "(set them with `pulumi config set --secret`)."
+        )
+    lines.append("")
     children: dict[str, list[Registration]] = {}
     urns = {r.urn for r in result.resources}
     for r in result.resources:
@@ -206,24 +211,164 @@ def _render_children(
         via = f"  [provider {_short_urn(provider)}]" if provider else ""
         via += "  [protect]" if r.protect else ""
         lines.append(f"{indent}{'└─' if last else '├─'} {r.type} {r.name}{via}")
-        detail = _inputs_summary(r)
         child_indent = indent + ("   " if last else "│  ")
-        if detail:
+        for detail in _details(r):
             lines.append(f"{child_indent}  {detail}")
         _render_children(children, r.urn, child_indent, lines)
 
 
-def _inputs_summary(r: Registration) -> str:
+def _details(r: Registration) -> list[str]:
     if not r.custom:
-        return ""
+        return []
     inputs = sanitize(dict(r.inputs))
+    special = _SPECIAL_DETAILS.get(r.type)
+    if special is not None:
+        return special(inputs)
+    if r.type.startswith("kubernetes:") and isinstance(inputs.get("metadata"), dict):
+        return _kubernetes_details(inputs)
+    return [_inputs_summary(inputs)] if _inputs_summary(inputs) else []
+
+
+def _inputs_summary(inputs: dict[str, Any], skip: frozenset[str] = frozenset()) -> str:
     shown = [
         f"{key}={_inline(value, _MAX_INLINE)}"
         for key, value in inputs.items()
-        if key not in _QUIET_INPUT_KEYS and not key.startswith("__") and value not in (None, [], {})
+        if key not in _QUIET_INPUT_KEYS
+        and key not in skip
+        and not key.startswith("__")
+        and value not in (None, [], {})
     ]
     more = f" (+{len(shown) - _MAX_SHOWN_INPUTS} more)" if len(shown) > _MAX_SHOWN_INPUTS else ""
     return " ".join(shown[:_MAX_SHOWN_INPUTS]) + more
+
+
+# What a reviewer of the in-cluster layer must see in full: who may do what (Role rules), which
+# add-on versions and values, which image, which listener registration.
+
+
+def _object_name(inputs: dict[str, Any]) -> str:
+    meta = inputs.get("metadata") or {}
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{where}{meta.get('name', '<auto>')}"
+
+
+def _kubernetes_details(inputs: dict[str, Any]) -> list[str]:
+    rest = _inputs_summary(inputs, frozenset({"apiVersion", "kind"}))
+    return [f"{_object_name(inputs)}  {rest}".rstrip()]
+
+
+def _role_details(inputs: dict[str, Any]) -> list[str]:
+    lines = [_object_name(inputs)]
+    for rule in inputs.get("rules") or []:
+        groups = ",".join(g or "core" for g in rule.get("apiGroups") or [])
+        lines.append(
+            f"  {groups}: {','.join(rule.get('resources') or [])} [{','.join(rule.get('verbs') or [])}]"
+        )
+    return lines
+
+
+def _binding_details(inputs: dict[str, Any]) -> list[str]:
+    ref = inputs.get("roleRef") or {}
+    subjects = ", ".join(
+        f"{s.get('kind')} {s.get('namespace', '')}/{s.get('name')}" for s in inputs.get("subjects") or []
+    )
+    return [f"{_object_name(inputs)}  {ref.get('kind')} {ref.get('name')} -> {subjects}"]
+
+
+def _release_details(inputs: dict[str, Any]) -> list[str]:
+    repo = (inputs.get("repositoryOpts") or {}).get("repo", "")
+    source = f"{repo} " if repo else ""
+    return [
+        f"{inputs.get('namespace')}/{inputs.get('name')}  chart={source}{inputs.get('chart')} version={inputs.get('version')}",
+        f"values={_inline(inputs.get('values') or {}, 300)}",
+    ]
+
+
+def _deployment_details(inputs: dict[str, Any]) -> list[str]:
+    spec = inputs.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    images = ",".join(c.get("image", "") for c in pod.get("containers") or [])
+    strategy = (spec.get("strategy") or {}).get("type", "")
+    return [
+        f"{_object_name(inputs)}  replicas={spec.get('replicas')} strategy={strategy} "
+        f"serviceAccount={pod.get('serviceAccountName')} image={images}"
+    ]
+
+
+def _namespace_details(inputs: dict[str, Any]) -> list[str]:
+    labels = (inputs.get("metadata") or {}).get("labels") or {}
+    parts = [_object_name(inputs)]
+    enforce = labels.get("pod-security.kubernetes.io/enforce")
+    if enforce:
+        parts.append(f"pod-security={enforce} ({labels.get('pod-security.kubernetes.io/enforce-version')})")
+    if labels.get("langsmith-dataplane/namespace-role"):
+        parts.append(f"role={labels['langsmith-dataplane/namespace-role']}")
+    watchers = sorted(k.split("/", 1)[1] for k in labels if k.startswith("listeners.langsmith-dataplane/"))
+    if watchers:
+        parts.append(f"watched-by={','.join(watchers)}")
+    return ["  ".join(parts)]
+
+
+def _selector(selector: dict[str, Any]) -> str:
+    terms = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()]
+    terms += [
+        f"{e.get('key')} {e.get('operator')} ({','.join(e.get('values') or [])})"
+        for e in selector.get("matchExpressions") or []
+    ]
+    return ",".join(terms) or "all"
+
+
+def _peer(peer: dict[str, Any]) -> str:
+    if "ipBlock" in peer:
+        block = peer["ipBlock"]
+        excluded = f" except {','.join(block['except'])}" if block.get("except") else ""
+        return f"cidr {block.get('cidr')}{excluded}"
+    parts = []
+    if "namespaceSelector" in peer:
+        parts.append(f"ns[{_selector(peer['namespaceSelector'])}]")
+    if "podSelector" in peer:
+        parts.append(f"pods[{_selector(peer['podSelector'])}]")
+    return " ".join(parts)
+
+
+def _network_policy_details(inputs: dict[str, Any]) -> list[str]:
+    spec = inputs.get("spec") or {}
+    lines = [
+        f"{_object_name(inputs)}  pods[{_selector(spec.get('podSelector') or {})}] {'+'.join(spec.get('policyTypes') or [])}"
+    ]
+    for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+        for rule in spec.get(direction) or []:
+            ports = (
+                ",".join(f"{p.get('protocol', 'TCP')}/{p.get('port')}" for p in rule.get("ports") or [])
+                or "any"
+            )
+            peers = "; ".join(_peer(p) for p in rule.get(peers_key) or []) or "anywhere"
+            lines.append(f"  {direction} {ports} {'from' if direction == 'ingress' else 'to'} {peers}")
+    if not spec.get("ingress") and not spec.get("egress"):
+        lines.append("  allows nothing")
+    return lines
+
+
+def _registration_details(inputs: dict[str, Any]) -> list[str]:
+    adopt = f" adopt={inputs['adopt_listener_id']}" if inputs.get("adopt_listener_id") else ""
+    return [
+        f"compute_id={inputs.get('compute_id')} namespaces={','.join(inputs.get('namespaces') or [])} "
+        f"workspace={inputs.get('workspace_id')} api_key={inputs.get('api_key')} ({inputs.get('api_key_source')})"
+        f"{adopt} -> {inputs.get('control_plane_url')}"
+    ]
+
+
+_SPECIAL_DETAILS = {
+    "kubernetes:rbac.authorization.k8s.io/v1:Role": _role_details,
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole": _role_details,
+    "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": _binding_details,
+    "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": _binding_details,
+    "kubernetes:helm.sh/v3:Release": _release_details,
+    "kubernetes:apps/v1:Deployment": _deployment_details,
+    "kubernetes:core/v1:Namespace": _namespace_details,
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": _network_policy_details,
+    "pulumi-python:dynamic/langsmith:ListenerRegistration": _registration_details,
+}
 
 
 def _inline(value: Any, limit: int) -> str:

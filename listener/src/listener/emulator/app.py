@@ -73,6 +73,21 @@ def _errors(exc: ValidationError, where: str) -> list[dict[str, Any]]:
     ]
 
 
+def _integral_floats_as_ints(raw: bytes) -> bytes:
+    """`8.0` where the schema says integer: JSON Schema's `integer` admits it, and so does FastAPI (pydantic's
+    lax JSON mode takes a float without a fractional part for an int). Strict validation would refuse it, so
+    such numbers are written as integers first; float fields still take them (strict floats accept ints)."""
+    try:
+        data = json.loads(raw, parse_float=lambda text: _integral(float(text)))
+    except ValueError:
+        return raw  # not JSON: let validation report it as the service would
+    return json.dumps(data).encode()
+
+
+def _integral(value: float) -> float | int:
+    return int(value) if value.is_integer() else value
+
+
 def _body(model: type[BaseModel], raw: bytes, *, reject_unknown: bool) -> dict[str, Any]:
     """Validate a JSON body like the service's FastAPI models: strict JSON types ("5" is not an integer, 1 is
     not a
@@ -81,6 +96,7 @@ def _body(model: type[BaseModel], raw: bytes, *, reject_unknown: bool) -> dict[s
     the `reject_unknown_fields` setting asks for 422s naming them."""
     if not raw.strip():
         raise _Invalid([{"loc": ["body"], "msg": "Field required", "type": "missing"}])
+    raw = _integral_floats_as_ints(raw)
     try:
         return dump_request(model.model_validate_json(raw, strict=True))
     except ValidationError as exc:

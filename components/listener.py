@@ -1,0 +1,373 @@
+"""One listener in the cluster: its namespace, identity, rights, settings, Deployment and registration.
+
+Everything is rendered as plain manifests by `listener_manifests` (pure; tests and the schema check
+read exactly what the API server will), then declared by the `Listener` component:
+
+* a namespace of its own (`listener-<name>`, Pod Security `restricted`, default-deny plus the
+  listener's egress);
+* a ServiceAccount (optionally with an IRSA role), one Role + RoleBinding per watched namespace
+  rendered from `listener.kube.WATCHED_NAMESPACE_RULES`, and a Role in its own namespace from
+  `OWN_NAMESPACE_RULES` when that table has rules. Never a ClusterRole;
+* a Secret with the workspace's API key, and with managed stores one with their admin URIs;
+* the listener's settings as `LISTENER_*` environment (the names agreed in the brief and
+  listener/README.md), including the id the registration produced;
+* a Deployment of the pinned image with `/healthz` and `/readyz` probes on `LISTENER_HEALTH_PORT`,
+  requests and limits, the restricted security context, `LISTENER_REPLICAS` replicas electing a
+  leader, and a PodDisruptionBudget that keeps one of them up without ever blocking a node drain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+
+from components import labels as lbl
+from components.config import ListenerSpec
+from components.kubeobjects import declare
+from components.network_policies import ListenerTraffic, listener_namespace_policies
+from components.rbac import own_namespace_rules, role, role_binding, watched_namespace_rules
+from components.registration import ListenerRegistration, ListenerRegistrationArgs
+
+LISTENER_REPLICAS = 2
+"""The one place to change the replica count. Two replicas elect a leader with a Lease in the
+listener's own namespace (`listener.leader`; its rights come from `listener.kube.OWN_NAMESPACE_RULES`):
+one reconciles, the other stands by and takes over within a lease (15 s). Set it to 1 to run without
+leader election: the Deployment then rolls out with `Recreate`, so two listeners never overlap."""
+LEADER_ELECTION = LISTENER_REPLICAS > 1
+
+HEALTH_PORT = 8080
+SERVICE_ACCOUNT = "listener"
+DEPLOYMENT = "listener"
+API_KEY_SECRET = "listener-api-key"  # noqa: S105 - the Secret object's name
+API_KEY_FIELD = "api-key"
+STORES_SECRET = "listener-stores"  # noqa: S105 - the Secret object's name
+POSTGRES_ADMIN_URI = "postgres-admin-uri"
+REDIS_ADMIN_URI = "redis-admin-uri"
+RUN_AS = 10001
+"""The listener image's user and group (listener/README.md); set explicitly so `runAsNonRoot` is
+verifiable by the kubelet whatever the image's USER line says."""
+ROLE_NAME_PREFIX = "langsmith-listener-"
+
+RESOURCES = {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
+"""The listener peaks near 140 MiB at 1,000 deployments (issue 13's measurement); the limit leaves room."""
+
+
+@dataclass(frozen=True)
+class Routing:
+    mode: Literal["none", "httproute", "ingress"] = "none"
+    hostname: str | None = None
+    gateway_name: str | None = None
+    gateway_namespace: str | None = None
+    ingress_class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ListenerPlan:
+    """Everything about one listener that is known before deployment (plain data)."""
+
+    spec: ListenerSpec
+    stack_key: str
+    workspace_id: str
+    workspace_key: str
+    environment: str
+    kubernetes_version: str
+    image: str
+    control_plane: tuple[str, str]
+    """`("LISTENER_REGION", "us")` for a SaaS region, or `("LISTENER_CONTROL_PLANE_URL", url)`."""
+    control_plane_url: str
+    api_key_source: str
+    traffic: ListenerTraffic
+    routing: Routing = field(default_factory=Routing)
+    autoscaler: Literal["hpa", "keda"] = "hpa"
+    store_mode: Literal["in-cluster", "managed"] = "in-cluster"
+
+    @property
+    def namespace(self) -> str:
+        return self.spec.own_namespace
+
+    @property
+    def pod_labels(self) -> dict[str, str]:
+        return {"app.kubernetes.io/name": "langsmith-listener", "app.kubernetes.io/instance": self.spec.name}
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {**lbl.common(self.environment), lbl.LISTENER_NAME: self.spec.name}
+
+
+@dataclass(frozen=True)
+class ListenerValues:
+    """Values only known once other resources exist (Pulumi Inputs, some of them secrets)."""
+
+    listener_id: pulumi.Input[str]
+    api_key: pulumi.Input[str]
+    postgres_admin_uri: pulumi.Input[str] | None = None
+    redis_admin_uri: pulumi.Input[str] | None = None
+
+
+def settings_env(plan: ListenerPlan, listener_id: pulumi.Input[str]) -> list[dict[str, Any]]:
+    """The listener's settings: `LISTENER_*` variables (listener/src/listener/settings.py)."""
+    env: list[dict[str, Any]] = [
+        {"name": "LISTENER_WORKSPACE_ID", "value": plan.workspace_id},
+        {"name": "LISTENER_LISTENER_ID", "value": listener_id},
+        {"name": plan.control_plane[0], "value": plan.control_plane[1]},
+        {"name": "LISTENER_NAMESPACES", "value": ",".join(plan.spec.namespaces)},
+        {
+            "name": "LISTENER_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": API_KEY_SECRET, "key": API_KEY_FIELD}},
+        },
+        {"name": "LISTENER_HEALTH_PORT", "value": str(HEALTH_PORT)},
+        {"name": "LISTENER_LEADER_ELECTION", "value": "true" if LEADER_ELECTION else "false"},
+        {"name": "LISTENER_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "LISTENER_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "LISTENER_AUTOSCALER", "value": plan.autoscaler},
+        {"name": "LISTENER_ROUTING", "value": plan.routing.mode},
+    ]
+    for name, value in (
+        ("LISTENER_HOSTNAME", plan.routing.hostname),
+        ("LISTENER_GATEWAY_NAME", plan.routing.gateway_name),
+        ("LISTENER_GATEWAY_NAMESPACE", plan.routing.gateway_namespace),
+        ("LISTENER_INGRESS_CLASS_NAME", plan.routing.ingress_class_name),
+    ):
+        if value:
+            env.append({"name": name, "value": value})
+    env.append({"name": "LISTENER_STORE_MODE", "value": plan.store_mode})
+    if plan.store_mode == "managed":
+        for name, key in (
+            ("LISTENER_POSTGRES_ADMIN_URI", POSTGRES_ADMIN_URI),
+            ("LISTENER_REDIS_ADMIN_URI", REDIS_ADMIN_URI),
+        ):
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": STORES_SECRET, "key": key}}})
+    return env
+
+
+def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "health"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def deployment(plan: ListenerPlan, listener_id: pulumi.Input[str]) -> dict[str, Any]:
+    labels = plan.labels
+    strategy: dict[str, Any] = (
+        {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+        if LEADER_ELECTION
+        else {"type": "Recreate"}
+    )
+    container = {
+        "name": "listener",
+        "image": plan.image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": settings_env(plan, listener_id),
+        "ports": [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
+        # Startup: up to 2 minutes for the first cycle; liveness: the loop made progress recently
+        # (/healthz); readiness: a successful cycle (/readyz).
+        "startupProbe": _probe("/healthz", period=5, failures=24),
+        "livenessProbe": _probe("/healthz", period=20, failures=3),
+        "readinessProbe": _probe("/readyz", period=10, failures=3),
+        "resources": RESOURCES,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, not the host's
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": DEPLOYMENT, "namespace": plan.namespace, "labels": labels},
+        "spec": {
+            "replicas": LISTENER_REPLICAS,
+            "revisionHistoryLimit": 5,
+            "strategy": strategy,
+            "selector": {"matchLabels": plan.pod_labels},
+            "template": {
+                "metadata": {"labels": {**labels, **plan.pod_labels}},
+                "spec": {
+                    "serviceAccountName": SERVICE_ACCOUNT,
+                    # The listener talks to the API server as this ServiceAccount, so its token is mounted.
+                    "automountServiceAccountToken": True,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def disruption_budget(plan: ListenerPlan) -> dict[str, Any]:
+    # With one replica, requiring one available would block every node drain for good; letting one
+    # go only pauses the listener (Agent Servers keep running). With leader election and two
+    # replicas the same budget keeps one up.
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": DEPLOYMENT, "namespace": plan.namespace, "labels": plan.labels},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": plan.pod_labels}},
+    }
+
+
+def rbac_manifests(plan: ListenerPlan) -> list[dict[str, Any]]:
+    """One Role + RoleBinding per watched namespace, and one in the listener's own namespace when the
+    listener declares rules there. All from `listener.kube`'s tables."""
+    name = f"{ROLE_NAME_PREFIX}{plan.spec.name}"
+    account = (plan.namespace, SERVICE_ACCOUNT)
+    manifests: list[dict[str, Any]] = []
+    for namespace in plan.spec.namespaces:
+        manifests.append(role(name, namespace, watched_namespace_rules(), plan.labels))
+        manifests.append(
+            role_binding(name, namespace, role_name=name, service_account=account, labels=plan.labels)
+        )
+    own = own_namespace_rules()
+    if own:
+        manifests.append(role(name, plan.namespace, own, plan.labels))
+        manifests.append(
+            role_binding(name, plan.namespace, role_name=name, service_account=account, labels=plan.labels)
+        )
+    return manifests
+
+
+def listener_manifests(plan: ListenerPlan, values: ListenerValues) -> list[dict[str, Any]]:
+    """Every object of one listener, the namespace first."""
+    labels = plan.labels
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": plan.namespace,
+            "labels": {
+                **labels,
+                **lbl.pod_security("restricted", plan.kubernetes_version),
+                lbl.NAMESPACE_ROLE: lbl.LISTENER,
+            },
+        },
+    }
+    annotations = (
+        {"eks.amazonaws.com/role-arn": plan.spec.service_account_role_arn}
+        if plan.spec.service_account_role_arn
+        else {}
+    )
+    account_meta: dict[str, Any] = {"name": SERVICE_ACCOUNT, "namespace": plan.namespace, "labels": labels}
+    if annotations:
+        account_meta["annotations"] = annotations
+    manifests: list[dict[str, Any]] = [
+        namespace,
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": account_meta},
+        _secret(plan, API_KEY_SECRET, {API_KEY_FIELD: values.api_key}),
+    ]
+    if plan.store_mode == "managed":
+        if values.postgres_admin_uri is None or values.redis_admin_uri is None:
+            raise ValueError("managed stores need both admin URIs")
+        manifests.append(
+            _secret(
+                plan,
+                STORES_SECRET,
+                {POSTGRES_ADMIN_URI: values.postgres_admin_uri, REDIS_ADMIN_URI: values.redis_admin_uri},
+            )
+        )
+    traffic = ListenerTraffic(
+        watched_namespaces=plan.spec.namespaces,
+        store_cidrs=plan.traffic.store_cidrs,
+        api_server_cidrs=plan.traffic.api_server_cidrs,
+        api_server_port=plan.traffic.api_server_port,
+        pod_labels=plan.pod_labels,
+    )
+    manifests += listener_namespace_policies(plan.namespace, traffic, labels)
+    manifests += rbac_manifests(plan)
+    manifests += [deployment(plan, values.listener_id), disruption_budget(plan)]
+    return manifests
+
+
+def _secret(plan: ListenerPlan, name: str, data: Mapping[str, pulumi.Input[str]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": plan.namespace, "labels": plan.labels},
+        "type": "Opaque",
+        "stringData": {key: pulumi.Output.secret(value) for key, value in data.items()},
+    }
+
+
+@dataclass(frozen=True)
+class ListenerArgs:
+    plan: ListenerPlan
+    api_key: pulumi.Input[str]
+    postgres_admin_uri: pulumi.Input[str] | None = None
+    redis_admin_uri: pulumi.Input[str] | None = None
+    watched_namespaces: Sequence[pulumi.Resource] = ()
+    """The agent Namespace resources its Roles live in."""
+    prerequisites: Sequence[pulumi.Resource] = ()
+    """Add-ons that must exist before the listener renders objects needing them (KEDA, the Gateway)."""
+
+
+class Listener(pulumi.ComponentResource):
+    """One listener: registered in LangSmith, then deployed with least-privilege RBAC."""
+
+    listener_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ListenerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("langsmith:infra:Listener", name, None, opts)
+        plan = args.plan
+        spec = plan.spec
+        registration = ListenerRegistration(
+            f"{name}-registration",
+            ListenerRegistrationArgs(
+                control_plane_url=plan.control_plane_url,
+                workspace_id=plan.workspace_id,
+                compute_id=spec.compute_id,
+                namespaces=list(spec.namespaces),
+                api_key=args.api_key,
+                api_key_source=plan.api_key_source,
+                stack_key=plan.stack_key,
+                workspace_key=plan.workspace_key,
+                adopt_listener_id=str(spec.adopt_listener_id) if spec.adopt_listener_id else None,
+            ),
+            # Deleting a listener that Agent Servers still use would strand them: the provider refuses
+            # while LangSmith deployments target it, and a replacement creates the new one first.
+            # It depends on the agent namespaces so that a destroy reaches it (and stops at its refusal)
+            # before any namespace, and with it the Agent Servers in it, is deleted.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.watched_namespaces)),
+        )
+        self.listener_id = registration.listener_id
+        manifests = listener_manifests(
+            plan,
+            ListenerValues(
+                listener_id=registration.listener_id,
+                api_key=args.api_key,
+                postgres_admin_uri=args.postgres_admin_uri,
+                redis_admin_uri=args.redis_admin_uri,
+            ),
+        )
+        own_namespace = declare(f"{name}-namespace", manifests[0], pulumi.ResourceOptions(parent=self))
+        declared: dict[str, pulumi.Resource] = {}
+        for manifest in manifests[1:]:
+            meta = manifest["metadata"]
+            kind = manifest["kind"]
+            where = "" if meta["namespace"] == plan.namespace else f"-{meta['namespace']}"
+            depends: list[pulumi.Resource] = [own_namespace, *args.watched_namespaces]
+            if kind == "Deployment":
+                # The pod needs its key, its rights and what it renders against before it starts.
+                depends += [*declared.values(), *args.prerequisites]
+            resource = declare(
+                f"{name}-{kind.lower()}{where}-{meta['name']}",
+                manifest,
+                pulumi.ResourceOptions(parent=self, depends_on=depends),
+            )
+            declared[f"{kind}/{meta['namespace']}/{meta['name']}"] = resource
+        self.register_outputs({"listenerId": self.listener_id, "namespace": plan.namespace})
