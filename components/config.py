@@ -625,13 +625,21 @@ class ExistingCluster(Model):
     (443 on EKS, GKE and AKS; often 6443 on kubeadm clusters). NetworkPolicies see this port."""
 
 
-def _cluster_mode(value: object) -> str:
-    return value.get("mode", "eks") if isinstance(value, dict) else value.mode  # type: ignore[attr-defined]
+def _cluster_mode(value: object) -> str | None:
+    # As for `network`: anything but a mapping (a stack file saying `cluster: existing`, say) has no
+    # tag, and None makes pydantic report it as a config error instead of raising AttributeError.
+    if isinstance(value, dict):
+        return value.get("mode", "eks")
+    return value.mode if isinstance(value, Cluster | ExistingCluster) else None
 
 
 ClusterSource = Annotated[
     Annotated[Cluster, Tag("eks")] | Annotated[ExistingCluster, Tag("existing")],
-    Discriminator(_cluster_mode),
+    Discriminator(
+        _cluster_mode,
+        custom_error_type="cluster",
+        custom_error_message="must be a mapping whose 'mode' is 'eks' (the default) or 'existing'",
+    ),
 ]
 
 
