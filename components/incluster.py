@@ -161,6 +161,7 @@ def build_in_cluster(
                 redis_admin_uri=redis_admin_uri,
                 watched_namespaces=[namespaces.namespaces[ns] for ns in plan.spec.namespaces],
                 prerequisites=addons.prerequisites,
+                guarded=[namespaces, addons],
             ),
             opts=opts,
         )

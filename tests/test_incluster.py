@@ -506,17 +506,45 @@ def test_an_existing_eks_cluster_is_looked_up_by_name(tmp_path) -> None:
 # --- destroy ------------------------------------------------------------------------------------------------
 
 
-def test_a_destroy_stops_at_the_registration_before_any_agent_namespace_goes() -> None:
-    # Pulumi deletes dependents first: the registration depends on the namespaces, so its refusal
-    # (LangSmith deployments still on the listener) stops a destroy while the Agent Servers still run.
+GUARD = "pulumi-python:dynamic/langsmith:ListenerInUseGuard"
+
+
+@pytest.mark.parametrize("stack", ["example-shared-namespace", "example-existing-cluster"])
+def test_a_destroy_stops_at_the_guard_before_anything_agent_servers_need_goes(stack: str) -> None:
+    # Pulumi deletes dependents before their dependencies, and runs the deletes that wait on nothing
+    # in parallel first (pulumi/pulumi pkg/resource/deploy: reverse topological order, antichains).
+    # The listener's Deployment depends on the registration (its id), so the registration alone is
+    # asked too late; and the agent namespaces' NetworkPolicies and the add-ons have no dependents,
+    # so without the guard a refused destroy would already have removed them. The guard depends on
+    # every Kubernetes object of the layer: it is deleted, and refuses, before any of them.
+    result = cached_run(stack, True)
+    guards = of_type(result, GUARD)
+    assert len(guards) == len(result.outputs["listeners"])
+    guarded = set().union(*(g.dependencies for g in guards))
+    registrations = {r.urn for r in of_type(result, REGISTRATION)}
+    must_wait = [
+        r
+        for r in result.resources
+        if r.custom
+        and r.type.startswith("kubernetes:")
+        and r.type != "kubernetes:storage.k8s.io/v1:StorageClass"
+    ]
+    assert must_wait
+    assert [r.name for r in must_wait if r.urn not in guarded] == []
+    assert registrations <= guarded
+    # Nothing depends on a guard, so a destroy reaches it first.
+    assert not [r.name for r in result.resources if set(r.dependencies) & {g.urn for g in guards}]
+    for guard in guards:
+        assert "api_key" not in guard.inputs  # no secret in its state
+
+
+def test_the_registration_depends_on_its_agent_namespaces() -> None:
     result = cached_run("example-shared-namespace", True)
     (namespace,) = [
         r for r in of_type(result, "kubernetes:core/v1:Namespace") if r.name.endswith("-agents-agents")
     ]
     for registration in of_type(result, REGISTRATION):
         assert namespace.urn in registration.dependencies
-    deployment = next(r for r in of_type(result, DEPLOYMENT) if r.name.endswith("deployment-listener"))
-    assert {r.urn for r in of_type(result, REGISTRATION)} & set(deployment.dependencies)
 
 
 def test_prod_agent_namespaces_are_protected() -> None:
