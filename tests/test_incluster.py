@@ -227,6 +227,24 @@ def test_the_listener_runs_restricted_with_probes_and_a_standby(stack: str) -> N
         ]
 
 
+def test_the_pod_outlives_the_listeners_shutdown_budget() -> None:
+    # On SIGTERM the listener finishes its cycle and releases its Lease within
+    # LISTENER_SHUTDOWN_TIMEOUT_SECONDS (listener.process); the kubelet SIGKILLs the container when
+    # terminationGracePeriodSeconds runs out (kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle
+    # #pod-termination), so the grace period must be longer, or a rollout kills a leader mid-write and
+    # leaves the Lease held until it expires.
+    result = cached_run("dev", False)
+    (listener,) = result.outputs["listeners"]
+    deployment = by_name(result, "Deployment", listener["listenerNamespace"], "listener")
+    env = env_of(deployment)
+    budget = float(
+        env.get(
+            "LISTENER_SHUTDOWN_TIMEOUT_SECONDS", Settings.model_fields["shutdown_timeout_seconds"].default
+        )
+    )
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > budget
+
+
 @pytest.mark.parametrize("stack", stack_names())
 def test_the_listeners_settings_are_the_agreed_names_and_its_registered_id(stack: str) -> None:
     result = cached_run(stack, False)
