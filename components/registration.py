@@ -196,7 +196,12 @@ class _LangSmithProvider(ResourceProvider):
             return self._config.get(API_KEY)
         workspace = reg.api_key_source.removeprefix(f"{WORKSPACE_API_KEYS}.")
         raw = self._config.get(WORKSPACE_API_KEYS)
-        keys = json.loads(raw) if isinstance(raw, str) else raw
+        try:
+            keys = json.loads(raw) if isinstance(raw, str) else raw
+        except json.JSONDecodeError:
+            # Refresh and destroy do not run the program, so nothing validated the config first; a
+            # broken value means "no key", which `_client` reports with the command that sets it.
+            return None
         return (keys or {}).get(workspace) if isinstance(keys, dict) else None
 
     @contextmanager
@@ -458,7 +463,7 @@ def _plain_errors(reg: Registration) -> Iterator[None]:
             "(the machine running `pulumi up` needs HTTPS access to the control plane)"
         ) from None
     except ControlPlaneError as error:
-        raise RegistrationError(f"registering {reg.describe()} failed: {error.message}") from None
+        raise RegistrationError(f"a LangSmith request for {reg.describe()} failed: {error.message}") from None
 
 
 def _detail(error: ControlPlaneError) -> str:

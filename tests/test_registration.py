@@ -303,6 +303,52 @@ def test_read_and_delete_take_the_key_from_the_stack_config(
     assert gone.id == ""
 
 
+def test_a_refresh_during_an_outage_fails_and_never_forgets_the_listener(
+    provider: ListenerRegistrationProvider, server: BackgroundServer, emulator: Emulator
+) -> None:
+    # Only a 404 means gone (ReadResult with an empty id makes the engine drop the resource); a 5xx
+    # after every retry must fail the refresh, or the next `up` would register a second listener.
+    created = provider.create(props(server))
+    assert created.outs is not None
+    emulator.faults.add(kind="error", status=503, method="GET", path=f"/v2/listeners/{created.id}")
+    message = refused(provider.read, created.id, created.outs)
+    assert "HTTP 503" in message
+    assert message.startswith("a LangSmith request for listener 'eks-prod' (topology.listeners[0]) failed")
+
+
+def test_a_broken_key_map_in_the_stack_config_is_a_plain_error() -> None:
+    # Refresh and destroy configure the provider from the stack config without running the program,
+    # so nothing has validated `workspace_api_keys` first.
+    broken = ListenerRegistrationProvider()
+    broken.configure(
+        ConfigureRequest(
+            Config({"langsmith-dataplane:workspace_api_keys": '{"platform": "x"'}, "langsmith-dataplane")
+        )
+    )
+    outs = {
+        **props_without_server(),
+        "listener_id": "00000000-0000-4000-8000-000000000002",
+        "api_key_source": "workspace_api_keys.platform",
+    }
+    message = refused(broken.read, outs["listener_id"], outs)
+    assert message.endswith(
+        "set it with `pulumi config set --secret --path 'workspace_api_keys.platform' <key>`"
+    )
+
+
+def props_without_server() -> dict[str, Any]:
+    return {
+        "control_plane_url": "http://127.0.0.1:9",
+        "workspace_id": "9d6f2a1e-3b4c-4d5e-8f60-7a8b9c0d1e2f",
+        "compute_id": "eks-prod",
+        "namespaces": ["agents"],
+        "api_key_source": "api_key",
+        "stack_key": "topology.listeners[0]",
+        "workspace_key": "topology.workspaces[0].id",
+        "adopt_listener_id": None,
+    }
+
+
 def test_diff_replaces_on_a_new_identity_and_patches_namespaces() -> None:
     olds = {
         "listener_id": "L",
