@@ -525,6 +525,17 @@ def _existing_cluster_problems(config: StackConfig) -> list[Problem]:
                 "managed",
             )
         )
+    if config.cluster.eks_cluster_name is not None and config.cluster.context is not None:
+        # The program writes that cluster's kubeconfig itself, with one context named after the
+        # cluster; any other name fails the Kubernetes provider at `pulumi up` (context not found).
+        problems.append(
+            Problem(
+                "cluster.context",
+                "is only used with the kubeconfig secret; with cluster.eks_cluster_name the program "
+                "writes the kubeconfig itself (one context); remove it",
+                config.cluster.context,
+            )
+        )
     for key in _EKS_ONLY_ADDONS:
         if getattr(config.addons, key):
             problems.append(

@@ -70,6 +70,13 @@ def test_an_existing_eks_cluster_is_found_by_name_without_a_kubeconfig() -> None
     assert error.startswith(f"{NS}:kubeconfig: is only used with cluster.mode 'existing' and no")
 
 
+def test_a_context_only_goes_with_a_kubeconfig() -> None:
+    # With eks_cluster_name the program writes the kubeconfig (components.cluster.kubeconfig: one
+    # context, named after the cluster), so any other context fails the provider at `pulumi up`.
+    error = one_error(raw(cluster={**EXISTING, "eks_cluster_name": "prod-1", "context": "admin@prod"}))
+    assert error.startswith(f"{NS}:cluster.context (got 'admin@prod'): is only used with the kubeconfig")
+
+
 def test_a_kubeconfig_must_be_a_secret_and_is_pointless_on_our_eks() -> None:
     assert one_error(raw(cluster=EXISTING, kubeconfig="apiVersion: v1")).startswith(
         f"{NS}:kubeconfig: is stored in plaintext"
