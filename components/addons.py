@@ -111,12 +111,17 @@ def cluster_autoscaler_policy(cluster_name: str) -> str:
 _LBC_TAG = "elbv2.k8s.aws/cluster"
 
 
-def load_balancer_controller_policy() -> str:
+def load_balancer_controller_policy(partition: str = "aws") -> str:
     """The AWS Load Balancer Controller's permissions, grouped as in its published policy
     (kubernetes-sigs/aws-load-balancer-controller docs/install/iam_policy.json for v2.13): read
     anything; create security groups, load balancers and target groups only carrying the controller's
     cluster tag, and change or delete only what carries it. Re-check this list against that file
-    whenever the chart pin moves."""
+    whenever the chart pin moves.
+
+    Resource ARNs carry the stack's partition: upstream publishes the same policy with `arn:aws-us-gov:`
+    and `arn:aws-cn:` for GovCloud and China (iam_policy_us-gov.json, iam_policy_cn.json), and an
+    `arn:aws:` resource never matches a resource there, so every tagging call would be denied."""
+    arn = f"arn:{partition}"
     tagged_request = {"Null": {f"aws:RequestTag/{_LBC_TAG}": "false"}}
     tagged_resource = {"Null": {f"aws:ResourceTag/{_LBC_TAG}": "false"}}
     statements: list[dict[str, Any]] = [
@@ -185,12 +190,12 @@ def load_balancer_controller_policy() -> str:
         {"Action": ["ec2:CreateSecurityGroup"], "Resource": "*"},
         {
             "Action": ["ec2:CreateTags"],
-            "Resource": "arn:aws:ec2:*:*:security-group/*",
+            "Resource": f"{arn}:ec2:*:*:security-group/*",
             "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}, **tagged_request},
         },
         {
             "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
-            "Resource": "arn:aws:ec2:*:*:security-group/*",
+            "Resource": f"{arn}:ec2:*:*:security-group/*",
             "Condition": {
                 "Null": {f"aws:RequestTag/{_LBC_TAG}": "true", f"aws:ResourceTag/{_LBC_TAG}": "false"}
             },
@@ -221,9 +226,9 @@ def load_balancer_controller_policy() -> str:
         {
             "Action": ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
             "Resource": [
-                "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
-                "arn:aws:elasticloadbalancing:*:*:loadbalancer/net/*/*",
-                "arn:aws:elasticloadbalancing:*:*:loadbalancer/app/*/*",
+                f"{arn}:elasticloadbalancing:*:*:targetgroup/*/*",
+                f"{arn}:elasticloadbalancing:*:*:loadbalancer/net/*/*",
+                f"{arn}:elasticloadbalancing:*:*:loadbalancer/app/*/*",
             ],
             "Condition": {
                 "Null": {f"aws:RequestTag/{_LBC_TAG}": "true", f"aws:ResourceTag/{_LBC_TAG}": "false"}
@@ -232,10 +237,10 @@ def load_balancer_controller_policy() -> str:
         {
             "Action": ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
             "Resource": [
-                "arn:aws:elasticloadbalancing:*:*:listener/net/*/*/*",
-                "arn:aws:elasticloadbalancing:*:*:listener/app/*/*/*",
-                "arn:aws:elasticloadbalancing:*:*:listener-rule/net/*/*/*",
-                "arn:aws:elasticloadbalancing:*:*:listener-rule/app/*/*/*",
+                f"{arn}:elasticloadbalancing:*:*:listener/net/*/*/*",
+                f"{arn}:elasticloadbalancing:*:*:listener/app/*/*/*",
+                f"{arn}:elasticloadbalancing:*:*:listener-rule/net/*/*/*",
+                f"{arn}:elasticloadbalancing:*:*:listener-rule/app/*/*/*",
             ],
         },
         {
@@ -257,9 +262,9 @@ def load_balancer_controller_policy() -> str:
         {
             "Action": ["elasticloadbalancing:AddTags"],
             "Resource": [
-                "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
-                "arn:aws:elasticloadbalancing:*:*:loadbalancer/net/*/*",
-                "arn:aws:elasticloadbalancing:*:*:loadbalancer/app/*/*",
+                f"{arn}:elasticloadbalancing:*:*:targetgroup/*/*",
+                f"{arn}:elasticloadbalancing:*:*:loadbalancer/net/*/*",
+                f"{arn}:elasticloadbalancing:*:*:loadbalancer/app/*/*",
             ],
             "Condition": {
                 "StringEquals": {
@@ -270,7 +275,7 @@ def load_balancer_controller_policy() -> str:
         },
         {
             "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
-            "Resource": "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
+            "Resource": f"{arn}:elasticloadbalancing:*:*:targetgroup/*/*",
         },
         {
             "Action": [
@@ -532,7 +537,7 @@ class ClusterAddons(pulumi.ComponentResource):
             role = self._irsa_role(
                 "lbc",
                 ("kube-system", "aws-load-balancer-controller"),
-                pulumi.Output.from_input(load_balancer_controller_policy()),
+                pulumi.Output.from_input(load_balancer_controller_policy(args.eks.partition)),
             )
             return load_balancer_controller_values(args.eks, role.arn)
         if chart is CLUSTER_AUTOSCALER:

@@ -20,6 +20,7 @@ from components.addon_versions import (
     METRICS_SERVER,
     unsupported,
 )
+from components.addons import load_balancer_controller_policy
 from components.listener import (
     API_KEY_FIELD,
     API_KEY_SECRET,
@@ -440,6 +441,31 @@ def test_irsa_roles_trust_only_their_service_account_and_scale_only_this_cluster
     assert writes["Condition"] == {
         "StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/lsdp-prod": "owned"}
     }
+
+
+def _resource_arns(policy: dict[str, Any]) -> list[str]:
+    arns = []
+    for statement in policy["Statement"]:
+        resources = statement["Resource"]
+        arns += [resources] if isinstance(resources, str) else resources
+    return [a for a in arns if a != "*"]
+
+
+def test_the_load_balancer_controller_policy_names_resources_in_the_stacks_partition(tmp_path) -> None:
+    # Upstream publishes iam_policy.json, iam_policy_us-gov.json and iam_policy_cn.json, identical but
+    # for `arn:aws:`, `arn:aws-us-gov:` and `arn:aws-cn:` (an ARN of another partition matches
+    # nothing: docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html).
+    result = run_variant(tmp_path, "prod", {"aws_region": "us-gov-west-1"})
+    policy = next(
+        json.loads(r.inputs["policy"])
+        for r in of_type(result, "aws:iam/rolePolicy:RolePolicy")
+        if r.name == "lsdp-prod-addons-lbc"
+    )
+    arns = _resource_arns(policy)
+    assert arns
+    assert all(a.startswith("arn:aws-us-gov:") for a in arns), arns
+    commercial = _resource_arns(json.loads(load_balancer_controller_policy()))
+    assert all(a.startswith("arn:aws:") for a in commercial)
 
 
 def test_vpc_cni_enforces_network_policies_unless_turned_off(tmp_path) -> None:
