@@ -354,6 +354,19 @@ def envoy_gateway_values() -> dict[str, Any]:
     return {"deployment": {"replicas": 2}}
 
 
+INTERNAL_LOAD_BALANCER_ANNOTATIONS = {
+    # kubernetes/cloud-provider-aws (legacy in-tree aws.go, ServiceAnnotationLoadBalancerInternal):
+    # any value but "false" makes the ELB internal; the AWS Load Balancer Controller honours it too.
+    "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+    # cloud-provider-azure (ServiceAnnotationLoadBalancerInternal).
+    "service.beta.kubernetes.io/azure-load-balancer-internal": "true",
+    # GKE internal passthrough Network Load Balancer.
+    "networking.gke.io/load-balancer-type": "Internal",
+}
+"""What makes a `LoadBalancer` Service internal on the clouds a cluster is commonly on (each
+provider's service controller defaults to internet-facing)."""
+
+
 def gateway_manifests(routing: Routing, *, nlb: bool, environment: str) -> list[dict[str, Any]]:
     """EnvoyProxy settings (the proxy Service's load balancer), the GatewayClass and the shared Gateway.
 
@@ -361,17 +374,23 @@ def gateway_manifests(routing: Routing, *, nlb: bool, environment: str) -> list[
     else in the cluster can attach routes to it."""
     common = lbl.common(environment)
     namespace = ENVOY_GATEWAY.namespace
-    service_annotations = (
-        {
+    service_annotations: dict[str, str]
+    if nlb:
+        service_annotations = {
             "service.beta.kubernetes.io/aws-load-balancer-type": "external",
             "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
             "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"
             if routing.internal
             else "internet-facing",
         }
-        if nlb
-        else {}
-    )
+    elif routing.internal:
+        # Without our load balancer controller the cluster's own cloud provider serves the Service,
+        # and every one of them makes an internet-facing load balancer unless told otherwise: EKS's
+        # built-in controller a public Classic ELB, AKS and GKE a public one too. Each reads only its
+        # own annotation and ignores the others'.
+        service_annotations = dict(INTERNAL_LOAD_BALANCER_ANNOTATIONS)
+    else:
+        service_annotations = {}
     proxy_config = {
         "apiVersion": "gateway.envoyproxy.io/v1alpha1",
         "kind": "EnvoyProxy",

@@ -681,7 +681,9 @@ class Routing(Model):
     tls_secret_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """gateway: a TLS Secret in the gateway's namespace (e.g. from cert-manager) for an HTTPS listener."""
     internal: bool = True
-    """gateway on EKS with the load balancer controller: an internal NLB (false: internet-facing)."""
+    """gateway: an internal load balancer for the Gateway's proxies (false: internet-facing). An NLB
+    with our load balancer controller on EKS; otherwise the cloud's own Service load balancer, made
+    internal with the AWS, Azure and GKE annotations (any other must be set up by you)."""
     ingress_class_name: str | None = None
     allow_from_cidrs: list[AllowlistCidr] = Field(default_factory=list)
     """Ingress mode: where the ingress controller's traffic comes from (e.g. the VPC for ALB IP targets)."""

@@ -426,6 +426,28 @@ def test_the_shared_gateway_admits_routes_from_agent_namespaces_only() -> None:
     assert [item["protocol"] for item in gateway["spec"]["listeners"]] == ["HTTP", "HTTPS"]
 
 
+def _proxy_service_annotations(result: PlanResult) -> dict[str, str]:
+    proxy = by_name(result, "EnvoyProxy", ENVOY_GATEWAY.namespace, "langsmith-dataplane")
+    return proxy["spec"]["provider"]["kubernetes"]["envoyService"]["annotations"]
+
+
+def test_an_internal_gateway_is_internal_with_or_without_our_load_balancer_controller(tmp_path) -> None:
+    # A LoadBalancer Service is internet-facing unless annotated, whoever serves it: EKS's built-in
+    # controller makes a public Classic ELB (kubernetes/cloud-provider-aws, aws-load-balancer-internal),
+    # AKS and GKE public load balancers. `routing.internal` (default true) must hold without the
+    # controller too, or every Agent Server is on the internet over plain HTTP.
+    with_controller = _proxy_service_annotations(cached_run("prod", False))
+    assert with_controller["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    for stack in ("example-shared-namespace", "example-existing-cluster"):  # EKS, any cluster
+        annotations = _proxy_service_annotations(cached_run(stack, False))
+        assert annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+        assert annotations["service.beta.kubernetes.io/azure-load-balancer-internal"] == "true"
+        assert annotations["networking.gke.io/load-balancer-type"] == "Internal"
+    public = {"mode": "gateway", "hostname": "agents.example.com", "internal": False}
+    result = run_variant(tmp_path, "example-shared-namespace", {"routing": public})
+    assert _proxy_service_annotations(result) == {}
+
+
 def test_irsa_roles_trust_only_their_service_account_and_scale_only_this_cluster() -> None:
     result = cached_run("prod", False)
     roles = {r.name: r for r in of_type(result, "aws:iam/role:Role")}
