@@ -111,12 +111,17 @@ def cluster_autoscaler_policy(cluster_name: str) -> str:
 _LBC_TAG = "elbv2.k8s.aws/cluster"
 
 
-def load_balancer_controller_policy() -> str:
+def load_balancer_controller_policy(partition: str = "aws") -> str:
     """The AWS Load Balancer Controller's permissions, grouped as in its published policy
     (kubernetes-sigs/aws-load-balancer-controller docs/install/iam_policy.json for v2.13): read
     anything; create security groups, load balancers and target groups only carrying the controller's
     cluster tag, and change or delete only what carries it. Re-check this list against that file
-    whenever the chart pin moves."""
+    whenever the chart pin moves.
+
+    Resource ARNs carry the stack's partition: upstream publishes the same policy with `arn:aws-us-gov:`
+    and `arn:aws-cn:` for GovCloud and China (iam_policy_us-gov.json, iam_policy_cn.json), and an
+    `arn:aws:` resource never matches a resource there, so every tagging call would be denied."""
+    arn = f"arn:{partition}"
     tagged_request = {"Null": {f"aws:RequestTag/{_LBC_TAG}": "false"}}
     tagged_resource = {"Null": {f"aws:ResourceTag/{_LBC_TAG}": "false"}}
     statements: list[dict[str, Any]] = [
@@ -185,12 +190,12 @@ def load_balancer_controller_policy() -> str:
         {"Action": ["ec2:CreateSecurityGroup"], "Resource": "*"},
         {
             "Action": ["ec2:CreateTags"],
-            "Resource": "arn:aws:ec2:*:*:security-group/*",
+            "Resource": f"{arn}:ec2:*:*:security-group/*",
             "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}, **tagged_request},
         },
         {
             "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
-            "Resource": "arn:aws:ec2:*:*:security-group/*",
+            "Resource": f"{arn}:ec2:*:*:security-group/*",
             "Condition": {
                 "Null": {f"aws:RequestTag/{_LBC_TAG}": "true", f"aws:ResourceTag/{_LBC_TAG}": "false"}
             },
@@ -221,9 +226,9 @@ def load_balancer_controller_policy() -> str:
         {
             "Action": ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
             "Resource": [
-                "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
-                "arn:aws:elasticloadbalancing:*:*:loadbalancer/net/*/*",
-                "arn:aws:elasticloadbalancing:*:*:loadbalancer/app/*/*",
+                f"{arn}:elasticloadbalancing:*:*:targetgroup/*/*",
+                f"{arn}:elasticloadbalancing:*:*:loadbalancer/net/*/*",
+                f"{arn}:elasticloadbalancing:*:*:loadbalancer/app/*/*",
             ],
             "Condition": {
                 "Null": {f"aws:RequestTag/{_LBC_TAG}": "true", f"aws:ResourceTag/{_LBC_TAG}": "false"}
@@ -232,10 +237,10 @@ def load_balancer_controller_policy() -> str:
         {
             "Action": ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
             "Resource": [
-                "arn:aws:elasticloadbalancing:*:*:listener/net/*/*/*",
-                "arn:aws:elasticloadbalancing:*:*:listener/app/*/*/*",
-                "arn:aws:elasticloadbalancing:*:*:listener-rule/net/*/*/*",
-                "arn:aws:elasticloadbalancing:*:*:listener-rule/app/*/*/*",
+                f"{arn}:elasticloadbalancing:*:*:listener/net/*/*/*",
+                f"{arn}:elasticloadbalancing:*:*:listener/app/*/*/*",
+                f"{arn}:elasticloadbalancing:*:*:listener-rule/net/*/*/*",
+                f"{arn}:elasticloadbalancing:*:*:listener-rule/app/*/*/*",
             ],
         },
         {
@@ -257,9 +262,9 @@ def load_balancer_controller_policy() -> str:
         {
             "Action": ["elasticloadbalancing:AddTags"],
             "Resource": [
-                "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
-                "arn:aws:elasticloadbalancing:*:*:loadbalancer/net/*/*",
-                "arn:aws:elasticloadbalancing:*:*:loadbalancer/app/*/*",
+                f"{arn}:elasticloadbalancing:*:*:targetgroup/*/*",
+                f"{arn}:elasticloadbalancing:*:*:loadbalancer/net/*/*",
+                f"{arn}:elasticloadbalancing:*:*:loadbalancer/app/*/*",
             ],
             "Condition": {
                 "StringEquals": {
@@ -270,7 +275,7 @@ def load_balancer_controller_policy() -> str:
         },
         {
             "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
-            "Resource": "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
+            "Resource": f"{arn}:elasticloadbalancing:*:*:targetgroup/*/*",
         },
         {
             "Action": [
@@ -349,6 +354,19 @@ def envoy_gateway_values() -> dict[str, Any]:
     return {"deployment": {"replicas": 2}}
 
 
+INTERNAL_LOAD_BALANCER_ANNOTATIONS = {
+    # kubernetes/cloud-provider-aws (legacy in-tree aws.go, ServiceAnnotationLoadBalancerInternal):
+    # any value but "false" makes the ELB internal; the AWS Load Balancer Controller honours it too.
+    "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+    # cloud-provider-azure (ServiceAnnotationLoadBalancerInternal).
+    "service.beta.kubernetes.io/azure-load-balancer-internal": "true",
+    # GKE internal passthrough Network Load Balancer.
+    "networking.gke.io/load-balancer-type": "Internal",
+}
+"""What makes a `LoadBalancer` Service internal on the clouds a cluster is commonly on (each
+provider's service controller defaults to internet-facing)."""
+
+
 def gateway_manifests(routing: Routing, *, nlb: bool, environment: str) -> list[dict[str, Any]]:
     """EnvoyProxy settings (the proxy Service's load balancer), the GatewayClass and the shared Gateway.
 
@@ -356,17 +374,23 @@ def gateway_manifests(routing: Routing, *, nlb: bool, environment: str) -> list[
     else in the cluster can attach routes to it."""
     common = lbl.common(environment)
     namespace = ENVOY_GATEWAY.namespace
-    service_annotations = (
-        {
+    service_annotations: dict[str, str]
+    if nlb:
+        service_annotations = {
             "service.beta.kubernetes.io/aws-load-balancer-type": "external",
             "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
             "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"
             if routing.internal
             else "internet-facing",
         }
-        if nlb
-        else {}
-    )
+    elif routing.internal:
+        # Without our load balancer controller the cluster's own cloud provider serves the Service,
+        # and every one of them makes an internet-facing load balancer unless told otherwise: EKS's
+        # built-in controller a public Classic ELB, AKS and GKE a public one too. Each reads only its
+        # own annotation and ignores the others'.
+        service_annotations = dict(INTERNAL_LOAD_BALANCER_ANNOTATIONS)
+    else:
+        service_annotations = {}
     proxy_config = {
         "apiVersion": "gateway.envoyproxy.io/v1alpha1",
         "kind": "EnvoyProxy",
@@ -532,7 +556,7 @@ class ClusterAddons(pulumi.ComponentResource):
             role = self._irsa_role(
                 "lbc",
                 ("kube-system", "aws-load-balancer-controller"),
-                pulumi.Output.from_input(load_balancer_controller_policy()),
+                pulumi.Output.from_input(load_balancer_controller_policy(args.eks.partition)),
             )
             return load_balancer_controller_values(args.eks, role.arn)
         if chart is CLUSTER_AUTOSCALER:

@@ -625,13 +625,21 @@ class ExistingCluster(Model):
     (443 on EKS, GKE and AKS; often 6443 on kubeadm clusters). NetworkPolicies see this port."""
 
 
-def _cluster_mode(value: object) -> str:
-    return value.get("mode", "eks") if isinstance(value, dict) else value.mode  # type: ignore[attr-defined]
+def _cluster_mode(value: object) -> str | None:
+    # As for `network`: anything but a mapping (a stack file saying `cluster: existing`, say) has no
+    # tag, and None makes pydantic report it as a config error instead of raising AttributeError.
+    if isinstance(value, dict):
+        return value.get("mode", "eks")
+    return value.mode if isinstance(value, Cluster | ExistingCluster) else None
 
 
 ClusterSource = Annotated[
     Annotated[Cluster, Tag("eks")] | Annotated[ExistingCluster, Tag("existing")],
-    Discriminator(_cluster_mode),
+    Discriminator(
+        _cluster_mode,
+        custom_error_type="cluster",
+        custom_error_message="must be a mapping whose 'mode' is 'eks' (the default) or 'existing'",
+    ),
 ]
 
 
@@ -673,7 +681,9 @@ class Routing(Model):
     tls_secret_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """gateway: a TLS Secret in the gateway's namespace (e.g. from cert-manager) for an HTTPS listener."""
     internal: bool = True
-    """gateway on EKS with the load balancer controller: an internal NLB (false: internet-facing)."""
+    """gateway: an internal load balancer for the Gateway's proxies (false: internet-facing). An NLB
+    with our load balancer controller on EKS; otherwise the cloud's own Service load balancer, made
+    internal with the AWS, Azure and GKE annotations (any other must be set up by you)."""
     ingress_class_name: str | None = None
     allow_from_cidrs: list[AllowlistCidr] = Field(default_factory=list)
     """Ingress mode: where the ingress controller's traffic comes from (e.g. the VPC for ALB IP targets)."""

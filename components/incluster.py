@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 from components.addon_versions import ENVOY_GATEWAY, GATEWAY_NAME, KEDA
 from components.addons import ClusterAddons, ClusterAddonsArgs, EksFacts, summary
 from components.agent_namespaces import AgentNamespacePlan, AgentNamespaces, AgentNamespacesArgs, watchers
-from components.config import ExistingCluster, InClusterStores, StackConfig
+from components.config import CreateVpc, ExistingCluster, InClusterStores, StackConfig
 from components.listener import Listener, ListenerArgs, ListenerPlan, Routing
 from components.network_policies import AgentTraffic, ListenerTraffic
 from components.secrets import StackSecrets
@@ -44,6 +44,17 @@ def _listener_routing(config: StackConfig) -> Routing:
     return Routing()
 
 
+def cluster_cidrs(config: StackConfig) -> list[str]:
+    """The cluster's own address ranges Agent Servers must not reach on 443 (see
+    `network_policies.public_https_exceptions`): the VPC of a cluster this stack builds, or the API
+    server's endpoints of an existing one when the stack names them."""
+    cluster = config.cluster
+    if isinstance(cluster, ExistingCluster):
+        return [str(c) for c in cluster.api_server_cidrs]
+    network = config.network
+    return [str(network.cidr if isinstance(network, CreateVpc) else network.vpc_cidr)]
+
+
 def plan_namespaces(config: StackConfig, store_cidrs: Sequence[str]) -> list[AgentNamespacePlan]:
     in_cluster_stores = isinstance(config.stores, InClusterStores)
     routing = config.routing
@@ -64,6 +75,7 @@ def plan_namespaces(config: StackConfig, store_cidrs: Sequence[str]) -> list[Age
                 store_cidrs=[] if in_cluster_stores else list(store_cidrs),
                 keda_namespace=KEDA.namespace if config.addons.keda and in_cluster_stores else None,
                 private_https_cidrs=[str(c) for c in config.langsmith.egress_cidrs],
+                cluster_cidrs=cluster_cidrs(config),
             ),
         )
         for namespace, names in watchers(config.topology.listeners).items()
@@ -161,6 +173,7 @@ def build_in_cluster(
                 redis_admin_uri=redis_admin_uri,
                 watched_namespaces=[namespaces.namespaces[ns] for ns in plan.spec.namespaces],
                 prerequisites=addons.prerequisites,
+                guarded=[namespaces, addons],
             ),
             opts=opts,
         )

@@ -29,7 +29,7 @@ from components.config import ListenerSpec
 from components.kubeobjects import declare
 from components.network_policies import ListenerTraffic, listener_namespace_policies
 from components.rbac import own_namespace_rules, role, role_binding, watched_namespace_rules
-from components.registration import ListenerRegistration, ListenerRegistrationArgs
+from components.registration import ListenerInUseGuard, ListenerRegistration, ListenerRegistrationArgs
 
 LISTENER_REPLICAS = 2
 """The one place to change the replica count. Two replicas elect a leader with a Lease in the
@@ -314,6 +314,10 @@ class ListenerArgs:
     """The agent Namespace resources its Roles live in."""
     prerequisites: Sequence[pulumi.Resource] = ()
     """Add-ons that must exist before the listener renders objects needing them (KEDA, the Gateway)."""
+    guarded: Sequence[pulumi.Resource] = ()
+    """What a destroy must not touch while LangSmith deployments use the listener (the agent
+    namespaces and add-ons components): the `ListenerInUseGuard` depends on them and on every
+    object of the listener, so it is deleted, and refuses, first."""
 
 
 class Listener(pulumi.ComponentResource):
@@ -325,23 +329,24 @@ class Listener(pulumi.ComponentResource):
         super().__init__("langsmith:infra:Listener", name, None, opts)
         plan = args.plan
         spec = plan.spec
+        registration_args = ListenerRegistrationArgs(
+            control_plane_url=plan.control_plane_url,
+            workspace_id=plan.workspace_id,
+            compute_id=spec.compute_id,
+            namespaces=list(spec.namespaces),
+            api_key=args.api_key,
+            api_key_source=plan.api_key_source,
+            stack_key=plan.stack_key,
+            workspace_key=plan.workspace_key,
+            adopt_listener_id=str(spec.adopt_listener_id) if spec.adopt_listener_id else None,
+        )
         registration = ListenerRegistration(
             f"{name}-registration",
-            ListenerRegistrationArgs(
-                control_plane_url=plan.control_plane_url,
-                workspace_id=plan.workspace_id,
-                compute_id=spec.compute_id,
-                namespaces=list(spec.namespaces),
-                api_key=args.api_key,
-                api_key_source=plan.api_key_source,
-                stack_key=plan.stack_key,
-                workspace_key=plan.workspace_key,
-                adopt_listener_id=str(spec.adopt_listener_id) if spec.adopt_listener_id else None,
-            ),
+            registration_args,
             # Deleting a listener that Agent Servers still use would strand them: the provider refuses
-            # while LangSmith deployments target it, and a replacement creates the new one first.
-            # It depends on the agent namespaces so that a destroy reaches it (and stops at its refusal)
-            # before any namespace, and with it the Agent Servers in it, is deleted.
+            # while LangSmith deployments target it, and a replacement deletes the old one first (so it
+            # is refused before anything changes). It depends on the agent namespaces so that the
+            # namespaces, and the Agent Servers in them, are only ever deleted after it.
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.watched_namespaces)),
         )
         self.listener_id = registration.listener_id
@@ -370,4 +375,16 @@ class Listener(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, depends_on=depends),
             )
             declared[f"{kind}/{meta['namespace']}/{meta['name']}"] = resource
+        # The listener's Deployment depends on the registration (its id), so a destroy deletes the
+        # Deployment before the registration can refuse; and the agent namespaces' policies and the
+        # add-ons have no dependents at all, so they would go in the destroy's first wave. The guard
+        # depends on all of them: it is deleted first, and refuses while LangSmith deployments remain.
+        ListenerInUseGuard(
+            f"{name}-in-use-guard",
+            registration_args,
+            registration.listener_id,
+            pulumi.ResourceOptions(
+                parent=self, depends_on=[own_namespace, *declared.values(), *args.guarded]
+            ),
+        )
         self.register_outputs({"listenerId": self.listener_id, "namespace": plan.namespace})

@@ -21,6 +21,7 @@ Pod selectors use the labels the listener itself puts on what it renders (`liste
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,10 @@ class AgentTraffic:
     """KEDA's namespace when KEDA scales on the in-cluster Postgres."""
     private_https_cidrs: Sequence[str] = ()
     """Private addresses Agent Servers may reach on 443: a self-hosted LangSmith (tracing)."""
+    cluster_cidrs: Sequence[str] = ()
+    """The cluster's own addresses (its VPC, its API server's endpoints). Those inside
+    `PRIVATE_RANGES` are already excluded from the public HTTPS allow; any others (a VPC on a
+    publicly routable range, an API server with a public address) are excluded too."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,20 @@ def allow_dns(namespace: str, labels: Mapping[str, str]) -> dict[str, Any]:
     )
 
 
+def public_https_exceptions(cluster_cidrs: Sequence[str]) -> list[str]:
+    """What "public HTTPS" leaves out: the private ranges, plus whichever of the cluster's own ranges
+    lie outside them. "Public" is an address property, not a location: a VPC may use a publicly
+    routable CIDR (AWS allows it), and an existing cluster's API server may have a public address
+    (AKS, GKE's public endpoint), which a 0.0.0.0/0-minus-private rule would let Agent Servers reach."""
+    private = [ipaddress.IPv4Network(c) for c in PRIVATE_RANGES]
+    extra = {
+        network
+        for network in (ipaddress.IPv4Network(c, strict=False) for c in cluster_cidrs)
+        if not any(network.subnet_of(p) for p in private)
+    }
+    return [*PRIVATE_RANGES, *(str(n) for n in sorted(extra))]
+
+
 def agent_namespace_policies(
     namespace: str, traffic: AgentTraffic, labels: Mapping[str, str]
 ) -> list[dict[str, Any]]:
@@ -150,7 +169,7 @@ def agent_namespace_policies(
             },
         ),
     ]
-    public = [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}]
+    public = [{"ipBlock": {"cidr": "0.0.0.0/0", "except": public_https_exceptions(traffic.cluster_cidrs)}}]
     egress: list[dict[str, Any]] = [{"to": public, "ports": _tcp(HTTPS)}]
     if traffic.private_https_cidrs:
         egress.append(

@@ -8,10 +8,17 @@ typed errors. Its lifecycle:
   when it is ours to adopt (it watches exactly our namespaces); with `adopt_listener_id`, that
   listener is taken over instead of creating one.
 * read (refresh): `GET /v2/listeners/{id}`; 404 means it is gone.
-* diff: a new `compute_id`, workspace or control plane replaces it; new namespaces are a `PATCH`.
+* diff: a new `compute_id`, workspace or control plane replaces it, deleting the old listener
+  first (so a replacement is refused, before anything changes, while deployments use it); new
+  namespaces are a `PATCH`.
 * update: `PATCH compute_config.k8s_namespaces`, refused while a deployment targets a namespace
   that would be removed.
 * delete: refused while any LangSmith deployment still targets the listener; 404 is success.
+
+`ListenerInUseGuard` makes the same refusal happen first on a destroy (or when a listener leaves
+the topology): it depends on the listener's Deployment, the agent namespaces and the add-ons, so
+Pulumi deletes it before any of them, and its delete fails while LangSmith deployments still target
+the listener, leaving the listener running and the Agent Servers managed.
 
 The API key is a secret *input*: create and update use it, and it is never returned as an output,
 logged or put in an error. Read and delete receive only the stored outputs from the engine, so
@@ -141,15 +148,24 @@ def registration_diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> DiffR
         changes=bool(changes),
         replaces=replaces,
         stables=[] if replaces else ["listener_id"],
-        delete_before_replace=False,
+        # Delete first: the old listener's delete refuses while LangSmith deployments target it, and
+        # that refusal must come before the new listener exists and the running listener is pointed
+        # at it (create-before-delete would leave those deployments with no listener at all, and a
+        # new registration that adopts the old listener on 409 would then see it deleted).
+        delete_before_replace=True,
     )
 
 
-def ours_to_adopt(listener: Listener, namespaces: Sequence[str]) -> bool:
-    """A listener with our compute_id is ours to adopt only if it watches exactly our namespaces: then it
-    is indistinguishable from the one we would create (say, after a `pulumi up` interrupted between the
-    POST and saving state). One watching other namespaces belongs to someone else's layout."""
-    return set(listener.namespaces) == set(namespaces)
+def ours_to_adopt(
+    listener: Listener, namespaces: Sequence[str], deployments: Mapping[str, str | None]
+) -> bool:
+    """A listener with our compute_id is ours to adopt only if it watches exactly our namespaces and no
+    LangSmith deployment uses it: then it is indistinguishable from the one we would create (say, after
+    a `pulumi up` interrupted between the POST and saving state). One watching other namespaces belongs
+    to someone else's layout; one with deployments is in use by some data plane (compute_id and
+    namespace names like `prod`/`agents` are easily shared between clusters), and adopting it silently
+    would have two listeners reconcile the same Agent Servers."""
+    return set(listener.namespaces) == set(namespaces) and not deployments
 
 
 def stranded_namespaces(deployments: Mapping[str, str | None], namespaces: Sequence[str]) -> dict[str, str]:
@@ -162,8 +178,9 @@ def stranded_namespaces(deployments: Mapping[str, str | None], namespaces: Seque
 # --- The provider --------------------------------------------------------------------------------
 
 
-class ListenerRegistrationProvider(ResourceProvider):
-    """CRUD of one LangSmith listener. Stateless apart from the stack config given to `configure`."""
+class _LangSmithProvider(ResourceProvider):
+    """What both providers share: the stack's API keys (from `configure`) and a control-plane client.
+    Stateless apart from that config."""
 
     def __init__(self, client_factory: ClientFactory | None = None) -> None:
         super().__init__()
@@ -173,6 +190,39 @@ class ListenerRegistrationProvider(ResourceProvider):
     def configure(self, req: ConfigureRequest) -> None:
         # Only the two key settings are kept; nothing else of the stack's config is needed here.
         self._config = {key: req.config.get(f"{PROJECT}:{key}") for key in (API_KEY, WORKSPACE_API_KEYS)}
+
+    def _configured_key(self, reg: Registration) -> str | None:
+        if reg.api_key_source == API_KEY:
+            return self._config.get(API_KEY)
+        workspace = reg.api_key_source.removeprefix(f"{WORKSPACE_API_KEYS}.")
+        raw = self._config.get(WORKSPACE_API_KEYS)
+        try:
+            keys = json.loads(raw) if isinstance(raw, str) else raw
+        except json.JSONDecodeError:
+            # Refresh and destroy do not run the program, so nothing validated the config first; a
+            # broken value means "no key", which `_client` reports with the command that sets it.
+            return None
+        return (keys or {}).get(workspace) if isinstance(keys, dict) else None
+
+    @contextmanager
+    def _client(self, reg: Registration, api_key: str | None) -> Iterator[ControlPlaneClient]:
+        if not api_key:
+            raise RegistrationError(
+                f"no API key for {reg.describe()}: set it with "
+                f"`pulumi config set --secret {_config_key_command(reg.api_key_source)} <key>`"
+            )
+        config = ControlPlaneConfig(
+            base_url=reg.control_plane_url, api_key=api_key, tenant_id=reg.workspace_id
+        )
+        client = (self._client_factory or ControlPlaneClient)(config)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+class ListenerRegistrationProvider(_LangSmithProvider):
+    """CRUD of one LangSmith listener."""
 
     # Check: reject inputs that can never work before any request is made.
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -227,14 +277,7 @@ class ListenerRegistrationProvider(ResourceProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         reg = Registration.of(props)
         with self._client(reg, self._configured_key(reg)) as client, _plain_errors(reg):
-            remaining = _deployments_of(client, id_)
-            if remaining:
-                names = ", ".join(sorted(remaining))
-                raise RegistrationError(
-                    f"{reg.describe()} ({id_}) still has {len(remaining)} deployment(s) in LangSmith: "
-                    f"{names}. Delete them in LangSmith (Deployments) first, then run this again; "
-                    "the listener is kept until then so those Agent Servers stay managed."
-                )
+            _refuse_while_deployed(client, reg, id_)
             try:
                 client.delete_listener(id_)
             except NotFoundError:
@@ -251,7 +294,16 @@ class ListenerRegistrationProvider(ResourceProvider):
                 "another process is changing it. Run `pulumi up` again."
             )
         listener = existing[0]
-        if not ours_to_adopt(listener, reg.namespaces):
+        deployments = _deployments_of(client, str(listener.id))
+        if set(listener.namespaces) == set(reg.namespaces) and deployments:
+            names = ", ".join(sorted(deployments))
+            raise RegistrationError(
+                f"workspace {reg.workspace_id} already has a listener with compute_id '{reg.compute_id}' "
+                f"({listener.id}) and LangSmith deployments on it ({names}): another data plane may run "
+                f"it. Choose another {reg.stack_key}.compute_id, or, if it is this cluster's, set "
+                f"{reg.stack_key}.adopt_listener_id to {listener.id} to take it over."
+            )
+        if not ours_to_adopt(listener, reg.namespaces, deployments):
             raise RegistrationError(
                 f"workspace {reg.workspace_id} already has a listener with compute_id '{reg.compute_id}' "
                 f"({listener.id}) watching {', '.join(listener.namespaces) or 'no namespaces'}, not "
@@ -292,35 +344,68 @@ class ListenerRegistrationProvider(ResourceProvider):
                 f"{listed}. Delete or move those deployments first."
             )
 
-    def _configured_key(self, reg: Registration) -> str | None:
-        if reg.api_key_source == API_KEY:
-            return self._config.get(API_KEY)
-        workspace = reg.api_key_source.removeprefix(f"{WORKSPACE_API_KEYS}.")
-        raw = self._config.get(WORKSPACE_API_KEYS)
-        keys = json.loads(raw) if isinstance(raw, str) else raw
-        return (keys or {}).get(workspace) if isinstance(keys, dict) else None
 
-    @contextmanager
-    def _client(self, reg: Registration, api_key: str | None) -> Iterator[ControlPlaneClient]:
-        if not api_key:
-            raise RegistrationError(
-                f"no API key for {reg.describe()}: set it with "
-                f"`pulumi config set --secret {_config_key_command(reg.api_key_source)} <key>`"
-            )
-        config = ControlPlaneConfig(
-            base_url=reg.control_plane_url, api_key=api_key, tenant_id=reg.workspace_id
-        )
-        client = (self._client_factory or ControlPlaneClient)(config)
-        try:
-            yield client
-        finally:
-            client.close()
+class ListenerInUseGuardProvider(_LangSmithProvider):
+    """Holds nothing in LangSmith: create, read and update make no request. Its delete refuses while
+    LangSmith deployments target the listener, and since the guard depends on everything a running
+    Agent Server needs, Pulumi deletes it (and so asks) before any of that goes."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        return CheckResult(news, [])
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(str(props["listener_id"]), _guard_outputs(props))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        # Nothing to refresh, and a control-plane outage must not fail a `pulumi refresh` here.
+        return ReadResult(id_, _guard_outputs(props))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = any(str(olds.get(k)) != str(news.get(k)) for k in _GUARD_KEYS)
+        return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(_guard_outputs(news))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        reg = Registration.of(props)
+        listener_id = str(props.get("listener_id") or id_)
+        with self._client(reg, self._configured_key(reg)) as client, _plain_errors(reg):
+            _refuse_while_deployed(client, reg, listener_id)
+
+
+_GUARD_KEYS = (
+    "listener_id",
+    "control_plane_url",
+    "workspace_id",
+    "compute_id",
+    "namespaces",
+    "api_key_source",
+    "stack_key",
+    "workspace_key",
+)
+
+
+def _guard_outputs(props: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: props.get(key) for key in _GUARD_KEYS}
 
 
 def _config_key_command(source: str) -> str:
     if source.startswith(f"{WORKSPACE_API_KEYS}."):
         return f"--path '{source}'"
     return source
+
+
+def _refuse_while_deployed(client: ControlPlaneClient, reg: Registration, listener_id: str) -> None:
+    remaining = _deployments_of(client, listener_id)
+    if remaining:
+        names = ", ".join(sorted(remaining))
+        raise RegistrationError(
+            f"{reg.describe()} ({listener_id}) still has {len(remaining)} deployment(s) in LangSmith: "
+            f"{names}. Delete them in LangSmith (Deployments) first, then run this again; the listener "
+            "is kept running until then so those Agent Servers stay managed. (A new compute_id, "
+            "workspace or control plane replaces the listener, which deletes this one first.)"
+        )
 
 
 def _deployments_of(client: ControlPlaneClient, listener_id: str) -> dict[str, str | None]:
@@ -378,7 +463,7 @@ def _plain_errors(reg: Registration) -> Iterator[None]:
             "(the machine running `pulumi up` needs HTTPS access to the control plane)"
         ) from None
     except ControlPlaneError as error:
-        raise RegistrationError(f"registering {reg.describe()} failed: {error.message}") from None
+        raise RegistrationError(f"a LangSmith request for {reg.describe()} failed: {error.message}") from None
 
 
 def _detail(error: ControlPlaneError) -> str:
@@ -400,6 +485,32 @@ class ListenerRegistrationArgs:
     stack_key: str
     workspace_key: str
     adopt_listener_id: str | None = None
+
+
+class ListenerInUseGuard(pulumi.dynamic.Resource, module="langsmith", name="ListenerInUseGuard"):
+    """Refuses to be deleted while LangSmith deployments target the listener. Give it
+    `depends_on` everything the listener's Agent Servers need (the listener's objects, the agent
+    namespaces and their policies, the add-ons): Pulumi deletes dependents first, so a destroy stops
+    here with all of them intact. It holds no secret: its deletes read the key from the stack config."""
+
+    def __init__(
+        self,
+        name: str,
+        args: ListenerRegistrationArgs,
+        listener_id: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props: dict[str, Any] = {
+            "listener_id": listener_id,
+            "control_plane_url": args.control_plane_url,
+            "workspace_id": args.workspace_id,
+            "compute_id": args.compute_id,
+            "namespaces": list(args.namespaces),
+            "api_key_source": args.api_key_source,
+            "stack_key": args.stack_key,
+            "workspace_key": args.workspace_key,
+        }
+        super().__init__(ListenerInUseGuardProvider(), name, props, opts)
 
 
 class ListenerRegistration(pulumi.dynamic.Resource, module="langsmith", name="ListenerRegistration"):

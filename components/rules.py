@@ -525,6 +525,17 @@ def _existing_cluster_problems(config: StackConfig) -> list[Problem]:
                 "managed",
             )
         )
+    if config.cluster.eks_cluster_name is not None and config.cluster.context is not None:
+        # The program writes that cluster's kubeconfig itself, with one context named after the
+        # cluster; any other name fails the Kubernetes provider at `pulumi up` (context not found).
+        problems.append(
+            Problem(
+                "cluster.context",
+                "is only used with the kubeconfig secret; with cluster.eks_cluster_name the program "
+                "writes the kubeconfig itself (one context); remove it",
+                config.cluster.context,
+            )
+        )
     for key in _EKS_ONLY_ADDONS:
         if getattr(config.addons, key):
             problems.append(
@@ -606,9 +617,30 @@ def _routing_problems(config: StackConfig) -> list[Problem]:
 
 def _listener_namespace_problems(config: StackConfig) -> list[Problem]:
     agent_namespaces = {ns for listener in config.topology.listeners for ns in listener.namespaces}
+    # The namespaces this stack's add-ons are installed into: the program declares each of them once
+    # as the add-on's own (PSA baseline, no default-deny), so as an agent namespace it would be
+    # declared twice (the second create of one object fails: AlreadyExists), get a default-deny
+    # policy that cuts the add-on off, and hand the listener a Role over the add-on's Secrets.
+    addon_namespaces = {
+        chart.namespace: chart
+        for chart in selected(config.addons, config.routing, eks=config.is_eks)
+        if chart.namespace != "kube-system"
+    }
     limit = 63 - len(LISTENER_NAMESPACE_PREFIX)
     problems = []
     for i, listener in enumerate(config.topology.listeners):
+        for j, namespace in enumerate(listener.namespaces):
+            chart = addon_namespaces.get(namespace)
+            if chart is not None:
+                problems.append(
+                    Problem(
+                        f"topology.listeners[{i}].namespaces[{j}]",
+                        f"is the namespace of the {chart.release} add-on this stack installs; Agent "
+                        "Servers need a namespace of their own",
+                        namespace,
+                        context=(_addon_key(chart),),
+                    )
+                )
         if len(listener.name) > limit:
             problems.append(
                 Problem(

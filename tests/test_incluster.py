@@ -20,6 +20,7 @@ from components.addon_versions import (
     METRICS_SERVER,
     unsupported,
 )
+from components.addons import load_balancer_controller_policy
 from components.listener import (
     API_KEY_FIELD,
     API_KEY_SECRET,
@@ -227,6 +228,24 @@ def test_the_listener_runs_restricted_with_probes_and_a_standby(stack: str) -> N
         ]
 
 
+def test_the_pod_outlives_the_listeners_shutdown_budget() -> None:
+    # On SIGTERM the listener finishes its cycle and releases its Lease within
+    # LISTENER_SHUTDOWN_TIMEOUT_SECONDS (listener.process); the kubelet SIGKILLs the container when
+    # terminationGracePeriodSeconds runs out (kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle
+    # #pod-termination), so the grace period must be longer, or a rollout kills a leader mid-write and
+    # leaves the Lease held until it expires.
+    result = cached_run("dev", False)
+    (listener,) = result.outputs["listeners"]
+    deployment = by_name(result, "Deployment", listener["listenerNamespace"], "listener")
+    env = env_of(deployment)
+    budget = float(
+        env.get(
+            "LISTENER_SHUTDOWN_TIMEOUT_SECONDS", Settings.model_fields["shutdown_timeout_seconds"].default
+        )
+    )
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > budget
+
+
 @pytest.mark.parametrize("stack", stack_names())
 def test_the_listeners_settings_are_the_agreed_names_and_its_registered_id(stack: str) -> None:
     result = cached_run(stack, False)
@@ -407,6 +426,28 @@ def test_the_shared_gateway_admits_routes_from_agent_namespaces_only() -> None:
     assert [item["protocol"] for item in gateway["spec"]["listeners"]] == ["HTTP", "HTTPS"]
 
 
+def _proxy_service_annotations(result: PlanResult) -> dict[str, str]:
+    proxy = by_name(result, "EnvoyProxy", ENVOY_GATEWAY.namespace, "langsmith-dataplane")
+    return proxy["spec"]["provider"]["kubernetes"]["envoyService"]["annotations"]
+
+
+def test_an_internal_gateway_is_internal_with_or_without_our_load_balancer_controller(tmp_path) -> None:
+    # A LoadBalancer Service is internet-facing unless annotated, whoever serves it: EKS's built-in
+    # controller makes a public Classic ELB (kubernetes/cloud-provider-aws, aws-load-balancer-internal),
+    # AKS and GKE public load balancers. `routing.internal` (default true) must hold without the
+    # controller too, or every Agent Server is on the internet over plain HTTP.
+    with_controller = _proxy_service_annotations(cached_run("prod", False))
+    assert with_controller["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    for stack in ("example-shared-namespace", "example-existing-cluster"):  # EKS, any cluster
+        annotations = _proxy_service_annotations(cached_run(stack, False))
+        assert annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+        assert annotations["service.beta.kubernetes.io/azure-load-balancer-internal"] == "true"
+        assert annotations["networking.gke.io/load-balancer-type"] == "Internal"
+    public = {"mode": "gateway", "hostname": "agents.example.com", "internal": False}
+    result = run_variant(tmp_path, "example-shared-namespace", {"routing": public})
+    assert _proxy_service_annotations(result) == {}
+
+
 def test_irsa_roles_trust_only_their_service_account_and_scale_only_this_cluster() -> None:
     result = cached_run("prod", False)
     roles = {r.name: r for r in of_type(result, "aws:iam/role:Role")}
@@ -422,6 +463,31 @@ def test_irsa_roles_trust_only_their_service_account_and_scale_only_this_cluster
     assert writes["Condition"] == {
         "StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/lsdp-prod": "owned"}
     }
+
+
+def _resource_arns(policy: dict[str, Any]) -> list[str]:
+    arns = []
+    for statement in policy["Statement"]:
+        resources = statement["Resource"]
+        arns += [resources] if isinstance(resources, str) else resources
+    return [a for a in arns if a != "*"]
+
+
+def test_the_load_balancer_controller_policy_names_resources_in_the_stacks_partition(tmp_path) -> None:
+    # Upstream publishes iam_policy.json, iam_policy_us-gov.json and iam_policy_cn.json, identical but
+    # for `arn:aws:`, `arn:aws-us-gov:` and `arn:aws-cn:` (an ARN of another partition matches
+    # nothing: docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html).
+    result = run_variant(tmp_path, "prod", {"aws_region": "us-gov-west-1"})
+    policy = next(
+        json.loads(r.inputs["policy"])
+        for r in of_type(result, "aws:iam/rolePolicy:RolePolicy")
+        if r.name == "lsdp-prod-addons-lbc"
+    )
+    arns = _resource_arns(policy)
+    assert arns
+    assert all(a.startswith("arn:aws-us-gov:") for a in arns), arns
+    commercial = _resource_arns(json.loads(load_balancer_controller_policy()))
+    assert all(a.startswith("arn:aws:") for a in commercial)
 
 
 def test_vpc_cni_enforces_network_policies_unless_turned_off(tmp_path) -> None:
@@ -506,17 +572,45 @@ def test_an_existing_eks_cluster_is_looked_up_by_name(tmp_path) -> None:
 # --- destroy ------------------------------------------------------------------------------------------------
 
 
-def test_a_destroy_stops_at_the_registration_before_any_agent_namespace_goes() -> None:
-    # Pulumi deletes dependents first: the registration depends on the namespaces, so its refusal
-    # (LangSmith deployments still on the listener) stops a destroy while the Agent Servers still run.
+GUARD = "pulumi-python:dynamic/langsmith:ListenerInUseGuard"
+
+
+@pytest.mark.parametrize("stack", ["example-shared-namespace", "example-existing-cluster"])
+def test_a_destroy_stops_at_the_guard_before_anything_agent_servers_need_goes(stack: str) -> None:
+    # Pulumi deletes dependents before their dependencies, and runs the deletes that wait on nothing
+    # in parallel first (pulumi/pulumi pkg/resource/deploy: reverse topological order, antichains).
+    # The listener's Deployment depends on the registration (its id), so the registration alone is
+    # asked too late; and the agent namespaces' NetworkPolicies and the add-ons have no dependents,
+    # so without the guard a refused destroy would already have removed them. The guard depends on
+    # every Kubernetes object of the layer: it is deleted, and refuses, before any of them.
+    result = cached_run(stack, True)
+    guards = of_type(result, GUARD)
+    assert len(guards) == len(result.outputs["listeners"])
+    guarded = set().union(*(g.dependencies for g in guards))
+    registrations = {r.urn for r in of_type(result, REGISTRATION)}
+    must_wait = [
+        r
+        for r in result.resources
+        if r.custom
+        and r.type.startswith("kubernetes:")
+        and r.type != "kubernetes:storage.k8s.io/v1:StorageClass"
+    ]
+    assert must_wait
+    assert [r.name for r in must_wait if r.urn not in guarded] == []
+    assert registrations <= guarded
+    # Nothing depends on a guard, so a destroy reaches it first.
+    assert not [r.name for r in result.resources if set(r.dependencies) & {g.urn for g in guards}]
+    for guard in guards:
+        assert "api_key" not in guard.inputs  # no secret in its state
+
+
+def test_the_registration_depends_on_its_agent_namespaces() -> None:
     result = cached_run("example-shared-namespace", True)
     (namespace,) = [
         r for r in of_type(result, "kubernetes:core/v1:Namespace") if r.name.endswith("-agents-agents")
     ]
     for registration in of_type(result, REGISTRATION):
         assert namespace.urn in registration.dependencies
-    deployment = next(r for r in of_type(result, DEPLOYMENT) if r.name.endswith("deployment-listener"))
-    assert {r.urn for r in of_type(result, REGISTRATION)} & set(deployment.dependencies)
 
 
 def test_prod_agent_namespaces_are_protected() -> None:

@@ -70,6 +70,13 @@ def test_an_existing_eks_cluster_is_found_by_name_without_a_kubeconfig() -> None
     assert error.startswith(f"{NS}:kubeconfig: is only used with cluster.mode 'existing' and no")
 
 
+def test_a_context_only_goes_with_a_kubeconfig() -> None:
+    # With eks_cluster_name the program writes the kubeconfig (components.cluster.kubeconfig: one
+    # context, named after the cluster), so any other context fails the provider at `pulumi up`.
+    error = one_error(raw(cluster={**EXISTING, "eks_cluster_name": "prod-1", "context": "admin@prod"}))
+    assert error.startswith(f"{NS}:cluster.context (got 'admin@prod'): is only used with the kubeconfig")
+
+
 def test_a_kubeconfig_must_be_a_secret_and_is_pointless_on_our_eks() -> None:
     assert one_error(raw(cluster=EXISTING, kubeconfig="apiVersion: v1")).startswith(
         f"{NS}:kubeconfig: is stored in plaintext"
@@ -226,6 +233,34 @@ def test_a_listener_never_runs_in_an_agent_namespace() -> None:
     config = raw(topology=topology(listener("a1", "a", ["agents"]), listener("b1", "b", ["listener-a1"])))
     error = one_error(config)
     assert error.startswith(f"{NS}:topology.listeners[0].name (got 'a1'): its own namespace 'listener-a1'")
+
+
+def test_agent_servers_never_share_an_add_ons_namespace() -> None:
+    # The add-on's Namespace and the agent Namespace would be the same Kubernetes object declared
+    # twice (the second create is AlreadyExists), and the agent side's default deny would cut the
+    # add-on off. Only the add-ons this stack installs are in the way.
+    error = one_error(raw(topology=topology(listener("l1", "a", ["agents", "keda"]))))
+    assert error.startswith(
+        f"{NS}:topology.listeners[0].namespaces[1] (got 'keda'): is the namespace of the keda add-on"
+    )
+    gateway = {"mode": "gateway", "hostname": "agents.example.com"}
+    watching_gateway = topology(listener("l1", "a", ["envoy-gateway-system"]))
+    assert one_error(raw(routing=gateway, topology=watching_gateway)).startswith(
+        f"{NS}:topology.listeners[0].namespaces[0] (got 'envoy-gateway-system'): is the namespace of the "
+        "envoy-gateway add-on"
+    )
+    parse(raw(topology=watching_gateway), require=False)  # no Gateway, no add-on there
+    parse(raw(addons={"keda": False}, topology=topology(listener("l1", "a", ["keda"]))), require=False)
+
+
+@pytest.mark.parametrize("value", ['"existing"', '["existing"]', "5"])
+def test_a_cluster_that_is_not_a_mapping_is_a_config_error(value: str) -> None:
+    # A stack file saying `cluster: existing` once escaped as an AttributeError traceback.
+    config = raw()
+    config[f"{NS}:cluster"] = value
+    error = one_error(config)
+    assert error.startswith(f"{NS}:cluster (got ")
+    assert error.endswith("must be a mapping whose 'mode' is 'eks' (the default) or 'existing'")
 
 
 def test_quota_keys_and_quantities_are_checked() -> None:

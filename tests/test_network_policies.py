@@ -9,7 +9,7 @@ import pytest
 from listener import naming
 from tests.kube_schemas import declared_objects
 from tests.netpol import Endpoint, can_connect
-from tests.support import cached_run
+from tests.support import cached_run, run_variant, stack_document
 
 INTERNET = Endpoint("34.8.121.39")
 MODEL_API = Endpoint("104.18.6.192")
@@ -124,3 +124,36 @@ def test_managed_stores_are_reached_by_address_only_on_their_ports() -> None:
     assert not can_connect(prod, api, rds, 22)
     assert can_connect(prod, listener_pod("prod"), rds, 5432)  # per-deployment databases (issue 14)
     assert not can_connect(prod, api, Endpoint("10.99.0.1"), 5432)  # outside the VPC's range
+
+
+def _declared_policies(result) -> list[dict]:
+    return [o for o in declared_objects(result) if o["kind"] == "NetworkPolicy"]
+
+
+def test_the_cluster_itself_is_never_public_https_for_agent_servers(tmp_path) -> None:
+    # "Public" is a property of the address, not of where it is: AWS lets a VPC use a publicly
+    # routable CIDR (docs.aws.amazon.com/vpc/latest/userguide/vpc-cidr-blocks.html), and the EKS
+    # API's private endpoint, the interface endpoints and every pod then sit in it; an existing
+    # cluster's API server may have a public address (AKS, GKE's public endpoint). A compromised
+    # Agent Server must reach neither on 443, while the rest of the internet stays reachable.
+    public_vpc = {"mode": "create", "cidr": "11.20.0.0/16", "az_count": 2, "interface_endpoints": []}
+    layout = _declared_policies(run_variant(tmp_path, "dev", {"network": public_vpc}))
+    api = agent_pod("agents-dev", "api-server", "11.20.2.5")
+    assert not can_connect(layout, api, Endpoint("11.20.0.10"), 443)  # the EKS API's endpoint ENI
+    assert can_connect(layout, api, MODEL_API, 443)
+    assert can_connect(layout, api, agent_pod("agents-dev", "postgres", "11.20.2.7"), 5432)
+
+    cluster = {
+        **stack_cluster("example-existing-cluster"),
+        "api_server_cidrs": ["20.50.1.4/32"],
+        "api_server_port": 443,
+    }
+    existing = _declared_policies(run_variant(tmp_path, "example-existing-cluster", {"cluster": cluster}))
+    api = agent_pod("agents", "api-server", "10.60.9.5")
+    assert not can_connect(existing, api, Endpoint("20.50.1.4"), 443)  # the API server's public address
+    assert can_connect(existing, api, MODEL_API, 443)
+    assert can_connect(existing, listener_pod("onprem"), Endpoint("20.50.1.4"), 443)
+
+
+def stack_cluster(stack: str) -> dict:
+    return dict(stack_document(stack)["config"]["langsmith-dataplane:cluster"])

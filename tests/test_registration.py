@@ -16,6 +16,7 @@ import pytest
 from pulumi.dynamic import Config, ConfigureRequest
 
 from components.registration import (
+    ListenerInUseGuardProvider,
     ListenerRegistrationProvider,
     RegistrationError,
     registration_diff,
@@ -142,6 +143,21 @@ def test_create_on_409_refuses_a_listener_that_is_not_ours(
     assert "topology.listeners[0].compute_id" in message
     assert f"topology.listeners[0].adopt_listener_id to {other.id}" in message
     assert client.get_listener(other.id).namespaces == ("team-b",)  # untouched
+
+
+def test_create_on_409_refuses_a_listener_that_deployments_use(
+    provider: ListenerRegistrationProvider, server: BackgroundServer, client: ControlPlaneClient
+) -> None:
+    # Same compute_id and namespace names, but with Agent Servers on it: another cluster's listener
+    # (names like `eks-prod`/`agents` are easily shared). Adopting it silently would have two data
+    # planes reconcile the same deployments; only an explicit adopt_listener_id may take it over.
+    theirs = client.create_listener("eks-prod", ["agents"])
+    deploy(client, str(theirs.id), "agents")
+    message = refused(provider.create, props(server))
+    assert "deployments on it (support)" in message
+    assert f"topology.listeners[0].adopt_listener_id to {theirs.id}" in message
+    taken = provider.create(props(server, adopt_listener_id=str(theirs.id)))
+    assert taken.id == str(theirs.id)
 
 
 def test_two_creates_racing_end_with_one_listener(
@@ -287,6 +303,52 @@ def test_read_and_delete_take_the_key_from_the_stack_config(
     assert gone.id == ""
 
 
+def test_a_refresh_during_an_outage_fails_and_never_forgets_the_listener(
+    provider: ListenerRegistrationProvider, server: BackgroundServer, emulator: Emulator
+) -> None:
+    # Only a 404 means gone (ReadResult with an empty id makes the engine drop the resource); a 5xx
+    # after every retry must fail the refresh, or the next `up` would register a second listener.
+    created = provider.create(props(server))
+    assert created.outs is not None
+    emulator.faults.add(kind="error", status=503, method="GET", path=f"/v2/listeners/{created.id}")
+    message = refused(provider.read, created.id, created.outs)
+    assert "HTTP 503" in message
+    assert message.startswith("a LangSmith request for listener 'eks-prod' (topology.listeners[0]) failed")
+
+
+def test_a_broken_key_map_in_the_stack_config_is_a_plain_error() -> None:
+    # Refresh and destroy configure the provider from the stack config without running the program,
+    # so nothing has validated `workspace_api_keys` first.
+    broken = ListenerRegistrationProvider()
+    broken.configure(
+        ConfigureRequest(
+            Config({"langsmith-dataplane:workspace_api_keys": '{"platform": "x"'}, "langsmith-dataplane")
+        )
+    )
+    outs = {
+        **props_without_server(),
+        "listener_id": "00000000-0000-4000-8000-000000000002",
+        "api_key_source": "workspace_api_keys.platform",
+    }
+    message = refused(broken.read, outs["listener_id"], outs)
+    assert message.endswith(
+        "set it with `pulumi config set --secret --path 'workspace_api_keys.platform' <key>`"
+    )
+
+
+def props_without_server() -> dict[str, Any]:
+    return {
+        "control_plane_url": "http://127.0.0.1:9",
+        "workspace_id": "9d6f2a1e-3b4c-4d5e-8f60-7a8b9c0d1e2f",
+        "compute_id": "eks-prod",
+        "namespaces": ["agents"],
+        "api_key_source": "api_key",
+        "stack_key": "topology.listeners[0]",
+        "workspace_key": "topology.workspaces[0].id",
+        "adopt_listener_id": None,
+    }
+
+
 def test_diff_replaces_on_a_new_identity_and_patches_namespaces() -> None:
     olds = {
         "listener_id": "L",
@@ -309,6 +371,27 @@ def test_diff_replaces_on_a_new_identity_and_patches_namespaces() -> None:
         assert (changed.changes, changed.replaces) == (True, [key])
     assert registration_diff(olds, {**same, "adopt_listener_id": "L"}).replaces == []
     assert registration_diff(olds, {**same, "adopt_listener_id": "M"}).replaces == ["adopt_listener_id"]
+    # A replacement deletes the old listener first: its refusal (deployments still on it) must come
+    # before a new listener exists and the running listener is pointed at it.
+    assert registration_diff(olds, {**same, "compute_id": "b"}).delete_before_replace is True
+
+
+def test_a_replacement_is_refused_before_anything_changes(
+    provider: ListenerRegistrationProvider, server: BackgroundServer, client: ControlPlaneClient
+) -> None:
+    # What Pulumi does with delete_before_replace: delete the old resource, then create the new one.
+    # With a deployment on the old listener the delete fails, so no second listener is ever made and
+    # the running listener keeps serving the old one's Agent Servers.
+    old = provider.create(props(server))
+    assert old.outs is not None
+    deploy(client, old.id, "agents")
+    new_inputs = props(server, compute_id="eks-prod-2")
+    diff = registration_diff(old.outs, new_inputs)
+    assert diff.replaces == ["compute_id"]
+    assert diff.delete_before_replace
+    message = refused(provider.delete, old.id, old.outs)
+    assert "replaces the listener, which deletes this one first" in message
+    assert [str(item.id) for item in client.list_listeners()] == [old.id]
 
 
 def test_update_patches_the_namespaces(
@@ -374,6 +457,56 @@ def test_delete_during_an_outage_keeps_the_listener(
     assert len(client.list_listeners()) == 1
 
 
+# --- the in-use guard ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def guard() -> ListenerInUseGuardProvider:
+    g = ListenerInUseGuardProvider(client_factory=_no_wait_client)
+    g.configure(ConfigureRequest(Config({"langsmith-dataplane:api_key": KEY}, "langsmith-dataplane")))
+    return g
+
+
+def guard_props(server: BackgroundServer, listener_id: str) -> dict[str, Any]:
+    inputs = props(server, listener_id=listener_id)
+    del inputs["api_key"], inputs["adopt_listener_id"]
+    return inputs
+
+
+def test_the_guard_refuses_its_delete_while_deployments_use_the_listener(
+    guard: ListenerInUseGuardProvider,
+    provider: ListenerRegistrationProvider,
+    server: BackgroundServer,
+    emulator: Emulator,
+    client: ControlPlaneClient,
+) -> None:
+    listener = provider.create(props(server))
+    before = len(emulator.requests)
+    created = guard.create(guard_props(server, listener.id))
+    # Create, read and update hold nothing in LangSmith and make no request; an outage cannot fail them.
+    emulator.faults.add(kind="error", status=503, path="/v2/listeners")
+    assert created.outs is not None
+    assert guard.read(created.id, created.outs).outs == created.outs
+    assert guard.diff(created.id, created.outs, guard_props(server, listener.id)).changes is False
+    moved = guard.diff(created.id, created.outs, guard_props(server, "another-id"))
+    assert (moved.changes, moved.replaces) == (True, [])
+    assert len(emulator.requests) == before
+    emulator.faults.clear()
+    assert "api_key" not in created.outs
+    assert KEY not in repr(created.outs)
+    deploy(client, listener.id, "agents")
+    message = refused(guard.delete, created.id, created.outs)
+    assert "still has 1 deployment(s) in LangSmith: support" in message
+    assert "kept running" in message
+    # An outage is never read as "no deployments".
+    client.delete_deployment(client.list_deployments()[0].id)
+    emulator.faults.add(kind="error", status=500, method="GET", path="/v2/deployments")
+    assert "HTTP 500" in refused(guard.delete, created.id, created.outs)
+    emulator.faults.clear()
+    guard.delete(created.id, created.outs)
+    assert [str(item.id) for item in client.list_listeners()] == [listener.id]  # the guard deletes nothing
+
+
 def test_the_provider_survives_pulumis_serialization_into_another_process() -> None:
     # Pulumi pickles the provider (dill) into the state and loads it in its own plugin process, which
     # runs in the project directory: the class must load there by reference, with no state captured.
@@ -385,21 +518,28 @@ def test_the_provider_survives_pulumis_serialization_into_another_process() -> N
 
     from tools.harness import ROOT
 
-    blob = serialize_provider(ListenerRegistrationProvider())
-    assert len(base64.b64decode(blob)) < 2000  # by reference, not by value
-    loaded = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import base64, sys, dill; p = dill.loads(base64.b64decode(sys.stdin.read())); "
-            "print(type(p).__module__, type(p).__name__, p.check({}, {'namespaces': []}).failures[0].reason)",
-        ],
-        input=blob,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=True,
+    def load_elsewhere(provider: object, probe: str) -> str:
+        blob = serialize_provider(provider)
+        assert len(base64.b64decode(blob)) < 2000  # by reference, not by value
+        return subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import base64, sys, dill; p = dill.loads(base64.b64decode(sys.stdin.read())); "
+                f"print(type(p).__module__, type(p).__name__, {probe})",
+            ],
+            input=blob,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            check=True,
+        ).stdout
+
+    loaded = load_elsewhere(
+        ListenerRegistrationProvider(), "p.check({}, {'namespaces': []}).failures[0].reason"
     )
-    assert loaded.stdout.split()[:2] == ["components.registration", "ListenerRegistrationProvider"]
-    assert "at least one namespace is required" in loaded.stdout
+    assert loaded.split()[:2] == ["components.registration", "ListenerRegistrationProvider"]
+    assert "at least one namespace is required" in loaded
+    loaded = load_elsewhere(ListenerInUseGuardProvider(), "p.create({'listener_id': 'L'}).id")
+    assert loaded.split() == ["components.registration", "ListenerInUseGuardProvider", "L"]

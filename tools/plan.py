@@ -358,6 +358,13 @@ def _registration_details(inputs: dict[str, Any]) -> list[str]:
     ]
 
 
+def _guard_details(inputs: dict[str, Any]) -> list[str]:
+    return [
+        f"a delete is refused while LangSmith deployments use listener {inputs.get('listener_id')} "
+        f"(compute_id={inputs.get('compute_id')}); deleted before anything it depends on"
+    ]
+
+
 _SPECIAL_DETAILS = {
     "kubernetes:rbac.authorization.k8s.io/v1:Role": _role_details,
     "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole": _role_details,
@@ -368,6 +375,7 @@ _SPECIAL_DETAILS = {
     "kubernetes:core/v1:Namespace": _namespace_details,
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": _network_policy_details,
     "pulumi-python:dynamic/langsmith:ListenerRegistration": _registration_details,
+    "pulumi-python:dynamic/langsmith:ListenerInUseGuard": _guard_details,
 }
 
 
