@@ -132,8 +132,8 @@ class World:
     listeners: dict[str, RunningListener]
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def cycle_all(self) -> dict[str, Any]:
-        self.now += timedelta(seconds=10)
+    def cycle_all(self, after: timedelta = timedelta(seconds=10)) -> dict[str, Any]:
+        self.now += after
         return {name: running.cycle(self.now) for name, running in self.listeners.items()}
 
     def cluster_objects(self, namespace: str, listener_id: str) -> list[dict[str, Any]]:
@@ -264,9 +264,7 @@ def build_world(tmp_path: Path, layout: tuple[str, dict[str, Any]], servers: Age
                     control_plane,
                     Cluster(client),
                     EmulatorStatusReporter(control_plane),
-                    HttpProber(
-                        lambda ns, svc, s=settings: s.probe_url_template.format(namespace=ns, service=svc)
-                    ),
+                    HttpProber(lambda ns, svc, s=settings: s.probe_url(ns, svc, 8000)),
                 )
                 listeners[spec["name"]] = RunningListener(
                     spec["name"], spec["namespaces"], str(settings.listener_id), control_plane, reconciler
@@ -291,26 +289,29 @@ def status(running: RunningListener, deployment_id: str) -> str:
 
 
 def roll_out_and_prune(world: World, running: RunningListener, namespace: str, name: str) -> None:
+    # A second deployment stays: the listener never prunes the last of its deployments unless
+    # LISTENER_PRUNE_ALLOW_EMPTY says so (listener/README.md, "Safety rules").
     deployment_id = deploy(running, name, namespace)
+    keeper = deploy(running, f"{name}-keeper", namespace)
     for _ in range(10):  # bounded: a rollout takes a few cycles of the fake controller
         reports = world.cycle_all()
         assert not reports[running.name].errors, reports[running.name].errors
-        if status(running, deployment_id) == "DEPLOYED":
+        if status(running, deployment_id) == status(running, keeper) == "DEPLOYED":
             break
     assert status(running, deployment_id) == "DEPLOYED"
     assert world.cluster_objects(namespace, running.listener_id)
 
     running.control_plane.delete_deployment(deployment_id)
-    for _ in range(5):
-        report = world.cycle_all()[running.name]
+    # Confirmed deleted in one cycle, pruned once that has held for the prune window (5 min).
+    for after in (timedelta(seconds=10), timedelta(minutes=5, seconds=10)):
+        report = world.cycle_all(after)[running.name]
         assert not report.errors, report.errors
-        if deployment_id in report.pruned:
-            break
     assert deployment_id in report.pruned
     workloads = [
         o
         for o in world.cluster_objects(namespace, running.listener_id)
         if o["kind"] in ("Deployment", "StatefulSet")
+        and o["metadata"]["labels"].get(naming.LABEL_DEPLOYMENT_ID) == deployment_id
     ]
     assert workloads == []
 

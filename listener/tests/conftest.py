@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from e2e import kube, servers, world  # noqa: F401 -- the end-to-end fixtures, for every module
 
 # Fixtures of the managed-store tests (real PostgreSQL and Redis), shared by several modules.
 from managed_support import private_postgres, private_tracked, tracked  # noqa: F401

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from lightkube.codecs import from_dict
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient
@@ -166,15 +169,15 @@ def test_dry_run_prints_redacted_yaml_and_writes_nothing(
     documents = [d for d in yaml.safe_load_all(result.stdout) if d is not None]
     names = naming.ObjectNames.of("support-agent", str(ours.id))
     kinds = {(d["kind"], d["metadata"]["name"]) for d in documents}
-    assert {("Deployment", names.api), ("Service", names.api), ("Secret", names.env_secret)} <= kinds
+    assert {("Deployment", names.api), ("Service", names.api), ("Secret", names.postgres_secret)} <= kinds
     assert all(d["metadata"]["namespace"] == "agents" for d in documents)
     assert not any("misplaced" in d["metadata"]["name"] for d in documents)
     api = next(d for d in documents if (d["kind"], d["metadata"]["name"]) == ("Deployment", names.api))
     assert api["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
 
     secrets = [d for d in documents if d["kind"] == "Secret"]
-    env_secret = next(d for d in secrets if d["metadata"]["name"] == names.env_secret)
-    assert env_secret["stringData"]["OPENAI_API_KEY"] == REDACTED, "keys stay, values go"
+    env_secret = next(d for d in secrets if d["metadata"]["name"].startswith(names.env_secret + "-"))
+    assert env_secret["data"]["OPENAI_API_KEY"] == REDACTED, "keys stay, values go"
     for secret in secrets:
         values = {**secret.get("stringData", {}), **secret.get("data", {})}
         assert values
@@ -187,3 +190,150 @@ def test_dry_run_prints_redacted_yaml_and_writes_nothing(
     methods = {(r.method, r.path) for r in emulator.requests}
     assert methods
     assert {m for m, _ in methods} == {"GET"}, methods
+
+
+# --- issue 10: settings that passed and then crashed, and answers that printed tracebacks ---------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "clusters: [unclosed",  # not YAML
+        "just a string",  # YAML, not a mapping
+        "apiVersion: v1\nkind: Config\ncurrent-context: nowhere\n",  # a context that does not exist
+        "apiVersion: v1\nkind: Config\nclusters: 7\n",  # the wrong shape
+    ],
+    ids=["not-yaml", "a-string", "no-such-context", "wrong-shape"],
+)
+def test_a_malformed_kubeconfig_names_the_variable(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "kubeconfig.yaml"
+    path.write_text(content)
+    result = run_listener(["--once"], valid_env(tmp_path, kubeconfig=str(path)), tmp_path)
+    assert result.code == 2, result
+    assert f"LISTENER_KUBECONFIG='{path}'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_misspelt_variable_is_named_at_start(
+    tmp_path: Path, server: BackgroundServer, emulator: Emulator
+) -> None:
+    environ = valid_env(
+        tmp_path, api_key=emulator.api_key, workspace_id=emulator.tenant_id, control_plane_url=server.url
+    )
+    environ["LISTENER_ROLLOUT_TIMEOUT"] = "900"
+    result = run_listener(["--once", "--dry-run"], environ, tmp_path)
+    assert result.code == 0, result
+    assert (
+        "LISTENER_ROLLOUT_TIMEOUT is not a listener setting and is ignored "
+        "(did you mean LISTENER_ROLLOUT_TIMEOUT_SECONDS?)" in result.stderr
+    )
+
+
+class NotAnApiServer(BaseHTTPRequestHandler):
+    """What a wrong server URL, or a proxy in front of the API server, answers: text, not Status JSON."""
+
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.end_headers()
+        self.wfile.write(b"404 page not found\n")
+
+    do_PATCH = do_POST = do_DELETE = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def not_an_api_server() -> Any:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), NotAnApiServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def kubeconfig_for(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "kubeconfig.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "c", "cluster": {"server": url}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "agents"}}],
+            }
+        )
+    )
+    return path
+
+
+def listener_kubeconfig(tmp_path: Path, kube: Any) -> Path:
+    """The listener's own identity in the fake cluster (its ServiceAccount token and Role)."""
+    path = tmp_path / "listener-kubeconfig.yaml"
+    path.write_text(yaml.safe_dump(kube.kubeconfig_dict("agents")))
+    return path
+
+
+def test_once_never_prints_a_traceback_for_what_the_cluster_answers(
+    tmp_path: Path, server: BackgroundServer, emulator: Emulator, make_client: Any, not_an_api_server: str
+) -> None:
+    # Before: an uncaught httpx2.HTTPStatusError traceback (a 404 that is not a Kubernetes Status).
+    client: ControlPlaneClient = make_client()
+    listener = client.create_listener(compute_id="cli-not-kube", namespaces=["agents"])
+    client.create_deployment(
+        external_docker_deployment(name="a", image_uri=IMAGE, listener_id=listener.id, k8s_namespace="agents")
+    )
+    environ = valid_env(
+        tmp_path,
+        api_key=emulator.api_key,
+        workspace_id=emulator.tenant_id,
+        listener_id=str(listener.id),
+        control_plane_url=server.url,
+        kubeconfig=str(kubeconfig_for(tmp_path, not_an_api_server)),
+    )
+    result = run_listener(["--once"], environ, tmp_path)
+    assert result.code == 1, result
+    assert "Traceback" not in result.stderr
+    assert "discover" in result.stderr
+    assert "404" in result.stderr
+
+
+def test_once_exits_0_with_a_warning_for_a_label_that_is_not_a_uuid(
+    tmp_path: Path, server: BackgroundServer, emulator: Emulator, make_client: Any
+) -> None:
+    # Before: ValueError on every cycle (resync never finished) and a traceback from --once.
+    from listener.kube import FIELD_MANAGER
+    from tools.fakekube import FakeKube
+
+    client: ControlPlaneClient = make_client()
+    listener = client.create_listener(compute_id="cli-odd-label", namespaces=["agents"])
+    with FakeKube(["agents"]) as kube:  # without the Gateway API or KEDA CRDs
+        labels = {
+            naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
+            naming.LABEL_LISTENER_ID: str(listener.id),
+            naming.LABEL_DEPLOYMENT_ID: "not-a-uuid",
+        }
+        odd = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "odd", "namespace": "agents", "labels": labels},
+            "spec": {"ports": [{"port": 80}]},
+        }
+        with kube.admin_client("agents") as admin:
+            admin.apply(from_dict(odd), field_manager=FIELD_MANAGER)
+        environ = valid_env(
+            tmp_path,
+            api_key=emulator.api_key,
+            workspace_id=emulator.tenant_id,
+            listener_id=str(listener.id),
+            control_plane_url=server.url,
+            kubeconfig=str(listener_kubeconfig(tmp_path, kube)),
+        )
+        result = run_listener(["--once"], environ, tmp_path)
+    assert result.code == 0, result
+    assert "Traceback" not in result.stderr
+    assert "'not-a-uuid', which is not a UUID; skipped" in result.stderr

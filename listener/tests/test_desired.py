@@ -204,27 +204,38 @@ KEEPS_FINGERPRINT: list[tuple[str, dict[str, Any]]] = [
     "overrides", [c[1] for c in MOVES_FINGERPRINT], ids=[c[0] for c in MOVES_FINGERPRINT]
 )
 def test_fingerprint_moves_with_what_we_render(overrides: dict[str, Any]) -> None:
-    assert fingerprint(deployment(**overrides)) != fingerprint(deployment())
+    assert fp(deployment(**overrides)) != fp(deployment())
+
+
+def fp(d: Any, namespace: str = "agents") -> Any:
+    return fingerprint(Placement(d, namespace))
+
+
+def test_fingerprint_moves_with_the_placement() -> None:
+    # Issue 10: a deployment moved to another namespace or listener in place must be noticed.
+    assert fp(deployment(), "agents-b") != fp(deployment(), "agents")
+    other_listener = {"source_config": {"listener_id": "00000000-0000-4000-8000-0000000000ff"}}
+    assert fp(deployment(**other_listener)) != fp(deployment())
 
 
 @pytest.mark.parametrize(
     "overrides", [c[1] for c in KEEPS_FINGERPRINT], ids=[c[0] for c in KEEPS_FINGERPRINT]
 )
 def test_fingerprint_ignores_bookkeeping(overrides: dict[str, Any]) -> None:
-    assert fingerprint(deployment(**overrides)) == fingerprint(deployment())
+    assert fp(deployment(**overrides)) == fp(deployment())
 
 
 def test_fingerprint_is_order_insensitive_and_never_shows_a_secret() -> None:
     a = deployment(secrets=[{"name": "A", "value": "1"}, {"name": "B", "value": USER_SECRET}])
     b = deployment(secrets=[{"name": "B", "value": USER_SECRET}, {"name": "A", "value": "1"}])
-    assert fingerprint(a) == fingerprint(b)
-    assert fingerprint(a)[0] == REVISION
-    assert USER_SECRET not in repr(fingerprint(a))
+    assert fp(a) == fp(b)
+    assert fp(a)[0] == REVISION
+    assert USER_SECRET not in repr(fp(a))
 
 
 def test_changed_reports_new_and_moved_placements_only() -> None:
     quiet, moved, new = deployment(1), deployment(2), deployment(3)
-    previous = {str(d.id): fingerprint(d) for d in (quiet, moved)}
+    previous = {str(d.id): fp(d) for d in (quiet, moved)}
     now = [
         Placement(deployment(1, updated_at="2026-03-03T00:00:00Z"), "agents"),
         Placement(deployment(2, latest_revision_id=NEW_REVISION), "agents"),

@@ -1,209 +1,36 @@
 """The listener end to end: the real reconciler, the real clients, over real HTTP, against the
-control-plane emulator and the fake Kubernetes API (with its fake controller).
-
-Time is passed in explicitly (`world.cycle(at=...)`), so deadlines and resyncs are tested without
-waiting, and every scenario synchronises on state, never on sleeps.
+control-plane emulator and the fake Kubernetes API (with its fake controller). The shared world is in
+e2e.py; the issue-10 safety scenarios are in test_safety_e2e.py.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import timedelta
 from typing import Any
-from uuid import UUID
 
-import pytest
+from e2e import (
+    ALLOW_EMPTY,
+    BAD_IMAGE,
+    IMAGE_1,
+    IMAGE_2,
+    KIND_VERSIONS,
+    NS,
+    OTHER_NS,
+    PRUNE_WINDOW,
+    CycleReport,
+    World,
+    make_reconciler,
+)
 from lightkube.codecs import from_dict
 
 from listener import naming
-from listener.controlplane import ControlPlaneClient, EmulatorStatusReporter
+from listener.controlplane import ControlPlaneClient
 from listener.controlplane.builders import external_docker_deployment, new_image_revision
-from listener.desired import Platform
-from listener.emulator import Emulator
-from listener.kube import FIELD_MANAGER, AccessRule, Cluster
-from listener.reconcile import STATUS_ANNOTATION, CycleReport, Reconciler, ReconcilerConfig
-from listener.service import HttpProber
-from listener.spec import RenderOptions, SecretValue
-from tools.fakekube import FakeKube, PodState
-
-NS = "agents"
-# The tests' own look at the cluster may read what the listener never reads (Events, ConfigMaps).
-READ_ANYTHING = tuple(
-    AccessRule(group, (resource,), ("get", "list"))
-    for group, resource in [
-        ("", "events"),
-        ("", "secrets"),
-        ("", "services"),
-        ("", "pods"),
-        ("", "persistentvolumeclaims"),
-        ("", "configmaps"),
-        ("apps", "deployments"),
-        ("apps", "statefulsets"),
-        ("apps", "replicasets"),
-        ("autoscaling", "horizontalpodautoscalers"),
-        ("policy", "poddisruptionbudgets"),
-        ("networking.k8s.io", "ingresses"),
-        ("gateway.networking.k8s.io", "httproutes"),
-        ("keda.sh", "scaledobjects"),
-    ]
-)
-OTHER_NS = "agents-b"
-IMAGE_1 = "registry.example.com/agents/support@sha256:" + "1" * 64
-IMAGE_2 = "registry.example.com/agents/support@sha256:" + "2" * 64
-BAD_IMAGE = "registry.example.com/agents/support@sha256:" + "b" * 64
-
-
-class AgentServers:
-    """Stands in for the Agent Servers' `GET /ok`: a real HTTP server on loopback, per-service answers."""
-
-    def __init__(self) -> None:
-        self.unhealthy: set[str] = set()
-        self.requests: list[str] = []
-        servers = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                servers.requests.append(self.path)
-                ok = self.path.endswith("/ok") and self.path.split("/")[2] not in servers.unhealthy
-                self.send_response(200 if ok else 503)
-                self.end_headers()
-                self.wfile.write(b'{"ok":true}' if ok else b"{}")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def url_for(self, namespace: str, service: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{namespace}/{service}/ok"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-@dataclass
-class World:
-    emulator: Emulator
-    kube: FakeKube
-    client: ControlPlaneClient
-    listener_id: str
-    reconciler: Reconciler
-    servers: AgentServers
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
-    """The reconciler's clock. It starts at the wall clock because the fake controller stamps pod
-    conditions with it; from there the test moves it forward explicitly."""
-    reports: list[CycleReport] = field(default_factory=list)
-
-    def cycle(self, *, after: timedelta = timedelta(seconds=10)) -> CycleReport:
-        self.now += after
-        report = self.reconciler.run_once(self.now)
-        self.reports.append(report)
-        return report
-
-    def deploy(self, name: str, image: str = IMAGE_1, namespace: str = NS, **kwargs: Any) -> str:
-        request = external_docker_deployment(
-            name=name, image_uri=image, listener_id=self.listener_id, k8s_namespace=namespace, **kwargs
-        )
-        return str(self.client.create_deployment(request).id)
-
-    def revision_status(self, deployment_id: str) -> tuple[str, str]:
-        deployment = self.client.get_deployment(deployment_id)
-        revision = self.client.get_revision(deployment_id, deployment.latest_revision_id)  # type: ignore[arg-type]
-        return str(revision.id), str(revision.status)
-
-    def names(self, deployment_id: str) -> naming.ObjectNames:
-        return naming.ObjectNames.of(self.client.get_deployment(deployment_id).name, deployment_id)
-
-    def get(self, kind: str, name: str, namespace: str = NS, api_version: str | None = None) -> dict | None:
-        versions = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "PersistentVolumeClaim": "v1"}
-        with self.kube.admin_client(namespace) as client:  # the test's own look, not the listener's
-            return Cluster(client, rules=READ_ANYTHING).get(
-                api_version or versions.get(kind, "v1"), kind, namespace, name
-            )
-
-    def list(self, api_version: str, kind: str, namespace: str = NS) -> list[dict]:
-        with self.kube.admin_client(namespace) as client:
-            return Cluster(client, rules=READ_ANYTHING).list(api_version, kind, namespace, {})
-
-    def writes(self) -> int:
-        return len(
-            [
-                r
-                for r in self.kube.log.writes()
-                if r.field_manager and r.field_manager.startswith(FIELD_MANAGER)
-            ]
-        )
-
-
-def make_reconciler(
-    emulator_client: ControlPlaneClient,
-    kube: FakeKube,
-    listener_id: str,
-    servers: AgentServers,
-    namespaces: tuple[str, ...] = (NS,),
-    **config: Any,
-) -> Reconciler:
-    cluster = Cluster(kube.client(namespaces[0]))
-    settings = ReconcilerConfig(
-        listener_id=UUID(listener_id),
-        namespaces=namespaces,
-        options=RenderOptions(run_as_non_root=True),
-        platform=Platform(
-            listener_id=listener_id,
-            langsmith_endpoint="https://api.smith.langchain.com",
-            api_key=SecretValue("lsv2_pt_platform_key_for_agents"),
-        ),
-        **config,
-    )
-    counter = iter(range(1000))
-    return Reconciler(
-        settings,
-        emulator_client,
-        cluster,
-        EmulatorStatusReporter(emulator_client),
-        HttpProber(servers.url_for),
-        new_password=lambda: f"generated-password-{next(counter)}",
-    )
-
-
-@pytest.fixture
-def servers() -> Iterator[AgentServers]:
-    servers = AgentServers()
-    yield servers
-    servers.close()
-
-
-def prepared_cluster(*namespaces: str) -> FakeKube:
-    """A cluster prepared for the listener: the Gateway API and KEDA CRDs installed, and the test
-    images declared to run as a non-root user (the listener sets runAsNonRoot without a runAsUser on
-    Agent Server pods, and the fake kubelet checks it against the image's user, root by default)."""
-    fake = FakeKube(namespaces, auto=True, crds=("gateway-api", "keda"))
-    for image in (IMAGE_1, IMAGE_2, BAD_IMAGE):
-        fake.controller.set_image_user(image, 1000)
-    return fake
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKube]:
-    with prepared_cluster(NS, OTHER_NS) as fake:
-        yield fake
-
-
-@pytest.fixture
-def world(emulator: Emulator, kube: FakeKube, servers: AgentServers, make_client: Any) -> World:
-    client: ControlPlaneClient = make_client()
-    listener = client.create_listener(compute_id="e2e-cluster", namespaces=[NS, OTHER_NS])
-    reconciler = make_reconciler(client, kube, str(listener.id), servers, namespaces=(NS, OTHER_NS))
-    return World(emulator, kube, client, str(listener.id), reconciler, servers)
+from listener.kube import FIELD_MANAGER, Cluster
+from listener.reconcile import STATUS_ANNOTATION
+from tools.fakekube import PodState
 
 
 def test_first_deployment_becomes_deployed(world: World):
@@ -227,7 +54,7 @@ def test_first_deployment_becomes_deployed(world: World):
         "reason": "all replicas ready and GET /ok answered 200",
     }
     assert world.get("StatefulSet", names.postgres) is not None
-    env = world.get("Secret", names.env_secret)
+    env = world.env_secret(deployment_id)
     values = {k: base64.b64decode(v).decode() for k, v in env["data"].items()}
     assert values["OPENAI_API_KEY"] == "sk-user-secret"
     assert values["LANGSMITH_HOST_REVISION_ID"] == revision_id
@@ -349,7 +176,15 @@ def test_health_check_gates_deployed(world: World):
     assert world.cycle().deployed == [deployment_id]
 
 
+def prune_after_the_window(world: World) -> CycleReport:
+    """Deletion is confirmed in one cycle (the absence streak starts) and acted on after the window."""
+    first = world.cycle()
+    assert first.pruned == [], "never in the cycle that first sees it gone"
+    return world.cycle(after=PRUNE_WINDOW + timedelta(seconds=1))
+
+
 def test_deletion_prunes_by_label_inventory_and_keeps_data_by_default(world: World):
+    world.deploy("keeper")
     deployment_id = world.deploy("short-lived")
     world.cycle()
     names = world.names(deployment_id)
@@ -361,28 +196,39 @@ def test_deletion_prunes_by_label_inventory_and_keeps_data_by_default(world: Wor
     assert pvcs
 
     world.client.delete_deployment(deployment_id)
-    report = world.cycle()
+    report = prune_after_the_window(world)
 
     assert report.pruned == [deployment_id]
     for kind, name in (
         ("Deployment", names.api),
         ("StatefulSet", names.postgres),
-        ("Secret", names.env_secret),
+        ("NetworkPolicy", names.postgres),
     ):
-        assert world.get(kind, name) is None, f"{kind} {name} should be pruned"
+        assert world.get(kind, name, api_version=KIND_VERSIONS.get(kind)) is None, (
+            f"{kind} {name} should be pruned"
+        )
+    assert world.env_secret_names(names) == []
     assert world.get("Secret", names.postgres_secret) is not None, "the password stays with the data"
+    assert world.get("Secret", names.redis_secret) is not None
     assert all(world.get("PersistentVolumeClaim", name) is not None for name in pvcs)
+    # Retained data is not a deployment to prune again: later resyncs leave it alone.
+    deletes = len(world.kube.log.records(verb="delete"))
+    for _ in range(3):
+        later = world.cycle(after=timedelta(minutes=6))
+        assert (later.pruned, later.prune_refused, later.errors) == ([], {}, [])
+    assert len(world.kube.log.records(verb="delete")) == deletes
 
 
 def test_deletion_with_data_retention_delete_removes_volumes(world: World, make_client: Any):
     world.reconciler = make_reconciler(
         world.client, world.kube, world.listener_id, world.servers, (NS, OTHER_NS), data_retention="delete"
     )
+    world.deploy("keeper")
     deployment_id = world.deploy("throwaway")
     world.cycle()
     names = world.names(deployment_id)
     world.client.delete_deployment(deployment_id)
-    world.cycle()
+    assert prune_after_the_window(world).pruned == [deployment_id]
     assert world.get("Secret", names.postgres_secret) is None
     pvcs = world.list("v1", "PersistentVolumeClaim")
     assert not [p for p in pvcs if names.postgres in p["metadata"]["name"]]
@@ -417,7 +263,10 @@ def test_foreign_and_other_listener_objects_are_never_touched(world: World, make
     # Our deployment goes away; pruning must spare the other listener's objects and the foreign one.
     our_names = world.names(ours)
     world.client.delete_deployment(ours)
-    world.cycle()
+    world.reconciler = make_reconciler(
+        world.client, world.kube, world.listener_id, world.servers, (NS, OTHER_NS), prune=ALLOW_EMPTY
+    )
+    assert prune_after_the_window(world).pruned == [ours]
     assert world.get("Deployment", their_names.api) is not None
     assert world.get("ConfigMap", "someone-elses") is not None
     deletes = [r.name for r in world.kube.log.records(verb="delete")]
@@ -431,19 +280,21 @@ def test_an_object_of_the_same_name_that_is_not_ours_stops_the_rollout(world: Wo
     squatter = {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": names.env_secret, "namespace": NS},
+        "metadata": {"name": names.postgres_secret, "namespace": NS},
         "stringData": {"mine": "yes"},
     }
-    with world.kube.admin_client(NS) as client:
+    with world.kube.admin_client(NS) as client:  # a human with kubectl
         Cluster(client).apply(squatter, field_manager="kubectl")
     report = world.cycle()
     assert "not managed by this listener" in report.failed[deployment_id]
-    secret = world.get("Secret", names.env_secret)
+    secret = world.get("Secret", names.postgres_secret)
     assert base64.b64decode(secret["data"]["mine"]) == b"yes"
     assert STATUS_ANNOTATION not in (secret["metadata"].get("annotations") or {}), "the squatter is untouched"
     assert world.get("Deployment", names.api) is None
     assert not [
-        r for r in world.kube.log.writes() if r.name == names.env_secret and r.field_manager != "kubectl"
+        r
+        for r in world.kube.log.writes()
+        if r.field_manager and r.field_manager.startswith(FIELD_MANAGER) and r.kind != "Event"
     ]
 
 
@@ -497,6 +348,7 @@ def test_an_empty_or_short_list_never_prunes_without_a_404(world: World):
 
 
 def test_cluster_outage_deletes_nothing(world: World):
+    world.deploy("keeper")
     deployment_id = world.deploy("steady")
     world.cycle()
     world.client.delete_deployment(deployment_id)
@@ -505,7 +357,7 @@ def test_cluster_outage_deletes_nothing(world: World):
     assert report.pruned == []
     assert report.errors
     world.kube.faults.clear()
-    assert world.cycle().pruned == [deployment_id]
+    assert prune_after_the_window(world).pruned == [deployment_id]
 
 
 def test_resync_reverts_manual_edits(world: World):
@@ -514,7 +366,7 @@ def test_resync_reverts_manual_edits(world: World):
     names = world.names(deployment_id)
     edited = world.get("Deployment", names.api)
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = "attacker/image:latest"
-    with world.kube.admin_client(NS) as client:
+    with world.kube.admin_client(NS) as client:  # a human with kubectl
         client.apply(from_dict(edited), field_manager="kubectl-edit", force=True)
     world.cycle()  # not yet due
     assert world.get("Deployment", names.api)["spec"]["template"]["spec"]["containers"][0]["image"] != IMAGE_1
@@ -550,5 +402,5 @@ def test_a_restarted_listener_resumes_quietly(world: World):
     assert not [r for r in world.emulator.requests if "/_emulator/dataplane/" in r.path], (
         "nothing re-reported"
     )
-    assert world.reconciler.tracked[deployed].phase == "deployed"
-    assert world.reconciler.tracked[broken].phase == "failed"
+    assert world.reconciler.records[deployed].attempt.phase == "deployed"
+    assert world.reconciler.records[broken].attempt.phase == "failed"

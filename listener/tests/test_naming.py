@@ -148,6 +148,7 @@ def _spec(**kw: object) -> AgentServerSpec:
         "namespace": "ns",
         "image": "i:1",
         "postgres_password": SecretValue("p"),
+        "redis_password": SecretValue("r"),
     }
     base.update(kw)
     return AgentServerSpec(**base)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 from collections.abc import Callable
@@ -28,6 +29,7 @@ REVISION_ID = "5f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f"
 USER_SECRET = "sk-user-secret-value-0123456789"
 PLATFORM_SECRET = "lsv2_platform_secret_value_9876"
 PG_PASSWORD = "pg/pass@word:with&specials"
+REDIS_PASSWORD = "redis:pass/word"
 
 
 def make_spec(**overrides: Any) -> AgentServerSpec:
@@ -44,6 +46,7 @@ def make_spec(**overrides: Any) -> AgentServerSpec:
         "platform_env": (("LANGSMITH_HOST_REVISION_ID", REVISION_ID), ("LANGSMITH_PROJECT", "support-agent")),
         "platform_secrets": (("LANGSMITH_API_KEY", SecretValue(PLATFORM_SECRET)),),
         "postgres_password": SecretValue(PG_PASSWORD),
+        "redis_password": SecretValue(REDIS_PASSWORD),
     }
     base.update(overrides)
     return AgentServerSpec(**base)
@@ -65,6 +68,10 @@ def one(objs: list[dict[str, Any]], kind: str, component: str | None = None) -> 
 
 def container(deployment: dict[str, Any]) -> dict[str, Any]:
     return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def decoded(secret: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
 
 
 def env_of(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -161,7 +168,7 @@ def test_waves_are_ordered_and_complete(rendered: tuple[AgentServerSpec, list[Wa
     kinds = [sorted({o["kind"] for o in w.objects}) for w in waves]
     assert [w.index for w in waves] == [0, 1, 2, 3]
     assert kinds[0] == ["Secret"]
-    assert kinds[1] == ["Deployment", "Service", "StatefulSet"]
+    assert kinds[1] == ["Deployment", "NetworkPolicy", "Service", "StatefulSet"]
     assert kinds[2] == ["Deployment", "Service"]
     assert "PodDisruptionBudget" in kinds[3]
     names = [(o["kind"], o["metadata"]["name"]) for o in flatten(waves)]
@@ -186,7 +193,9 @@ def test_api_server_deployment_shape() -> None:
     assert c["ports"] == [{"containerPort": 8000, "name": "api-server", "protocol": "TCP"}]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/ok", "port": "api-server"}
-    assert c["envFrom"] == [{"secretRef": {"name": api["metadata"]["name"].removesuffix("-api") + "-env"}}]
+    env_secret = one(objs, "Secret", "config")["metadata"]["name"]
+    assert env_secret.startswith(api["metadata"]["name"].removesuffix("-api") + "-env-")
+    assert c["envFrom"] == [{"secretRef": {"name": env_secret}}]
     assert env_of(api)["PORT"]["value"] == "8000"
     assert api["spec"]["progressDeadlineSeconds"] == 600
     assert api["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
@@ -425,7 +434,9 @@ def test_env_secret_contents_in_cluster() -> None:
         )
     )
     secret = one(objs, "Secret", "config")
-    data = secret["stringData"]
+    data = decoded(secret)
+    assert secret["immutable"] is True
+    assert "stringData" not in secret, "data, so a key removed in the control plane is gone"
     assert data["OPENAI_API_KEY"] == USER_SECRET
     assert data["LANGSMITH_API_KEY"] == PLATFORM_SECRET
     assert data["LANGSMITH_PROJECT"] == "support-agent"
@@ -434,20 +445,27 @@ def test_env_secret_contents_in_cluster() -> None:
     assert data["POSTGRES_URI"] == (
         f"postgres://postgres:pg%2Fpass%40word%3Awith%26specials@{pg_service}.agents.svc.cluster.local:5432/postgres?sslmode=disable"
     )
-    assert data["REDIS_URI"] == f"redis://{redis_service}.agents.svc.cluster.local:6379"
-    assert one(objs, "Secret", "postgres")["stringData"] == {"POSTGRES_PASSWORD": PG_PASSWORD}
+    assert data["REDIS_URI"] == f"redis://:redis%3Apass%2Fword@{redis_service}.agents.svc.cluster.local:6379"
+    for component, key, value in (
+        ("postgres", "POSTGRES_PASSWORD", PG_PASSWORD),
+        ("redis", "REDIS_PASSWORD", REDIS_PASSWORD),
+    ):
+        credentials = one(objs, "Secret", component)
+        assert decoded(credentials) == {key: value}
+        assert credentials["metadata"]["annotations"][naming.ANNOTATION_CREATE_ONLY] == "true"
     assert secret["type"] == "Opaque"
 
 
 def test_external_stores() -> None:
     ext = ExternalStores(secret_name="rds-uris", postgres_uri_key="pg", redis_uri_key="redis")
     waves = render(
-        make_spec(external_stores=ext, postgres_password=None), RenderOptions(store_mode="external")
+        make_spec(external_stores=ext, postgres_password=None, redis_password=None),
+        RenderOptions(store_mode="external"),
     )
     objs = flatten(waves)
     assert waves[1].objects == ()
     assert [o["metadata"]["labels"][naming.LABEL_COMPONENT] for o in by_kind(objs, "Secret")] == ["config"]
-    assert "POSTGRES_URI" not in one(objs, "Secret")["stringData"]
+    assert "POSTGRES_URI" not in decoded(one(objs, "Secret"))
     env = env_of(one(objs, "Deployment", "api-server"))
     assert env["POSTGRES_URI"]["valueFrom"]["secretKeyRef"] == {"name": "rds-uris", "key": "pg"}
     assert env["REDIS_URI"]["valueFrom"]["secretKeyRef"] == {"name": "rds-uris", "key": "redis"}
@@ -483,7 +501,10 @@ def test_routing() -> None:
         {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw", "namespace": "infra"}
     ]
     rule = route["spec"]["rules"][0]
-    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/support-agent"}}]
+    # The path carries the id hash: "Support Agent" and "support-agent" never share one.
+    path = "/" + naming.base_name("Support Agent", DEPLOYMENT_ID)
+    assert path.startswith("/support-agent-")
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": path}}]
     assert rule["backendRefs"] == [{"name": api_service, "port": 8000}]
     assert rule["filters"][0]["urlRewrite"]["path"] == {
         "type": "ReplacePrefixMatch",
@@ -497,7 +518,7 @@ def test_routing() -> None:
     )
     assert ing["spec"]["ingressClassName"] == "alb"
     assert ing["spec"]["rules"][0]["host"] == "a.example.com"
-    assert ing["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/support-agent"
+    assert ing["spec"]["rules"][0]["http"]["paths"][0]["path"] == path
     none = flatten(render(spec, RenderOptions(routing="none")))
     assert not by_kind(none, "HTTPRoute")
     assert not by_kind(none, "Ingress")
@@ -533,9 +554,13 @@ def test_new_image_revision_changes_only_the_servers() -> None:
 def test_secret_change_rolls_the_servers_via_config_hash() -> None:
     before = render(make_spec(), RenderOptions())
     after = render(make_spec(secrets=(("OPENAI_API_KEY", SecretValue("rotated")),)), RenderOptions())
-    changed = _changed(before, after)
-    assert changed == {(k, n) for k, n in changed if k in ("Secret", "Deployment")}
-    assert ("Secret", one(flatten(before), "Secret", "config")["metadata"]["name"]) in changed
+    old = one(flatten(before), "Secret", "config")["metadata"]["name"]
+    new = one(flatten(after), "Secret", "config")["metadata"]["name"]
+    assert old != new, "a new env Secret per distinct environment: the running pods' one never changes"
+    for component in ("api-server", "queue"):
+        assert one(flatten(after), "Deployment", component)["spec"]["template"]["spec"]["containers"][0][
+            "envFrom"
+        ] == [{"secretRef": {"name": new}}]
     for component in ("api-server", "queue"):
         a = one(flatten(before), "Deployment", component)["spec"]["template"]["metadata"]["annotations"]
         b = one(flatten(after), "Deployment", component)["spec"]["template"]["metadata"]["annotations"]
@@ -558,14 +583,15 @@ def test_two_deployments_in_one_namespace_are_disjoint() -> None:
 def test_secret_values_never_leak_into_repr_or_dry_run() -> None:
     spec = make_spec()
     text = to_yaml(flatten(render(spec, RenderOptions())))
-    for value in (USER_SECRET, PLATFORM_SECRET, PG_PASSWORD, "pg%2Fpass"):
+    encoded = [base64.b64encode(v.encode()).decode() for v in (USER_SECRET, PG_PASSWORD, REDIS_PASSWORD)]
+    for value in (USER_SECRET, PLATFORM_SECRET, PG_PASSWORD, REDIS_PASSWORD, "pg%2Fpass", *encoded):
         assert value not in repr(spec)
         assert value not in str(spec)
         assert value not in text
     docs = list(yaml.safe_load_all(text))
-    env_doc = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-env"))
-    assert set(env_doc["stringData"]) >= {"OPENAI_API_KEY", "LANGSMITH_API_KEY", "POSTGRES_URI", "REDIS_URI"}
-    assert set(env_doc["stringData"].values()) == {"<redacted>"}
+    env_doc = next(d for d in docs if d["kind"] == "Secret" and "-env-" in d["metadata"]["name"])
+    assert set(env_doc["data"]) >= {"OPENAI_API_KEY", "LANGSMITH_API_KEY", "POSTGRES_URI", "REDIS_URI"}
+    assert set(env_doc["data"].values()) == {"<redacted>"}
 
 
 def test_to_yaml_round_trips_non_secret_objects() -> None:
@@ -626,3 +652,64 @@ def test_validator_catches_broken_objects(
     errors = validate(obj)
     assert errors
     assert any(needle in e for e in errors), errors
+
+
+def test_store_images_are_digest_pinned_by_default_and_overridable() -> None:
+    objs = flatten(render(make_spec(), RenderOptions()))
+    images = [container(o)["image"] for o in objs if o["kind"] in ("StatefulSet", "Deployment")]
+    stores = [i for i in images if "pgvector" in i or "redis" in i]
+    assert len(stores) == 2
+    assert all("@sha256:" in image for image in stores), stores
+    mirror = RenderOptions(postgres_image="mirror.example/pg:16", redis_image="mirror.example/redis:7")
+    mirrored = flatten(render(make_spec(), mirror))
+    assert container(one(mirrored, "StatefulSet"))["image"] == "mirror.example/pg:16"
+    assert container(one(mirrored, "Deployment", "redis"))["image"] == "mirror.example/redis:7"
+
+
+def test_redis_requires_a_generated_password() -> None:
+    objs = flatten(render(make_spec(), RenderOptions()))
+    redis = container(one(objs, "Deployment", "redis"))
+    secret = one(objs, "Secret", "redis")["metadata"]["name"]
+    assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"], "expanded by the kubelet from env"
+    ref = {"secretKeyRef": {"name": secret, "key": "REDIS_PASSWORD"}}
+    assert {e["name"]: e["valueFrom"] for e in redis["env"]} == {"REDISCLI_AUTH": ref, "REDIS_PASSWORD": ref}
+    assert REDIS_PASSWORD not in yaml.safe_dump(redis)
+    env = decoded(one(objs, "Secret", "config"))
+    assert env["REDIS_URI"].startswith("redis://:redis%3Apass%2Fword@")
+    with pytest.raises(RenderError, match="redis_password"):
+        render(make_spec(redis_password=None), RenderOptions())
+
+
+@pytest.mark.parametrize("autoscaler", ["hpa", "keda"])
+def test_each_store_admits_only_this_deployments_servers(autoscaler: str) -> None:
+    objs = flatten(render(make_spec(), RenderOptions(autoscaler=autoscaler, keda_namespace="keda-system")))
+    policies = {p["metadata"]["labels"][naming.LABEL_COMPONENT]: p for p in by_kind(objs, "NetworkPolicy")}
+    assert set(policies) == {"postgres", "redis"}
+    api = one(objs, "Deployment", "api-server")
+    queue = one(objs, "Deployment", "queue")
+    for component, port in (("postgres", 5432), ("redis", 6379)):
+        policy = policies[component]["spec"]
+        store = one(objs, "StatefulSet" if component == "postgres" else "Deployment", component)
+        assert policy["podSelector"]["matchLabels"] == store["spec"]["selector"]["matchLabels"]
+        assert policy["policyTypes"] == ["Ingress"]
+        (rule,) = policy["ingress"]
+        assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
+        pods = rule["from"][0]["podSelector"]
+        # The servers' pod labels satisfy the peer selector; another deployment's never do.
+        for server in (api, queue):
+            labels = server["spec"]["template"]["metadata"]["labels"]
+            assert all(labels.get(k) == v for k, v in pods["matchLabels"].items())
+            (expr,) = pods["matchExpressions"]
+            assert labels[expr["key"]] in expr["values"]
+        assert naming.LABEL_DEPLOYMENT_ID in pods["matchLabels"]
+        keda = [p for p in rule["from"] if "namespaceSelector" in p]
+        if component == "postgres" and autoscaler == "keda":
+            assert keda == [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda-system"}}}
+            ]
+        else:
+            assert keda == []
+    other = flatten(render(make_spec(deployment_id="8d1f0c4e-0000-4000-8000-000000000001"), RenderOptions()))
+    other_api = one(other, "Deployment", "api-server")["spec"]["template"]["metadata"]["labels"]
+    peer = policies["postgres"]["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert not all(other_api.get(k) == v for k, v in peer.items())

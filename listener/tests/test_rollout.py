@@ -375,3 +375,29 @@ def test_rollout_state_combines_workload_and_pods() -> None:
     assert rollout_state(deployment(status=done()), crashing, NOW, revision_id=REV).state == "Current"
     deadline = deployment(status={**done(), "conditions": [DEADLINE]})
     assert rollout_state(deadline, [], NOW).reason.startswith("progress deadline exceeded")
+
+
+def test_replica_failure_fails_fast_with_the_controllers_message() -> None:
+    # The ReplicaSet cannot create pods (a ResourceQuota, PodSecurity or admission rejection): the
+    # deployment controller sets ReplicaFailure=True with the API server's reason (FailedCreate), and
+    # no pod ever appears for pods_failure() to look at. Waiting out the deadline cannot help.
+    status = {
+        "observedGeneration": 2,
+        "replicas": 0,
+        "updatedReplicas": 0,
+        "conditions": [
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetCreated"},
+            {
+                "type": "ReplicaFailure",
+                "status": "True",
+                "reason": "FailedCreate",
+                "message": 'pods "a-api-5d" is forbidden: exceeded quota: compute, requested: cpu=2',
+            },
+        ],
+    }
+    state = rollout_state(deployment(status=status), [], NOW)
+    assert state.state == "Failed"
+    assert "FailedCreate" in state.reason
+    assert "exceeded quota" in state.reason
+    cleared = {**status, "conditions": [{**status["conditions"][1], "status": "False"}]}
+    assert workload_state(deployment(status=cleared)).state == "InProgress"

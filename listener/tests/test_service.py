@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from test_listener_e2e import IMAGE_1, IMAGE_2, NS, AgentServers, prepared_cluster
+from e2e import IMAGE_1, IMAGE_2, NS, AgentServers, prepared_cluster
 
 from listener import __version__
 from listener.controlplane import ControlPlaneClient, EmulatorStatusReporter, LoggingStatusReporter
@@ -90,17 +90,70 @@ def test_next_delay_ticks_short_while_a_rollout_is_in_progress(poll: float, expe
 # --- wiring from settings ----------------------------------------------------------------------
 
 
-def test_platform_from_settings() -> None:
-    by_url = platform(load_settings(base_env()))
+def test_platform_from_settings(caplog: pytest.LogCaptureFixture) -> None:
+    # An emulator/unknown URL has no known LangSmith API: tracing off and no key, never the public
+    # default (issue 10), with a warning that says how to fix it.
+    with caplog.at_level(logging.WARNING, logger="listener.service"):
+        by_url = platform(load_settings(base_env()))
     assert by_url.listener_id == "0b000000-0000-4000-8000-00000000000b"
-    assert by_url.langsmith_endpoint is None, "a self-hosted/emulator URL implies no SaaS tracing endpoint"
-    assert by_url.api_key is not None
-    assert by_url.api_key.value == API_KEY_FOR_SETTINGS
+    assert by_url.langsmith_endpoint is None
+    assert by_url.api_key is None
+    assert not by_url.traced
+    assert "LISTENER_LANGSMITH_ENDPOINT" in caplog.text
     assert by_url.external_stores is None
 
     environ = base_env(region="eu")
     del environ["LISTENER_CONTROL_PLANE_URL"]
-    assert platform(load_settings(environ)).langsmith_endpoint == "https://eu.api.smith.langchain.com"
+    eu = platform(load_settings(environ))
+    assert eu.langsmith_endpoint == "https://eu.api.smith.langchain.com"
+    assert eu.api_key is not None
+    assert eu.api_key.value == API_KEY_FOR_SETTINGS
+
+
+@pytest.mark.parametrize(
+    ("overrides", "endpoint"),
+    [
+        # docs.langchain.com/langsmith/self-host-usage: control plane at /api-host, API at /api/v1.
+        (
+            {"control_plane_url": "https://langsmith.example.com/api-host"},
+            "https://langsmith.example.com/api/v1",
+        ),
+        ({"control_plane_url": "https://example.com/ls/api-host/"}, "https://example.com/ls/api/v1"),
+        ({"control_plane_url": "https://api.host.langchain.com"}, "https://api.smith.langchain.com"),
+        (
+            {"control_plane_url": "http://127.0.0.1:9", "langsmith_endpoint": "https://ls.internal/api/v1/"},
+            "https://ls.internal/api/v1",
+        ),
+    ],
+)
+def test_langsmith_endpoint_belongs_to_the_control_plane(overrides: dict[str, str], endpoint: str) -> None:
+    from listener.desired import Placement, agent_server_spec
+
+    environ = base_env(**overrides)
+    settings = load_settings(environ)
+    wired = platform(settings)
+    assert wired.langsmith_endpoint == endpoint
+    assert wired.traced
+    from test_desired import deployment
+
+    spec = agent_server_spec(Placement(deployment(), NS), wired, None)
+    env = dict(spec.platform_env)
+    assert env["LANGSMITH_ENDPOINT"] == env["LANGCHAIN_ENDPOINT"] == endpoint
+    assert env["LANGSMITH_TRACING"] == "true"
+    assert dict(spec.platform_secrets)["LANGSMITH_API_KEY"].value == API_KEY_FOR_SETTINGS
+
+
+def test_a_self_hosted_url_without_a_known_api_turns_tracing_off() -> None:
+    from test_desired import deployment
+
+    from listener.desired import Placement, agent_server_spec
+
+    settings = load_settings(base_env(control_plane_url="https://langsmith.example.com/other"))
+    spec = agent_server_spec(Placement(deployment(), NS), platform(settings), None)
+    env = dict(spec.platform_env)
+    assert env["LANGSMITH_TRACING"] == env["LANGCHAIN_TRACING_V2"] == "false"
+    assert "LANGSMITH_ENDPOINT" not in env
+    assert spec.platform_secrets == (), "the key never goes to a service it does not belong to"
 
 
 def test_external_store_mode_wires_the_stores_secret() -> None:
@@ -263,7 +316,7 @@ class FlakyReconciler:
 
     def __init__(self) -> None:
         self.calls = 0
-        self.tracked: dict[str, Any] = {}  # the service reads it for the deployments-by-state metric
+        self.records: dict[str, Any] = {}  # the service reads it for the deployments-by-state metric
 
     def run_once(self, now: datetime) -> CycleReport:
         self.calls += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from listener.settings import SettingsError, load_settings
+from listener.settings import SettingsError, load_settings, unknown_variables
 
 KEY = "lsv2_sk_settings_test_key_0123456789"
 BASE = {
@@ -111,10 +111,81 @@ def test_reads_the_process_environment(monkeypatch):
 
 
 def test_probe_url_template():
-    assert load_settings(env()).probe_url_template.format(namespace="agents", service="x-api") == (
-        "http://x-api.agents.svc.cluster.local:8000/ok"
+    assert (
+        load_settings(env()).probe_url("agents", "x-api", 8000)
+        == "http://x-api.agents.svc.cluster.local:8000/ok"
     )
     assert "must contain {service} and {namespace}" in error_of(env(probe_url_template="http://fixed/ok"))
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # Each of these passed validation before and failed only when a rollout was checked.
+        ("http://{service}.{namespace}:{prot}/ok", "not {prot}"),
+        ("http://{service.__class__}.{namespace}/ok", "not {service.__class__}"),
+        ("http://{service}.{namespace}/{0}", "not {0}"),
+        ("http://{service!r}.{namespace}/ok", "not {service!r}"),
+        ("http://{service:>9}.{namespace}/ok", "not {service:>9}"),
+        ("http://{service}.{namespace/ok", "not a valid template"),
+        ("{service}.{namespace}/ok", "http(s) URL"),
+    ],
+)
+def test_probe_url_template_accepts_only_its_fields(template: str, expected: str):
+    message = error_of(env(probe_url_template=template))
+    assert "LISTENER_PROBE_URL_TEMPLATE" in message
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"rollout_timeout_seconds": "inf"}, "LISTENER_ROLLOUT_TIMEOUT_SECONDS"),
+        ({"rollout_timeout_seconds": "nan"}, "LISTENER_ROLLOUT_TIMEOUT_SECONDS"),
+        ({"rollout_timeout_seconds": "1e300"}, "LISTENER_ROLLOUT_TIMEOUT_SECONDS"),
+        ({"unschedulable_grace_seconds": "1e300"}, "LISTENER_UNSCHEDULABLE_GRACE_SECONDS"),
+        ({"unschedulable_grace_seconds": "inf"}, "LISTENER_UNSCHEDULABLE_GRACE_SECONDS"),
+        ({"poll_interval_seconds": "inf"}, "LISTENER_POLL_INTERVAL_SECONDS"),
+        ({"resync_interval_seconds": "nan"}, "LISTENER_RESYNC_INTERVAL_SECONDS"),
+        ({"prune_window_seconds": "1"}, "LISTENER_PRUNE_WINDOW_SECONDS"),
+        ({"prune_window_seconds": "inf"}, "LISTENER_PRUNE_WINDOW_SECONDS"),
+        ({"prune_max_fraction": "0"}, "LISTENER_PRUNE_MAX_FRACTION"),
+        ({"prune_max_fraction": "1.5"}, "LISTENER_PRUNE_MAX_FRACTION"),
+        ({"postgres_image": "pgvector/pgvector:pg16 "}, "LISTENER_POSTGRES_IMAGE"),
+        ({"langsmith_endpoint": "ls.example.com"}, "LISTENER_LANGSMITH_ENDPOINT"),
+    ],
+)
+def test_every_number_is_bounded_and_every_value_checked(overrides, variable):
+    # Issue 10: `inf` and 1e300 passed validation, then crashed the first rollout (timedelta overflow).
+    assert variable in error_of(env(**overrides))
+
+
+def test_every_default_fits_its_own_bounds():
+    settings = load_settings(env())
+    assert settings.prune_window_seconds == 300
+    assert settings.prune_max_fraction == 0.1
+    assert settings.prune_allow_empty is False
+    assert "@sha256:" in settings.postgres_image
+    assert "@sha256:" in settings.redis_image
+
+
+def test_unknown_variables_are_named_with_a_suggestion():
+    warnings = unknown_variables(
+        {
+            **env(),
+            "LISTENER_NAMESPACE": "agents",
+            "LISTENER_ROLLOUT_TIMEOUT": "5",
+            "LISTENER_ZZZ": "1",
+            "HOME": "/",
+        }
+    )
+    assert warnings == [
+        "LISTENER_NAMESPACE is not a listener setting and is ignored (did you mean LISTENER_NAMESPACES?)",
+        "LISTENER_ROLLOUT_TIMEOUT is not a listener setting and is ignored "
+        "(did you mean LISTENER_ROLLOUT_TIMEOUT_SECONDS?)",
+        "LISTENER_ZZZ is not a listener setting and is ignored",
+    ]
+    assert unknown_variables(env()) == []
 
 
 def test_the_lease_name_defaults_to_one_per_listener():

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from listener.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from listener.settings import ENV_PREFIX, Settings, SettingsError, load_settings, unknown_variables
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -26,26 +26,27 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 def kubernetes_client(settings: Settings, *, timeout: float | None = None):  # -> lightkube.Client
     import httpx2
     from lightkube import Client, KubeConfig
-    from lightkube.core.exceptions import ConfigError
 
     from listener.kube import FIELD_MANAGER
 
+    variable = (
+        f"{ENV_PREFIX}KUBECONFIG={settings.kubeconfig!r}"
+        if settings.kubeconfig
+        else f"{ENV_PREFIX}KUBECONFIG (unset, and not running in a cluster)"
+    )
     try:
         config = KubeConfig.from_file(settings.kubeconfig) if settings.kubeconfig else KubeConfig.from_env()
-    except ConfigError as error:
-        # A missing or unusable kubeconfig is a settings problem: name the variable, no traceback.
-        variable = (
-            f"{ENV_PREFIX}KUBECONFIG={settings.kubeconfig!r}"
-            if settings.kubeconfig
-            else f"{ENV_PREFIX}KUBECONFIG (unset, and not running in a cluster)"
+        return Client(
+            config=config,
+            namespace=settings.namespaces[0],
+            field_manager=FIELD_MANAGER,
+            timeout=httpx2.Timeout(timeout) if timeout else None,
         )
-        raise SettingsError(f"the listener's settings are invalid:\n  {variable}: {error}") from None
-    return Client(
-        config=config,
-        namespace=settings.namespaces[0],
-        field_manager=FIELD_MANAGER,
-        timeout=httpx2.Timeout(timeout) if timeout else None,
-    )
+    except Exception as error:
+        # A missing, malformed or unusable kubeconfig is a settings problem: name the variable, no
+        # traceback. (lightkube raises ConfigError, YAML errors, KeyError, TypeError, OSError, ...)
+        what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise SettingsError(f"the listener's settings are invalid:\n  {variable}: {what}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from listener import logs
 
     logs.configure(format=settings.log_format, level=settings.log_level, secrets=_secrets(settings))
+    for warning in unknown_variables(os.environ):
+        logging.getLogger("listener").warning(warning)
     if args.command == "rotate-credentials":
         return _rotate(settings, args.deployment_id)
     if settings.store_mode == "managed":
@@ -154,10 +157,14 @@ def _once(service, elector) -> int:  # (Service, LeaderElector | None) -> exit c
         return EXIT_FAILED
     try:
         report = service.cycle()
+    except Exception as error:  # `--once` ends with an exit code, never a traceback
+        logging.getLogger("listener").debug("the cycle failed", exc_info=True)
+        print(f"the cycle failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         if elector is not None:
             elector.release()
-    return EXIT_OK if report.control_plane_ok and not report.failed and not report.errors else EXIT_FAILED
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _rotate(settings: Settings, deployment_id: str) -> int:

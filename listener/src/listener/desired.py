@@ -46,8 +46,9 @@ class Refusal:
 
 
 Fingerprint = tuple[str | None, str]
-"""(latest revision id, hash of what we render from). Not `updated_at`: the control plane moves it
-when the data plane reports status, which would turn every report into a needless re-apply."""
+"""(latest revision id, hash of what we render from, including where: namespace and listener). Not
+`updated_at`: the control plane moves it when the data plane reports status, which would turn every
+report into a needless re-apply."""
 
 
 def place(
@@ -100,9 +101,13 @@ def place(
     return placed, refused
 
 
-def fingerprint(deployment: Deployment) -> Fingerprint:
+def fingerprint(placement: Placement) -> Fingerprint:
+    deployment = placement.deployment
     revision = str(deployment.latest_revision_id) if deployment.latest_revision_id else None
     content = {
+        # Where it runs is part of what it is: a move to another namespace or listener is a change.
+        "namespace": placement.namespace,
+        "listener_id": str(deployment.source_config.listener_id),
         "name": deployment.name,
         "image": deployment.source_revision_config.image_uri,
         "secrets": sorted((s.name, s.value.get_secret_value()) for s in deployment.secrets),
@@ -117,7 +122,7 @@ def fingerprint(deployment: Deployment) -> Fingerprint:
 
 def changed(previous: Mapping[str, Fingerprint], placements: Iterable[Placement]) -> list[Placement]:
     """Placements that are new or whose control-plane state moved since the last cycle."""
-    return [p for p in placements if previous.get(p.deployment_id) != fingerprint(p.deployment)]
+    return [p for p in placements if previous.get(p.deployment_id) != fingerprint(p)]
 
 
 @dataclass(frozen=True)
@@ -126,14 +131,23 @@ class Platform:
 
     listener_id: str
     langsmith_endpoint: str | None
+    """The LangSmith API of this control plane; None when unknown, which turns tracing off."""
     api_key: SecretValue | None
-    """Shared with Agent Servers for tracing and licensing, as LangSmith's own platform does."""
+    """Shared with Agent Servers for tracing and licensing, as LangSmith's own platform does; only
+    ever together with `langsmith_endpoint`, so it never goes to a service it does not belong to."""
     tracing: bool = True
     external_stores: ExternalStores | None = None
 
+    @property
+    def traced(self) -> bool:
+        return self.tracing and self.langsmith_endpoint is not None
+
 
 def agent_server_spec(
-    placement: Placement, platform: Platform, postgres_password: SecretValue | None
+    placement: Placement,
+    platform: Platform,
+    postgres_password: SecretValue | None,
+    redis_password: SecretValue | None = None,
 ) -> AgentServerSpec:
     deployment = placement.deployment
     revision = placement.revision_id
@@ -148,14 +162,14 @@ def agent_server_spec(
         "LANGSMITH_WORKSPACE_ID": str(deployment.tenant_id),
         "LANGCHAIN_PROJECT": deployment.name,
         "LANGSMITH_PROJECT": deployment.name,
-        "LANGCHAIN_TRACING_V2": "true" if platform.tracing else "false",
-        "LANGSMITH_TRACING": "true" if platform.tracing else "false",
+        "LANGCHAIN_TRACING_V2": "true" if platform.traced else "false",
+        "LANGSMITH_TRACING": "true" if platform.traced else "false",
     }
     if platform.langsmith_endpoint:
         env["LANGSMITH_ENDPOINT"] = platform.langsmith_endpoint
         env["LANGCHAIN_ENDPOINT"] = platform.langsmith_endpoint
     platform_secrets: tuple[tuple[str, SecretValue], ...] = ()
-    if platform.api_key is not None:
+    if platform.api_key is not None and platform.langsmith_endpoint:
         platform_secrets = (("LANGCHAIN_API_KEY", platform.api_key), ("LANGSMITH_API_KEY", platform.api_key))
     user_names = {secret.name for secret in deployment.secrets}
     return AgentServerSpec(
@@ -188,6 +202,7 @@ def agent_server_spec(
         platform_secrets=tuple((k, v) for k, v in platform_secrets if k not in user_names),
         resources=resource_spec(deployment),
         postgres_password=postgres_password,
+        redis_password=redis_password,
         external_stores=platform.external_stores,
     )
 

@@ -7,12 +7,14 @@ uses server-side apply with one fixed field manager.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2
+import msgspec
 from lightkube import ApiError, Client
 from lightkube.codecs import from_dict, resource_registry
 from lightkube.core.resource import api_info
@@ -24,6 +26,9 @@ from listener import metrics
 FIELD_MANAGER = "langsmith-dataplane-listener"
 STATUS_FIELD_MANAGER = "langsmith-dataplane-listener-status"
 """Status annotations are written by a second manager so they never fight the spec's fields."""
+HANDOVER_FIELD_MANAGER = "langsmith-dataplane-listener-handover"
+"""Co-owns `spec.replicas` while an autoscaler takes it over (server-side apply's documented
+ownership transfer), so dropping the field from our apply does not reset it to 1."""
 RESTART_FIELD_MANAGER = "langsmith-dataplane-listener-restart"
 """Owns only the restart annotation on pod templates, so the spec's applies never remove it."""
 RESTART_ANNOTATION = "langsmith-dataplane/restarted-at"
@@ -59,14 +64,15 @@ WATCHED_NAMESPACE_RULES: tuple[AccessRule, ...] = (
     AccessRule("apps", ("deployments", "statefulsets"), _WORKLOAD_VERBS),
     AccessRule("autoscaling", ("horizontalpodautoscalers",), _WORKLOAD_VERBS),
     AccessRule("policy", ("poddisruptionbudgets",), _WORKLOAD_VERBS),
-    AccessRule("networking.k8s.io", ("ingresses",), _WORKLOAD_VERBS),
+    AccessRule("networking.k8s.io", ("ingresses", "networkpolicies"), _WORKLOAD_VERBS),
     AccessRule("gateway.networking.k8s.io", ("httproutes",), _WORKLOAD_VERBS),
     AccessRule("keda.sh", ("scaledobjects",), _WORKLOAD_VERBS),
 )
 """Everything the listener may do in a namespace it watches: the single source of truth.
 
 `Cluster` refuses any call outside it (so a new call without a rule fails every test that makes
-it), and the Pulumi program renders each watched namespace's Role from it."""
+it), and the Pulumi program renders each watched namespace's Role from it. Discovery
+(`Cluster.served`) needs no rule: every authenticated identity may read it (system:discovery)."""
 
 OWN_NAMESPACE_RULES: tuple[AccessRule, ...] = (
     # Leader election (listener.leader): read the Lease, create it once, renew and release it with
@@ -124,9 +130,21 @@ def _translated(
         code = error.status.code or 0
         _observe(verb, str(code), observer)
         raise ClusterError(action, target, code, error.status.message or "") from None
+    except (
+        httpx2.HTTPStatusError
+    ) as error:  # an answer that is not a Kubernetes Status (a proxy, a wrong URL)
+        code = error.response.status_code
+        _observe(verb, str(code), observer)
+        raise ClusterError(action, target, code, error.response.reason_phrase) from None
     except _UNREACHABLE as error:
         _observe(verb, "unreachable", observer)
         raise ClusterError(action, target, 0, str(error)) from None
+    except (msgspec.MsgspecError, json.JSONDecodeError) as error:  # not the JSON the API promises
+        _observe(verb, "unreadable", observer)
+        raise ClusterError(action, target, 0, f"unreadable answer: {error}") from None
+    except KeyError as error:  # lightkube reads Content-Type unguarded; a proxy may not send one
+        _observe(verb, "unreadable", observer)
+        raise ClusterError(action, target, 0, f"unreadable answer (no {error} header)") from None
     _observe(verb, "2xx", observer)
 
 
@@ -168,12 +186,40 @@ class Cluster:
             raise NotLeader(action, target)
         return _translated(action, target, verb, self._observe)
 
-    def apply(self, manifest: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+    def apply(
+        self, manifest: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER, force: bool = True
+    ) -> dict[str, Any]:
         self._check("patch", manifest["apiVersion"], manifest["kind"])
         self._check("create", manifest["apiVersion"], manifest["kind"])
+        meta = manifest["metadata"]
+        resource = resource_registry.load(manifest["apiVersion"], manifest["kind"])
         with self._write("apply", "patch", _manifest_target(manifest)):
-            applied = self._client.apply(from_dict(dict(manifest)), field_manager=field_manager, force=True)
+            # The manifest goes as it is (a dict), not through lightkube's typed models: an apply may
+            # be partial (the replicas handover sends only `spec.replicas`), which a model refuses.
+            applied = self._client.patch(
+                resource,
+                meta["name"],
+                dict(manifest),
+                namespace=meta.get("namespace"),
+                patch_type=PatchType.APPLY,
+                field_manager=field_manager,
+                force=force,
+            )
         return _as_dict(applied)
+
+    def served(self, api_version: str) -> frozenset[str]:
+        """The kinds the API server serves at `api_version` (`group/version`, or `v1`); empty when
+        it serves nothing there (e.g. a CRD that is not installed). Discovery, not a resource call."""
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        with _translated("discover", path, "discover", self._observe):
+            response = self._client._client._client.get(path)  # lightkube has no discovery call
+            if response.status_code == 404:
+                return frozenset()
+            response.raise_for_status()
+            body = response.json()
+        return frozenset(
+            r["kind"] for r in body.get("resources") or [] if "/" not in r.get("name", "/") and r.get("kind")
+        )
 
     def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         self._check("create", manifest["apiVersion"], manifest["kind"])
@@ -220,10 +266,10 @@ class Cluster:
                 raise
 
     def annotate(
-        self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str]
+        self, api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str | None]
     ) -> None:
         """Merge-patch annotations under the status field manager: it owns only these keys, so the
-        spec's server-side applies never remove them and never conflict with them."""
+        spec's server-side applies never remove them and never conflict with them. None removes a key."""
         self._check("patch", api_version, kind)
         resource = resource_registry.load(api_version, kind)
         with self._write("annotate", "patch", _target(api_version, kind, namespace, name)):

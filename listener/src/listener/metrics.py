@@ -37,7 +37,8 @@ CONTROL_PLANE_REQUESTS = Counter(
 KUBERNETES_REQUESTS = Counter(
     f"{PREFIX}_kubernetes_requests_total",
     "Kubernetes API calls by verb and status: '2xx' on success, the HTTP code of an error, "
-    "'unreachable' when no response arrived, 'fenced' when a write was refused because this "
+    "'unreachable' when no response arrived, 'unreadable' when the answer was not what the API promises, "
+    "'fenced' when a write was refused because this "
     "replica is not the leader.",
     ["verb", "code"],
 )
@@ -47,7 +48,7 @@ LAST_SUCCESSFUL_POLL = Gauge(
 )
 DEPLOYMENTS = Gauge(
     f"{PREFIX}_deployments",
-    "Deployments this listener tracks, by state (stores, rolling, deployed, failed).",
+    "Deployments this listener tracks, by state (pending, stores, rolling, deployed, failed).",
     ["state"],
 )
 ROLLOUT_DURATION = Histogram(

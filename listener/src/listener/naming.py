@@ -30,6 +30,8 @@ LABEL_REVISION_ID: Final = "langsmith-dataplane/revision-id"
 ANNOTATION_SPEC_HASH: Final = "langsmith-dataplane/spec-hash"
 ANNOTATION_CONFIG_HASH: Final = "langsmith-dataplane/config-hash"
 """On pod templates: hash of the env Secret, so changed values roll the pods (envFrom never does)."""
+ANNOTATION_CREATE_ONLY: Final = "langsmith-dataplane/create-only"
+"""On generated credentials: created once (409 means someone already did), never applied over."""
 ANNOTATION_DEPLOYMENT_NAME: Final = "langsmith-dataplane/deployment-name"
 """The original (unslugged) control-plane name, for humans running kubectl."""
 
@@ -104,7 +106,9 @@ class ObjectNames:
     postgres: str
     redis: str
     env_secret: str
+    """The prefix of the env Secrets; each is `<env_secret>-<hash of its contents>`."""
     postgres_secret: str
+    redis_secret: str
 
     @classmethod
     def of(cls, deployment_name: str, deployment_id: str) -> ObjectNames:
@@ -118,6 +122,7 @@ class ObjectNames:
             env_secret=base + SUFFIX_ENV,
             # The Postgres password Secret shares the StatefulSet's name: different kinds never collide.
             postgres_secret=base + SUFFIX_POSTGRES,
+            redis_secret=base + SUFFIX_REDIS,
         )
 
 

@@ -60,3 +60,25 @@ def self_hosted_control_plane_url(langsmith_url: str) -> str:
     parts = urlsplit(langsmith_url.rstrip("/"))
     path = parts.path if parts.path.endswith(SELF_HOSTED_API_PATH) else parts.path + SELF_HOSTED_API_PATH
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+SELF_HOSTED_LANGSMITH_API_PATH = "/api/v1"
+
+
+def langsmith_api_url(control_plane_url: str) -> str | None:
+    """The LangSmith API (what Agent Servers trace to) that belongs to a control-plane URL, or None.
+
+    A region's control plane pairs with that region's `api.smith` host; self-hosted LangSmith serves
+    the control plane at `<host>/api-host` and its API at `<host>/api/v1`
+    (docs.langchain.com/langsmith/self-host-usage). Any other URL (an emulator, a proxy) has no known
+    LangSmith API: None, never the public default, so a self-hosted install's traces and key never go
+    to LangChain's public service by accident.
+    """
+    parts = urlsplit(control_plane_url.rstrip("/"))
+    for region in REGIONS.values():
+        if parts.netloc == region.control_plane_host and parts.path in ("", "/"):
+            return f"https://{region.smith_api_host}"
+    if parts.path.endswith(SELF_HOSTED_API_PATH):
+        prefix = parts.path[: -len(SELF_HOSTED_API_PATH)]
+        return urlunsplit((parts.scheme, parts.netloc, prefix + SELF_HOSTED_LANGSMITH_API_PATH, "", ""))
+    return None

@@ -76,6 +76,14 @@ def deployment_state(obj: Mapping[str, Any]) -> RolloutState:
     progressing = _condition(status, "Progressing")
     if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
         return RolloutState("Failed", f"progress deadline exceeded: {progressing.get('message', '')}".strip())
+    # The ReplicaSet cannot create pods at all (a quota, a PodSecurity or admission rejection): no
+    # amount of waiting helps, so fail fast with the controller's own message.
+    replica_failure = _condition(status, "ReplicaFailure")
+    if replica_failure and replica_failure.get("status") == "True":
+        reason = replica_failure.get("reason") or "ReplicaFailure"
+        return RolloutState(
+            "Failed", f"pods cannot be created ({reason}): {replica_failure.get('message', '')}"
+        )
     if spec.get("paused"):
         # No deadline is enforced while paused; the listener's own deadline still is.
         return _in_progress("Deployment is paused")

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from listener import __version__, metrics
+from listener import __version__, metrics, validate
 from listener.controlplane import (
     ControlPlaneClient,
     ControlPlaneConfig,
@@ -30,10 +30,11 @@ from listener.desired import Platform, agent_server_spec, place
 from listener.health import Health
 from listener.leader import LeaderElector
 from listener.logs import ids
-from listener.reconcile import CycleReport, Reconciler, ReconcilerConfig
-from listener.regions import REGIONS
-from listener.render import flatten, render, to_yaml
-from listener.settings import Settings
+from listener.reconcile import CycleReport, PrunePolicy, Reconciler, ReconcilerConfig
+from listener.regions import REGIONS, langsmith_api_url
+from listener.render import RenderError, flatten, render, to_yaml
+from listener.render.context import API_PORT
+from listener.settings import ENV_PREFIX, Settings
 from listener.spec import ExternalStores, SecretValue
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,28 @@ def control_plane_client(
     )
 
 
+def langsmith_endpoint(settings: Settings) -> str | None:
+    """Where Agent Servers send traces: set explicitly, else the control plane's own LangSmith API."""
+    if settings.langsmith_endpoint:
+        return settings.langsmith_endpoint
+    if settings.region:
+        return f"https://{REGIONS[settings.region].smith_api_host}"
+    return langsmith_api_url(settings.base_url)
+
+
 def platform(settings: Settings) -> Platform:
-    smith = REGIONS[settings.region].smith_api_host if settings.region else None
+    endpoint = langsmith_endpoint(settings)
+    if endpoint is None:
+        log.warning(
+            "no LangSmith API is known for %s: Agent Servers get tracing off and no API key "
+            "(set %sLANGSMITH_ENDPOINT to trace to your LangSmith)",
+            settings.base_url,
+            ENV_PREFIX,
+        )
     return Platform(
         listener_id=str(settings.listener_id),
-        langsmith_endpoint=f"https://{smith}" if smith else None,
-        api_key=SecretValue(settings.api_key.get_secret_value()),
+        langsmith_endpoint=endpoint,
+        api_key=SecretValue(settings.api_key.get_secret_value()) if endpoint else None,
         # Settings guarantee the Secret's name in external mode; without it every render fails.
         external_stores=ExternalStores(secret_name=settings.external_stores_secret)
         if settings.store_mode == "external" and settings.external_stores_secret
@@ -93,6 +110,11 @@ def reconciler_config(settings: Settings) -> ReconcilerConfig:
         unschedulable_grace=timedelta(seconds=settings.unschedulable_grace_seconds),
         resync_interval=timedelta(seconds=settings.resync_interval_seconds),
         data_retention=settings.data_retention,
+        prune=PrunePolicy(
+            window=timedelta(seconds=settings.prune_window_seconds),
+            max_fraction=settings.prune_max_fraction,
+            allow_empty=settings.prune_allow_empty,
+        ),
     )
 
 
@@ -122,7 +144,7 @@ class HttpProber:
 
 def prober(settings: Settings) -> HttpProber:
     """The health check at `LISTENER_PROBE_URL_TEMPLATE` (by default the Service's cluster DNS name)."""
-    return HttpProber(lambda ns, svc: settings.probe_url_template.format(namespace=ns, service=svc))
+    return HttpProber(lambda ns, svc: settings.probe_url(ns, svc, API_PORT))
 
 
 class Service:
@@ -157,6 +179,7 @@ class Service:
         self._health = health
         self._term: int | None = None
         self._standing_by = False
+        self._logged: set[str] = set()
 
     def cycle(self) -> CycleReport:
         now = self._clock()
@@ -172,6 +195,13 @@ class Service:
         _observe(report, self.reconciler, now, self._clock())
         for line, extra in _summary(report, self.reconciler):
             log.info(line, extra=extra)
+        # Refused prunes and foreign objects repeat every cycle until something changes: say each once.
+        notices = [(f"cycle: not pruned {d}: {why}", ids(d)) for d, why in report.prune_refused.items()]
+        notices += [(f"cycle: warning: {w}", {}) for w in report.warnings]
+        for line, extra in notices:
+            if line not in self._logged:
+                log.warning(line, extra=extra)
+        self._logged = {line for line, _ in notices}
         if self._health is not None:
             self._health.polled(report.control_plane_ok)
         if self._on_cycle:
@@ -191,6 +221,7 @@ class Service:
                 self._standing_by = True
             return False
         self._standing_by = False
+        self._logged: set[str] = set()
         term = self._leader.term
         if term != self._term:
             if self._term is not None and self._new_reconciler is not None:
@@ -236,8 +267,9 @@ def _summary(report: CycleReport, reconciler: Reconciler) -> list[tuple[str, dic
     """The cycle's log lines, each with the deployment and revision ids as fields (see listener.logs)."""
 
     def about(deployment_id: str) -> dict[str, str]:
-        tracked = reconciler.tracked.get(deployment_id)
-        return ids(deployment_id, tracked.revision_id if tracked else None)
+        record = reconciler.records.get(deployment_id)
+        attempt = record.attempt if record else None
+        return ids(deployment_id, attempt.revision_id if attempt else None)
 
     lines: list[tuple[str, dict[str, str]]] = []
     if not report.control_plane_ok:
@@ -250,11 +282,14 @@ def _summary(report: CycleReport, reconciler: Reconciler) -> list[tuple[str, dic
         lines.append((f"cycle: {deployment_id} DEPLOY_FAILED: {reason}", about(deployment_id)))
     for deployment_id in report.pruned:
         lines.append((f"cycle: pruned {deployment_id}", ids(deployment_id)))
+    for deployment_id, how in report.moved.items():
+        lines.append((f"cycle: {deployment_id} {how}", ids(deployment_id)))
+    lines.extend((f"cycle: removed {what} (no longer rendered)", {}) for what in report.pruned_objects)
     lines.extend((f"cycle: error: {error}", {}) for error in report.errors)
     return lines
 
 
-PHASES = ("stores", "rolling", "deployed", "failed")
+PHASES = ("pending", "stores", "rolling", "deployed", "failed")
 
 
 def _observe(report: CycleReport, reconciler: Reconciler, now: datetime, ended: datetime) -> None:
@@ -267,15 +302,16 @@ def _observe(report: CycleReport, reconciler: Reconciler, now: datetime, ended: 
         metrics.LAST_SUCCESSFUL_POLL.set(now.timestamp())
     metrics.RECONCILES.labels(result=result).inc()
     counts = dict.fromkeys(PHASES, 0)
-    for tracked in reconciler.tracked.values():
-        counts[tracked.phase] = counts.get(tracked.phase, 0) + 1
+    for record in reconciler.records.values():
+        if record.attempt is not None:
+            counts[record.attempt.phase] = counts.get(record.attempt.phase, 0) + 1
     for phase, count in counts.items():
         metrics.DEPLOYMENTS.labels(state=phase).set(count)
     for outcome, finished in (("deployed", report.deployed), ("failed", list(report.failed))):
         for deployment_id in finished:
-            tracked = reconciler.tracked.get(deployment_id)
-            if tracked is not None:
-                seconds = (ended - tracked.started).total_seconds()
+            record = reconciler.records.get(deployment_id)
+            if record is not None and record.attempt is not None:
+                seconds = (ended - record.attempt.started).total_seconds()
                 metrics.ROLLOUT_DURATION.labels(outcome=outcome).observe(max(seconds, 0.0))
 
 
@@ -285,8 +321,13 @@ def dry_run(settings: Settings, client: ControlPlaneClient) -> str:
     documents: list[dict[str, Any]] = []
     # Passwords are generated at apply time; the value never shows here anyway (Secrets are redacted).
     placeholder = SecretValue("generated-on-first-apply")
+    invalid: list[str] = []
     for placement in placed:
-        spec = agent_server_spec(placement, platform(settings), placeholder)
-        documents.extend(flatten(render(spec, settings.render_options())))
-    header = "".join(f"# refused {r.deployment_id}: {r.reason}\n" for r in refused)
+        spec = agent_server_spec(placement, platform(settings), placeholder, placeholder)
+        try:
+            validate.check(spec)
+            documents.extend(flatten(render(spec, settings.render_options())))
+        except (validate.InvalidDeployment, RenderError) as error:
+            invalid.append(f"# invalid {placement.deployment_id}: {error}\n")
+    header = "".join(f"# refused {r.deployment_id}: {r.reason}\n" for r in refused) + "".join(invalid)
     return header + (to_yaml(documents) if documents else "# nothing to apply\n")

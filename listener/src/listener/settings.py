@@ -6,7 +6,10 @@ variable and the value (never the API key's value).
 
 from __future__ import annotations
 
+import difflib
 import re
+import string
+from collections.abc import Mapping
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -23,7 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from listener.regions import REGIONS, RegionName
-from listener.spec import RenderOptions
+from listener.spec import DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE, RenderOptions
 
 ENV_PREFIX = "LISTENER_"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -62,7 +65,8 @@ Command = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_words), Af
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    # `inf`/`nan` are not numbers an operator means; every number below also has an upper bound.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, allow_inf_nan=False)
 
     # Who we are, and where the control plane is.
     api_key: SecretStr
@@ -78,8 +82,8 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=10.0, ge=1.0, le=3600.0)
     poll_jitter: float = Field(default=0.1, ge=0.0, le=0.5)
     resync_interval_seconds: float = Field(default=300.0, ge=10.0, le=86400.0)
-    rollout_timeout_seconds: float = Field(default=600.0, ge=30.0)
-    unschedulable_grace_seconds: float = Field(default=15.0, ge=0.0)
+    rollout_timeout_seconds: float = Field(default=600.0, ge=30.0, le=86400.0)
+    unschedulable_grace_seconds: float = Field(default=15.0, ge=0.0, le=3600.0)
 
     # What gets rendered.
     routing: Literal["httproute", "ingress", "none"] = "none"
@@ -112,11 +116,28 @@ class Settings(BaseSettings):
     """`heartbeat` is all real LangSmith accepts; `emulator` also posts revision transitions to the
     emulator's data-plane channel."""
 
-    probe_url_template: str = "http://{service}.{namespace}.svc.cluster.local:8000/ok"
-    """Where a new revision's `GET /ok` is checked before it is called DEPLOYED."""
+    probe_url_template: str = "http://{service}.{namespace}.svc.cluster.local:{port}/ok"
+    """Where a new revision's `GET /ok` is checked before it is called DEPLOYED; only `{service}`,
+    `{namespace}` and `{port}` may appear in it."""
 
     # How we reach Kubernetes: in-cluster service account unless a kubeconfig is given.
     kubeconfig: str | None = None
+
+    # --- Safety (issue 10): pruning guards, tracing endpoint, in-cluster store images -------------
+    prune_window_seconds: float = Field(default=300.0, ge=60.0, le=7 * 86400.0)
+    """How long a deployment must be absent from complete lists (and confirmed gone) before pruning."""
+    prune_max_fraction: float = Field(default=0.1, gt=0.0, le=1.0)
+    """At most this fraction of the listener's deployments (and at least one) is pruned per cycle."""
+    prune_allow_empty: bool = False
+    """Allow pruning the last of the listener's deployments (Argo CD's `allowEmpty`)."""
+    langsmith_endpoint: str | None = None
+    """The LangSmith API Agent Servers trace to; derived from the region or a self-hosted
+    `/api-host` URL when unset."""
+    postgres_image: str = DEFAULT_POSTGRES_IMAGE
+    redis_image: str = DEFAULT_REDIS_IMAGE
+    keda_namespace: str = "keda"
+    """Where KEDA's operator runs: its pods may reach Postgres (the pending-runs trigger)."""
+    # --- end of the safety block ---
 
     # --- Running in production: leader election, health/metrics, shutdown, logs (issue 13) ---
     leader_election: bool = False
@@ -185,6 +206,36 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("langsmith_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(
+                    "must be an http(s) URL with a host, e.g. https://langsmith.example.com/api/v1"
+                )
+        return value.rstrip("/") if value else value
+
+    @field_validator("postgres_image", "redis_image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("must be an image reference without whitespace")
+        return value
+
+    @field_validator("keda_namespace")
+    @classmethod
+    def _keda_namespace(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value) or len(value) > 63:
+            raise ValueError(f"{value!r} is not a DNS-1123 label")
+        return value
+
+    @field_validator("probe_url_template")
+    @classmethod
+    def _probe(cls, value: str) -> str:
+        return _probe_template(value)
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.region is None and self.control_plane_url is None:
@@ -202,8 +253,6 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}ROUTING=ingress cannot serve several namespaces (an Ingress routes only within "
                 "its namespace); use httproute with a Gateway"
             )
-        if "{service}" not in self.probe_url_template or "{namespace}" not in self.probe_url_template:
-            raise ValueError(f"{ENV_PREFIX}PROBE_URL_TEMPLATE must contain {{service}} and {{namespace}}")
         if self.store_mode == "external" and not self.external_stores_secret:
             raise ValueError(f"{ENV_PREFIX}STORE_MODE=external needs {ENV_PREFIX}EXTERNAL_STORES_SECRET")
         if self.store_mode == "managed":
@@ -229,7 +278,54 @@ class Settings(BaseSettings):
             progress_deadline_seconds=int(self.rollout_timeout_seconds),
             store_mode=self.store_mode,
             storage_class_name=self.storage_class_name,
+            postgres_image=self.postgres_image,
+            redis_image=self.redis_image,
+            keda_namespace=self.keda_namespace,
         )
+
+    def probe_url(self, namespace: str, service: str, port: int) -> str:
+        return self.probe_url_template.format(namespace=namespace, service=service, port=port)
+
+
+PROBE_FIELDS = frozenset({"service", "namespace", "port"})
+
+
+def _probe_template(value: str) -> str:
+    """Only the documented fields, plainly: an unknown `{field}` (or `{service.attr}`, `{0}`, a
+    format spec) would otherwise pass here and fail the first time a rollout is checked."""
+    try:
+        parts = list(string.Formatter().parse(value))
+    except ValueError as error:
+        raise ValueError(f"is not a valid template: {error}") from None
+    fields = set()
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in PROBE_FIELDS or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"may only use {{service}}, {{namespace}} and {{port}}, not {shown}")
+        fields.add(name)
+    if not {"service", "namespace"} <= fields:
+        raise ValueError("must contain {service} and {namespace}")
+    sample = urlsplit(value.format(service="svc", namespace="ns", port=8000))
+    if sample.scheme not in ("http", "https") or not sample.netloc:
+        raise ValueError("must be an http(s) URL with a host")
+    return value
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Warnings for `LISTENER_*` variables that are no setting (a typo is otherwise silently ignored)."""
+    known = sorted(name.upper() for name in Settings.model_fields)
+    warnings = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.removeprefix(ENV_PREFIX) in known:
+            continue
+        # Compared without the shared prefix, which would make every name look close to every other.
+        close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), known, n=1, cutoff=0.6)
+        hint = f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
+        warnings.append(f"{variable} is not a listener setting and is ignored{hint}")
+    return warnings
 
 
 def _check_managed(settings: Settings) -> None:

@@ -10,6 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# In-cluster store images, pinned by digest so a moved tag never changes a running database's binary
+# (LISTENER_POSTGRES_IMAGE / LISTENER_REDIS_IMAGE override them, e.g. with a private mirror). The
+# digests are those Docker Hub serves for these tags, as recorded in several public repositories.
+DEFAULT_POSTGRES_IMAGE = (
+    "pgvector/pgvector:0.8.0-pg16@sha256:a132765ec351c65111b5b675928a3a0515a466a40f97277329db8b8209ad8bc9"
+)
+DEFAULT_REDIS_IMAGE = "redis:7.4.5@sha256:90e7a336d044f1abc9e9dbc05d65566850896d11453bbd1dd0fb7e5059f0e8fb"
+
 RoutingMode = Literal["httproute", "ingress", "none"]
 StoreMode = Literal["in-cluster", "external"]
 Autoscaler = Literal["hpa", "keda"]
@@ -103,6 +111,8 @@ class AgentServerSpec:
     postgres_password: SecretValue | None = None
     """In-cluster stores: the generated password, read back from the cluster after the first deploy
     so rendering stays deterministic."""
+    redis_password: SecretValue | None = None
+    """In-cluster Redis: generated and kept like the Postgres password."""
     external_stores: ExternalStores | None = None
 
 
@@ -123,8 +133,10 @@ class RenderOptions:
     jobs_per_worker: int = 10
     progress_deadline_seconds: int = 600
     store_mode: StoreMode = "in-cluster"
-    postgres_image: str = "pgvector/pgvector:pg16"
-    redis_image: str = "redis:7"
+    postgres_image: str = DEFAULT_POSTGRES_IMAGE
+    redis_image: str = DEFAULT_REDIS_IMAGE
+    keda_namespace: str = "keda"
+    """Where KEDA's operator runs; its pods may reach Postgres for the pending-runs trigger."""
     storage_class_name: str | None = None
     run_as_non_root: bool = True
     cluster_domain: str = "cluster.local"

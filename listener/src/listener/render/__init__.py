@@ -19,7 +19,23 @@ from listener.render.servers import render_servers
 from listener.render.stores import render_stores
 from listener.spec import AgentServerSpec, RenderOptions
 
-__all__ = ["RenderError", "Wave", "flatten", "redact", "render", "to_yaml"]
+__all__ = ["KINDS", "RenderError", "Wave", "flatten", "redact", "render", "to_yaml"]
+
+KINDS: tuple[tuple[str, str], ...] = (
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("v1", "Service"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("v1", "Secret"),
+    ("v1", "PersistentVolumeClaim"),
+)
+"""Every kind the renderer emits (plus the claims its StatefulSet creates), in prune order:
+dependents first, the stores' NetworkPolicies after the workloads they protect, data last."""
 
 WAVE_SECRETS = "secrets"
 WAVE_STORES = "stores"

@@ -1,15 +1,18 @@
-"""Wave 3: expose the API Service under `/<deployment slug>` via Gateway API or Ingress."""
+"""Wave 3: expose the API Service under `/<slug>-<id hash>` via Gateway API or Ingress.
+
+The path carries the deployment id's hash (the object names' stem), so two deployments whose names
+slug the same ("My Agent" and "my-agent", or two CJK names) never share a path on one hostname.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from listener import naming
 from listener.render.context import API_PORT, COMPONENT_ROUTING, Context, RenderError
 
 
 def route_path(ctx: Context) -> str:
-    return "/" + naming.slugify(ctx.spec.deployment_name, max_len=63)
+    return "/" + ctx.names.base
 
 
 def httproute(ctx: Context) -> dict[str, Any]:

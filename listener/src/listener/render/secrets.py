@@ -1,7 +1,15 @@
-"""Wave 0: the deployment's env Secret and the in-cluster Postgres password Secret."""
+"""Wave 0: the deployment's env Secret and the in-cluster stores' password Secrets.
+
+The env Secret is immutable and named after a hash of its contents, so each revision (and each change
+of its values) gets its own: a failed revision can never change what running pods read, and a value
+removed in the control plane is gone from the next one. It is written with `data`, so what is in
+the cluster is exactly what was rendered. The password Secrets are create-only (never applied): a
+generated password must never be replaced by another writer's.
+"""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import quote
 
@@ -9,6 +17,7 @@ from listener import naming
 from listener.render.context import (
     COMPONENT_CONFIG,
     COMPONENT_POSTGRES,
+    COMPONENT_REDIS,
     POSTGRES_DB,
     POSTGRES_PORT,
     POSTGRES_USER,
@@ -18,7 +27,9 @@ from listener.render.context import (
 )
 
 POSTGRES_PASSWORD_KEY = "POSTGRES_PASSWORD"  # noqa: S105 -- a key name, not a password
+REDIS_PASSWORD_KEY = "REDIS_PASSWORD"  # noqa: S105 -- a key name, not a password
 STORE_URI_VARS = ("POSTGRES_URI", "DATABASE_URI", "REDIS_URI")
+ENV_HASH_LEN = 10
 
 
 def postgres_password(ctx: Context) -> str:
@@ -28,6 +39,15 @@ def postgres_password(ctx: Context) -> str:
             "has no postgres_password: generate one once, store it, and pass it in on every render"
         )
     return ctx.spec.postgres_password.value
+
+
+def redis_password(ctx: Context) -> str:
+    if ctx.spec.redis_password is None:
+        raise RenderError(
+            f"deployment {ctx.spec.deployment_name!r} ({ctx.spec.deployment_id}) uses in-cluster stores but "
+            "has no redis_password: generate one once, store it, and pass it in on every render"
+        )
+    return ctx.spec.redis_password.value
 
 
 def env_data(ctx: Context) -> dict[str, str]:
@@ -45,7 +65,8 @@ def env_data(ctx: Context) -> dict[str, str]:
         )
         data["POSTGRES_URI"] = pg
         data["DATABASE_URI"] = pg
-        data["REDIS_URI"] = f"redis://{ctx.service_host(ctx.names.redis)}:{REDIS_PORT}"
+        redis = quote(redis_password(ctx), safe="")
+        data["REDIS_URI"] = f"redis://:{redis}@{ctx.service_host(ctx.names.redis)}:{REDIS_PORT}"
     else:
         # These come from the external Secret via secretKeyRef; a stale copy here would be misleading.
         for var in STORE_URI_VARS:
@@ -58,26 +79,50 @@ def config_hash(ctx: Context) -> str:
     return naming.id_hash(naming.canonical_json(env_data(ctx)), 64)
 
 
+def env_secret_name(ctx: Context) -> str:
+    """`<base>-env-<10 hex of the contents' hash>`: one immutable Secret per distinct environment."""
+    return f"{ctx.names.env_secret}-{config_hash(ctx)[:ENV_HASH_LEN]}"
+
+
+def encoded(values: dict[str, str]) -> dict[str, str]:
+    return {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())}
+
+
 def env_secret(ctx: Context) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": ctx.metadata(ctx.names.env_secret, COMPONENT_CONFIG),
+        "metadata": ctx.metadata(env_secret_name(ctx), COMPONENT_CONFIG),
         "type": "Opaque",
-        "stringData": env_data(ctx),
+        "immutable": True,
+        "data": encoded(env_data(ctx)),
+    }
+
+
+def _credentials(ctx: Context, name: str, component: str, key: str, value: str) -> dict[str, Any]:
+    meta = ctx.metadata(name, component)
+    meta["annotations"] = {**meta["annotations"], naming.ANNOTATION_CREATE_ONLY: "true"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta,
+        "type": "Opaque",
+        "data": encoded({key: value}),
     }
 
 
 def postgres_secret(ctx: Context) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": ctx.metadata(ctx.names.postgres_secret, COMPONENT_POSTGRES),
-        "type": "Opaque",
-        "stringData": {POSTGRES_PASSWORD_KEY: postgres_password(ctx)},
-    }
+    return _credentials(
+        ctx, ctx.names.postgres_secret, COMPONENT_POSTGRES, POSTGRES_PASSWORD_KEY, postgres_password(ctx)
+    )
+
+
+def redis_secret(ctx: Context) -> dict[str, Any]:
+    return _credentials(ctx, ctx.names.redis_secret, COMPONENT_REDIS, REDIS_PASSWORD_KEY, redis_password(ctx))
 
 
 def render_secrets(ctx: Context) -> list[dict[str, Any]]:
-    objs = [postgres_secret(ctx)] if ctx.in_cluster_stores else []
+    # Credentials first: if another writer created them meanwhile, the rollout stops before an env
+    # Secret with the wrong password is written.
+    objs = [postgres_secret(ctx), redis_secret(ctx)] if ctx.in_cluster_stores else []
     return [*objs, env_secret(ctx)]

@@ -8,7 +8,7 @@ from listener import naming
 from listener.render import pods
 from listener.render.context import API_PORT, COMPONENT_API, COMPONENT_QUEUE, Context
 from listener.render.resources import Compute, Scale, api_compute, api_scale, queue_compute, queue_scale
-from listener.render.secrets import STORE_URI_VARS, config_hash
+from listener.render.secrets import STORE_URI_VARS, config_hash, env_secret_name
 
 API_PORT_NAME = "api-server"
 QUEUE_PORT_NAME = "queue"
@@ -88,7 +88,7 @@ def _container(
         c["command"] = list(command)
     c.update(
         env=_env(ctx, jobs_per_worker),
-        envFrom=[{"secretRef": {"name": ctx.names.env_secret}}],
+        envFrom=[{"secretRef": {"name": env_secret_name(ctx)}}],
         ports=[{"containerPort": API_PORT, "name": port_name, "protocol": "TCP"}],
         # Startup covers migrations on first boot; after that readiness gates traffic and liveness
         # restarts a wedged server (thresholds from the operator's template: 15 s / 5 s / 6).

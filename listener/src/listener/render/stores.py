@@ -1,16 +1,22 @@
 """Wave 1: in-cluster Postgres (StatefulSet + headless Service) and Redis (Deployment + Service).
 
 Modelled on the operator's `db` and `redis` templates (hybrid-data-plane.md §7.6), hardened: both run
-as the images' own non-root uid 999 with a read-only root filesystem and emptyDirs where they write.
+as the images' own non-root uid 999 with a read-only root filesystem and emptyDirs where they write;
+images are digest-pinned; Redis requires a generated password; and a NetworkPolicy per store admits
+only this deployment's API server and queue pods (and, for Postgres, KEDA's operator when KEDA
+scales on the pending-runs query).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from listener import naming
 from listener.render import pods
 from listener.render.context import (
+    COMPONENT_API,
     COMPONENT_POSTGRES,
+    COMPONENT_QUEUE,
     COMPONENT_REDIS,
     POSTGRES_DB,
     POSTGRES_PORT,
@@ -24,7 +30,7 @@ from listener.render.resources import (
     db_compute,
     redis_compute,
 )
-from listener.render.secrets import POSTGRES_PASSWORD_KEY
+from listener.render.secrets import POSTGRES_PASSWORD_KEY, REDIS_PASSWORD_KEY
 
 STORE_UID = 999
 PG_DATA_VOLUME = "postgres-data"
@@ -137,12 +143,20 @@ def postgres_statefulset(ctx: Context) -> dict[str, Any]:
 
 
 def redis_deployment(ctx: Context) -> dict[str, Any]:
+    password = {"secretKeyRef": {"name": ctx.names.redis_secret, "key": REDIS_PASSWORD_KEY}}
     container = {
         "name": "redis",
         "image": ctx.options.redis_image,
         "imagePullPolicy": "IfNotPresent",
         # A broker for in-flight runs only: no snapshots to a volume that would not survive anyway.
-        "args": ["redis-server", "--save", "", "--appendonly", "no"],
+        # `$(REDIS_PASSWORD)` is expanded by the kubelet from the env below, never written in the spec.
+        "args": ["redis-server", "--save", "", "--appendonly", "no", "--requirepass", "$(REDIS_PASSWORD)"],
+        # redis-cli reads REDISCLI_AUTH, so the liveness probe authenticates without the password
+        # appearing on a command line.
+        "env": [
+            {"name": "REDISCLI_AUTH", "valueFrom": password},
+            {"name": "REDIS_PASSWORD", "valueFrom": password},
+        ],
         "ports": [{"containerPort": REDIS_PORT, "name": "redis", "protocol": "TCP"}],
         "livenessProbe": {
             "exec": {"command": ["redis-cli", "ping"]},
@@ -186,7 +200,52 @@ def redis_service(ctx: Context) -> dict[str, Any]:
     }
 
 
+def _clients(ctx: Context) -> dict[str, Any]:
+    """This deployment's API server and queue pods, by their selector labels (never the revision)."""
+    selector = ctx.selector(COMPONENT_API)
+    match = {k: v for k, v in selector.items() if k != naming.LABEL_COMPONENT}
+    return {
+        "podSelector": {
+            "matchExpressions": [
+                {"key": naming.LABEL_COMPONENT, "operator": "In", "values": [COMPONENT_API, COMPONENT_QUEUE]}
+            ],
+            "matchLabels": match,
+        }
+    }
+
+
+def network_policy(ctx: Context, name: str, component: str, port: int) -> dict[str, Any]:
+    peers = [_clients(ctx)]
+    if component == COMPONENT_POSTGRES and ctx.options.autoscaler == "keda":
+        # KEDA's operator runs the pending-runs query against this database (scaling.py).
+        peers.append(
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": ctx.options.keda_namespace}
+                }
+            }
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": ctx.metadata(name, component),
+        "spec": {
+            "ingress": [{"from": peers, "ports": [{"port": port, "protocol": "TCP"}]}],
+            "podSelector": {"matchLabels": ctx.selector(component)},
+            "policyTypes": ["Ingress"],
+        },
+    }
+
+
 def render_stores(ctx: Context) -> list[dict[str, Any]]:
     if not ctx.in_cluster_stores:
         return []
-    return [postgres_statefulset(ctx), postgres_service(ctx), redis_deployment(ctx), redis_service(ctx)]
+    # The policies come first: the stores are never reachable from the rest of the namespace.
+    return [
+        network_policy(ctx, ctx.names.postgres, COMPONENT_POSTGRES, POSTGRES_PORT),
+        network_policy(ctx, ctx.names.redis, COMPONENT_REDIS, REDIS_PORT),
+        postgres_statefulset(ctx),
+        postgres_service(ctx),
+        redis_deployment(ctx),
+        redis_service(ctx),
+    ]

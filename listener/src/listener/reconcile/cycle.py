@@ -1,0 +1,178 @@
+"""One reconcile cycle, as Flux's kustomize-controller does it: fetch → render → apply → health →
+prune → status.
+
+This module only orchestrates; each step is its own module:
+
+* `fetch`  — the control plane's deployment list (all pages or nothing), and discovery;
+* `unit`   — per deployment: render, apply (`apply`), follow the rollout (`health`), record (`status`);
+* `prune`  — what the control plane no longer wants, only when every safety rule holds.
+
+Level-triggered and resumable: every cycle re-reads the control plane and the cluster, so a restart
+loses nothing but in-flight timers. A failed list ends the cycle before anything changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from listener import naming
+from listener.controlplane import ControlPlaneClient, StatusReporter
+from listener.desired import Refusal, place
+from listener.kube import Cluster, ClusterError
+from listener.reconcile import fetch, prune, status, unit
+from listener.reconcile.config import ReconcilerConfig
+from listener.reconcile.health import Prober
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did; the loop logs it, `--once` turns it into an exit code, tests assert on it."""
+
+    control_plane_ok: bool = True
+    applied: list[str] = field(default_factory=list)
+    deployed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    """Deployments placed on this listener that it will not run (e.g. an unwatched namespace)."""
+    pruned: list[str] = field(default_factory=list)
+    prune_refused: dict[str, str] = field(default_factory=dict)
+    """Deployments not pruned although the list left them out, with the rule that kept them."""
+    moved: dict[str, str] = field(default_factory=dict)
+    pruned_objects: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed: the control plane answered, no revision failed, no call failed."""
+        return self.control_plane_ok and not self.failed and not self.errors
+
+
+class Reconciler:
+    def __init__(
+        self,
+        config: ReconcilerConfig,
+        control_plane: ControlPlaneClient,
+        cluster: Cluster,
+        reporter: StatusReporter,
+        prober: Prober,
+        *,
+        new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+    ):
+        self.config = config
+        self._cp = control_plane
+        self._cluster = cluster
+        self._reporter = reporter
+        self._prober = prober
+        self._new_password = new_password
+        self.records: dict[str, unit.DeploymentRecord] = {}
+        self.served: frozenset[tuple[str, str]] | None = None
+        self._refusals_reported: set[tuple[str, str]] = set()
+        self._last_resync: datetime | None = None
+        self._prune_pending = False
+        self._listed: set[str] = set()
+
+    @property
+    def in_progress(self) -> bool:
+        """A rollout of a deployment the control plane still lists is under way (the loop ticks faster).
+        A deployment that vanished mid-rollout does not count: nothing will move it forward."""
+        return any(self.records[d].busy for d in self._listed if d in self.records)
+
+    def run_once(self, now: datetime) -> CycleReport:
+        report = CycleReport()
+        listed = fetch.list_deployments(self._cp)
+        if listed.deployments is None:
+            # Keep everything running as it is; the next cycle tries again.
+            report.control_plane_ok = False
+            report.errors.append(f"control plane: {listed.error}")
+            log.warning("control plane unavailable, nothing changed this cycle: %s", listed.error)
+            return report
+
+        resync = self._last_resync is None or now - self._last_resync >= self.config.resync_interval
+        if resync or self.served is None:
+            try:
+                self.served = fetch.served_kinds(self._cluster)
+            except ClusterError as error:
+                report.errors.append(f"discovery: {error}")
+                if self.served is None:
+                    return report  # the cluster is unreachable: nothing can be done safely
+
+        placed, refused = place(listed.deployments, self.config.listener_id, self.config.namespaces)
+        for refusal in refused:
+            self._refuse(refusal, report)
+
+        context = unit.StepContext(
+            config=self.config,
+            cluster=self._cluster,
+            reporter=self._reporter,
+            prober=self._prober,
+            served=self.served,
+            new_password=self._new_password,
+        )
+        moved = False
+        for placement in placed:
+            record = self.records.get(placement.deployment_id) or unit.new_record(placement)
+            self.records[placement.deployment_id] = record
+            result = unit.step(context, record, placement, now)
+            # A move starts this cycle: look at the old place now (later passes follow `pending`).
+            moved = moved or bool(
+                record.attempt and record.attempt.moved_from and record.attempt.started == now
+            )
+            _merge(result, report)
+
+        where = {p.deployment_id: p.namespace for p in placed}
+        self._listed = set(where)
+        vanished = set(self.records) - set(where)
+        if resync or vanished or moved or self._prune_pending:
+            outcome = prune.run(
+                self._cluster,
+                self._cp,
+                self.config,
+                self.served,
+                placed=where,
+                refused=[r.deployment_id for r in refused],
+                now=now,
+                bases={p.deployment_id: naming.base_name(p.deployment.name, p.deployment_id) for p in placed},
+            )
+            self._prune_pending = outcome.pending
+            report.pruned += outcome.pruned
+            report.prune_refused.update(outcome.refused)
+            report.moved.update(outcome.moved)
+            report.errors += outcome.errors
+            report.warnings += outcome.warnings
+            for deployment_id in outcome.pruned:
+                if deployment_id not in where:
+                    self.records.pop(deployment_id, None)
+        if resync:
+            self._last_resync = now
+        return report
+
+    def _refuse(self, refusal: Refusal, report: CycleReport) -> None:
+        report.refused[refusal.deployment_id] = refusal.reason
+        key = (refusal.deployment_id, refusal.revision_id or "")
+        if (
+            refusal.revision_id
+            and key not in self._refusals_reported
+            and status.report_upstream(
+                self._reporter, refusal.deployment_id, refusal.revision_id, "DEPLOY_FAILED", refusal.reason
+            )
+        ):
+            self._refusals_reported.add(key)
+
+
+def _merge(result: unit.StepResult, report: CycleReport) -> None:
+    if result.applied:
+        report.applied.append(result.deployment_id)
+    if result.deployed:
+        report.deployed.append(result.deployment_id)
+    if result.failed is not None:
+        report.failed[result.deployment_id] = result.failed
+    report.errors += result.errors
+    report.warnings += result.warnings
+    report.pruned_objects += result.pruned_objects

@@ -1,0 +1,458 @@
+"""The unit of work: one deployment, one step — render → apply → health → status.
+
+`step(ctx, record, placement, now)` moves one deployment's rollout forward as far as it can this
+time and returns what it did. Everything it remembers between steps is in the deployment's own
+`DeploymentRecord`; everything else it reads is the cluster (through `ctx.cluster`) or shared,
+read-only configuration (`StepContext`). There is no state shared between deployments, so steps of
+different deployments may run in any order or concurrently, each retried on its own (`retry_at`).
+
+The rules it keeps:
+
+* Control-plane data is validated (`listener.validate`) and the kinds it needs must be served
+  (discovery) before anything is written; both fail the revision with a precise reason.
+* Nothing that is not the listener's is ever written (`apply.survey`).
+* The API server's 4xx rejections fail the revision with its message; 409s, 429s, 5xx and an
+  unreachable server are retried with exponential backoff; the rollout deadline runs through both.
+* A failed revision is not retried until the control plane moves (a new revision, a redeploy, or a
+  change of its data or placement); with `maxUnavailable: 0` the previous revision keeps serving.
+* After a revision is DEPLOYED, the objects it no longer renders are pruned one by one (never data).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from listener import naming, ownership, validate
+from listener.controlplane import StatusReporter
+from listener.desired import Fingerprint, Placement, agent_server_spec, fingerprint
+from listener.kube import Cluster, ClusterError
+from listener.reconcile import apply, health, prune, status
+from listener.reconcile.config import ReconcilerConfig
+from listener.render import RenderError, Wave, flatten, render
+from listener.render.secrets import POSTGRES_PASSWORD_KEY, REDIS_PASSWORD_KEY
+from listener.spec import SecretValue
+
+log = logging.getLogger(__name__)
+
+Phase = Literal["pending", "stores", "rolling", "deployed", "failed"]
+WAVE_SECRETS, WAVE_STORES, WAVE_SERVERS, WAVE_EXPOSURE = 0, 1, 2, 3
+
+
+@dataclass
+class Attempt:
+    """One rollout of one fingerprint (revision + data + placement) of a deployment."""
+
+    fingerprint: Fingerprint
+    revision_id: str
+    names: naming.ObjectNames
+    started: datetime
+    """The rollout deadline counts from here, through retries and restarts of the step."""
+    phase: Phase = "pending"
+    waves: list[Wave] | None = None
+    applied: set[int] = field(default_factory=set)
+    reason: str = ""
+    failures: int = 0
+    retry_at: datetime | None = None
+    moved_from: str | None = None
+    renamed_from: str | None = None
+    """The names' stem before the control plane renamed the deployment (names follow the name)."""
+
+    @property
+    def busy(self) -> bool:
+        return self.phase in ("pending", "stores", "rolling")
+
+
+@dataclass
+class DeploymentRecord:
+    """Everything the listener remembers about one deployment between steps (and nothing else)."""
+
+    deployment_id: str
+    placement: Placement
+    attempt: Attempt | None = None
+    failed: set[Fingerprint] = field(default_factory=set)
+    """Fingerprints whose rollout failed: not retried until the control plane moves."""
+    reported: set[tuple[str, str]] = field(default_factory=set)
+    """(revision, status) pairs the status reporter accepted."""
+    unreported: list[tuple[str, str, str]] = field(default_factory=list)
+    """(revision, status, reason) the reporter could not take yet; sent again on the next step."""
+    last_applied: datetime | None = None
+    """When every object was last (re-)applied; a resync re-asserts them after the resync interval."""
+
+    @property
+    def busy(self) -> bool:
+        return self.attempt is not None and self.attempt.busy
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step may use besides its record: configuration, clients, and what the cluster serves."""
+
+    config: ReconcilerConfig
+    cluster: Cluster
+    reporter: StatusReporter
+    prober: health.Prober
+    served: frozenset[tuple[str, str]]
+    new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24)
+
+    @property
+    def listener_id(self) -> str:
+        return str(self.config.listener_id)
+
+
+@dataclass
+class StepResult:
+    deployment_id: str
+    applied: bool = False
+    deployed: bool = False
+    failed: str | None = None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    pruned_objects: list[str] = field(default_factory=list)
+
+
+def new_record(placement: Placement) -> DeploymentRecord:
+    return DeploymentRecord(placement.deployment_id, placement)
+
+
+def step(ctx: StepContext, record: DeploymentRecord, placement: Placement, now: datetime) -> StepResult:
+    result = StepResult(record.deployment_id)
+    _flush_reports(ctx, record)
+    current = fingerprint(placement)
+    attempt = record.attempt
+    if attempt is None or attempt.fingerprint != current:
+        if current in record.failed:
+            record.placement = placement
+            return result  # failed before: wait for the control plane to move
+        moved_from = record.placement.namespace if record.placement.namespace != placement.namespace else None
+        names = naming.ObjectNames.of(placement.deployment.name, placement.deployment_id)
+        renamed_from = (
+            attempt.names.base if attempt is not None and attempt.names.base != names.base else None
+        )
+        record.placement = placement
+        attempt = record.attempt = Attempt(
+            fingerprint=current,
+            revision_id=placement.revision_id or "",
+            names=names,
+            started=now,
+            moved_from=moved_from,
+            renamed_from=renamed_from,
+        )
+    if attempt.phase == "failed":
+        return result
+    if attempt.retry_at is not None and now < attempt.retry_at:
+        _check_deadline(ctx, record, attempt, now, attempt.reason, result)
+        return result
+    try:
+        if attempt.phase == "pending":
+            _prepare(ctx, record, attempt, now, result)
+        if attempt.phase in ("stores", "rolling"):
+            _progress(ctx, record, attempt, now, result)
+        elif attempt.phase == "deployed" and _resync_due(ctx, record, now):
+            _reassert(ctx, record, attempt, now, result)
+        attempt.failures, attempt.retry_at = 0, None
+    except ClusterError as error:
+        _outcome(ctx, record, attempt, apply.classify(error), now, result)
+    except (apply.Rejected, apply.Retry) as outcome:
+        _outcome(ctx, record, attempt, outcome, now, result)
+    except (validate.InvalidDeployment, RenderError) as error:
+        _fail(ctx, record, attempt, str(error), result)
+    return result
+
+
+def _outcome(
+    ctx: StepContext,
+    record: DeploymentRecord,
+    attempt: Attempt,
+    outcome: apply.Rejected | apply.Retry,
+    now: datetime,
+    result: StepResult,
+) -> None:
+    if isinstance(outcome, apply.Rejected):
+        if attempt.busy:
+            _fail(ctx, record, attempt, outcome.reason, result)
+        else:  # a deployed revision's re-apply: report, keep serving, try again at the next resync
+            result.errors.append(f"{record.deployment_id}: re-applying: {outcome.reason}")
+            record.last_applied = now
+        return
+    attempt.failures += 1
+    wait = backoff(ctx, attempt.failures)
+    attempt.retry_at = now + wait
+    result.errors.append(
+        f"{record.deployment_id}: {outcome.reason} (retrying in {int(wait.total_seconds())} s)"
+    )
+    log.warning("deployment %s: %s; retrying in %s", record.deployment_id, outcome.reason, wait)
+    if outcome.rerender:
+        attempt.waves, attempt.phase, attempt.applied = None, "pending", set()
+    if attempt.busy:
+        _check_deadline(ctx, record, attempt, now, f"last error: {outcome.reason}", result)
+
+
+# --- render, then look before writing -------------------------------------------------------------
+
+
+def _prepare(
+    ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime, result: StepResult
+) -> None:
+    placement = record.placement
+    postgres, redis = _credentials(ctx, placement.namespace, attempt.names)
+    spec = agent_server_spec(placement, ctx.config.platform, postgres, redis)
+    validate.check(spec)
+    waves = render(spec, ctx.config.options)
+    objects = flatten(waves)
+    apply.require_served(objects, ctx.served)
+    attempt.waves = waves
+    if _resume(ctx, record, attempt, now):
+        return
+    live = apply.survey(ctx.cluster, objects, ctx.listener_id)
+    apply.check_routes(ctx.cluster, objects, ctx.config.namespaces, live)
+    attempt.phase = "stores"
+    started = "rollout started"
+    if attempt.moved_from:
+        moved = (
+            f"moved from namespace {attempt.moved_from} to {placement.namespace}: it starts with a new, empty "
+            f"database here (the old volume and password stay in {attempt.moved_from})"
+        )
+        result.warnings.append(f"{record.deployment_id}: {moved}")
+        started += f" ({moved})"
+    if attempt.renamed_from and ctx.config.options.store_mode == "in-cluster":
+        renamed = (
+            f"renamed: its objects are now {attempt.names.base}-*, with a new, empty database; the old ones "
+            f"({attempt.renamed_from}-*) go once this revision is ready, except the old volume and password"
+        )
+        result.warnings.append(f"{record.deployment_id}: {renamed}")
+        started += f" ({renamed})"
+    _transition(ctx, record, attempt, "DEPLOYING", started, result)
+
+
+def _credentials(
+    ctx: StepContext, namespace: str, names: naming.ObjectNames
+) -> tuple[SecretValue | None, SecretValue | None]:
+    """The stores' passwords: read back when they exist (and are ours), else generated. They are
+    written with `create` only, so whoever creates them first wins and everyone reads that value."""
+    if ctx.config.options.store_mode != "in-cluster":
+        return None, None
+    values = []
+    for name, key in (
+        (names.postgres_secret, POSTGRES_PASSWORD_KEY),
+        (names.redis_secret, REDIS_PASSWORD_KEY),
+    ):
+        existing = ctx.cluster.get("v1", "Secret", namespace, name)
+        if existing is None:
+            values.append(SecretValue(ctx.new_password()))
+            continue
+        if not ownership.owned(existing, ctx.listener_id):
+            raise apply.Rejected(
+                f"Secret {namespace}/{name} already exists and is not managed by this listener; refusing to touch it"
+            )
+        encoded = (existing.get("data") or {}).get(key)
+        if not encoded:
+            raise apply.Rejected(
+                f"Secret {namespace}/{name} has no {key} key; refusing to replace a password"
+            )
+        values.append(SecretValue(base64.b64decode(encoded).decode()))
+    return values[0], values[1]
+
+
+def _resume(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime) -> bool:
+    """After a restart, take over what the cluster records for this exact revision and spec instead
+    of rolling it out and reporting it again (or retrying a revision that failed). The record is on
+    the API server Deployment, or — for a revision that failed before that existed — on its env Secret."""
+    assert attempt.waves is not None
+    namespace = record.placement.namespace
+    rendered = {apply.key_of(o): o for o in flatten(attempt.waves)}
+    env = [k for k in rendered if k[0] == "Secret" and k[1].startswith(attempt.names.env_secret + "-")]
+    for kind, name in [("Deployment", attempt.names.api), *env]:
+        live = ctx.cluster.get("apps/v1" if kind == "Deployment" else "v1", kind, namespace, name)
+        if live is None or not ownership.owned(live, ctx.listener_id):
+            continue
+        annotations = live["metadata"].get("annotations") or {}
+        recorded = status.status_record(annotations)
+        if recorded.get("revision") != attempt.revision_id:
+            continue
+        ours = rendered[(kind, name)]["metadata"]["annotations"].get(naming.ANNOTATION_SPEC_HASH)
+        if recorded.get("status") == "DEPLOYED" and kind == "Deployment":
+            if annotations.get(naming.ANNOTATION_SPEC_HASH) != ours:
+                return False  # same revision, different spec (e.g. new listener settings): roll it out
+            attempt.phase = "deployed"
+            record.last_applied = now
+            record.reported.add((attempt.revision_id, "DEPLOYED"))
+            return True
+        if recorded.get("status") == "DEPLOY_FAILED":
+            attempt.phase = "failed"
+            attempt.reason = str(recorded.get("reason", ""))
+            record.failed.add(attempt.fingerprint)
+            record.reported.add((attempt.revision_id, "DEPLOY_FAILED"))
+            return True
+    return False
+
+
+# --- apply in waves, following the rollout ----------------------------------------------------
+
+
+def _apply_waves(
+    ctx: StepContext, attempt: Attempt, indices: tuple[int, ...], live: apply.Live | None = None
+) -> None:
+    assert attempt.waves is not None
+    for index in indices:
+        apply.apply_objects(ctx.cluster, attempt.waves[index].objects, live)
+        attempt.applied.add(index)
+
+
+def _progress(
+    ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime, result: StepResult
+) -> None:
+    assert attempt.waves is not None
+    revisioned = {attempt.names.api, attempt.names.queue}
+    if attempt.phase == "stores":
+        if not {WAVE_SECRETS, WAVE_STORES} <= attempt.applied:
+            _apply_waves(ctx, attempt, (WAVE_SECRETS, WAVE_STORES))
+            result.applied = True
+        state, why = health.workloads(
+            ctx.cluster,
+            attempt.waves[WAVE_STORES].objects,
+            now,
+            revision_id=attempt.revision_id,
+            revisioned=revisioned,
+            unschedulable_grace=ctx.config.unschedulable_grace,
+        )
+        if state == "Failed":
+            _fail(ctx, record, attempt, f"backing store failed: {why}", result)
+            return
+        if state != "Current":
+            _check_deadline(ctx, record, attempt, now, f"backing stores not ready: {why}", result)
+            return
+        _apply_waves(ctx, attempt, (WAVE_SERVERS, WAVE_EXPOSURE))
+        attempt.phase = "rolling"
+
+    state, why = health.workloads(
+        ctx.cluster,
+        attempt.waves[WAVE_SERVERS].objects,
+        now,
+        revision_id=attempt.revision_id,
+        revisioned=revisioned,
+        unschedulable_grace=ctx.config.unschedulable_grace,
+    )
+    if state == "Failed":
+        _fail(ctx, record, attempt, why, result)
+    elif state != "Current":
+        _check_deadline(ctx, record, attempt, now, why, result)
+    elif not ctx.prober(record.placement.namespace, attempt.names.api):
+        _check_deadline(ctx, record, attempt, now, "pods are ready but GET /ok does not answer 200", result)
+    else:
+        attempt.phase = "deployed"
+        record.last_applied = now
+        result.deployed = True
+        _transition(ctx, record, attempt, "DEPLOYED", "all replicas ready and GET /ok answered 200", result)
+        _prune_stale(ctx, record, attempt, result)
+
+
+def _reassert(
+    ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime, result: StepResult
+) -> None:
+    """Resync: re-apply every object (reverting manual edits) and prune what is no longer rendered."""
+    assert attempt.waves is not None
+    live = apply.survey(ctx.cluster, flatten(attempt.waves), ctx.listener_id)
+    _apply_waves(ctx, attempt, (WAVE_SECRETS, WAVE_STORES, WAVE_SERVERS, WAVE_EXPOSURE), live)
+    record.last_applied = now
+    _prune_stale(ctx, record, attempt, result)
+
+
+def _prune_stale(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, result: StepResult) -> None:
+    assert attempt.waves is not None
+    keep = {apply.key_of(o) for o in flatten(attempt.waves)}
+    try:
+        removed = prune.prune_stale(
+            ctx.cluster, ctx.listener_id, record.placement.namespace, record.deployment_id, keep, ctx.served
+        )
+        result.pruned_objects += removed
+        if any(r.startswith(("HorizontalPodAutoscaler ", "ScaledObject ")) for r in removed):
+            # The autoscaler kept writing `replicas` until it was gone: assert the fixed count now.
+            _apply_waves(ctx, attempt, (WAVE_SERVERS,))
+    except ClusterError as error:
+        result.errors.append(f"{record.deployment_id}: pruning objects it no longer renders: {error}")
+
+
+def _resync_due(ctx: StepContext, record: DeploymentRecord, now: datetime) -> bool:
+    return record.last_applied is None or now - record.last_applied >= ctx.config.resync_interval
+
+
+def _check_deadline(
+    ctx: StepContext,
+    record: DeploymentRecord,
+    attempt: Attempt,
+    now: datetime,
+    reason: str,
+    result: StepResult,
+) -> None:
+    attempt.reason = reason
+    waited = now - attempt.started
+    if attempt.busy and waited >= ctx.config.rollout_timeout:
+        _fail(ctx, record, attempt, f"not ready after {int(waited.total_seconds())} s: {reason}", result)
+
+
+# --- outcomes ------------------------------------------------------------------------------------
+
+
+def _fail(
+    ctx: StepContext, record: DeploymentRecord, attempt: Attempt, reason: str, result: StepResult
+) -> None:
+    attempt.phase = "failed"
+    attempt.reason = reason
+    attempt.retry_at = None
+    record.failed.add(attempt.fingerprint)
+    result.failed = reason
+    _transition(ctx, record, attempt, "DEPLOY_FAILED", reason, result)
+
+
+def _transition(
+    ctx: StepContext, record: DeploymentRecord, attempt: Attempt, state: str, reason: str, result: StepResult
+) -> None:
+    log.info("deployment %s revision %s: %s (%s)", record.deployment_id, attempt.revision_id, state, reason)
+    namespace = record.placement.namespace
+    candidates: list[status.Target] = [("apps/v1", "Deployment", attempt.names.api)]
+    if attempt.waves is not None:
+        candidates += [
+            ("v1", "Secret", o["metadata"]["name"])
+            for o in attempt.waves[WAVE_SECRETS].objects
+            if o["metadata"]["name"].startswith(attempt.names.env_secret)
+        ]
+    try:
+        target = status.status_target(ctx.cluster, namespace, candidates, ctx.listener_id)
+        if target is not None:
+            status.annotate_status(ctx.cluster, namespace, target, attempt.revision_id, state, reason)
+        status.event(
+            ctx.cluster,
+            namespace,
+            target or candidates[0],
+            name=status.transition_event_name(attempt.names.base, attempt.revision_id, state),
+            reason=status.REASONS[state],
+            message=f"revision {attempt.revision_id}: {reason}",
+            warning=state == "DEPLOY_FAILED",
+        )
+    except ClusterError as error:
+        result.errors.append(f"{record.deployment_id}: recording status: {error}")
+    if (attempt.revision_id, state) not in record.reported:
+        record.unreported.append((attempt.revision_id, state, reason))
+        _flush_reports(ctx, record)
+
+
+def _flush_reports(ctx: StepContext, record: DeploymentRecord) -> None:
+    pending, record.unreported = record.unreported, []
+    for revision_id, state, reason in pending:
+        if (revision_id, state) in record.reported or not revision_id:
+            continue
+        if status.report_upstream(ctx.reporter, record.deployment_id, revision_id, state, reason):
+            record.reported.add((revision_id, state))
+        else:
+            record.unreported.append((revision_id, state, reason))
+
+
+def backoff(ctx: StepContext, failures: int) -> timedelta:
+    """Exponential from `retry_base`, capped at `retry_max`: never a hot loop against the API server."""
+    return min(ctx.config.retry_base * 2 ** max(failures - 1, 0), ctx.config.retry_max)
