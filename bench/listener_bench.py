@@ -397,9 +397,11 @@ def run(bench: Run) -> dict[str, Any]:
             if len(emulator.ask("deployed", list(patches))) == len(patches):
                 break
             time.sleep(0.5)
-        # A few quiet cycles after the rollouts, then stop.
-        settle = time.time() + 2 * poll + 1
-        while time.time() < settle:
+        # Quiet cycles after the rollouts (the only steady ones when the cold start outlasted the
+        # resync interval), then stop: three that begin after this point, within a bounded wait.
+        rolled_out = time.time()
+        settle = rolled_out + 6 * poll + bench.cold_timeout / 4
+        while time.time() < settle and sum(1 for c in _cycles(cycles_path) if c["start"] > rolled_out) < 3:
             time.sleep(0.5)
         records = kube.ask("records", timeout=120)
         cycles = _cycles(cycles_path)
@@ -450,7 +452,11 @@ def run(bench: Run) -> dict[str, Any]:
             result["note"] = "no per-cycle probe in this loop (bench/listener_proc.py found no Service.cycle)"
         else:
             steady = [
-                c for c in per if c["start"] >= cold_end and c["end"] <= resync_began and not c["resync"]
+                c
+                for c in per
+                if c["start"] >= cold_end
+                and (c["end"] <= resync_began or c["start"] > rolled_out)
+                and not c["resync"]
             ]
             resync = [c for c in per[1:] if c["resync"] and c["start"] >= cold_end - poll]
             result["steady"] = _cycle_row(steady)
@@ -602,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         help="LISTENER_RESYNC_INTERVAL_SECONDS (default: 90 s below N = 500, else 300 s, the listener's default)",
     )
     parser.add_argument(
-        "--cold-timeout", type=float, help="give up on the cold start after this (default 120 s + 0.5 s * N)"
+        "--cold-timeout", type=float, help="give up on the cold start after this (default 120 s + 1 s * N)"
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep each run's directory (listener log, cycles.jsonl)"
@@ -610,12 +616,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     parser.add_argument("--markdown", type=Path, help="write the Markdown table here")
     args = parser.parse_args(argv)
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: every `finally` stops what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
     for n in args.n or [100, 1000]:
         resync = args.resync or (90.0 if n < 500 else 300.0)
         tmp = tempfile.mkdtemp(prefix=f"listener-bench-{n}-")
         try:
-            bench = Run(n, args.poll, resync, Path(tmp), args.cold_timeout or 120 + 0.5 * n)
+            bench = Run(n, args.poll, resync, Path(tmp), args.cold_timeout or 120 + n)
             began = time.time()
             try:
                 result = run(bench)

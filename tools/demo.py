@@ -195,7 +195,7 @@ def run(workdir: Path, *, until_deployed: bool, timeout: float, poll: float) -> 
                 f"  export LISTENER_LISTENER_ID={listener_id}\n"
                 '  curl -s -H "X-Api-Key: $LISTENER_API_KEY" -H "X-Tenant-Id: $LISTENER_WORKSPACE_ID" '
                 "$LISTENER_CONTROL_PLANE_URL/v2/deployments\n"
-                f"  kubectl --kubeconfig {admin_kubeconfig} -n {NAMESPACE} get deployments,statefulsets,pods,services\n"
+                f"  kubectl --kubeconfig {admin_kubeconfig} -n {NAMESPACE} get deployments,statefulsets,pods,services   # with kubectl\n"
                 f"  curl -s {kube_url}/_fake/requests        # every request the listener made to Kubernetes\n"
                 f"  curl -s http://127.0.0.1:{health_port}/metrics   # /healthz and /readyz too\n"
                 f"  tail -f {workdir / 'listener.log'}",
