@@ -382,8 +382,9 @@ def run(bench: Run) -> dict[str, Any]:
                 resync_end = next(
                     (c["end"] for c in cycles if c["start"] >= resync_began - 1 and c.get("resync")), None
                 )
-                if resync_end is None and cycles and cycles[-1].get("resync") is None:
-                    resync_end = resync_began + poll  # no resync flag from this loop: a fixed window
+                if resync_end is None and (not cycles or cycles[-1].get("resync") is None):
+                    # No probe or no resync flag in this loop: a fixed window from the due time.
+                    resync_end = resync_began + poll
             if resync_end is not None and time.time() > resync_end + poll:
                 break
             deployment_id = next(order, None)
@@ -398,10 +399,11 @@ def run(bench: Run) -> dict[str, Any]:
                 break
             time.sleep(0.5)
         # Quiet cycles after the rollouts (the only steady ones when the cold start outlasted the
-        # resync interval), then stop: three that begin after this point, within a bounded wait.
+        # resync interval), then stop: four that begin after this point, within a bounded wait; the
+        # first of them may still finish the rollouts' work (superseded Secrets): not counted as steady.
         rolled_out = time.time()
         settle = rolled_out + 6 * poll + bench.cold_timeout / 4
-        while time.time() < settle and sum(1 for c in _cycles(cycles_path) if c["start"] > rolled_out) < 3:
+        while time.time() < settle and sum(1 for c in _cycles(cycles_path) if c["start"] > rolled_out) < 4:
             time.sleep(0.5)
         records = kube.ask("records", timeout=120)
         cycles = _cycles(cycles_path)
@@ -447,15 +449,18 @@ def run(bench: Run) -> dict[str, Any]:
         bases = tuple(ObjectNames.of(info[d]["name"], d).base for d in patches)
         per = _per_cycle(cycles, records, bases)
         result["cycles_recorded"] = len(per)
-        if per and per[0]["resync"] is None:
+        after_rollouts = next((c["start"] for c in per if c["start"] > rolled_out), rolled_out)
+        if not per:
             result["steady"] = result["resync"] = None
-            result["note"] = "no per-cycle probe in this loop (bench/listener_proc.py found no Service.cycle)"
+            result["note"] = "no per-cycle figures: bench/listener_proc.py found no Service.cycle to probe"
         else:
+            if per[0]["resync"] is None:
+                result["note"] = "the loop has no Reconciler._last_resync: resync cycles are not told apart"
             steady = [
                 c
                 for c in per
                 if c["start"] >= cold_end
-                and (c["end"] <= resync_began or c["start"] > rolled_out)
+                and (c["end"] <= resync_began or c["start"] > after_rollouts)
                 and not c["resync"]
             ]
             resync = [c for c in per[1:] if c["resync"] and c["start"] >= cold_end - poll]
