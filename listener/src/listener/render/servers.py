@@ -8,7 +8,7 @@ from listener import naming
 from listener.render import pods
 from listener.render.context import API_PORT, COMPONENT_API, COMPONENT_QUEUE, Context
 from listener.render.resources import Compute, Scale, api_compute, api_scale, queue_compute, queue_scale
-from listener.render.secrets import STORE_URI_VARS, config_hash, env_secret_name
+from listener.render.secrets import MANAGED_STORE_VARS, STORE_URI_VARS, config_hash, env_secret_name
 
 API_PORT_NAME = "api-server"
 QUEUE_PORT_NAME = "queue"
@@ -31,6 +31,12 @@ def _env(ctx: Context, jobs_per_worker: int) -> list[dict[str, Any]]:
         ours += [
             {"name": var, "valueFrom": {"secretKeyRef": {"name": ext.secret_name, "key": keys[var]}}}
             for var in STORE_URI_VARS
+        ]
+    if ctx.managed_stores:
+        # Read at pod start from the credentials Secret: rotation rewrites it and restarts the pods.
+        ours += [
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": ctx.names.store_secret, "key": var}}}
+            for var in MANAGED_STORE_VARS
         ]
     reserved = {e["name"] for e in ours}
     # Duplicate env names are resolved by the kubelet with a warning; dedupe so the winner is explicit.
