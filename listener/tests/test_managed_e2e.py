@@ -22,7 +22,7 @@ from e2e import ALLOW_EMPTY, NS, OTHER_NS, PRUNE_WINDOW, World, make_reconciler
 from managed_support import REDIS_URI, PrivateServer, Tracker, free_port, redis_admin
 from psycopg import sql
 
-from listener.managed import ENV_KEYS, ManagedStores, StoreNames
+from listener.managed import ENV_KEYS, ManagedStores, PostgresProvisioner, RedisStore, StoreNames
 from listener.managed.names import REDIS_OWNERS_KEY
 from listener.render.context import COMPONENT_MANAGED_STORES
 from listener.spec import RenderOptions
@@ -54,11 +54,13 @@ class Managed:
         self.opened: list[ManagedStores] = []
 
     def stores(self, postgres_uri: str | None = None, redis_uri: str = REDIS_URI) -> ManagedStores:
-        stores = ManagedStores.connect(
-            postgres_admin_uri=postgres_uri or self.server.uri(),
-            redis_admin_uri=redis_uri,
-            listener_id=self.world.listener_id,
-            pool_size=2,
+        listener_id = self.world.listener_id
+        # A short pool timeout: an outage costs one wait of it (later deployments fail fast).
+        stores = ManagedStores(
+            PostgresProvisioner(
+                postgres_uri or self.server.uri(), listener_id=listener_id, pool_size=2, pool_timeout=3
+            ),
+            RedisStore(redis_uri, listener_id=listener_id, pool_size=2, timeout=3),
         )
         self.opened.append(stores)
         return stores
@@ -114,6 +116,8 @@ def test_a_managed_deployment_gets_its_database_role_and_secret_and_its_pods_poi
     report = world.cycle()
     assert set(report.deployed) == {first, second}, report
     assert world.revision_status(first)[1] == "DEPLOYED"
+    # One bounded admin pool for every deployment: never more connections than its size.
+    assert managed.opened[0].postgres.stats()["connections_num"] <= 2
 
     names = world.names(first)
     secret = world.get("Secret", names.store_secret)
@@ -153,7 +157,8 @@ def test_a_managed_deployment_gets_its_database_role_and_secret_and_its_pods_poi
     # A restarted listener takes the deployed revision over without re-provisioning or rewriting.
     managed.use(managed.stores())
     again = world.cycle()
-    assert again.applied == [] and again.failed == {}, again
+    assert again.applied == [], again
+    assert again.failed == {}, again
     assert secret_values(world.get("Secret", names.store_secret) or {}) == values
 
 
@@ -221,12 +226,19 @@ def test_a_store_outage_fails_the_revision_naming_the_store_and_writes_nothing(
     managed.use(down, rollout_timeout=timedelta(seconds=60))
     world = managed.world
     deployment_id = managed.deploy("support-agent")
+    other = managed.deploy("billing-agent")
     first = world.cycle()
     assert first.failed == {}, "an outage is retried until the rollout deadline"
-    assert any(f"PostgreSQL 127.0.0.1:{port}" in e and "cannot connect" in e for e in first.errors), first.errors
+    assert any(f"PostgreSQL 127.0.0.1:{port}" in e and "cannot connect" in e for e in first.errors), (
+        first.errors
+    )
+    fast = [e for e in first.errors if "not retried before" in e]
+    assert len(fast) == 1, "the second deployment fails fast instead of waiting out the pool again"
+    assert {deployment_id, other} == {e.split(":")[0] for e in first.errors}
     report = world.cycle(after=timedelta(seconds=90))
     reason = report.failed[deployment_id]
-    assert f"PostgreSQL 127.0.0.1:{port}" in reason and "Traceback" not in reason
+    assert f"PostgreSQL 127.0.0.1:{port}" in reason
+    assert "Traceback" not in reason
     assert world.revision_status(deployment_id)[1] == "DEPLOY_FAILED"
     names = world.names(deployment_id)
     assert world.get("Deployment", names.api) is None
@@ -250,7 +262,8 @@ def test_missing_privileges_fail_the_revision_with_the_grant_and_a_prune_deletes
         newcomer = managed.deploy("billing-agent")
         report = world.cycle()
         reason = report.failed[newcomer]
-        assert "PostgreSQL 127.0.0.1" in reason and "lacks CREATEROLE and CREATEDB" in reason, reason
+        assert "PostgreSQL 127.0.0.1" in reason, reason
+        assert "lacks CREATEROLE and CREATEDB" in reason, reason
         assert f'ALTER ROLE "{weak}" CREATEROLE CREATEDB' in reason
         assert "weak-password-1" not in reason
         assert world.get("Deployment", world.names(newcomer).api) is None

@@ -263,7 +263,8 @@ def _managed_stores(settings: Settings):  # -> ManagedStores | None
         return None
     from listener.managed import ManagedStores, StoreError
 
-    assert settings.postgres_admin_uri is not None and settings.redis_admin_uri is not None  # Settings checked
+    assert settings.postgres_admin_uri is not None
+    assert settings.redis_admin_uri is not None
     try:
         return ManagedStores.connect(
             postgres_admin_uri=settings.postgres_admin_uri.get_secret_value(),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from listener import naming, ownership
@@ -41,6 +42,9 @@ from listener.spec import ManagedStoresSecret, SecretValue
 
 TRANSIENT = (StoreUnreachable, StoreBusy)
 """Store errors that may pass by themselves: retried with backoff until the rollout deadline."""
+OUTAGE_HOLD = timedelta(seconds=60)
+"""After an unreachable store, other deployments' provisioning fails fast for this long (the
+admin pool would make each wait its full timeout; 1,000 deployments would stall a cycle for hours)."""
 
 
 @dataclass(frozen=True)
@@ -76,15 +80,23 @@ def find(
 
 
 def provision(
-    stores: ManagedStores | None, found: Found, *, names: naming.ObjectNames, deployment_id: str
+    stores: ManagedStores | None,
+    found: Found,
+    *,
+    names: naming.ObjectNames,
+    deployment_id: str,
+    now: datetime,
 ) -> ManagedStoresSecret:
     """Make the deployment's database, roles and Redis isolation exist for `found`'s credentials;
     what the credentials Secret must hold."""
     if stores is None:
         raise apply.Rejected("LISTENER_STORE_MODE=managed but the listener has no managed-store connection")
+    if stores.outage is not None and stores.outage[0] <= now < stores.outage[0] + OUTAGE_HOLD:
+        raise apply.Retry(f"managed stores: {stores.outage[1]} (not retried before {OUTAGE_HOLD.seconds} s)")
     try:
         env = stores.ensure(deployment_id, found.credentials)
     except TRANSIENT as error:
+        stores.outage = (now, error)
         raise apply.Retry(f"managed stores: {error}") from None
     except StoreError as error:
         raise apply.Rejected(f"managed stores: {error}") from None

@@ -219,7 +219,7 @@ def _prepare(
             deployment_id=record.deployment_id,
         )
         if found.live is None:  # nothing to render yet: provision first (the first rollout)
-            spec = replace(spec, managed_stores=_provision(ctx, record, attempt, found))
+            spec = replace(spec, managed_stores=_provision(ctx, record, attempt, found, now))
         else:
             spec = replace(spec, managed_stores=found.live)
     waves = render(spec, ctx.config.options)
@@ -230,7 +230,7 @@ def _prepare(
         return  # a restart taking over a deployed revision: no store is contacted
     if found is not None and found.live is not None:
         # Before anything of the revision is written: a store error leaves nothing half-deployed.
-        _provision(ctx, record, attempt, found)
+        _provision(ctx, record, attempt, found, now)
     live = apply.survey(ctx.cluster, objects, ctx.listener_id)
     apply.check_routes(ctx.cluster, objects, ctx.config.namespaces, live)
     attempt.phase = "stores"
@@ -256,9 +256,11 @@ def _prepare(
 
 
 def _provision(
-    ctx: StepContext, record: DeploymentRecord, attempt: Attempt, found: stores.Found
+    ctx: StepContext, record: DeploymentRecord, attempt: Attempt, found: stores.Found, now: datetime
 ) -> ManagedStoresSecret:
-    return stores.provision(ctx.stores, found, names=attempt.names, deployment_id=record.deployment_id)
+    return stores.provision(
+        ctx.stores, found, names=attempt.names, deployment_id=record.deployment_id, now=now
+    )
 
 
 def _credentials(
