@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -21,10 +23,11 @@ import redis
 from e2e import ALLOW_EMPTY, NS, OTHER_NS, PRUNE_WINDOW, World, make_reconciler
 from managed_support import REDIS_URI, PrivateServer, Tracker, free_port, redis_admin
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from listener.managed import ENV_KEYS, ManagedStores, PostgresProvisioner, RedisStore, StoreNames
 from listener.managed.names import REDIS_OWNERS_KEY
-from listener.render.context import COMPONENT_MANAGED_STORES
+from listener.render.context import COMPONENT_MANAGED_STORES, MANAGED_CA_DIR, MANAGED_CA_KEY
 from listener.spec import RenderOptions
 
 MANAGED = RenderOptions(run_as_non_root=True, store_mode="managed")
@@ -32,6 +35,16 @@ MANAGED = RenderOptions(run_as_non_root=True, store_mode="managed")
 
 def secret_values(secret: dict[str, Any]) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+def as_mounted(values: dict[str, str], directory: Path) -> str:
+    """The Secret's POSTGRES_URI_CUSTOM with its CA file where this test put it (the kubelet would
+    mount it at MANAGED_CA_DIR)."""
+    (directory / MANAGED_CA_KEY).write_text(values[MANAGED_CA_KEY])
+    uri = values["POSTGRES_URI_CUSTOM"]
+    return uri.replace(quote(MANAGED_CA_DIR, safe=""), quote(str(directory), safe="")).replace(
+        MANAGED_CA_DIR, str(directory)
+    )
 
 
 def connect_as(uri: str) -> psycopg.Connection:
@@ -56,9 +69,11 @@ class Managed:
     def stores(self, postgres_uri: str | None = None, redis_uri: str = REDIS_URI) -> ManagedStores:
         listener_id = self.world.listener_id
         # A short pool timeout: an outage costs one wait of it (later deployments fail fast).
+        # By default as on RDS: verify-full against a CA file the listener has (the pods get its contents).
+        verified = self.server.uri(query=f"sslmode=verify-full&sslrootcert={self.server.ca_file}")
         stores = ManagedStores(
             PostgresProvisioner(
-                postgres_uri or self.server.uri(), listener_id=listener_id, pool_size=2, pool_timeout=3
+                postgres_uri or verified, listener_id=listener_id, pool_size=2, pool_timeout=3
             ),
             RedisStore(redis_uri, listener_id=listener_id, pool_size=2, timeout=3),
         )
@@ -108,7 +123,7 @@ def exists(admin: psycopg.Connection, deployment_id: str) -> dict[str, Any]:
 
 
 def test_a_managed_deployment_gets_its_database_role_and_secret_and_its_pods_point_at_them(
-    managed: Managed, admin: psycopg.Connection
+    managed: Managed, admin: psycopg.Connection, tmp_path: Path
 ):
     world = managed.world
     first = managed.deploy("support-agent")
@@ -140,7 +155,19 @@ def test_a_managed_deployment_gets_its_database_role_and_secret_and_its_pods_poi
     assert env_secret is not None
     assert not set(ENV_KEYS) & set(secret_values(env_secret))
 
-    # The URI in the Secret logs in (the private server checks SCRAM passwords) to its own database...
+    # The CA the listener verifies PostgreSQL with reaches the pods as a file their URI names.
+    assert values[MANAGED_CA_KEY] == managed.server.ca_file.read_text()
+    pod = api["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == names.store_secret)
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts[volume["name"]] == MANAGED_CA_DIR
+    uri = values["POSTGRES_URI_CUSTOM"]
+    assert conninfo_to_dict(uri)["sslmode"] == "verify-full"
+    assert conninfo_to_dict(uri)["sslrootcert"] == f"{MANAGED_CA_DIR}/{MANAGED_CA_KEY}"
+    values["POSTGRES_URI_CUSTOM"] = as_mounted(values, tmp_path)
+
+    # The URI in the Secret logs in (the private server checks SCRAM passwords, over verified TLS)
+    # to its own database...
     with connect_as(values["POSTGRES_URI_CUSTOM"]) as conn:
         row = conn.execute("SELECT current_database(), session_user, current_user").fetchone()
         assert row == (store.database, store.login_roles[0], store.owner_role)
@@ -159,7 +186,11 @@ def test_a_managed_deployment_gets_its_database_role_and_secret_and_its_pods_poi
     again = world.cycle()
     assert again.applied == [], again
     assert again.failed == {}, again
-    assert secret_values(world.get("Secret", names.store_secret) or {}) == values
+    assert secret_values(world.get("Secret", names.store_secret) or {})["password"] == values["password"]
+    assert (
+        world.get("Secret", names.store_secret)["metadata"]["resourceVersion"]
+        == secret["metadata"]["resourceVersion"]
+    )
 
 
 def delete_and_prune(managed: Managed, deployment_id: str) -> Any:
@@ -170,13 +201,14 @@ def delete_and_prune(managed: Managed, deployment_id: str) -> Any:
 
 
 def test_deletion_with_retain_keeps_database_and_roles_with_logins_disabled(
-    managed: Managed, admin: psycopg.Connection
+    managed: Managed, admin: psycopg.Connection, tmp_path: Path
 ):
     world = managed.world
     deployment_id = managed.deploy("support-agent")
     assert world.cycle().deployed == [deployment_id]
     names = world.names(deployment_id)
-    uri = secret_values(world.get("Secret", names.store_secret) or {})["POSTGRES_URI_CUSTOM"]
+    uri = as_mounted(secret_values(world.get("Secret", names.store_secret) or {}), tmp_path)
+    connect_as(uri).close()  # works while the deployment exists
 
     report = delete_and_prune(managed, deployment_id)
     assert report.pruned == [deployment_id], report

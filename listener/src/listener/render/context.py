@@ -16,6 +16,11 @@ COMPONENT_CONFIG = "config"
 COMPONENT_ROUTING = "routing"
 COMPONENT_MANAGED_STORES = "managed-stores"
 """The credentials Secret of a deployment on the managed stores (how rotate-credentials finds it)."""
+MANAGED_CA_KEY = "postgres-ca.pem"
+"""Key of the credentials Secret holding the CA bundle the listener verifies PostgreSQL with (the
+admin URI's `sslrootcert` file, e.g. the RDS bundle), when it names one."""
+MANAGED_CA_DIR = "/etc/langsmith-dataplane/stores"
+"""Where Agent Server pods have that key as a file; their `POSTGRES_URI_CUSTOM` points at it."""
 
 API_PORT = 8000
 POSTGRES_PORT = 5432
