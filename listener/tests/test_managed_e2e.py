@@ -333,3 +333,43 @@ def test_redis_outage_fails_the_revision_naming_redis(managed: Managed, admin: p
         pytest.fail("something listens on the 'down' port")
     except redis.ConnectionError:
         pass
+
+
+def test_a_moved_or_renamed_deployment_keeps_its_database_and_credentials(
+    managed: Managed, admin: psycopg.Connection
+):
+    world = managed.world
+    world.deploy("keeper")
+    mover = managed.deploy("mover")
+    world.cycle()
+    names = world.names(mover)
+    before = secret_values(world.get("Secret", names.store_secret) or {})
+
+    with world.emulator.store._lock:  # a change of placement, as a control-plane fix would make
+        world.emulator.store.deployments[mover]["source_config"]["listener_config"]["k8s_namespace"] = (
+            OTHER_NS
+        )
+    report = world.cycle()
+    assert report.deployed == [mover], report
+    assert any("keeps its database" in w for w in report.warnings), report.warnings
+    moved = secret_values(world.get("Secret", names.store_secret, OTHER_NS) or {})
+    assert moved["password"] == before["password"], "the same role and password: the same database"
+    assert moved["POSTGRES_URI_CUSTOM"] == before["POSTGRES_URI_CUSTOM"]
+
+    report = world.cycle(after=PRUNE_WINDOW + timedelta(seconds=1))
+    assert report.pruned == [mover]
+    assert world.get("Deployment", names.api) is None
+    assert world.get("Secret", names.store_secret) is None, "no stale second copy in the old namespace"
+    assert exists(admin, mover)["roles"][StoreNames.of(mover).login_roles[0]], "a move tears nothing down"
+
+    with world.emulator.store._lock:
+        world.emulator.store.deployments[mover]["name"] = "renamed"
+    report = world.cycle()
+    assert report.deployed == [mover], report
+    renamed = world.names(mover)
+    assert renamed.store_secret != names.store_secret
+    assert (
+        secret_values(world.get("Secret", renamed.store_secret, OTHER_NS) or {})["password"]
+        == before["password"]
+    )
+    assert world.get("Secret", names.store_secret, OTHER_NS) is None, "the old name's copy is pruned"

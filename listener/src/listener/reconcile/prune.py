@@ -525,7 +525,8 @@ def prune_stale(
     served: frozenset[tuple[str, str]],
 ) -> list[str]:
     """Delete the deployment's own objects in `namespace` that its deployed revision no longer renders
-    (never data, never anything not proven the listener's). Returns what was deleted."""
+    (never data — a managed-store credentials Secret left under an old name is a copy, not data —
+    never anything not proven the listener's). Returns what was deleted."""
     deleted = []
     selector = naming.ownership_selector(listener_id, deployment_id)
     for api_version, kind in KINDS:
@@ -534,7 +535,12 @@ def prune_stale(
         for obj in cluster.list(api_version, kind, namespace, selector):
             obj = {**obj, "kind": kind}
             name = _name(obj)
-            if (kind, name) in keep or is_data(kind, obj) or not ownership.owned(obj, listener_id):
+            # A managed-store credentials Secret under an old name (a rename) is not data: the
+            # revision just deployed carries the same credentials in the Secret of its new name.
+            stale_credentials = managed_stores.is_credentials(obj)
+            if (kind, name) in keep or (is_data(kind, obj) and not stale_credentials):
+                continue
+            if not ownership.owned(obj, listener_id):
                 continue
             if (obj.get("metadata") or {}).get("deletionTimestamp"):
                 continue
