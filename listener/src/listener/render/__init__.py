@@ -64,8 +64,6 @@ def render(spec: AgentServerSpec, options: RenderOptions) -> list[Wave]:
     ]
     if options.store_mode == "external" and spec.external_stores is None:
         raise RenderError("store_mode 'external' needs spec.external_stores (the Secret holding the URIs)")
-    if options.store_mode == "managed" and spec.managed_stores is None:
-        raise RenderError("store_mode 'managed' needs spec.managed_stores (the deployment's credentials)")
     return [
         Wave(index=i, name=name, objects=tuple(naming.with_spec_hash(o) for o in objs))
         for i, (name, objs) in enumerate(groups)
