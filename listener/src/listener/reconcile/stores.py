@@ -1,9 +1,10 @@
 """Managed stores in the reconcile: provision before the first rollout, tear down under prune's rules.
 
-`provision` runs in a revision's `pending` phase, before anything of it is written: it finds the
-deployment's credentials (its credentials Secret; after a move or rename, the Secret it left
-elsewhere; else new ones), makes the database, roles and Redis isolation exist (`ManagedStores.ensure`,
-idempotent), and returns what the renderer needs to write the credentials Secret the pods read.
+In a revision's `pending` phase, before anything of it is written, `find` reads the deployment's
+credentials (its credentials Secret; after a move or rename, the Secret it left elsewhere; else new
+ones) and `provision` makes the database, roles and Redis isolation exist for them
+(`ManagedStores.ensure`, idempotent) and returns what the renderer writes into the credentials Secret
+the pods read.
 A store error becomes a revision outcome naming the store: an outage or a busy store is retried
 (the rollout deadline keeps running), anything an operator must fix fails the revision at once.
 Either way nothing of the revision has been applied, so no half-provisioned deployment runs.
@@ -96,7 +97,8 @@ def provision(
     try:
         env = stores.ensure(deployment_id, found.credentials)
     except TRANSIENT as error:
-        stores.outage = (now, error)
+        if isinstance(error, StoreUnreachable):  # not a lock one deployment's provisioner holds
+            stores.outage = (now, error)
         raise apply.Retry(f"managed stores: {error}") from None
     except StoreError as error:
         raise apply.Rejected(f"managed stores: {error}") from None
