@@ -339,7 +339,7 @@ def test_a_moved_or_renamed_deployment_keeps_its_database_and_credentials(
     managed: Managed, admin: psycopg.Connection
 ):
     world = managed.world
-    world.deploy("keeper")
+    managed.deploy("keeper")
     mover = managed.deploy("mover")
     world.cycle()
     names = world.names(mover)
