@@ -526,6 +526,19 @@ async def _scale(ctx: Context, request: Request, target: Target, verb: str, quer
     if verb == "update" and want_rv and want_rv != current.body["metadata"]["resourceVersion"]:
         raise errors.stale(kind, name)
     replicas = (new_scale.get("spec") or {}).get("replicas")
+    if isinstance(replicas, bool | str | float) or (
+        isinstance(replicas, int) and not 0 - 2**31 <= replicas < 2**31
+    ):
+        # autoscaling/v1 ScaleSpec.Replicas is an int32, decoded by encoding/json (literalStore).
+        shown = (
+            f"number {replicas!r}"
+            if isinstance(replicas, int | float) and not isinstance(replicas, bool)
+            else ("bool" if isinstance(replicas, bool) else "string")
+        )
+        raise errors.bad_request(
+            'Scale in version "v1" cannot be handled as a Scale: json: cannot unmarshal '
+            f"{shown} into Go struct field ScaleSpec.spec.replicas of type int32"
+        )
     if not isinstance(replicas, int) or replicas < 0:
         err = errors.field_invalid("spec.replicas", replicas, "must be greater than or equal to 0")
         raise errors.ApiStatusError(

@@ -509,7 +509,7 @@ class Store:
         applied["metadata"].pop("managedFields", None)
         if not opts.internal:
             schema.normalize_nulls(kind, applied)
-            found = schema.findings(kind, applied)
+            found = schema.findings(kind, applied, typed=False)
             refused = schema.apply_error(kind, namespace, name, applied, found) if found else None
             if refused is not None:
                 raise refused
