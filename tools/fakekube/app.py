@@ -417,16 +417,12 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
         body = await read_body(request, content_type)
         return _object_response(store.patch(kind, ns, name or "", body, patch_type, opts), 200, opts)
     if verb in ("delete", "deletecollection"):
-        raw = await request.body()
-        options = msgspec.json.decode(raw) if raw else {}
-        if not isinstance(options, dict):
-            raise errors.bad_request("DeleteOptions must be an object")
-        propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
-        if options.get("orphanDependents") is True and not propagation:
+        options = _delete_options(await request.body(), query)
+        propagation = options.get("propagationPolicy")
+        if options.get("orphanDependents") is True:
             propagation = "Orphan"
-        if options.get("dryRun") == ["All"]:
-            opts.dry_run = True
-        grace = query.get("gracePeriodSeconds") or options.get("gracePeriodSeconds")
+        opts.dry_run = options.get("dryRun") == ["All"]
+        grace = options.get("gracePeriodSeconds")
         if verb == "deletecollection":
             labels, fields = _selectors(kind, query)
             items = store.delete_collection(kind, ns, labels, fields, propagation=propagation, opts=opts)
@@ -465,6 +461,85 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
     raise errors.ApiStatusError(
         405, "MethodNotAllowed", f"{request.method} is not supported on {request.url.path}"
     )
+
+
+_DELETE_OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
+    "gracePeriodSeconds": int,
+    "propagationPolicy": str,
+    "orphanDependents": bool,
+    "dryRun": list,
+    "preconditions": dict,
+    "ignoreStoreReadErrorWithClusterBreakingPotential": bool,
+}
+
+
+def _delete_options(raw: bytes, query: MutableMapping[str, str]) -> dict[str, Any]:
+    """DeleteOptions as handlers/delete.go reads them: from the body when there is one (the query is
+    then ignored; a body that does not decode is the handler's bare 500), else from the query (a
+    parameter that does not convert is a 400); then ValidateDeleteOptions
+    (apimachinery/pkg/apis/meta/v1/validation/validation.go) makes a 422."""
+    options: dict[str, Any] = {}
+    if raw:
+        try:
+            options = msgspec.json.decode(raw)
+        except msgspec.DecodeError as e:
+            raise errors.internal(f"couldn't get version/kind; json parse error: {e}") from e
+        if not isinstance(options, dict):
+            raise errors.internal(
+                "couldn't get version/kind; json parse error: DeleteOptions must be an object"
+            )
+        for key, want in _DELETE_OPTION_TYPES.items():
+            value = options.get(key)
+            if value is not None and (
+                not isinstance(value, want) or (want is int and isinstance(value, bool))
+            ):
+                raise errors.internal(
+                    f"json: cannot unmarshal {type(value).__name__} into Go struct field DeleteOptions.{key}"
+                )
+    else:
+        if query.get("gracePeriodSeconds") not in (None, ""):
+            try:
+                options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+            except ValueError:
+                raise errors.bad_request(
+                    f'strconv.ParseInt: parsing "{query["gracePeriodSeconds"]}": invalid syntax'
+                ) from None
+        if query.get("propagationPolicy"):
+            options["propagationPolicy"] = query["propagationPolicy"]
+        if query.get("orphanDependents") not in (None, ""):
+            # runtime.Convert_Slice_string_To_bool: only "false"/"0" are false.
+            options["orphanDependents"] = query["orphanDependents"].lower() not in ("false", "0")
+        if query.get("dryRun") not in (None, ""):
+            options["dryRun"] = [query["dryRun"]]
+    errs = []
+    if options.get("orphanDependents") is not None and options.get("propagationPolicy") is not None:
+        errs.append(
+            errors.field_invalid(
+                "propagationPolicy",
+                options["propagationPolicy"],
+                "orphanDependents and deletionPropagation cannot be both set",
+            )
+        )
+    if options.get("propagationPolicy") not in (None, "Foreground", "Background", "Orphan"):
+        errs.append(
+            errors.field_not_supported(
+                "propagationPolicy",
+                options["propagationPolicy"],
+                ["Foreground", "Background", "Orphan", "nil"],
+            )
+        )
+    for value in options.get("dryRun") or []:
+        if value != "All":
+            errs.append(errors.field_not_supported("dryRun", value, ["All"]))
+    if errs:
+        text = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
+        raise errors.ApiStatusError(
+            422,
+            "Invalid",
+            f'DeleteOptions.meta.k8s.io "" is invalid: {text}',
+            causes=[{"reason": e.type, "message": e.body, "field": e.field} for e in errs],
+        )
+    return options
 
 
 def _scale_object(kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
