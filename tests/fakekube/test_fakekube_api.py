@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from typing import Any
 
@@ -326,6 +327,67 @@ def test_watch_without_resource_version_replays_then_ends_at_timeout(kube: FakeK
     assert len(lines) == 1
     assert '"type":"ADDED"' in lines[0]
     assert '"name":"y"' in lines[0]
+
+
+def test_list_and_watch_options_are_validated(kube: FakeKube) -> None:
+    """Sources: query conversion (a limit or resourceVersion that does not parse is a 400),
+    apimachinery/pkg/apis/meta/internalversion/validation/validation.go ValidateListOptions and
+    validateWatchOptions (422 ListOptions.meta.k8s.io), apiserver/pkg/storage/errors.go
+    NewTooLargeResourceVersionError (504 with a ResourceVersionTooLarge cause: the watch cache is not
+    at that revision). Before, all of these were served as if the parameter was absent."""
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    with kube.admin_client(NS) as c:
+        raw = c._client._client
+        current = int(raw.get(path).json()["metadata"]["resourceVersion"])
+        for params, code in (
+            ({"limit": "many"}, 400),
+            ({"resourceVersion": "abc"}, 400),
+            ({"resourceVersionMatch": "Exact"}, 422),
+            ({"resourceVersionMatch": "Newest", "resourceVersion": "1"}, 422),
+            ({"resourceVersionMatch": "Exact", "resourceVersion": "0"}, 422),
+            ({"sendInitialEvents": "true"}, 422),
+            ({"resourceVersion": str(current + 100)}, 504),
+            ({"watch": "true", "sendInitialEvents": "true"}, 422),
+            ({"watch": "true", "resourceVersionMatch": "NotOlderThan"}, 422),
+            ({"watch": "true", "resourceVersion": str(current + 100)}, 504),
+            ({"watch": "true", "timeoutSeconds": "soon"}, 400),
+        ):
+            got = raw.get(path, params=params)
+            assert got.status_code == code, (params, got.text)
+        too_large = raw.get(path, params={"resourceVersion": str(current + 100)}).json()
+        assert too_large["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+        # An exact list at an older revision is never answered with newer data.
+        c.create(configmap("later"))
+        exact = raw.get(path, params={"resourceVersionMatch": "Exact", "resourceVersion": str(current)})
+        assert exact.status_code == 410
+
+
+def test_watch_bookmarks_and_watch_list(kube: FakeKube) -> None:
+    """A client that allows bookmarks gets BOOKMARK events (a real watch cache sends them about every
+    minute and before the timeout, cacher.go); WatchList (sendInitialEvents=true with
+    resourceVersionMatch=NotOlderThan, KEP-3157) sends the current objects, then a bookmark annotated
+    k8s.io/initial-events-end."""
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    with kube.admin_client(NS) as c:
+        c.create(configmap("x"))
+        raw = c._client._client
+        plain = raw.get(path, params={"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": "1"})
+        types = [json.loads(line)["type"] for line in plain.text.splitlines()]
+        assert "BOOKMARK" in types
+        listing = raw.get(
+            path,
+            params={
+                "watch": "1",
+                "allowWatchBookmarks": "true",
+                "sendInitialEvents": "true",
+                "resourceVersionMatch": "NotOlderThan",
+                "resourceVersion": "",
+                "timeoutSeconds": "1",
+            },
+        )
+        events = [json.loads(line) for line in listing.text.splitlines()]
+        assert [e["type"] for e in events] == ["ADDED", "ADDED", "BOOKMARK"]
+        assert events[-1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
 
 
 def test_watch_rejects_an_expired_resource_version(kube: FakeKube) -> None:
