@@ -436,3 +436,27 @@ def test_secret_string_data_is_folded_into_data_like_the_real_api_server(kube):
         stored = client.get(Secret, "s", namespace="team-a")
     assert stored.stringData is None
     assert stored.data == {"new": "dmFsdWU=", "old": "b2xk"}
+
+
+def test_field_manager_is_validated_on_every_write(kube: FakeKube) -> None:
+    """ValidateFieldManager (staging/src/k8s.io/apimachinery/pkg/apis/meta/v1/validation/validation.go,
+    FieldManagerMaxLength = 128, unicode.IsPrint) runs on CreateOptions, UpdateOptions and PatchOptions:
+    a 422, where the fake used to store the 129-byte manager in managedFields."""
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments"
+    with kube.admin_client(NS) as c:
+        raw = c._client._client
+        for manager in ("m" * 129, "tab\there"):
+            created = raw.post(path, params={"fieldManager": manager}, json=deployment("web"))
+            assert created.status_code == 422, created.text
+            assert created.json()["message"].startswith(
+                'CreateOptions.meta.k8s.io "" is invalid: fieldManager: '
+            )
+            applied = raw.patch(
+                f"{path}/web",
+                params={"fieldManager": manager},
+                headers={"Content-Type": "application/apply-patch+yaml"},
+                json=deployment("web"),
+            )
+            assert applied.status_code == 422, applied.text
+        ok = raw.post(path, params={"fieldManager": "m" * 128}, json=deployment("web"))
+        assert ok.status_code == 201

@@ -435,6 +435,26 @@ def _write_options(
             f'PatchOptions.meta.k8s.io "" is invalid: {err}',
             causes=[{"reason": err.type, "message": err.body, "field": err.field}],
         )
+    given = query.get("fieldManager") or ""
+    # ValidateFieldManager (apimachinery/pkg/apis/meta/v1/validation/validation.go), run by
+    # ValidateCreateOptions/ValidateUpdateOptions/ValidatePatchOptions: at most 128 bytes, printable.
+    errs = []
+    if len(given.encode()) > 128:
+        errs.append(errors.field_too_long("fieldManager", 128))
+    errs += [
+        errors.field_invalid("fieldManager", given, f"invalid character U+{ord(ch):04X} (at position {i})")
+        for i, ch in enumerate(given)
+        if not ch.isprintable()
+    ]
+    if errs and verb in ("create", "update", "patch", "apply"):
+        what = {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions")
+        text = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
+        raise errors.ApiStatusError(
+            422,
+            "Invalid",
+            f'{what}.meta.k8s.io "" is invalid: {text}',
+            causes=[{"reason": e.type, "message": e.body, "field": e.field} for e in errs],
+        )
     agent = request.headers.get("user-agent", "unknown").split("/")[0]
     manager = query.get("fieldManager") if verb == "apply" else (query.get("fieldManager") or agent)
     return WriteOptions(
