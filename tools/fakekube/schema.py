@@ -89,7 +89,9 @@ def _validator(kind: Kind) -> Any:
     return found[0]
 
 
-def findings(kind: Kind, obj: Mapping[str, Any], *, typed: bool = True) -> list[Finding]:
+def findings(
+    kind: Kind, obj: Mapping[str, Any], *, typed: bool = True, numbers: bool = True
+) -> list[Finding]:
     """Everything the schema says about ``obj``; empty (and fast) when the object is valid.
 
     ``typed``: the body is decoded straight into the Go struct (create/update/patch), so an integer
@@ -97,13 +99,13 @@ def findings(kind: Kind, obj: Mapping[str, Any], *, typed: bool = True) -> list[
     a server-side apply goes through the unstructured converter instead, which accepts integral floats.
     """
     validator = _validator(kind)
-    numbers = _go_integer_findings(kind, obj) if kind.crd_schema is None else []
+    ints = _go_integer_findings(kind, obj) if numbers and kind.crd_schema is None else []
     if not typed:
         # runtime/converter.go fromUnstructured: an integral float converts to the integer field.
-        numbers = [f for f in numbers if not _convert_integral(obj, f)]
-    if not numbers and validator.is_valid(obj):
+        ints = [f for f in ints if not _convert_integral(obj, f)]
+    if not ints and validator.is_valid(obj):
         return []
-    found = [*numbers, *_classify(validator.iter_errors(obj))]
+    found = [*ints, *_classify(validator.iter_errors(obj))]
     order = _document_order(obj)
     # Report in document order, as a streaming decoder meets the fields.
     return sorted(
@@ -123,9 +125,11 @@ def _go_integer_findings(kind: Kind, obj: Mapping[str, Any]) -> list[Finding]:
     (``v.OverflowInt``). JSON schema calls 2.0 an integer and kubernetes-validate's ``format: int32`` is
     not checked, so both would otherwise be accepted. Quantities (``number``) accept floats.
     """
+    if not _suspect_numbers(obj):  # almost every body: no float, no large integer
+        return []
     candidates: list[tuple[tuple[PathElem, ...], Any]] = []
     stack: list[tuple[tuple[PathElem, ...], Any]] = [((), obj)]
-    while stack:  # a cheap scan first: almost every body has no float and no large integer
+    while stack:
         path, node = stack.pop()
         t = type(node)
         if t is dict:
@@ -145,6 +149,20 @@ def _go_integer_findings(kind: Kind, obj: Mapping[str, Any]) -> list[Finding]:
         if type(value) is float or not low <= value <= high:
             out.append(Finding("type", path, None, f'{value!r} is not of type "{fmt}"', value))
     return out
+
+
+def _suspect_numbers(obj: Any) -> bool:
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        t = type(node)
+        if t is dict:
+            stack.extend(node.values())
+        elif t is list:
+            stack.extend(node)
+        elif t is float or (t is int and not -(2**31) <= node < 2**31):
+            return True
+    return False
 
 
 def _convert_integral(obj: Mapping[str, Any], finding: Finding) -> bool:

@@ -822,7 +822,11 @@ class Store:
             # resources also enum, pattern, bounds: apiextensions' schema validation).
             errs = (
                 schema.field_errors(
-                    [f for f in schema.findings(kind, new) if f.type in ("required", "enum", "other")]
+                    [
+                        f
+                        for f in schema.findings(kind, new, numbers=False)  # the decoder checked them
+                        if f.type in ("required", "enum", "other")
+                    ]
                 )
                 + errs
             )
