@@ -9,6 +9,7 @@ controller creates the pod, exactly as on a real cluster.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -654,9 +655,24 @@ def _handler(handler: Mapping[str, Any], path: str, *, probe: bool = False) -> l
         scheme = body.get("scheme")
         if scheme not in ("HTTP", "HTTPS"):
             out.append(field_not_supported(child(p, "scheme"), scheme, ["HTTP", "HTTPS"]))
+        for header in body.get("httpHeaders") or []:
+            name = header.get("name") if isinstance(header, Mapping) else None
+            # validateHTTPGetAction: validation.IsHTTPHeaderName on each header, reported on httpHeaders.
+            if isinstance(name, str) and not _HTTP_HEADER_NAME.match(name):
+                out.append(
+                    field_invalid(
+                        child(p, "httpHeaders"),
+                        name,
+                        fmt.regex_error(_HTTP_HEADER_MSG, "[-A-Za-z0-9]+", "X-Header-Name"),
+                    )
+                )
     elif k == "tcpSocket" or k == "grpc":
         out += port_num_or_name(body.get("port"), child(p, "port"))
     return out
+
+
+_HTTP_HEADER_NAME = re.compile(r"^[-A-Za-z0-9]+$")
+_HTTP_HEADER_MSG = "a valid HTTP header must consist of alphanumeric characters or '-'"
 
 
 def port_num_or_name(port: Any, path: str) -> list[FieldError]:
