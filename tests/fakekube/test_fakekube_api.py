@@ -460,3 +460,19 @@ def test_field_manager_is_validated_on_every_write(kube: FakeKube) -> None:
             assert applied.status_code == 422, applied.text
         ok = raw.post(path, params={"fieldManager": "m" * 128}, json=deployment("web"))
         assert ok.status_code == 201
+
+
+def test_generate_name_is_cut_to_fit_and_still_validated(kube: FakeKube) -> None:
+    """staging/src/k8s.io/apiserver/pkg/storage/names/generate.go: the base is cut to
+    MaxGeneratedNameLength (63 - 5) before the random suffix, so a long generateName still gives a valid
+    DNS-label name; the prefix itself is validated (ValidateObjectMeta with prefix=true)."""
+    path = f"/api/v1/namespaces/{NS}/services"
+    spec = {"ports": [{"port": 80}]}
+    with kube.admin_client(NS) as c:
+        raw = c._client._client
+        made = raw.post(path, json={"metadata": {"generateName": "s" * 62}, "spec": spec})
+        assert made.status_code == 201, made.text
+        assert len(made.json()["metadata"]["name"]) == 63
+        assert made.json()["metadata"]["name"].startswith("s" * 58)
+        bad = raw.post(path, json={"metadata": {"generateName": "Svc-"}, "spec": spec})
+        assert bad.status_code == 422

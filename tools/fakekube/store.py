@@ -403,7 +403,8 @@ class Store:
             rv_set = rv.isdigit() and int(rv) != 0  # etcd3 store: ObjectResourceVersion parses as uint
             if not meta.get("name") and meta.get("generateName"):
                 suffix = hashlib.sha256(str(next(self._names)).encode()).hexdigest()[:5]
-                meta["name"] = meta["generateName"] + suffix
+                # storage/names SimpleNameGenerator: the base is cut to 63 - 5 characters first.
+                meta["name"] = str(meta["generateName"])[:58] + suffix
             name = meta.get("name") or ""
             self._prepare_create(kind, new, opts)
             self._validate(kind, new, None, opts)
