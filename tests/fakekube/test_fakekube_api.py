@@ -476,3 +476,24 @@ def test_generate_name_is_cut_to_fit_and_still_validated(kube: FakeKube) -> None
         assert made.json()["metadata"]["name"].startswith("s" * 58)
         bad = raw.post(path, json={"metadata": {"generateName": "Svc-"}, "spec": spec})
         assert bad.status_code == 422
+
+
+def test_an_applied_configuration_must_not_carry_managed_fields(kube: FakeKube) -> None:
+    """staging/src/k8s.io/apimachinery/pkg/util/managedfields/internal/structuredmerge.go Apply:
+    ``if patchObjMeta.GetManagedFields() != nil { return errors.NewBadRequest("metadata.managedFields
+    must be nil") }`` — e.g. an object read back from the server and applied as it is. The fake used
+    to drop them silently."""
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments/web"
+    headers = {"Content-Type": "application/apply-patch+yaml"}
+    with kube.admin_client(NS) as c:
+        raw = c._client._client
+        body = deployment("web")
+        first = raw.patch(path, params={"fieldManager": "t"}, headers=headers, json=body)
+        assert first.status_code == 201
+        read_back = first.json()
+        assert read_back["metadata"]["managedFields"]
+        again = raw.patch(path, params={"fieldManager": "t"}, headers=headers, json=read_back)
+        assert again.status_code == 400
+        assert again.json()["message"] == "metadata.managedFields must be nil"
+        body["metadata"]["managedFields"] = None  # null is nil: allowed
+        assert raw.patch(path, params={"fieldManager": "t"}, headers=headers, json=body).status_code == 200

@@ -507,6 +507,10 @@ class Store:
                 else f"the kind in the data ({applied.get('kind')}) does not match the expected kind ({kind.kind})"
             )
         applied.setdefault("metadata", {})
+        if applied["metadata"].get("managedFields") is not None and not opts.internal:
+            # fieldmanager structuredmerge.go Apply: an applied configuration never carries
+            # managedFields (an object read back from the server and applied as is fails here).
+            raise errors.bad_request("metadata.managedFields must be nil")
         applied["metadata"].pop("managedFields", None)
         if not opts.internal:
             schema.normalize_nulls(kind, applied)
