@@ -497,3 +497,31 @@ def test_an_applied_configuration_must_not_carry_managed_fields(kube: FakeKube) 
         assert again.json()["message"] == "metadata.managedFields must be nil"
         body["metadata"]["managedFields"] = None  # null is nil: allowed
         assert raw.patch(path, params={"fieldManager": "t"}, headers=headers, json=body).status_code == 200
+
+
+def test_pod_updates_may_only_change_images_deadlines_and_tolerations(kube: FakeKube) -> None:
+    """ValidatePodUpdate (pkg/apis/core/validation/validation.go): everything in a Pod's spec but
+    container images, activeDeadlineSeconds, added tolerations (and a negative grace period set to 1)
+    is immutable: "spec: Forbidden: pod updates may not change fields other than ...". The fake
+    accepted any change (e.g. new env on a running pod)."""
+    path = f"/api/v1/namespaces/{NS}/pods"
+    merge = {"Content-Type": "application/merge-patch+json"}
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "app:1"}]}}
+    with kube.admin_client(NS) as c:
+        raw = c._client._client
+        assert raw.post(path, json=pod).status_code == 201
+        env = {
+            "spec": {"containers": [{"name": "c", "image": "app:1", "env": [{"name": "A", "value": "b"}]}]}
+        }
+        refused = raw.patch(f"{path}/p", headers=merge, json=env)
+        assert refused.status_code == 422, refused.text
+        assert "spec: Forbidden: pod updates may not change fields other than" in refused.json()["message"]
+        image = raw.patch(
+            f"{path}/p", headers=merge, json={"spec": {"containers": [{"name": "c", "image": "app:2"}]}}
+        )
+        assert image.status_code == 200, image.text
+        tolerate = {
+            "spec": {"tolerations": [{"key": "k", "operator": "Exists"}], "activeDeadlineSeconds": 30}
+        }
+        assert raw.patch(f"{path}/p", headers=merge, json=tolerate).status_code == 200
+        assert raw.patch(f"{path}/p", headers=merge, json={"spec": {"tolerations": None}}).status_code == 422
