@@ -366,6 +366,8 @@ def test_resync_reverts_manual_edits(world: World):
     names = world.names(deployment_id)
     edited = world.get("Deployment", names.api)
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = "attacker/image:latest"
+    # A real API server refuses an apply that carries the managedFields read back with the object.
+    edited["metadata"].pop("managedFields", None)
     with world.kube.admin_client(NS) as client:  # a human with kubectl
         client.apply(from_dict(edited), field_manager="kubectl-edit", force=True)
     world.cycle()  # not yet due
