@@ -445,6 +445,23 @@ def test_a_deployment_moved_to_another_listener_is_pruned_here_keeping_its_data(
     assert world.get("Secret", names.postgres_secret) is not None
 
 
+def test_a_deployment_answered_without_a_listener_is_not_a_move(world: World) -> None:
+    # `listener_id` is immutable in the real API (a change is delete + create, control-plane-api.md
+    # §9.1): a record that names no listener (a restore, a broken row) says nothing about where it runs.
+    with_reconciler(world, data_retention="delete", options=LEAN, resync_interval=NO_RESYNC)
+    world.deploy("keeper")
+    victim = world.deploy("victim")
+    world.cycle()
+    names = world.names(victim)
+    with world.emulator.store._lock:
+        world.emulator.store.deployments[victim]["source_config"]["listener_id"] = None
+
+    reports = [world.cycle(after=timedelta(minutes=2)) for _ in range(5)]
+    assert not any(r.pruned for r in reports)
+    assert running(world, names), "an Agent Server is never pruned on an answer that places it nowhere"
+    assert "without a listener" in reports[-1].prune_refused[victim]
+
+
 # --- 6. one object set per revision, pruned per object ----------------------------------------------
 
 
