@@ -31,6 +31,7 @@ from listener.spec import DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE, RenderOpt
 ENV_PREFIX = "LISTENER_"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_IPV4 = re.compile(r"^[0-9]+(\.[0-9]+){3}$")
 
 
 def _split_commas(value: object) -> object:
@@ -220,8 +221,45 @@ class Settings(BaseSettings):
     @field_validator("postgres_image", "redis_image")
     @classmethod
     def _image(cls, value: str) -> str:
+        from listener.validate import is_image_reference
+
         if not value or any(c.isspace() for c in value):
             raise ValueError("must be an image reference without whitespace")
+        if not is_image_reference(value):
+            # The kubelet's grammar (distribution/reference): anything else is InvalidImageName on
+            # every store pod, found only after a rollout started.
+            raise ValueError("is not a valid image reference (e.g. pgvector/pgvector@sha256:<64 hex>)")
+        return value
+
+    # Names that go into every rendered object: checked here by Kubernetes' own rules, or every
+    # revision fails later with the API server's 422 (or a pod that never mounts its Secret).
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str | None) -> str | None:
+        # Ingress `rules[].host` and Gateway API `Hostname`: a lower-case DNS-1123 subdomain, optionally
+        # `*.`-prefixed, never an IP address (k8s networking validation; gateway-api apis/v1 Hostname).
+        if value is None:
+            return value
+        bare = value.removeprefix("*.")
+        if not _DNS_SUBDOMAIN.match(bare) or len(value) > 253 or _IPV4.match(bare):
+            raise ValueError(
+                "is not a host name (a lower-case DNS name such as agents.example.com, optionally "
+                "*.-prefixed; no scheme, port, path or IP address)"
+            )
+        return value
+
+    @field_validator("gateway_name", "ingress_class_name", "external_stores_secret", "storage_class_name")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and (not _DNS_SUBDOMAIN.match(value) or len(value) > 253):
+            raise ValueError("is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')")
+        return value
+
+    @field_validator("gateway_namespace")
+    @classmethod
+    def _gateway_namespace(cls, value: str | None) -> str | None:
+        if value is not None and (not _DNS_LABEL.match(value) or len(value) > 63):
+            raise ValueError("is not a DNS-1123 label")
         return value
 
     @field_validator("keda_namespace")

@@ -164,6 +164,11 @@ def _foreign_secrets(spec: AgentServerSpec) -> list[Problem]:
 # --- pieces -----------------------------------------------------------------------------------
 
 
+def is_image_reference(image: str) -> bool:
+    """The kubelet's image reference grammar (also what `LISTENER_*_IMAGE` settings must follow)."""
+    return len(image) <= 4096 and bool(_IMAGE.match(image))
+
+
 def _image(field: str, image: Any) -> list[Problem]:
     if not isinstance(image, str) or not image:
         return [Problem(field, "is required")]
@@ -171,7 +176,7 @@ def _image(field: str, image: Any) -> list[Problem]:
         return [Problem(field, f"{image!r} must not have leading or trailing whitespace")]
     if any(c.isspace() for c in image):
         return [Problem(field, f"{image!r} contains whitespace")]
-    if len(image) > 4096 or not _IMAGE.match(image):
+    if not is_image_reference(image):
         return [Problem(field, f"{image!r} is not a valid image reference")]
     return []
 
