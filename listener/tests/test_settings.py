@@ -135,6 +135,26 @@ def test_wildcard_hostnames_and_plain_names_are_accepted():
     assert settings.hostname == "*.agents.example.com"
 
 
+@pytest.mark.parametrize("variable", ["control_plane_url", "langsmith_endpoint"])
+def test_a_url_with_credentials_is_refused_without_echoing_them(variable: str):
+    # They were accepted, then printed in the start line and in every control-plane error and log line
+    # ("GET /v2/deployments to https://admin:<password>@host/api-host failed ...").
+    url = "https://admin:hunter2-password@langsmith.example.com/" + (
+        "api-host" if variable == "control_plane_url" else "api/v1"
+    )
+    message = error_of(env(region=None if variable == "control_plane_url" else "eu", **{variable: url}))
+    assert f"LISTENER_{variable.upper()}='https://***@langsmith.example.com/" in message
+    assert "must not carry credentials" in message
+    assert "hunter2" not in message
+    assert "admin" not in message
+
+
+def test_a_url_with_whitespace_is_refused():
+    assert "LISTENER_CONTROL_PLANE_URL" in error_of(
+        env(region=None, control_plane_url="https://host /api-host")
+    )
+
+
 def test_api_key_value_never_echoed():
     message = error_of(env(api_key=None, namespaces="kube-x"))
     assert KEY not in message

@@ -200,22 +200,14 @@ class Settings(BaseSettings):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(
-                    "must be an http(s) URL with a host, e.g. https://langsmith.example.com/api-host"
-                )
+            _check_url(value, "e.g. https://langsmith.example.com/api-host")
         return value
 
     @field_validator("langsmith_endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(
-                    "must be an http(s) URL with a host, e.g. https://langsmith.example.com/api/v1"
-                )
+            _check_url(value, "e.g. https://langsmith.example.com/api/v1")
         return value.rstrip("/") if value else value
 
     @field_validator("postgres_image", "redis_image")
@@ -325,6 +317,31 @@ class Settings(BaseSettings):
         return self.probe_url_template.format(namespace=namespace, service=service, port=port)
 
 
+_URL_FIELDS = frozenset({"control_plane_url", "langsmith_endpoint"})
+
+
+def _check_url(value: str, example: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValueError(f"must be an http(s) URL with a host, {example}")
+    if parts.username is not None or parts.password is not None:
+        # The URL is logged and named in every control-plane error: credentials in it would be too.
+        raise ValueError("must not carry credentials (user:password@); the API key goes in LISTENER_API_KEY")
+
+
+def _without_credentials(value: object) -> object:
+    """A URL as it may be shown: any `user:password@` replaced."""
+    if not isinstance(value, str) or "@" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "<not shown>"
+    if parts.username is None and parts.password is None:
+        return value
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
 PROBE_FIELDS = frozenset({"service", "namespace", "port"})
 
 
@@ -418,6 +435,8 @@ def _describe(error: ValidationError) -> str:
         elif field in _SECRET_FIELDS or field == "":
             # Secret values, and the whole input of a cross-field error, are never echoed.
             lines.append(f"  {variable}: {message}")
+        elif field in _URL_FIELDS:
+            lines.append(f"  {variable}={_without_credentials(item.get('input'))!r}: {message}")
         else:
             lines.append(f"  {variable}={item.get('input')!r}: {message}")
     return "\n".join(lines)
