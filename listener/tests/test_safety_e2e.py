@@ -462,6 +462,36 @@ def test_a_deployment_answered_without_a_listener_is_not_a_move(world: World) ->
     assert "without a listener" in reports[-1].prune_refused[victim]
 
 
+@pytest.mark.parametrize(
+    "oddity",
+    [
+        pytest.param({"source": "langsmith_hosted"}, id="a source the service added"),
+        pytest.param({"cpu": 12.0}, id="a cpu outside the documented request bounds"),
+    ],
+)
+def test_another_teams_odd_deployment_does_not_stop_this_listener(
+    world: World, oddity: dict[str, Any]
+) -> None:
+    # The list is the whole workspace's (there is no listener filter, control-plane-api.md §9.3): one
+    # deployment of another listener with a value our strict model did not expect made every list
+    # unreadable, so no deployment of this listener was rolled out again ("control plane unavailable").
+    with_reconciler(world, options=LEAN, resync_interval=NO_RESYNC)
+    ours = world.deploy("ours")
+    other = world.client.create_listener(compute_id="e2e-other-cluster", namespaces=[NS])
+    theirs = world.deploy("theirs")
+    with world.emulator.store._lock:
+        record = world.emulator.store.deployments[theirs]
+        record["source_config"]["listener_id"] = str(other.id)
+        if "source" in oddity:
+            record["source"] = oddity["source"]
+        else:
+            record["source_config"]["resource_spec"] = {**record["source_config"]["resource_spec"], **oddity}
+
+    report = world.cycle()
+    assert report.control_plane_ok, report.errors
+    assert report.deployed == [ours]
+
+
 # --- 6. one object set per revision, pruned per object ----------------------------------------------
 
 
