@@ -678,3 +678,20 @@ def test_a_revision_that_failed_before_its_servers_existed_is_not_retried_after_
     report = world.cycle()
     assert (report.applied, report.failed) == ([], {})
     assert world.writes() == writes, "not re-applied: the control plane has not moved"
+
+
+def test_a_listener_that_restarts_mid_rollout_does_not_reset_the_deadline(world: World) -> None:
+    # Each restart (OOMKilled, evicted, a rolling update of the listener) started the 10-minute deadline
+    # again; restarting more often than that kept a stuck revision DEPLOYING for ever. The StatefulSet
+    # has no progress deadline of its own (only Deployments have progressDeadlineSeconds).
+    deployment_id = world.deploy("stuck")
+    names = world.names(deployment_id)
+    world.kube.controller.set_pod_behaviour(PodState.UNREADY, namespace=NS, workload=names.postgres)
+    world.cycle()
+    failed: dict[str, str] = {}
+    for _ in range(4):  # a restart every 4 minutes
+        with_reconciler(world)
+        for _ in range(2):
+            failed.update(world.cycle(after=timedelta(minutes=2)).failed)
+    assert "backing stores not ready" in failed[deployment_id]
+    assert world.revision_status(deployment_id)[1] == "DEPLOY_FAILED"

@@ -276,6 +276,15 @@ def _resume(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: d
         if recorded.get("revision") != attempt.revision_id:
             continue
         ours = rendered[(kind, name)]["metadata"]["annotations"].get(naming.ANNOTATION_SPEC_HASH)
+        if recorded.get("status") == "DEPLOYING":
+            # A restart mid-rollout: the deadline runs from when the rollout really started, or a
+            # listener that restarts more often than the timeout would keep it DEPLOYING for ever.
+            since = status.recorded_since(recorded, now)
+            if since is not None and (
+                kind == "Secret" or annotations.get(naming.ANNOTATION_SPEC_HASH) == ours
+            ):
+                attempt.started = min(attempt.started, since)
+            continue
         if recorded.get("status") == "DEPLOYED" and kind == "Deployment":
             if annotations.get(naming.ANNOTATION_SPEC_HASH) != ours:
                 return False  # same revision, different spec (e.g. new listener settings): roll it out
@@ -425,7 +434,8 @@ def _transition(
     try:
         target = status.status_target(ctx.cluster, namespace, candidates, ctx.listener_id)
         if target is not None:
-            status.annotate_status(ctx.cluster, namespace, target, attempt.revision_id, state, reason)
+            since = attempt.started if state == "DEPLOYING" else None
+            status.annotate_status(ctx.cluster, namespace, target, attempt.revision_id, state, reason, since)
         status.event(
             ctx.cluster,
             namespace,
