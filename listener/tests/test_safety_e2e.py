@@ -27,6 +27,7 @@ from e2e import (
     prepared_cluster,
 )
 from lightkube.codecs import from_dict
+from lightkube.resources.core_v1 import Pod
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient
@@ -34,7 +35,7 @@ from listener.controlplane.builders import new_image_revision
 from listener.controlplane.models import DeploymentPatchRequest, ResourceSpec
 from listener.emulator import BackgroundServer, Emulator
 from listener.kube import FIELD_MANAGER
-from listener.spec import RenderOptions
+from listener.spec import DEFAULT_POSTGRES_IMAGE, RenderOptions
 from tools.fakekube import FakeKube, PodState
 
 GATEWAY = RenderOptions(
@@ -695,3 +696,29 @@ def test_a_listener_that_restarts_mid_rollout_does_not_reset_the_deadline(world:
             failed.update(world.cycle(after=timedelta(minutes=2)).failed)
     assert "backing stores not ready" in failed[deployment_id]
     assert world.revision_status(deployment_id)[1] == "DEPLOY_FAILED"
+
+
+def test_a_failed_revision_is_retried_after_the_listener_is_reconfigured_and_restarted(world: World) -> None:
+    # Failure memory is keyed by revision *and* parameters (listener-engineering.md: Argo CD does not
+    # reattempt "the same commit-SHA and parameters"; "(revision_id, spec_hash)"). The failure was
+    # resumed after a restart whatever the listener's settings were now: an operator who mirrored the
+    # Postgres image the failure pointed at, and restarted the listener, saw nothing happen.
+    world.kube.controller.set_pod_behaviour(PodState.ERR_IMAGE_PULL, image=DEFAULT_POSTGRES_IMAGE)
+    deployment_id = world.deploy("blocked-registry")
+    world.cycle()
+    assert "backing stores not ready" in world.cycle(after=timedelta(seconds=601)).failed[deployment_id]
+
+    mirrored = "registry.example.com/mirror/pgvector@sha256:" + "3" * 64
+    with_reconciler(world, options=RenderOptions(run_as_non_root=True, postgres_image=mirrored))
+    assert world.cycle().applied == [deployment_id]
+    # A StatefulSet does not replace a pod that never became ready (kubernetes.io/docs/concepts/
+    # workloads/controllers/statefulset/#forced-rollback): the operator deletes it, as documented.
+    with world.kube.admin_client(NS) as admin:
+        admin.delete(Pod, f"{world.names(deployment_id).postgres}-0", namespace=NS)
+    assert world.cycle().deployed == [deployment_id]
+
+    with_reconciler(world, options=RenderOptions(run_as_non_root=True, postgres_image=mirrored))
+    writes = world.writes()
+    report = world.cycle()
+    assert (report.applied, report.failed) == ([], {}), "the same settings resume, as before"
+    assert world.writes() == writes

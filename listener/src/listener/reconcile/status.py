@@ -70,10 +70,13 @@ def annotate_status(
     status: str,
     reason: str,
     since: datetime | None = None,
+    render: str | None = None,
 ) -> None:
     record = {"revision": revision_id, "status": status, "reason": reason}
     if since is not None:
         record["since"] = since.isoformat()
+    if render is not None:
+        record["render"] = render
     cluster.annotate(
         target[0], target[1], namespace, target[2], {STATUS_ANNOTATION: json.dumps(record, sort_keys=True)}
     )
