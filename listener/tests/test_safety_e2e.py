@@ -446,6 +446,45 @@ def test_a_deployment_moved_to_another_listener_is_pruned_here_keeping_its_data(
     assert world.get("Secret", names.postgres_secret) is not None
 
 
+def test_a_move_to_another_listener_in_the_same_namespace_hands_the_deployment_over(world: World) -> None:
+    # Two listeners watching one namespace (object names are per deployment, so they may share it).
+    # The new listener refused the old copy's objects as foreign and failed the revision for good,
+    # then the old listener pruned its copy: the Agent Server ran nowhere, and its kept password
+    # blocked every later revision ("not managed by this listener").
+    with_reconciler(world, options=LEAN, resync_interval=NO_RESYNC)
+    world.deploy("keeper")
+    mover = world.deploy("mover")
+    world.cycle()
+    names = world.names(mover)
+    password = world.get("Secret", names.postgres_secret)["data"]
+    old_volumes = volumes(world, names)
+    other = world.client.create_listener(compute_id="e2e-other-cluster", namespaces=[NS])
+    new_listener = make_reconciler(
+        world.client,
+        world.kube,
+        str(other.id),
+        world.servers,
+        (NS,),
+        options=LEAN,
+        resync_interval=NO_RESYNC,
+        password_prefix="other-listener-password",
+    )
+
+    move(world, mover, listener_id=str(other.id))
+    deployed_here: list[str] = []
+    for _ in range(5):
+        world.now += timedelta(minutes=2)
+        world.reconciler.run_once(world.now)
+        report = new_listener.run_once(world.now)
+        assert report.failed == {}, "waiting for the old copy is not a failure"
+        deployed_here += report.deployed
+        assert running(world, names), "one copy runs throughout"
+    assert deployed_here == [mover]
+    assert world.get("Deployment", names.api)["metadata"]["labels"][naming.LABEL_LISTENER_ID] == str(other.id)
+    assert world.get("Secret", names.postgres_secret)["data"] == password, "the same database password"
+    assert volumes(world, names) == old_volumes, "the same database volume"
+
+
 def test_a_deployment_answered_without_a_listener_is_not_a_move(world: World) -> None:
     # `listener_id` is immutable in the real API (a change is delete + create, control-plane-api.md
     # §9.1): a record that names no listener (a restore, a broken row) says nothing about where it runs.

@@ -200,7 +200,7 @@ def _prepare(
     ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime, result: StepResult
 ) -> None:
     placement = record.placement
-    postgres, redis = _credentials(ctx, placement.namespace, attempt.names)
+    postgres, redis = _credentials(ctx, placement.namespace, attempt.names, placement.deployment_id)
     spec = agent_server_spec(placement, ctx.config.platform, postgres, redis)
     validate.check(spec)
     waves = render(spec, ctx.config.options)
@@ -231,7 +231,7 @@ def _prepare(
 
 
 def _credentials(
-    ctx: StepContext, namespace: str, names: naming.ObjectNames
+    ctx: StepContext, namespace: str, names: naming.ObjectNames, deployment_id: str
 ) -> tuple[SecretValue | None, SecretValue | None]:
     """The stores' passwords: read back when they exist (and are ours), else generated. They are
     written with `create` only, so whoever creates them first wins and everyone reads that value."""
@@ -246,7 +246,9 @@ def _credentials(
         if existing is None:
             values.append(SecretValue(ctx.new_password()))
             continue
-        if not ownership.owned(existing, ctx.listener_id):
+        if not ownership.owned(existing, ctx.listener_id) and not ownership.handed_over(
+            existing, naming.label_value(deployment_id)
+        ):
             raise apply.Rejected(
                 f"Secret {namespace}/{name} already exists and is not managed by this listener; refusing to touch it"
             )
