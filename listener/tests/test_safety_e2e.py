@@ -483,6 +483,11 @@ def test_a_move_to_another_listener_in_the_same_namespace_hands_the_deployment_o
     assert world.get("Deployment", names.api)["metadata"]["labels"][naming.LABEL_LISTENER_ID] == str(other.id)
     assert world.get("Secret", names.postgres_secret)["data"] == password, "the same database password"
     assert volumes(world, names) == old_volumes, "the same database volume"
+    # The old listener keeps reporting the data it kept; it must not advise deleting a live database.
+    notes = " ".join(world.cycle(after=NO_RESYNC).warnings)  # at its next resync
+    assert f"moved to listener {other.id}" in notes
+    assert "in use, keep it" in notes
+    assert "delete it by hand" not in notes
 
 
 def test_a_deployment_answered_without_a_listener_is_not_a_move(world: World) -> None:
