@@ -155,6 +155,17 @@ def test_a_url_with_whitespace_is_refused():
     )
 
 
+def test_a_prune_window_shorter_than_the_poll_interval_is_refused():
+    # Each absence is observed once per poll and a gap of more than two windows restarts the streak:
+    # polling every 15 min with the 5-min window, a deleted deployment was never pruned.
+    message = error_of(env(poll_interval_seconds="900"))
+    assert "LISTENER_PRUNE_WINDOW_SECONDS=300 is shorter than LISTENER_POLL_INTERVAL_SECONDS=900" in message
+    assert (
+        load_settings(env(poll_interval_seconds="900", prune_window_seconds="900")).prune_window_seconds
+        == 900
+    )
+
+
 def test_api_key_value_never_echoed():
     message = error_of(env(api_key=None, namespaces="kube-x"))
     assert KEY not in message

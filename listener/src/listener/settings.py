@@ -274,6 +274,15 @@ class Settings(BaseSettings):
             )
         if self.region is not None and self.control_plane_url is not None:
             raise ValueError(f"set only one of {ENV_PREFIX}REGION and {ENV_PREFIX}CONTROL_PLANE_URL")
+        if self.prune_window_seconds < self.poll_interval_seconds:
+            # An absence is observed once per poll, and observations more than two windows apart
+            # restart its streak (listener.reconcile.prune): with polls longer than the window, a
+            # deleted deployment would never be pruned, while every refusal said "pruned from <time>".
+            raise ValueError(
+                f"{ENV_PREFIX}PRUNE_WINDOW_SECONDS={self.prune_window_seconds:g} is shorter than "
+                f"{ENV_PREFIX}POLL_INTERVAL_SECONDS={self.poll_interval_seconds:g}: nothing deleted in the control "
+                "plane would ever be pruned; make the window at least one poll interval"
+            )
         if self.routing != "none" and not self.hostname:
             raise ValueError(f"{ENV_PREFIX}ROUTING={self.routing} needs {ENV_PREFIX}HOSTNAME")
         if self.routing == "httproute" and not self.gateway_name:
