@@ -171,6 +171,7 @@ def make_reconciler(
     *,
     options: RenderOptions | None = None,
     password_prefix: str = "generated-password",  # noqa: S107 -- a test prefix, not a password
+    stores: Any = None,
     **config: Any,
 ) -> Reconciler:
     cluster = Cluster(kube.client(namespaces[0]))
@@ -193,6 +194,7 @@ def make_reconciler(
         EmulatorStatusReporter(emulator_client),
         HttpProber(servers.url_for),
         new_password=lambda: f"{password_prefix}-{next(counter)}",
+        stores=stores,
     )
 
 

@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient, StatusReporter
@@ -26,6 +27,9 @@ from listener.kube import Cluster, ClusterError
 from listener.reconcile import fetch, prune, status, unit
 from listener.reconcile.config import ReconcilerConfig
 from listener.reconcile.health import Prober
+
+if TYPE_CHECKING:
+    from listener.managed import ManagedStores
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,7 @@ class Reconciler:
         prober: Prober,
         *,
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+        stores: ManagedStores | None = None,
     ):
         self.config = config
         self._cp = control_plane
@@ -71,6 +76,7 @@ class Reconciler:
         self._reporter = reporter
         self._prober = prober
         self._new_password = new_password
+        self._stores = stores
         self.records: dict[str, unit.DeploymentRecord] = {}
         self.served: frozenset[tuple[str, str]] | None = None
         self._refusals_reported: set[tuple[str, str]] = set()
@@ -114,6 +120,7 @@ class Reconciler:
             prober=self._prober,
             served=self.served,
             new_password=self._new_password,
+            stores=self._stores,
         )
         moved = False
         for placement in placed:
@@ -139,6 +146,7 @@ class Reconciler:
                 refused=[r.deployment_id for r in refused],
                 now=now,
                 bases={p.deployment_id: naming.base_name(p.deployment.name, p.deployment_id) for p in placed},
+                stores=self._stores,
             )
             self._prune_pending = outcome.pending
             report.pruned += outcome.pruned
