@@ -27,6 +27,13 @@ from pydantic import BaseModel, ValidationError
 
 from listener.controlplane import errors as e
 from listener.controlplane.config import ControlPlaneConfig
+from listener.controlplane.listing import (
+    DeploymentListing,
+    UnreadableDeployment,
+    UnreadableId,
+    describe_errors,
+    read_item,
+)
 from listener.controlplane.models import (
     Deployment,
     DeploymentCreateRequest,
@@ -187,8 +194,36 @@ class ControlPlaneClient:
         deployment_ids: Iterable[UUID | str] | None = None,
     ) -> list[Deployment]:
         """Every deployment (all pages) matching the filters. There is no listener filter in the API: filter
-        on
-        `source_config.listener_id` yourself. All or nothing: a failure on any page raises."""
+        on `source_config.listener_id` yourself. All or nothing: a failure on any page, or any item that
+        does not validate, raises (`read_deployments` keeps the items it cannot validate apart)."""
+        listing = self.read_deployments(
+            name_contains=name_contains,
+            status=status,
+            deployment_type=deployment_type,
+            deployment_ids=deployment_ids,
+        )
+        if listing.unreadable:
+            problems = "; ".join(f"deployment {u.id}: {u.problems}" for u in listing.unreadable)
+            raise e.InvalidResponseError(
+                f"GET /v2/deployments returned deployments the client cannot use: {problems}",
+                method="GET",
+                path="/v2/deployments",
+                status_code=200,
+            )
+        return list(listing.deployments)
+
+    def read_deployments(
+        self,
+        *,
+        name_contains: str | None = None,
+        status: str | None = None,
+        deployment_type: str | None = None,
+        deployment_ids: Iterable[UUID | str] | None = None,
+    ) -> DeploymentListing:
+        """Every deployment (all pages), each item validated on its own: one that does not validate but
+        has a readable id is returned apart (`DeploymentListing.unreadable`), so one deployment the
+        client cannot read (anyone's, in the workspace) does not hide all the others. A failed page, a
+        malformed envelope or an item without a readable id still raises: all or nothing."""
         params: dict[str, Any] = {}
         if name_contains is not None:
             params["name_contains"] = name_contains
@@ -198,7 +233,35 @@ class ControlPlaneClient:
             params["deployment_type"] = deployment_type
         if deployment_ids is not None:
             params["deployment_ids"] = ",".join(str(as_uuid(d, "deployment_ids")) for d in deployment_ids)
-        return self._all_pages("/v2/deployments", params, DeploymentsList, "deployment")
+        path = "/v2/deployments"
+
+        def fetch(limit: int, offset: int) -> list[Deployment | UnreadableDeployment]:
+            response = self.request("GET", path, params={**params, "limit": limit, "offset": offset})
+            body = self._json_body(response, "GET", path)
+            items = body.get("resources") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                self._parse(response, DeploymentsList, "GET", path)  # raises, naming what is wrong
+                raise AssertionError("unreachable: resources is not a list")  # pragma: no cover
+            # The envelope without its items (they are validated one by one, below).
+            self._validate({**body, "resources": []}, DeploymentsList, response, "GET", path)
+            out: list[Deployment | UnreadableDeployment] = []
+            for index, item in enumerate(items):
+                try:
+                    out.append(read_item(item, f"resources.{index}"))
+                except UnreadableId as unreadable:
+                    raise e.InvalidResponseError(
+                        f"GET {path} returned a DeploymentsList the client cannot use: {unreadable}",
+                        method="GET",
+                        path=path,
+                        status_code=response.status_code,
+                    ) from None
+            return out
+
+        collected = collect_pages(fetch, lambda r: r.id, page_size=PAGE_SIZE, what="deployment")
+        return DeploymentListing(
+            tuple(d for d in collected if isinstance(d, Deployment)),
+            tuple(d for d in collected if isinstance(d, UnreadableDeployment)),
+        )
 
     def get_deployment(self, deployment_id: UUID | str) -> Deployment:
         did = as_uuid(deployment_id, "deployment_id")
@@ -325,15 +388,14 @@ class ControlPlaneClient:
         return collect_pages(fetch, lambda r: r.id, page_size=PAGE_SIZE, what=what)
 
     def _parse(self, response: httpx.Response, model: type[M], method: str, path: str) -> M:
-        body = self._json_body(response, method, path)
+        return self._validate(self._json_body(response, method, path), model, response, method, path)
+
+    def _validate(self, body: Any, model: type[M], response: httpx.Response, method: str, path: str) -> M:
         try:
             return model.model_validate(body)
         except ValidationError as exc:
             # Formatted by hand: pydantic's own message quotes input values, which may be secret values.
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<body>'}: {err['msg']}"
-                for err in exc.errors(include_input=False, include_url=False)
-            )
+            problems = describe_errors(exc)
             raise e.InvalidResponseError(
                 f"{method} {path} returned a {model.__name__} the client cannot use: {problems}",
                 method=method,

@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient, StatusReporter
-from listener.desired import Refusal, place
+from listener.desired import Refusal, place, refuse_unreadable
 from listener.kube import Cluster, ClusterError
 from listener.reconcile import fetch, prune, status, unit
 from listener.reconcile.config import ReconcilerConfig
 from listener.reconcile.health import Prober
 
 if TYPE_CHECKING:
+    from listener.controlplane.listing import UnreadableDeployment
     from listener.managed import ManagedStores
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Reconciler:
         self.records: dict[str, unit.DeploymentRecord] = {}
         self.served: frozenset[tuple[str, str]] | None = None
         self._refusals_reported: set[tuple[str, str]] = set()
+        self._unreadable_logged: set[tuple[str, str]] = set()
         self._last_resync: datetime | None = None
         self._prune_pending = False
         self._listed: set[str] = set()
@@ -110,6 +112,9 @@ class Reconciler:
                     return report  # the cluster is unreachable: nothing can be done safely
 
         placed, refused = place(listed.deployments, self.config.listener_id, self.config.namespaces)
+        unreadable, ignored = refuse_unreadable(listed.unreadable, self.config.listener_id)
+        self._note_unreadable(unreadable, ignored, report)
+        refused = refused + unreadable
         for refusal in refused:
             self._refuse(refusal, report)
 
@@ -161,11 +166,37 @@ class Reconciler:
             self._last_resync = now
         return report
 
+    def _note_unreadable(
+        self, refused: list[Refusal], ignored: list[UnreadableDeployment], report: CycleReport
+    ) -> None:
+        """Records the control plane lists but this listener cannot validate. The reasons name field
+        paths and what is wrong, never a value (a record carries its secrets)."""
+        for refusal in refused:
+            whose = "this listener's" if refusal.report_upstream else "possibly this listener's"
+            warning = (
+                f"deployment {refusal.deployment_id} ({whose}) is kept as it runs, nothing written, never "
+                f"pruned: {refusal.reason}"
+            )
+            report.warnings.append(warning)
+            if (refusal.deployment_id, refusal.reason) not in self._unreadable_logged:
+                self._unreadable_logged.add((refusal.deployment_id, refusal.reason))
+                log.warning("%s", warning)
+        for item in ignored:
+            if (str(item.id), item.problems) not in self._unreadable_logged:
+                self._unreadable_logged.add((str(item.id), item.problems))
+                log.info(
+                    "ignoring deployment %s of listener %s that cannot be read (not this listener's): %s",
+                    item.id,
+                    item.listener_id,
+                    item.problems,
+                )
+
     def _refuse(self, refusal: Refusal, report: CycleReport) -> None:
         report.refused[refusal.deployment_id] = refusal.reason
         key = (refusal.deployment_id, refusal.revision_id or "")
         if (
             refusal.revision_id
+            and refusal.report_upstream
             and key not in self._refusals_reported
             and status.report_upstream(
                 self._reporter, refusal.deployment_id, refusal.revision_id, "DEPLOY_FAILED", refusal.reason
