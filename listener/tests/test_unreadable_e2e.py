@@ -137,6 +137,15 @@ def test_a_running_deployment_whose_latest_record_became_unreadable_is_kept_and_
         {**MALFORMED, "source_config": {**MALFORMED["source_config"], "listener_id": lid}},
     )
     writes = world.writes()
+    # Even a control plane that answers the deployment's own GET with its documented not-found body
+    # (a lagging replica, a restore) cannot make it a prune candidate: the list shows it.
+    world.emulator.faults.add(
+        path=f"/v2/deployments/{deployment_id}",
+        method="GET",
+        kind="error",
+        status=404,
+        detail=f"Deployment ID {deployment_id} not found.",
+    )
 
     reports = [
         world.cycle(after=timedelta(minutes=2)) for _ in range(2 + PRUNE_WINDOW // timedelta(minutes=2))
@@ -171,6 +180,7 @@ def test_a_running_deployment_whose_latest_record_became_unreadable_is_kept_and_
     no_secret_anywhere(world, caplog)
 
     # Readable again: the listener rolls the new revision out as usual.
+    world.emulator.faults.clear()
     corrupt(
         world,
         deployment_id,

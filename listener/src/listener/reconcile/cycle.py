@@ -177,19 +177,17 @@ class Reconciler:
                 f"deployment {refusal.deployment_id} ({whose}) is kept as it runs, nothing written, never "
                 f"pruned: {refusal.reason}"
             )
-            report.warnings.append(warning)
-            if (refusal.deployment_id, refusal.reason) not in self._unreadable_logged:
-                self._unreadable_logged.add((refusal.deployment_id, refusal.reason))
-                log.warning("%s", warning)
+            report.warnings.append(warning)  # the service logs each warning once while it lasts
+        current = {(str(item.id), item.problems) for item in ignored}
         for item in ignored:
             if (str(item.id), item.problems) not in self._unreadable_logged:
-                self._unreadable_logged.add((str(item.id), item.problems))
                 log.info(
                     "ignoring deployment %s of listener %s that cannot be read (not this listener's): %s",
                     item.id,
                     item.listener_id,
                     item.problems,
                 )
+        self._unreadable_logged = current  # bounded: only what is listed now (said again if it returns)
 
     def _refuse(self, refusal: Refusal, report: CycleReport) -> None:
         report.refused[refusal.deployment_id] = refusal.reason
