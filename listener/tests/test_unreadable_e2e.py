@@ -193,8 +193,12 @@ def test_a_running_deployment_whose_latest_record_became_unreadable_is_kept_and_
             "secrets": [{"name": "TOKEN", "value": SECRET}],
         },
     )
-    world.cycle()
-    assert deployment_id not in world.reports[-1].refused
+    again = world.cycle()
+    assert deployment_id not in again.refused
+    assert again.applied == [deployment_id]
+    api = world.get("Deployment", names.api)
+    assert api is not None
+    assert api["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE_2
 
 
 def test_an_item_without_a_readable_id_makes_the_whole_list_unreadable(
