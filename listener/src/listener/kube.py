@@ -22,6 +22,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import CascadeType, PatchType
 
 from listener import metrics
+from listener.controlplane.retry import parse_retry_after
 
 FIELD_MANAGER = "langsmith-dataplane-listener"
 STATUS_FIELD_MANAGER = "langsmith-dataplane-listener-status"
@@ -89,8 +90,12 @@ class UndeclaredAccess(Exception):
 class ClusterError(Exception):
     """A Kubernetes API call that failed; `status` is the HTTP code (0 when the server was unreachable)."""
 
-    def __init__(self, action: str, target: str, status: int, message: str):
+    def __init__(
+        self, action: str, target: str, status: int, message: str, *, retry_after: float | None = None
+    ):
         self.status = status
+        self.retry_after = retry_after
+        """Seconds from the answer's `Retry-After` header (429, 503), when it had one."""
         super().__init__(f"{action} {target}: {status or 'unreachable'} {message}".strip())
 
 
@@ -101,6 +106,7 @@ class NotLeader(ClusterError):
 
     def __init__(self, action: str, target: str):
         self.status = 0
+        self.retry_after = None
         Exception.__init__(self, f"{action} {target}: refused, this replica is not the leader")
 
 
@@ -129,13 +135,17 @@ def _translated(
     except ApiError as error:
         code = error.status.code or 0
         _observe(verb, str(code), observer)
-        raise ClusterError(action, target, code, error.status.message or "") from None
+        raise ClusterError(
+            action, target, code, error.status.message or "", retry_after=_retry_after(error.response)
+        ) from None
     except (
         httpx2.HTTPStatusError
     ) as error:  # an answer that is not a Kubernetes Status (a proxy, a wrong URL)
         code = error.response.status_code
         _observe(verb, str(code), observer)
-        raise ClusterError(action, target, code, error.response.reason_phrase) from None
+        raise ClusterError(
+            action, target, code, error.response.reason_phrase, retry_after=_retry_after(error.response)
+        ) from None
     except _UNREACHABLE as error:
         _observe(verb, "unreachable", observer)
         raise ClusterError(action, target, 0, str(error)) from None
@@ -146,6 +156,11 @@ def _translated(
         _observe(verb, "unreadable", observer)
         raise ClusterError(action, target, 0, f"unreadable answer (no {error} header)") from None
     _observe(verb, "2xx", observer)
+
+
+def _retry_after(response: httpx2.Response | None) -> float | None:
+    value = response.headers.get("Retry-After") if response is not None else None
+    return parse_retry_after(value)
 
 
 def _group_and_resource(api_version: str, kind: str) -> tuple[str, str]:

@@ -23,17 +23,19 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from listener import naming, ownership, validate
+from listener import metrics, naming, ownership, validate
 from listener.controlplane import StatusReporter
 from listener.desired import Fingerprint, Placement, agent_server_spec, fingerprint
 from listener.kube import Cluster, ClusterError
-from listener.reconcile import apply, health, prune, status
+from listener.reconcile import apply, health, inventory, prune, status
 from listener.reconcile.config import ReconcilerConfig
+from listener.reconcile.inventory import Inventory
+from listener.reconcile.queue import retry_delay
 from listener.render import RenderError, Wave, flatten, render
 from listener.render.secrets import POSTGRES_PASSWORD_KEY, REDIS_PASSWORD_KEY
 from listener.spec import SecretValue
@@ -60,6 +62,8 @@ class Attempt:
     failures: int = 0
     retry_at: datetime | None = None
     moved_from: str | None = None
+    fields: dict[apply.Key, str | None] = field(default_factory=dict)
+    """Per object, the fields hash its last apply left (`inventory.fields_hash`): the drift baseline."""
     renamed_from: str | None = None
     """The names' stem before the control plane renamed the deployment (names follow the name)."""
 
@@ -83,6 +87,9 @@ class DeploymentRecord:
     """(revision, status, reason) the reporter could not take yet; sent again on the next step."""
     last_applied: datetime | None = None
     """When every object was last (re-)applied; a resync re-asserts them after the resync interval."""
+    seen: tuple[object, str, Fingerprint] | None = None
+    """(the control plane's Deployment object, namespace, its fingerprint): the client hands out the
+    same object while the deployment's JSON does not change, so its fingerprint is not recomputed."""
 
     @property
     def busy(self) -> bool:
@@ -99,6 +106,8 @@ class StepContext:
     prober: health.Prober
     served: frozenset[tuple[str, str]]
     new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24)
+    inventory: Inventory | None = None
+    """The inventory of live objects (`reconcile.inventory`); None: GET each object, re-apply all."""
 
     @property
     def listener_id(self) -> str:
@@ -114,6 +123,8 @@ class StepResult:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     pruned_objects: list[str] = field(default_factory=list)
+    drifted: list[str] = field(default_factory=list)
+    """Objects re-applied because they drifted ("Kind namespace/name")."""
 
 
 def new_record(placement: Placement) -> DeploymentRecord:
@@ -123,7 +134,7 @@ def new_record(placement: Placement) -> DeploymentRecord:
 def step(ctx: StepContext, record: DeploymentRecord, placement: Placement, now: datetime) -> StepResult:
     result = StepResult(record.deployment_id)
     _flush_reports(ctx, record)
-    current = fingerprint(placement)
+    current = _fingerprint(record, placement)
     attempt = record.attempt
     if attempt is None or attempt.fingerprint != current:
         if current in record.failed:
@@ -181,7 +192,7 @@ def _outcome(
             record.last_applied = now
         return
     attempt.failures += 1
-    wait = backoff(ctx, attempt.failures)
+    wait = backoff(ctx, attempt.failures, outcome.retry_after)
     attempt.retry_at = now + wait
     result.errors.append(
         f"{record.deployment_id}: {outcome.reason} (retrying in {int(wait.total_seconds())} s)"
@@ -209,7 +220,7 @@ def _prepare(
     attempt.waves = waves
     if _resume(ctx, record, attempt, now):
         return
-    live = apply.survey(ctx.cluster, objects, ctx.listener_id)
+    live = apply.survey(ctx.cluster, objects, ctx.listener_id, ctx.inventory)
     apply.check_routes(ctx.cluster, objects, ctx.config.namespaces, live)
     attempt.phase = "stores"
     started = "rollout started"
@@ -242,7 +253,8 @@ def _credentials(
         (names.postgres_secret, POSTGRES_PASSWORD_KEY),
         (names.redis_secret, REDIS_PASSWORD_KEY),
     ):
-        existing = ctx.cluster.get("v1", "Secret", namespace, name)
+        known = ctx.inventory is not None and ctx.inventory.lookup(namespace, "v1", "Secret", name) is None
+        existing = None if known else ctx.cluster.get("v1", "Secret", namespace, name)
         if existing is None:
             values.append(SecretValue(ctx.new_password()))
             continue
@@ -300,7 +312,7 @@ def _apply_waves(
 ) -> None:
     assert attempt.waves is not None
     for index in indices:
-        apply.apply_objects(ctx.cluster, attempt.waves[index].objects, live)
+        _apply_some(ctx, attempt, attempt.waves[index].objects, live)
         attempt.applied.add(index)
 
 
@@ -355,12 +367,66 @@ def _progress(
 def _reassert(
     ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime, result: StepResult
 ) -> None:
-    """Resync: re-apply every object (reverting manual edits) and prune what is no longer rendered."""
+    """Resync: re-apply what drifted (reverting manual edits) and prune what is no longer rendered.
+    With an inventory only drifted objects are written (`inventory.drift`); without one, all are."""
     assert attempt.waves is not None
+    if ctx.inventory is not None:
+        _correct_drift(ctx, record, attempt, now, result)
+        return
     live = apply.survey(ctx.cluster, flatten(attempt.waves), ctx.listener_id)
     _apply_waves(ctx, attempt, (WAVE_SECRETS, WAVE_STORES, WAVE_SERVERS, WAVE_EXPOSURE), live)
     record.last_applied = now
     _prune_stale(ctx, record, attempt, result)
+
+
+def _correct_drift(
+    ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime, result: StepResult
+) -> None:
+    assert attempt.waves is not None
+    assert ctx.inventory is not None
+    found = inventory.drift(ctx.inventory, flatten(attempt.waves), attempt.fields)
+    if found.foreign:
+        raise apply.Rejected(
+            f"{', '.join(found.foreign)} is no longer managed by this listener; refusing to touch it"
+        )
+    if found.changed:
+        keys = [apply.key_of(o) for o in found.changed]
+        log.info(
+            "deployment %s: drift, re-applying %s",
+            record.deployment_id,
+            "; ".join(f"{kind} {name} ({found.why[(kind, name)]})" for kind, name in keys),
+        )
+        # Survey (GET) only the drifted objects: a deleted one may have been re-created by someone else.
+        live = apply.survey(ctx.cluster, found.changed, ctx.listener_id)
+        changed = set(keys)
+        for wave in attempt.waves:
+            objects = [o for o in wave.objects if apply.key_of(o) in changed]
+            if objects:
+                _apply_some(ctx, attempt, objects, live)
+        metrics.DRIFT_CORRECTIONS.inc(len(keys))
+        result.drifted += [f"{kind} {record.placement.namespace}/{name}" for kind, name in keys]
+    record.last_applied = now
+    _prune_stale(ctx, record, attempt, result)
+
+
+def _apply_some(
+    ctx: StepContext, attempt: Attempt, objects: Iterable[Mapping[str, Any]], live: apply.Live | None
+) -> None:
+    def written(obj: Mapping[str, Any]) -> None:
+        attempt.fields[apply.key_of(obj)] = inventory.fields_hash(obj)
+        if ctx.inventory is not None:
+            ctx.inventory.note(obj)
+
+    apply.apply_objects(ctx.cluster, objects, live, written)
+
+
+def _fingerprint(record: DeploymentRecord, placement: Placement) -> Fingerprint:
+    seen = record.seen
+    if seen is not None and seen[0] is placement.deployment and seen[1] == placement.namespace:
+        return seen[2]
+    current = fingerprint(placement)
+    record.seen = (placement.deployment, placement.namespace, current)
+    return current
 
 
 def _prune_stale(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, result: StepResult) -> None:
@@ -453,6 +519,7 @@ def _flush_reports(ctx: StepContext, record: DeploymentRecord) -> None:
             record.unreported.append((revision_id, state, reason))
 
 
-def backoff(ctx: StepContext, failures: int) -> timedelta:
-    """Exponential from `retry_base`, capped at `retry_max`: never a hot loop against the API server."""
-    return min(ctx.config.retry_base * 2 ** max(failures - 1, 0), ctx.config.retry_max)
+def backoff(ctx: StepContext, failures: int, retry_after: float | None = None) -> timedelta:
+    """Exponential from `retry_base`, capped at `retry_max`, jittered, at least the server's
+    `Retry-After`: never a hot loop against the API server (`reconcile.queue.retry_delay`)."""
+    return retry_delay(failures, ctx.config.retry_base, ctx.config.retry_max, retry_after=retry_after)
