@@ -8,6 +8,7 @@ uses server-side apply with one fixed field manager.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import httpx2
 import msgspec
 from lightkube import ApiError, Client
 from lightkube.codecs import from_dict, resource_registry
+from lightkube.core import decoders
 from lightkube.core.resource import api_info
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import CascadeType, PatchType
@@ -163,6 +165,25 @@ def _retry_after(response: httpx2.Response | None) -> float | None:
     return parse_retry_after(value)
 
 
+_warm_lock = threading.Lock()
+_warm: set[tuple[str, str]] = set()
+
+
+def _warm_decoders(api_version: str, kind: str) -> None:
+    """Build lightkube's msgspec decoders for a kind before any thread decodes it: msgspec builds a
+    type's decoder lazily on first use, and two threads doing that at once crashed the interpreter
+    (a segfault with lightkube 1.0.1 when the work queue's workers listed two kinds at once)."""
+    if (api_version, kind) in _warm:
+        return
+    with _warm_lock:
+        if (api_version, kind) in _warm:
+            return
+        resource = resource_registry.load(api_version, kind)
+        msgspec.json.Decoder(resource)
+        msgspec.json.Decoder(decoders._get_list_model(resource)[0])
+        _warm.add((api_version, kind))
+
+
 def _group_and_resource(api_version: str, kind: str) -> tuple[str, str]:
     resource = resource_registry.load(api_version, kind)
     group = api_version.rpartition("/")[0]
@@ -188,6 +209,7 @@ class Cluster:
         self._observe = observe
 
     def _check(self, verb: str, api_version: str, kind: str) -> None:
+        _warm_decoders(api_version, kind)
         group, resource = _group_and_resource(api_version, kind)
         if not any(rule.allows(group, resource, verb) for rule in self._rules):
             raise UndeclaredAccess(

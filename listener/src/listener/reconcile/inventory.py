@@ -33,6 +33,7 @@ from typing import Any
 from listener import naming, ownership
 from listener.kube import FIELD_MANAGER, Cluster
 from listener.reconcile.apply import is_create_only
+from listener.reconcile.prune import is_data
 
 Key = tuple[str, str]
 """(kind, name) within one namespace, as `apply.key_of`."""
@@ -47,6 +48,10 @@ class Seen:
     fields: str | None
     """A hash of `fieldsV1` of the listener's own `Apply` entry in managedFields (None: none)."""
     resource_version: str
+    deployment: str | None = None
+    """The deployment-id label's value (which deployment's object it is, when it is ours)."""
+    data: bool = False
+    """A volume or a password (`prune.is_data`): never pruned as a stray."""
 
 
 def fields_hash(obj: Mapping[str, Any]) -> str | None:
@@ -70,6 +75,8 @@ def seen_of(obj: Mapping[str, Any], listener_id: str) -> Seen:
         spec_hash=(meta.get("annotations") or {}).get(naming.ANNOTATION_SPEC_HASH),
         fields=fields_hash(obj),
         resource_version=str(meta.get("resourceVersion", "")),
+        deployment=(meta.get("labels") or {}).get(naming.LABEL_DEPLOYMENT_ID),
+        data=is_data(str(obj.get("kind", "")), obj),
     )
 
 
@@ -115,12 +122,34 @@ class Inventory:
                 listed = self._cluster.list(api_version, kind, namespace, {})
                 self.lists += 1
                 table.rows = {
-                    o["metadata"]["name"]: seen_of(o, self._listener_id)
+                    o["metadata"]["name"]: seen_of({**o, "kind": kind}, self._listener_id)
                     for o in listed
                     if not (o.get("metadata") or {}).get("deletionTimestamp")
                 }
                 table.cycle = cycle
             return table.rows.get(name)
+
+    def strays(
+        self,
+        namespace: str,
+        deployment_id: str,
+        keep: set[Key],
+        kinds: Iterable[tuple[str, str]],
+    ) -> list[Key]:
+        """The deployment's own objects of `kinds` in `namespace` that are not in `keep` and are not
+        data: what `prune.prune_stale` would delete (it decides; this only says whether to ask)."""
+        label = naming.label_value(deployment_id)
+        found = []
+        for api_version, kind in kinds:
+            self.lookup(namespace, api_version, kind, "")  # lists the table when it is stale
+            table = self._table(namespace, api_version, kind)
+            with table.lock:
+                found += [
+                    (kind, name)
+                    for name, seen in table.rows.items()
+                    if seen.owned and seen.deployment == label and not seen.data and (kind, name) not in keep
+                ]
+        return found
 
     def note(self, obj: Mapping[str, Any]) -> Seen:
         """Record an object the listener just wrote (the API server's answer to the write)."""

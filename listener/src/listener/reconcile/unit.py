@@ -36,7 +36,7 @@ from listener.reconcile import apply, health, inventory, prune, status
 from listener.reconcile.config import ReconcilerConfig
 from listener.reconcile.inventory import Inventory
 from listener.reconcile.queue import retry_delay
-from listener.render import RenderError, Wave, flatten, render
+from listener.render import KINDS, RenderError, Wave, flatten, render
 from listener.render.secrets import POSTGRES_PASSWORD_KEY, REDIS_PASSWORD_KEY
 from listener.spec import SecretValue
 
@@ -280,6 +280,9 @@ def _resume(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: d
     rendered = {apply.key_of(o): o for o in flatten(attempt.waves)}
     env = [k for k in rendered if k[0] == "Secret" and k[1].startswith(attempt.names.env_secret + "-")]
     for kind, name in [("Deployment", attempt.names.api), *env]:
+        api_version = "apps/v1" if kind == "Deployment" else "v1"
+        if ctx.inventory is not None and ctx.inventory.lookup(namespace, api_version, kind, name) is None:
+            continue  # not there (the inventory listed its kind this cycle): nothing to resume
         live = ctx.cluster.get("apps/v1" if kind == "Deployment" else "v1", kind, namespace, name)
         if live is None or not ownership.owned(live, ctx.listener_id):
             continue
@@ -429,10 +432,18 @@ def _fingerprint(record: DeploymentRecord, placement: Placement) -> Fingerprint:
     return current
 
 
+_STRAY_KINDS = frozenset(k for k in KINDS if k[1] != "PersistentVolumeClaim")
+"""What `prune.prune_stale` may delete (a claim is data: never a stray)."""
+
+
 def _prune_stale(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, result: StepResult) -> None:
     assert attempt.waves is not None
     keep = {apply.key_of(o) for o in flatten(attempt.waves)}
     try:
+        if ctx.inventory is not None and not ctx.inventory.strays(
+            record.placement.namespace, record.deployment_id, keep, _STRAY_KINDS & ctx.served
+        ):
+            return  # nothing of it left over: no list per kind to find that out
         removed = prune.prune_stale(
             ctx.cluster, ctx.listener_id, record.placement.namespace, record.deployment_id, keep, ctx.served
         )
