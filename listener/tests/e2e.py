@@ -172,6 +172,7 @@ def make_reconciler(
     options: RenderOptions | None = None,
     password_prefix: str = "generated-password",  # noqa: S107 -- a test prefix, not a password
     prober: Any = None,
+    watch: bool = False,
     **config: Any,
 ) -> Reconciler:
     cluster = Cluster(kube.client(namespaces[0]))
@@ -194,6 +195,7 @@ def make_reconciler(
         EmulatorStatusReporter(emulator_client),
         prober or HttpProber(servers.url_for),
         new_password=lambda: f"{password_prefix}-{next(counter)}",
+        watch=(lambda: kube.async_client(namespaces[0])) if watch else None,
     )
 
 

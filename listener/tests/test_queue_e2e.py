@@ -10,9 +10,11 @@ control-plane emulator and fakekube. Every scenario synchronises on events or st
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
-from e2e import IMAGE_2, NS, World, make_reconciler
+from e2e import IMAGE_2, NS, OTHER_NS, World, make_reconciler
 from lightkube.codecs import from_dict
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
@@ -20,6 +22,7 @@ from lightkube.types import PatchType
 from listener import metrics
 from listener.controlplane import new_image_revision
 from listener.kube import FIELD_MANAGER
+from listener.reconcile import unit
 
 RESYNC = timedelta(seconds=301)
 
@@ -195,3 +198,80 @@ def test_the_field_manager_is_the_listeners(world: World) -> None:
     applies = world.kube.log.records(verb="apply")
     assert applies
     assert {r.field_manager for r in applies} <= {FIELD_MANAGER}
+
+
+# --- with watches: the inventory stays current between cycles -----------------------------------
+
+
+def _until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Wait for state the watch thread changes (bounded; checks every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        threading.Event().wait(0.02)
+
+
+def _watching(world: World) -> World:
+    world.reconciler.close(5.0)
+    world.reconciler = make_reconciler(
+        world.client, world.kube, world.listener_id, world.servers, (NS, OTHER_NS), watch=True
+    )
+    return world
+
+
+def _all_watched(world: World) -> bool:
+    inventory = world.reconciler.inventory
+    kinds = sorted(world.reconciler.served & unit.STRAY_KINDS)
+    return all(inventory.watched(ns, v, k) for ns in (NS, OTHER_NS) for v, k in kinds)
+
+
+def test_with_watches_a_resync_lists_nothing_and_a_deletion_is_seen_at_once(world: World) -> None:
+    (deployment_id,) = _deployed(_watching(world), "alpha")
+    _until(lambda: _all_watched(world), "every table watched")
+    names = world.names(deployment_id)
+    inventory = world.reconciler.inventory
+    with world.kube.admin_client(NS) as client:
+        client.delete(Deployment, names.api, namespace=NS)
+    _until(lambda: inventory.lookup(NS, "apps/v1", "Deployment", names.api) is None, "the DELETED event")
+    lists, writes = inventory.lists, len(world.kube.log.writes())
+    report = world.cycle(after=RESYNC)
+    assert report.drifted == [f"Deployment {NS}/{names.api}"]
+    assert inventory.lists == lists, "the drift check answered from the watched tables"
+    assert [(r.verb, r.name) for r in world.kube.log.writes()[writes:]] == [("apply", names.api)]
+
+
+def test_a_watch_that_the_server_ends_resumes_without_listing_again(world: World) -> None:
+    (deployment_id,) = _deployed(_watching(world), "alpha")
+    _until(lambda: _all_watched(world), "every table watched")
+    watcher = world.reconciler._watcher
+    assert watcher is not None
+    relists = watcher.relists
+    watches = world.kube.log.count(verb="watch")
+    world.kube.store.end_watches()
+    _until(lambda: world.kube.log.count(verb="watch") >= 2 * watches, "every watch resumed")
+    names = world.names(deployment_id)
+    with world.kube.admin_client(NS) as client:
+        client.delete(Deployment, names.api, namespace=NS)
+    inventory = world.reconciler.inventory
+    _until(lambda: inventory.lookup(NS, "apps/v1", "Deployment", names.api) is None, "the DELETED event")
+    assert watcher.relists == relists, "resumed from the last resourceVersion, not listed again"
+    resumed = world.kube.log.records(verb="watch")[watches:]
+    assert all(r.query.get("resourceVersion") not in (None, "", "0") for r in resumed)
+
+
+def test_a_watch_told_410_gone_lists_again_and_keeps_following(world: World) -> None:
+    (deployment_id,) = _deployed(_watching(world), "alpha")
+    _until(lambda: _all_watched(world), "every table watched")
+    watcher = world.reconciler._watcher
+    assert watcher is not None
+    world.kube.store.compact()
+    world.kube.store.end_watches()
+    _until(lambda: watcher.relists > 0, "a 410 Gone and a new list")
+    _until(lambda: _all_watched(world), "every table watched again")
+    names = world.names(deployment_id)
+    with world.kube.admin_client(NS) as client:
+        client.delete(Deployment, names.api, namespace=NS)
+    inventory = world.reconciler.inventory
+    _until(lambda: inventory.lookup(NS, "apps/v1", "Deployment", names.api) is None, "the DELETED event")
+    assert world.cycle(after=RESYNC).drifted == [f"Deployment {NS}/{names.api}"]
+    assert world.get("Deployment", names.api) is not None

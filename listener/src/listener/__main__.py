@@ -23,9 +23,11 @@ from listener.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def kubernetes_client(settings: Settings, *, timeout: float | None = None):  # -> lightkube.Client
+def kubernetes_client(
+    settings: Settings, *, timeout: float | None = None, asynchronous: bool = False
+):  # -> lightkube.Client (or AsyncClient)
     import httpx2
-    from lightkube import Client, KubeConfig
+    from lightkube import AsyncClient, Client, KubeConfig
 
     from listener.kube import FIELD_MANAGER
 
@@ -36,7 +38,7 @@ def kubernetes_client(settings: Settings, *, timeout: float | None = None):  # -
     )
     try:
         config = KubeConfig.from_file(settings.kubeconfig) if settings.kubeconfig else KubeConfig.from_env()
-        return Client(
+        return (AsyncClient if asynchronous else Client)(
             config=config,
             namespace=settings.namespaces[0],
             field_manager=FIELD_MANAGER,
@@ -254,7 +256,15 @@ def _service(settings: Settings, client, health):  # -> (Service, LeaderElector 
     probe = prober(settings)
 
     def new_reconciler() -> Reconciler:
-        return Reconciler(reconciler_config(settings), client, cluster, status, probe)
+        return Reconciler(
+            reconciler_config(settings),
+            client,
+            cluster,
+            status,
+            probe,
+            # Watches never time out client-side: the API server ends them, and they resume.
+            watch=lambda: kubernetes_client(settings, asynchronous=True),
+        )
 
     health.leadership = elector
     service = Service(

@@ -56,8 +56,9 @@ class AccessRule:
         return api_group == self.api_group and resource in self.resources and verb in self.verbs
 
 
-_WORKLOAD_VERBS = ("get", "list", "create", "patch", "delete")
-"""Server-side apply is a PATCH, and a PATCH that creates the object also needs `create`."""
+_WORKLOAD_VERBS = ("get", "list", "watch", "create", "patch", "delete")
+"""Server-side apply is a PATCH, and a PATCH that creates the object also needs `create`; `list`
+and `watch` keep the inventory of what exists (`listener.reconcile.inventory`, `.watch`)."""
 
 WATCHED_NAMESPACE_RULES: tuple[AccessRule, ...] = (
     AccessRule("", ("secrets", "services"), _WORKLOAD_VERBS),
@@ -215,6 +216,11 @@ class Cluster:
             raise UndeclaredAccess(
                 f"{verb} {resource}.{group or 'core'} is not declared in listener.kube's access rules"
             )
+
+    def check(self, verb: str, api_version: str, kind: str) -> None:
+        """Raise `UndeclaredAccess` unless the access rules allow `verb` on the kind (for callers
+        that talk to the API server another way, e.g. the inventory's async watches)."""
+        self._check(verb, api_version, kind)
 
     def _write(self, action: str, verb: str, target: str) -> AbstractContextManager[None]:
         """The context of one write: refused unless the fence allows it, then translated and counted."""

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient, StatusReporter
@@ -35,6 +36,10 @@ from listener.reconcile.config import ReconcilerConfig
 from listener.reconcile.health import Prober
 from listener.reconcile.inventory import Inventory
 from listener.reconcile.queue import WorkQueue
+from listener.reconcile.watch import Watcher
+
+if TYPE_CHECKING:
+    from lightkube import AsyncClient
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +81,10 @@ class Reconciler:
         *,
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
         inventory: Inventory | None = None,
+        watch: Callable[[], AsyncClient] | None = None,
     ):
+        """`watch` makes the async client the inventory's watches use (`reconcile.watch`); without
+        it the inventory lists each table once per cycle in which a step looks at it."""
         self.config = config
         self._cp = control_plane
         self._cluster = cluster
@@ -91,6 +99,7 @@ class Reconciler:
         self._listed: set[str] = set()
         self.inventory = inventory or Inventory(cluster, str(config.listener_id))
         self._queue = WorkQueue(config.workers)
+        self._watcher = Watcher(self.inventory, cluster, watch) if watch is not None else None
         self._moved = False
 
     @property
@@ -101,6 +110,8 @@ class Reconciler:
 
     def close(self, timeout: float | None = None) -> bool:
         """Queue nothing more; wait up to `timeout` s for the steps running. True if none is left."""
+        if self._watcher is not None:
+            self._watcher.stop()
         return self._queue.close(timeout)
 
     def run_once(self, now: datetime, *, wait: float | None = None) -> CycleReport:
@@ -124,6 +135,8 @@ class Reconciler:
                 if self.served is None:
                     return report  # the cluster is unreachable: nothing can be done safely
 
+        if self._watcher is not None:
+            self._watcher.start(self.config.namespaces, sorted(self.served & unit.STRAY_KINDS))
         placed, refused = place(listed.deployments, self.config.listener_id, self.config.namespaces)
         for refusal in refused:
             self._refuse(refusal, report)

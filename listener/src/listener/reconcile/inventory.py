@@ -86,6 +86,8 @@ class _Table:
         self.rows: dict[str, Seen] = {}
         self.cycle = -1
         """The cycle the rows were listed in (-1: never)."""
+        self.watched = False
+        """A watch keeps the rows current (`Watcher`): no list per cycle while this holds."""
 
 
 class Inventory:
@@ -118,7 +120,7 @@ class Inventory:
         table = self._table(namespace, api_version, kind)
         with table.lock:  # one list per table and cycle, however many workers ask at once
             cycle = self._cycle
-            if table.cycle != cycle:
+            if table.cycle != cycle and not table.watched:
                 listed = self._cluster.list(api_version, kind, namespace, {})
                 self.lists += 1
                 table.rows = {
@@ -150,6 +152,39 @@ class Inventory:
                     if seen.owned and seen.deployment == label and not seen.data and (kind, name) not in keep
                 ]
         return found
+
+    def replace(
+        self, namespace: str, api_version: str, kind: str, objects: Iterable[Mapping[str, Any]]
+    ) -> None:
+        """A fresh list of the table (the watcher's relist): the rows become exactly these."""
+        table = self._table(namespace, api_version, kind)
+        rows = {
+            o["metadata"]["name"]: seen_of({**o, "kind": kind}, self._listener_id)
+            for o in objects
+            if not (o.get("metadata") or {}).get("deletionTimestamp")
+        }
+        with table.lock:
+            table.rows = rows
+            table.watched = True
+
+    def event(self, namespace: str, api_version: str, kind: str, change: str, obj: Mapping[str, Any]) -> None:
+        """One watch event: ADDED/MODIFIED replace the row, DELETED (or a deletion starting) drops it."""
+        table = self._table(namespace, api_version, kind)
+        name = obj["metadata"]["name"]
+        with table.lock:
+            if change == "DELETED" or obj["metadata"].get("deletionTimestamp"):
+                table.rows.pop(name, None)
+            elif change in ("ADDED", "MODIFIED"):
+                table.rows[name] = seen_of({**obj, "kind": kind}, self._listener_id)
+
+    def unwatched(self, namespace: str, api_version: str, kind: str) -> None:
+        """The table's watch broke: list it per cycle again until the watch is back."""
+        table = self._table(namespace, api_version, kind)
+        with table.lock:
+            table.watched = False
+
+    def watched(self, namespace: str, api_version: str, kind: str) -> bool:
+        return self._table(namespace, api_version, kind).watched
 
     def note(self, obj: Mapping[str, Any]) -> Seen:
         """Record an object the listener just wrote (the API server's answer to the write)."""

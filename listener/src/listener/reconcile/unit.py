@@ -432,7 +432,7 @@ def _fingerprint(record: DeploymentRecord, placement: Placement) -> Fingerprint:
     return current
 
 
-_STRAY_KINDS = frozenset(k for k in KINDS if k[1] != "PersistentVolumeClaim")
+STRAY_KINDS = frozenset(k for k in KINDS if k[1] != "PersistentVolumeClaim")
 """What `prune.prune_stale` may delete (a claim is data: never a stray)."""
 
 
@@ -441,7 +441,7 @@ def _prune_stale(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, r
     keep = {apply.key_of(o) for o in flatten(attempt.waves)}
     try:
         if ctx.inventory is not None and not ctx.inventory.strays(
-            record.placement.namespace, record.deployment_id, keep, _STRAY_KINDS & ctx.served
+            record.placement.namespace, record.deployment_id, keep, STRAY_KINDS & ctx.served
         ):
             return  # nothing of it left over: no list per kind to find that out
         removed = prune.prune_stale(
