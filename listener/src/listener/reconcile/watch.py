@@ -1,7 +1,9 @@
 """Keep the inventory current with watches: list, then watch from the list's resourceVersion.
 
 One watch per (namespace, kind) the listener writes, all on one asyncio thread with lightkube's
-`AsyncClient` (one connection each, none taken from the workers' connection pool):
+`AsyncClient` — one connection each, none taken from the workers' connection pool, and a client per
+`WATCHES_PER_CLIENT` watches (an httpx client's pool holds 100 connections; 20 namespaces and 11 kinds
+need 220):
 
 * a stream the API server ends (its timeout, a restart) is resumed by lightkube from the last
   resourceVersion seen, so nothing is missed and nothing is listed again;
@@ -32,6 +34,7 @@ from listener.reconcile.inventory import Inventory
 
 log = logging.getLogger(__name__)
 
+WATCHES_PER_CLIENT = 80
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 30.0
 _rng = random.Random()  # noqa: S311 - jitter, not security
@@ -55,7 +58,7 @@ class Watcher:
         self._tasks: dict[tuple[str, str, str], asyncio.Task[None]] = {}
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client: AsyncClient | None = None
+        self._clients: list[AsyncClient] = []
         self.relists = 0
         """Lists after a 410 Gone or a broken watch (tests read it)."""
 
@@ -87,17 +90,21 @@ class Watcher:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
-        self._client = self._make_client()
         self._started.set()
         try:
             loop.run_forever()
         finally:
-            loop.run_until_complete(self._client.close())
+            for client in self._clients:
+                loop.run_until_complete(client.close())
             loop.close()
 
     def _follow_once(self, key: tuple[str, str, str]) -> None:
-        if key not in self._tasks:
-            self._tasks[key] = asyncio.get_running_loop().create_task(self._follow(*key))
+        if key in self._tasks:
+            return
+        if len(self._tasks) >= len(self._clients) * WATCHES_PER_CLIENT:
+            self._clients.append(self._make_client())
+        client = self._clients[len(self._tasks) // WATCHES_PER_CLIENT]
+        self._tasks[key] = asyncio.get_running_loop().create_task(self._follow(client, *key))
 
     def _cancel_all(self) -> None:
         tasks = list(self._tasks.values())
@@ -110,9 +117,7 @@ class Watcher:
 
         asyncio.get_running_loop().create_task(stopped())
 
-    async def _follow(self, namespace: str, api_version: str, kind: str) -> None:
-        assert self._client is not None
-        client = self._client
+    async def _follow(self, client: AsyncClient, namespace: str, api_version: str, kind: str) -> None:
         resource = resource_registry.load(api_version, kind)
         version: str | None = None
         failures = 0
@@ -142,7 +147,7 @@ class Watcher:
                 failures += 1
                 wait = min(BACKOFF_BASE * 2 ** (failures - 1), BACKOFF_MAX) * (0.5 + _rng.random() / 2)
                 log.warning(
-                    "watch %s in %s failed (%s); listing again in %.1f s", kind, namespace, error, wait
+                    "watch %s in %s failed (%r); listing again in %.1f s", kind, namespace, error, wait
                 )
                 await asyncio.sleep(wait)
 
