@@ -169,6 +169,7 @@ def test_every_default_fits_its_own_bounds():
     assert settings.prune_max_fraction == 0.1
     assert settings.prune_allow_empty is False
     assert settings.workers == 4
+    assert settings.inventory_watch is False
     assert "@sha256:" in settings.postgres_image
     assert "@sha256:" in settings.redis_image
 

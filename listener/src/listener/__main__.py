@@ -100,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_FAILED
             return EXIT_OK
         try:
-            service, elector = _service(settings, client, health)
+            service, elector = _service(
+                settings, client, health, watch=settings.inventory_watch and not args.once
+            )
         except SettingsError as error:
             print(error, file=sys.stderr)
             return EXIT_CONFIG
@@ -219,7 +221,9 @@ def _rotate(settings: Settings, deployment_id: str) -> int:
     return EXIT_OK
 
 
-def _service(settings: Settings, client, health):  # -> (Service, LeaderElector | None)
+def _service(
+    settings: Settings, client, health, *, watch: bool = False
+):  # -> (Service, LeaderElector | None)
     from listener import metrics
     from listener.kube import OWN_NAMESPACE_RULES, Cluster
     from listener.leader import FencedReporter, LeaderElector, LeaseConfig
@@ -262,8 +266,9 @@ def _service(settings: Settings, client, health):  # -> (Service, LeaderElector 
             cluster,
             status,
             probe,
-            # Watches never time out client-side: the API server ends them, and they resume.
-            watch=lambda: kubernetes_client(settings, asynchronous=True),
+            # Watches never time out client-side: the API server ends them, and they resume. One
+            # cycle (`--once`) gains nothing from them: its inventory lists each table once.
+            watch=(lambda: kubernetes_client(settings, asynchronous=True)) if watch else None,
         )
 
     health.leadership = elector

@@ -393,15 +393,21 @@ def _correct_drift(
             f"{', '.join(found.foreign)} is no longer managed by this listener; refusing to touch it"
         )
     if found.changed:
-        keys = [apply.key_of(o) for o in found.changed]
-        log.info(
-            "deployment %s: drift, re-applying %s",
-            record.deployment_id,
-            "; ".join(f"{kind} {name} ({found.why[(kind, name)]})" for kind, name in keys),
-        )
         # Survey (GET) only the drifted objects: a deleted one may have been re-created by someone else.
         live = apply.survey(ctx.cluster, found.changed, ctx.listener_id)
+        # A generated credential that is there after all (the inventory's view lagged) needs nothing.
+        keys = [
+            apply.key_of(o)
+            for o in found.changed
+            if not (apply.is_create_only(o) and live.get(apply.key_of(o)) is not None)
+        ]
         changed = set(keys)
+        if keys:
+            log.info(
+                "deployment %s: drift, re-applying %s",
+                record.deployment_id,
+                "; ".join(f"{kind} {name} ({found.why[(kind, name)]})" for kind, name in keys),
+            )
         for wave in attempt.waves:
             objects = [o for o in wave.objects if apply.key_of(o) in changed]
             if objects:
