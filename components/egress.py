@@ -71,6 +71,9 @@ AWS_SERVICE_DOMAINS: Mapping[str, str] = {
     "ec2messages": "ec2messages.{region}.amazonaws.com",
 }
 
+RDS_TRUSTSTORE_DOMAIN = "truststore.pki.rds.amazonaws.com"
+"""Where the listener's pod fetches the RDS CA bundle at start (components.listener, managed stores)."""
+
 ROLE_TAG = "langsmith-dataplane/role"
 """How the policy pack recognises what a security group is for (policy/policies.py reads the same key)."""
 CONTROL_PLANE_EGRESS = "control-plane-egress"
@@ -120,9 +123,15 @@ class EgressAllowlist:
 
 
 def egress_allowlist(
-    langsmith: LangSmith, egress: Egress, *, region: str, interface_endpoints: Sequence[str]
+    langsmith: LangSmith,
+    egress: Egress,
+    *,
+    region: str,
+    interface_endpoints: Sequence[str],
+    rds_truststore: bool = False,
 ) -> EgressAllowlist:
-    """Compute the allowlist: pure, so tests compare it against `listener.regions` directly."""
+    """Compute the allowlist: pure, so tests compare it against `listener.regions` directly.
+    `rds_truststore`: the stack's listeners use managed RDS stores and fetch its CA bundle."""
     label = f"LangSmith {langsmith.region}" if langsmith.url is None else "self-hosted LangSmith"
     rules: set[CidrRule] = set()
     extra_domains: list[str] = []
@@ -146,7 +155,8 @@ def egress_allowlist(
                 }
             )
         )
-        firewall_domains = tuple(sorted({*langsmith.hosts, *extra_domains, *aws_domains}))
+        truststore = [RDS_TRUSTSTORE_DOMAIN] if rds_truststore else []
+        firewall_domains = tuple(sorted({*langsmith.hosts, *extra_domains, *aws_domains, *truststore}))
     return EgressAllowlist(
         mode=egress.mode,
         control_plane_hosts=tuple(langsmith.hosts),

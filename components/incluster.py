@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 from components.addon_versions import ENVOY_GATEWAY, GATEWAY_NAME, KEDA
 from components.addons import ClusterAddons, ClusterAddonsArgs, EksFacts, summary
 from components.agent_namespaces import AgentNamespacePlan, AgentNamespaces, AgentNamespacesArgs, watchers
-from components.config import CreateVpc, ExistingCluster, InClusterStores, StackConfig
+from components.config import CreateVpc, ExistingCluster, InClusterStores, ManagedStores, StackConfig
 from components.listener import Listener, ListenerArgs, ListenerPlan, Routing
 from components.network_policies import AgentTraffic, ListenerTraffic
 from components.secrets import StackSecrets
@@ -120,6 +120,7 @@ def plan_listeners(
                 routing=_listener_routing(config),
                 autoscaler="keda" if config.addons.keda else "hpa",
                 store_mode="in-cluster" if in_cluster_stores else "managed",
+                rds_ca=isinstance(config.stores, ManagedStores),
             )
         )
     return plans

@@ -30,6 +30,7 @@ from components.kubeobjects import declare
 from components.network_policies import ListenerTraffic, listener_namespace_policies
 from components.rbac import own_namespace_rules, role, role_binding, watched_namespace_rules
 from components.registration import ListenerInUseGuard, ListenerRegistration, ListenerRegistrationArgs
+from components.stores import RDS_CA_BUNDLE_PATH, RDS_CA_BUNDLE_URL
 
 LISTENER_REPLICAS = 2
 """The one place to change the replica count. Two replicas elect a leader with a Lease in the
@@ -50,6 +51,22 @@ RUN_AS = 10001
 """The listener image's user and group (listener/README.md); set explicitly so `runAsNonRoot` is
 verifiable by the kubelet whatever the image's USER line says."""
 ROLE_NAME_PREFIX = "langsmith-listener-"
+
+CA_VOLUME = "rds-ca"
+CA_DIRECTORY = RDS_CA_BUNDLE_PATH.rpartition("/")[0]
+FETCH_CA = (
+    "import certifi, ssl, sys, urllib.request\n"
+    "url, path = sys.argv[1:3]\n"
+    "context = ssl.create_default_context(cafile=certifi.where())\n"
+    "data = urllib.request.urlopen(url, timeout=30, context=context).read(4 << 20)\n"
+    "if b'-----BEGIN CERTIFICATE-----' not in data:\n"
+    "    sys.exit(f'{url} returned no PEM certificate')\n"
+    "open(path, 'wb').write(data)\n"
+    "print(f'{path}: {data.count(b\"BEGIN CERTIFICATE\")} certificates from {url}')\n"
+)
+"""The init container's program: the RDS CA bundle the admin URI's `sslrootcert` names (and the
+listener hands on to each Agent Server), fetched over verified HTTPS at pod start, so the trust
+anchors follow AWS's rotations instead of a copy frozen in the image or the plan."""
 
 RESOURCES = {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
 """The listener peaks near 140 MiB at 1,000 deployments (issue 13's measurement); the limit leaves room."""
@@ -83,6 +100,9 @@ class ListenerPlan:
     routing: Routing = field(default_factory=Routing)
     autoscaler: Literal["hpa", "keda"] = "hpa"
     store_mode: Literal["in-cluster", "managed"] = "in-cluster"
+    rds_ca: bool = False
+    """The stores are this stack's RDS/ElastiCache: the admin URI verifies RDS against
+    `RDS_CA_BUNDLE_PATH`, which the pod fetches at start. (External stores' URIs are the user's.)"""
 
     @property
     def namespace(self) -> str:
@@ -180,6 +200,46 @@ def deployment(plan: ListenerPlan, listener_id: pulumi.Input[str]) -> dict[str, 
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, not the host's
     }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    init_containers: list[dict[str, Any]] = []
+    if plan.store_mode == "managed" and plan.rds_ca:
+        # verify-full against the RDS CA: the file LISTENER_POSTGRES_ADMIN_URI's sslrootcert names.
+        volumes.append({"name": CA_VOLUME, "emptyDir": {"sizeLimit": "8Mi"}})
+        container["volumeMounts"].append({"name": CA_VOLUME, "mountPath": CA_DIRECTORY, "readOnly": True})
+        init_containers.append(
+            {
+                "name": "fetch-rds-ca",
+                "image": plan.image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": [
+                    "/opt/listener/bin/python",
+                    "-c",
+                    FETCH_CA,
+                    RDS_CA_BUNDLE_URL,
+                    RDS_CA_BUNDLE_PATH,
+                ],
+                "resources": RESOURCES,
+                "securityContext": container["securityContext"],
+                "volumeMounts": [{"name": CA_VOLUME, "mountPath": CA_DIRECTORY}],
+            }
+        )
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": SERVICE_ACCOUNT,
+        # The listener talks to the API server as this ServiceAccount, so its token is mounted.
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -191,21 +251,7 @@ def deployment(plan: ListenerPlan, listener_id: pulumi.Input[str]) -> dict[str, 
             "selector": {"matchLabels": plan.pod_labels},
             "template": {
                 "metadata": {"labels": {**labels, **plan.pod_labels}},
-                "spec": {
-                    "serviceAccountName": SERVICE_ACCOUNT,
-                    # The listener talks to the API server as this ServiceAccount, so its token is mounted.
-                    "automountServiceAccountToken": True,
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                },
+                "spec": pod_spec,
             },
         },
     }

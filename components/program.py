@@ -50,6 +50,7 @@ def build(config: StackConfig) -> dict[str, object]:
         config.network.egress,
         region=config.aws_region,
         interface_endpoints=config.network.interface_endpoints,
+        rds_truststore=isinstance(config.stores, ManagedStores),
     )
     egress = ControlPlaneEgress(
         f"{config.name}-egress",

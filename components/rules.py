@@ -268,6 +268,7 @@ def _egress_problems(config: StackConfig) -> list[Problem]:
             egress,
             region=config.aws_region,
             interface_endpoints=network.interface_endpoints,
+            rds_truststore=isinstance(config.stores, ManagedStores),
         ).firewall_domains
         if len(domains) > MAX_FIREWALL_DOMAINS:
             # The rule group's capacity is fixed at creation; CreateRuleGroup/UpdateRuleGroup fail with

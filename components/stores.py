@@ -44,8 +44,9 @@ REDIS_AUTH_LENGTH = 64
 RDS_CA_IDENTIFIER = "rds-ca-rsa2048-g1"
 RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 RDS_CA_BUNDLE_PATH = "/etc/langsmith/rds/global-bundle.pem"
-"""Where in-cluster clients find the bundle; the in-cluster layer mounts `RDS_CA_BUNDLE_URL`'s
-contents there (a ConfigMap), and every Postgres URI this component builds points at it."""
+"""Where the listener finds the bundle: its pod fetches `RDS_CA_BUNDLE_URL` there at start (an init
+container, `components.listener`), every Postgres URI this component builds points at it, and the
+listener hands its contents on to each Agent Server (listener/README.md, managed stores)."""
 
 
 @dataclass(frozen=True)

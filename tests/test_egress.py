@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.egress import endpoint_for_subnet
+from components.egress import RDS_TRUSTSTORE_DOMAIN, endpoint_for_subnet
 from listener.regions import REGIONS
 from tests.support import cached_run, named, of_type, one, run_variant
 from tools import fake_cloud
@@ -76,7 +76,7 @@ def test_firewall_mode_allows_exactly_the_control_plane_hosts(tmp_path, region: 
     )
     # The default interface endpoints cover ECR, STS, logs and EKS; EC2 (VPC CNI, EBS CSI) is not one.
     assert sorted(_firewall_domains(result)) == sorted(
-        {*REGIONS[region].hosts, "ec2.us-east-2.amazonaws.com", *PROD_REGISTRIES}
+        {*REGIONS[region].hosts, "ec2.us-east-2.amazonaws.com", *PROD_REGISTRIES, RDS_TRUSTSTORE_DOMAIN}
     )
     assert not of_type(result, EGRESS_RULE)
     # The stores' groups admit clients; no group exists for egress, the firewall is the control.
@@ -98,6 +98,7 @@ def test_firewall_allows_aws_apis_by_name_only_without_their_endpoints(tmp_path)
         "sts.us-east-2.amazonaws.com",
         "ec2.us-east-2.amazonaws.com",
         *PROD_REGISTRIES,
+        RDS_TRUSTSTORE_DOMAIN,  # the listener fetches the RDS CA bundle (managed stores)
     }
 
 
@@ -122,6 +123,7 @@ def test_self_hosted_langsmith_uses_its_host_and_given_cidrs(tmp_path) -> None:
         "langsmith.example.com",
         "ec2.us-east-2.amazonaws.com",
         *PROD_REGISTRIES,
+        RDS_TRUSTSTORE_DOMAIN,
     }
 
 
@@ -141,6 +143,7 @@ def test_prod_firewall_holds_hosts_and_extra_domains() -> None:
             # Added for the add-ons; the rest of PROD_REGISTRIES is covered by the entries above.
             "registry.k8s.io",
             "public.ecr.aws",
+            RDS_TRUSTSTORE_DOMAIN,  # where the listener's pod fetches the RDS CA bundle
         }
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import runpy
+import subprocess
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +26,8 @@ from components.addons import load_balancer_controller_policy
 from components.listener import (
     API_KEY_FIELD,
     API_KEY_SECRET,
+    CA_DIRECTORY,
+    FETCH_CA,
     HEALTH_PORT,
     LISTENER_REPLICAS,
     POSTGRES_ADMIN_URI,
@@ -31,6 +35,7 @@ from components.listener import (
     STORES_SECRET,
 )
 from components.rbac import policy_rules
+from components.stores import RDS_CA_BUNDLE_PATH, RDS_CA_BUNDLE_URL, postgres_uri
 from listener import kube
 from listener.kube import AccessRule
 from listener.settings import Settings
@@ -353,6 +358,55 @@ def test_managed_stores_give_each_listener_their_admin_uris() -> None:
     dev_env = env_of(by_name(cached_run("dev", False), "Deployment", "listener-dev", "listener"))
     assert dev_env["LISTENER_STORE_MODE"] == "in-cluster"
     assert "LISTENER_POSTGRES_ADMIN_URI" not in dev_env
+
+
+def test_the_listener_has_the_rds_ca_its_admin_uri_verifies_against() -> None:
+    """The program's Postgres URIs say sslmode=verify-full&sslrootcert=RDS_CA_BUNDLE_PATH: the file
+    must exist in the listener's pod (and the listener hands its contents on to each Agent Server)."""
+    result = cached_run("example-shared-namespace", False)
+    for listener in result.outputs["listeners"]:
+        pod = by_name(result, "Deployment", listener["listenerNamespace"], "listener")["spec"]["template"][
+            "spec"
+        ]
+        (fetch,) = pod["initContainers"]
+        assert fetch["command"][-2:] == [RDS_CA_BUNDLE_URL, RDS_CA_BUNDLE_PATH]
+        assert fetch["image"] == pod["containers"][0]["image"], "the listener image: nothing else to trust"
+        assert fetch["securityContext"] == pod["containers"][0]["securityContext"]
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        (volume,) = [v for v in pod["volumes"] if v["name"] == fetch["volumeMounts"][0]["name"]]
+        assert "emptyDir" in volume
+        assert mounts[volume["name"]] == {"name": volume["name"], "mountPath": CA_DIRECTORY, "readOnly": True}
+        assert RDS_CA_BUNDLE_PATH.startswith(CA_DIRECTORY + "/")
+    assert postgres_uri("db", 5432, "postgres", "u", "p").endswith(f"sslrootcert={RDS_CA_BUNDLE_PATH}")
+    dev = by_name(cached_run("dev", False), "Deployment", "listener-dev", "listener")["spec"]["template"][
+        "spec"
+    ]
+    assert "initContainers" not in dev, "in-cluster stores need no CA"
+
+
+def test_the_ca_fetcher_writes_a_pem_bundle_and_refuses_anything_else(tmp_path) -> None:
+    bundle, junk = tmp_path / "bundle.pem", tmp_path / "junk.html"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" * 2)
+    junk.write_text("<html>captive portal</html>")
+    out = tmp_path / "out.pem"
+    done = subprocess.run(
+        [sys.executable, "-c", FETCH_CA, bundle.as_uri(), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == bundle.read_bytes()
+    assert "2 certificates" in done.stdout
+    refused = subprocess.run(
+        [sys.executable, "-c", FETCH_CA, junk.as_uri(), str(tmp_path / "no.pem")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert "returned no PEM certificate" in refused.stderr
+    assert not (tmp_path / "no.pem").exists()
 
 
 def test_one_key_per_workspace_when_the_stack_sets_them(tmp_path) -> None:

@@ -173,6 +173,7 @@ def make_reconciler(
     password_prefix: str = "generated-password",  # noqa: S107 -- a test prefix, not a password
     prober: Any = None,
     watch: bool = False,
+    stores: Any = None,
     **config: Any,
 ) -> Reconciler:
     cluster = Cluster(kube.client(namespaces[0]))
@@ -196,6 +197,7 @@ def make_reconciler(
         prober or HttpProber(servers.url_for),
         new_password=lambda: f"{password_prefix}-{next(counter)}",
         watch=(lambda: kube.async_client(namespaces[0])) if watch else None,
+        stores=stores,
     )
 
 

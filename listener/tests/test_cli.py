@@ -337,3 +337,41 @@ def test_once_exits_0_with_a_warning_for_a_label_that_is_not_a_uuid(
     assert result.code == 0, result
     assert "Traceback" not in result.stderr
     assert "'not-a-uuid', which is not a UUID; skipped" in result.stderr
+
+
+def test_a_managed_dry_run_shows_the_credentials_secret_and_contacts_no_store(
+    tmp_path: Path, server: BackgroundServer, emulator: Emulator, make_client: Any
+) -> None:
+    client: ControlPlaneClient = make_client()
+    listener = client.create_listener(compute_id="cli-managed-dry-run", namespaces=["agents"])
+    ours = client.create_deployment(
+        external_docker_deployment(
+            name="support-agent", image_uri=IMAGE, listener_id=listener.id, k8s_namespace="agents"
+        )
+    )
+    closed = "127.0.0.1:9"  # nothing listens: a dry run must not need the stores
+    environ = valid_env(
+        tmp_path,
+        api_key=emulator.api_key,
+        workspace_id=emulator.tenant_id,
+        listener_id=str(listener.id),
+        control_plane_url=server.url,
+    )
+    environ |= {
+        "LISTENER_STORE_MODE": "managed",
+        "LISTENER_POSTGRES_ADMIN_URI": f"postgresql://admin:admin-secret-pw@{closed}/postgres",
+        "LISTENER_REDIS_ADMIN_URI": f"redis://:admin-secret-pw@{closed}/0",
+    }
+
+    result = run_listener(["--once", "--dry-run"], environ, tmp_path)
+
+    assert result.code == 0, result
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d is not None]
+    names = naming.ObjectNames.of("support-agent", str(ours.id))
+    store = next(d for d in documents if (d["kind"], d["metadata"]["name"]) == ("Secret", names.store_secret))
+    assert set(store["data"].values()) == {REDACTED}
+    assert not any(d["kind"] == "StatefulSet" for d in documents)
+    api = next(d for d in documents if (d["kind"], d["metadata"]["name"]) == ("Deployment", names.api))
+    refs = {e["name"] for e in api["spec"]["template"]["spec"]["containers"][0]["env"] if "valueFrom" in e}
+    assert {"POSTGRES_URI_CUSTOM", "REDIS_URI_CUSTOM", "REDIS_KEY_PREFIX"} <= refs
+    assert "admin-secret-pw" not in result.stdout + result.stderr

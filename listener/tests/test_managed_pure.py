@@ -37,6 +37,7 @@ from listener.managed.postgres import (
 )
 from listener.managed.redis_store import acl_rules, match_pattern, password_rule
 from listener.managed.rotation import credentials_secret_manifest
+from listener.managed.targets import POD_CA_FILE
 from listener.settings import SettingsError, load_settings
 from listener.spec import SecretValue
 
@@ -144,14 +145,27 @@ def test_postgres_target_keeps_what_pods_need_and_drops_listener_only_paths():
         "postgresql://admin:p%40ss@db.example.internal:6543/postgres?sslmode=verify-full&sslrootcert=/etc/ca.pem"
     )
     assert (target.host, target.port) == ("db.example.internal", 6543)
-    assert dict(target.params) == {
-        "sslmode": "verify-full"
-    }  # a file in the listener's pod is not in the agent's
+    # A file in the listener's pod is not in the agent's: its contents travel in the credentials
+    # Secret, mounted where the pods' URI points.
+    assert dict(target.params) == {"sslmode": "verify-full", "sslrootcert": POD_CA_FILE}
+    assert target.ca_file == "/etc/ca.pem"
     assert target.display == "PostgreSQL db.example.internal:6543"
     system = PostgresTarget.from_admin_uri(
         "host=db port=5432 user=a password=b sslmode=verify-full sslrootcert=system"
     )
     assert dict(system.params) == {"sslmode": "verify-full", "sslrootcert": "system"}
+    assert system.ca_file is None
+    assert system.ca_pem() is None
+
+
+def test_a_ca_file_that_is_missing_or_not_pem_is_a_config_error_naming_it(tmp_path):
+    missing = PostgresTarget.from_admin_uri(f"postgresql://a:b@db/postgres?sslrootcert={tmp_path}/none.pem")
+    with pytest.raises(StoreConfigError, match=r"sslrootcert=.*none.pem cannot be read"):
+        missing.ca_pem()
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    with pytest.raises(StoreConfigError, match="holds no PEM certificate"):
+        PostgresTarget.from_admin_uri(f"postgresql://a:b@db/postgres?sslrootcert={junk}").ca_pem()
 
 
 @pytest.mark.parametrize(

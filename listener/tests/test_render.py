@@ -12,11 +12,15 @@ import pytest
 import yaml
 
 from listener import naming
+from listener.managed import ENV_KEYS
 from listener.render import RenderError, Wave, flatten, render, to_yaml
+from listener.render.context import COMPONENT_MANAGED_STORES, MANAGED_CA_DIR, MANAGED_CA_KEY
 from listener.render.scaling import PENDING_RUNS_QUERY
+from listener.render.secrets import MANAGED_STORE_VARS
 from listener.spec import (
     AgentServerSpec,
     ExternalStores,
+    ManagedStoresSecret,
     RenderOptions,
     ResourceSpec,
     SecretReference,
@@ -469,6 +473,64 @@ def test_external_stores() -> None:
     env = env_of(one(objs, "Deployment", "api-server"))
     assert env["POSTGRES_URI"]["valueFrom"]["secretKeyRef"] == {"name": "rds-uris", "key": "pg"}
     assert env["REDIS_URI"]["valueFrom"]["secretKeyRef"] == {"name": "rds-uris", "key": "redis"}
+
+
+def managed_spec(*, ca: bool) -> AgentServerSpec:
+    names = naming.ObjectNames.of("support-agent", DEPLOYMENT_ID)
+    data = {
+        "POSTGRES_URI_CUSTOM": "postgresql://lsdp_x_a:pw@db:5432/lsdp_x?sslmode=verify-full",
+        "REDIS_URI_CUSTOM": "rediss://:token@cache:6379/0",
+        "REDIS_KEY_PREFIX": "lsdp:x:",
+        "postgres-role": "lsdp_x_a",
+        "password": "pw",
+        **({MANAGED_CA_KEY: "-----BEGIN CERTIFICATE-----\n"} if ca else {}),
+    }
+    return make_spec(
+        postgres_password=None,
+        redis_password=None,
+        # A user secret must not point the server at another database.
+        secrets=(("POSTGRES_URI_CUSTOM", SecretValue("postgresql://elsewhere")),),
+        managed_stores=ManagedStoresSecret(
+            names.store_secret, tuple((k, SecretValue(v)) for k, v in sorted(data.items()))
+        ),
+    )
+
+
+@pytest.mark.parametrize("ca", [True, False])
+def test_managed_stores_pods_read_the_credentials_secret(
+    ca: bool, validate: Callable[[dict[str, Any]], list[str]]
+) -> None:
+    spec = managed_spec(ca=ca)
+    waves = render(spec, RenderOptions(store_mode="managed"))
+    objs = flatten(waves)
+    assert {f"{o['kind']}/{o['metadata']['name']}": validate(o) for o in objs if validate(o)} == {}
+    assert waves[1].objects == (), "no store workloads"
+    store = one(objs, "Secret", COMPONENT_MANAGED_STORES)
+    assert store["metadata"]["name"] == spec.managed_stores.secret_name
+    assert store["metadata"]["annotations"][naming.ANNOTATION_CREATE_ONLY] == "true"
+    assert naming.LABEL_REVISION_ID not in store["metadata"]["labels"], "it outlives revisions"
+    assert decoded(store)["REDIS_KEY_PREFIX"] == "lsdp:x:"
+    env_secret = decoded(one(objs, "Secret", "config"))
+    assert not {"POSTGRES_URI_CUSTOM", "REDIS_URI_CUSTOM", "REDIS_KEY_PREFIX", "POSTGRES_URI"} & set(
+        env_secret
+    )
+    for component in ("api-server", "queue"):
+        deployment = one(objs, "Deployment", component)
+        env = env_of(deployment)
+        for var in MANAGED_STORE_VARS:
+            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": store["metadata"]["name"], "key": var}
+        pod = deployment["spec"]["template"]["spec"]
+        mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        secret_volumes = [v for v in pod["volumes"] if "secret" in v]
+        if ca:
+            assert MANAGED_CA_DIR in mounts
+            assert secret_volumes[0]["secret"]["items"] == [{"key": MANAGED_CA_KEY, "path": MANAGED_CA_KEY}]
+        else:
+            assert MANAGED_CA_DIR not in mounts
+            assert secret_volumes == []
+    assert MANAGED_STORE_VARS == ENV_KEYS
+    with pytest.raises(RenderError, match="uses managed stores but has no credentials"):
+        render(make_spec(), RenderOptions(store_mode="managed"))
 
 
 def test_missing_inputs_raise_clear_errors() -> None:

@@ -251,6 +251,15 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "secret_references[0].secret_name: 'their-agent-0a1b2c3d-pg' is another deployment's Secret",
     ),
     (
+        "a reference to another deployment's managed-store credentials",
+        {
+            "secret_references": (
+                SecretReference("STOLEN", "their-agent-0a1b2c3d-store", "POSTGRES_URI_CUSTOM"),
+            )
+        },
+        "secret_references[0].secret_name: 'their-agent-0a1b2c3d-store' is another deployment's Secret",
+    ),
+    (
         "a volume of another deployment's environment",
         {
             "resources": resources(

@@ -76,14 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("listener").warning(warning)
     if args.command == "rotate-credentials":
         return _rotate(settings, args.deployment_id)
-    if settings.store_mode == "managed":
-        # The provisioning library exists (listener.managed); the reconcile loop does not call it yet.
-        print(
-            "the listener's settings are invalid:\n  LISTENER_STORE_MODE=managed: the reconcile loop does not "
-            "provision managed stores yet; only `rotate-credentials` uses them",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
 
     from listener.controlplane import ControlPlaneError
     from listener.health import Health
@@ -258,6 +250,7 @@ def _service(
     if elector is not None:
         status = FencedReporter(status, elector.may_write)
     probe = prober(settings)
+    stores = _managed_stores(settings)
 
     def new_reconciler() -> Reconciler:
         return Reconciler(
@@ -266,6 +259,7 @@ def _service(
             cluster,
             status,
             probe,
+            stores=stores,
             # Watches never time out client-side: the API server ends them, and they resume. One
             # cycle (`--once`) gains nothing from them: its inventory lists each table once.
             watch=(lambda: kubernetes_client(settings, asynchronous=True)) if watch else None,
@@ -276,6 +270,27 @@ def _service(
         settings, new_reconciler(), client, leader=elector, new_reconciler=new_reconciler, health=health
     )
     return service, elector
+
+
+def _managed_stores(settings: Settings):  # -> ManagedStores | None
+    """Managed mode: one bounded admin pool per store for every deployment (no connection is opened
+    until a deployment needs one, so an unreachable store fails revisions, not the listener's start)."""
+    if settings.store_mode != "managed":
+        return None
+    from listener.managed import ManagedStores, StoreError
+
+    assert settings.postgres_admin_uri is not None
+    assert settings.redis_admin_uri is not None
+    try:
+        return ManagedStores.connect(
+            postgres_admin_uri=settings.postgres_admin_uri.get_secret_value(),
+            redis_admin_uri=settings.redis_admin_uri.get_secret_value(),
+            listener_id=str(settings.listener_id),
+            redis_isolation=settings.redis_isolation,
+            pool_size=settings.managed_admin_connections,
+        )
+    except StoreError as error:
+        raise SettingsError(f"the listener's settings are invalid:\n  {error}") from None
 
 
 if __name__ == "__main__":

@@ -54,8 +54,10 @@ SUFFIX_QUEUE: Final = "-queue"
 SUFFIX_POSTGRES: Final = "-pg"
 SUFFIX_REDIS: Final = "-redis"
 SUFFIX_ENV: Final = "-env"
+SUFFIX_STORE: Final = "-store"
+"""Managed stores: the deployment's credentials Secret (no longer than `-queue`, so no name shrinks)."""
 _LONGEST_SUFFIX: Final = max(
-    len(s) for s in (SUFFIX_API, SUFFIX_QUEUE, SUFFIX_POSTGRES, SUFFIX_REDIS, SUFFIX_ENV)
+    len(s) for s in (SUFFIX_API, SUFFIX_QUEUE, SUFFIX_POSTGRES, SUFFIX_REDIS, SUFFIX_ENV, SUFFIX_STORE)
 )
 
 # A StatefulSet's pods carry `controller-revision-hash: <name>-<10 chars>` and that label value is
@@ -109,6 +111,8 @@ class ObjectNames:
     """The prefix of the env Secrets; each is `<env_secret>-<hash of its contents>`."""
     postgres_secret: str
     redis_secret: str
+    store_secret: str
+    """Managed stores: the credentials Secret the pods read their store variables from."""
 
     @classmethod
     def of(cls, deployment_name: str, deployment_id: str) -> ObjectNames:
@@ -123,6 +127,7 @@ class ObjectNames:
             # The Postgres password Secret shares the StatefulSet's name: different kinds never collide.
             postgres_secret=base + SUFFIX_POSTGRES,
             redis_secret=base + SUFFIX_REDIS,
+            store_secret=base + SUFFIX_STORE,
         )
 
 

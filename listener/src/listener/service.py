@@ -12,12 +12,13 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from listener import __version__, metrics, validate
+from listener import __version__, metrics, naming, validate
 from listener.controlplane import (
     ControlPlaneClient,
     ControlPlaneConfig,
@@ -34,8 +35,9 @@ from listener.reconcile import CycleReport, PrunePolicy, Reconciler, ReconcilerC
 from listener.regions import REGIONS, langsmith_api_url
 from listener.render import RenderError, flatten, render, to_yaml
 from listener.render.context import API_PORT
+from listener.render.secrets import MANAGED_STORE_VARS
 from listener.settings import ENV_PREFIX, Settings
-from listener.spec import ExternalStores, SecretValue
+from listener.spec import ExternalStores, ManagedStoresSecret, SecretValue
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +337,15 @@ def dry_run(settings: Settings, client: ControlPlaneClient) -> str:
     invalid: list[str] = []
     for placement in placed:
         spec = agent_server_spec(placement, platform(settings), placeholder, placeholder)
+        if settings.store_mode == "managed":
+            # Provisioned at apply time, not here: the dry run contacts no store.
+            names = naming.ObjectNames.of(placement.deployment.name, placement.deployment_id)
+            spec = replace(
+                spec,
+                managed_stores=ManagedStoresSecret(
+                    names.store_secret, tuple((k, placeholder) for k in MANAGED_STORE_VARS)
+                ),
+            )
         try:
             validate.check(spec)
             documents.extend(flatten(render(spec, settings.render_options())))

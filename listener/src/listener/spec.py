@@ -19,7 +19,7 @@ DEFAULT_POSTGRES_IMAGE = (
 DEFAULT_REDIS_IMAGE = "redis:7.4.5@sha256:90e7a336d044f1abc9e9dbc05d65566850896d11453bbd1dd0fb7e5059f0e8fb"
 
 RoutingMode = Literal["httproute", "ingress", "none"]
-StoreMode = Literal["in-cluster", "external"]
+StoreMode = Literal["in-cluster", "external", "managed"]
 Autoscaler = Literal["hpa", "keda"]
 
 
@@ -90,6 +90,16 @@ class ExternalStores:
 
 
 @dataclass(frozen=True)
+class ManagedStoresSecret:
+    """Managed stores: the deployment's credentials Secret (its database role and password, and the
+    Agent Server's `POSTGRES_URI_CUSTOM`, `REDIS_URI_CUSTOM`, `REDIS_KEY_PREFIX`), read by the pods
+    with `secretKeyRef`. Created once; afterwards only `rotate-credentials` rewrites it."""
+
+    secret_name: str
+    data: tuple[tuple[str, SecretValue], ...]
+
+
+@dataclass(frozen=True)
 class AgentServerSpec:
     """One control-plane deployment at one revision, placed in one namespace by one listener."""
 
@@ -114,6 +124,7 @@ class AgentServerSpec:
     redis_password: SecretValue | None = None
     """In-cluster Redis: generated and kept like the Postgres password."""
     external_stores: ExternalStores | None = None
+    managed_stores: ManagedStoresSecret | None = None
 
 
 @dataclass(frozen=True)

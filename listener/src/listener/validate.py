@@ -118,7 +118,8 @@ def validate(spec: AgentServerSpec) -> list[Problem]:
 
 
 # `<slug>-<8 hex>-pg`, `-redis`, `-env-<10 hex>`: the Secrets the listener writes for a deployment.
-_MANAGED_SECRET: Final = re.compile(r"^.+-([0-9a-f]{8})-(pg|redis|env-[0-9a-f]{10})$")
+_MANAGED_SECRET: Final = re.compile(r"^.+-([0-9a-f]{8})-(pg|redis|store|env-[0-9a-f]{10})$")
+"""`naming.ObjectNames`' Secrets: in-cluster passwords, managed-store credentials, env Secrets."""
 
 
 def _foreign_secrets(spec: AgentServerSpec) -> list[Problem]:

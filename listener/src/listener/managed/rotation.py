@@ -23,9 +23,10 @@ from listener.kube import Cluster
 from listener.managed.credentials import ANNOTATION_ROTATING_FROM, Credentials, read_secret, secret_data
 from listener.managed.names import StoreNames
 from listener.managed.stores import ManagedStores
+from listener.render.context import COMPONENT_MANAGED_STORES
 from listener.rollout import deployment_state
 
-COMPONENT_STORES: Final = "managed-stores"
+COMPONENT_STORES: Final = COMPONENT_MANAGED_STORES
 """`app.kubernetes.io/component` of a deployment's credentials Secret: how rotation finds it."""
 ROTATE_FIELD_MANAGER: Final = "langsmith-dataplane-listener-rotate"
 _MANAGED_METADATA = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation")

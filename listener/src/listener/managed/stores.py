@@ -8,8 +8,10 @@ deployment usable half-way: Redis first, then PostgreSQL, whose last step grants
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from listener.managed.credentials import Credentials
+from listener.managed.errors import StoreError
 from listener.managed.names import StoreNames
 from listener.managed.postgres import PostgresProvisioner, Retention, StepHook
 from listener.managed.redis_store import RedisStore
@@ -46,6 +48,9 @@ class ManagedStores:
             raise ValueError("the PostgreSQL and Redis parts must belong to the same listener")
         self.postgres = postgres
         self.redis = redis
+        self.outage: tuple[datetime, StoreError] | None = None
+        """The last unreachable/busy store and when (set and read by the reconcile): during an outage
+        the other deployments of a cycle fail fast instead of each waiting out the pool's timeout."""
 
     @classmethod
     def connect(

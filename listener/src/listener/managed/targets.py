@@ -16,14 +16,18 @@ from psycopg.conninfo import conninfo_to_dict
 from listener.managed.credentials import ENV_POSTGRES_URI, ENV_REDIS_PREFIX, ENV_REDIS_URI, Credentials
 from listener.managed.errors import StoreConfigError
 from listener.managed.names import StoreNames
+from listener.render.context import MANAGED_CA_DIR, MANAGED_CA_KEY
 from listener.spec import SecretValue
 
 RedisIsolation = Literal["prefix", "acl"]
 DEFAULT_ADMIN_DATABASE = "postgres"
 # Connection parameters worth handing on to the pods: how to reach the server and how to trust it.
-# Client-side file paths (sslrootcert=/path in the listener's pod) would not exist in an Agent Server
-# pod, so only libpq's `system` root store is passed on.
+# A CA file (sslrootcert=/path in the listener's pod) does not exist in an Agent Server pod: its
+# contents travel in the deployment's credentials Secret, mounted at `POD_CA_FILE` (`ca_pem`).
 _CARRIED = ("sslmode", "connect_timeout", "target_session_attrs")
+POD_CA_FILE = f"{MANAGED_CA_DIR}/{MANAGED_CA_KEY}"
+MAX_CA_BYTES = 512 * 1024
+"""A CA bundle goes into each deployment's Secret (at most 1 MiB in all); RDS's global bundle is ~170 KB."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class PostgresTarget:
     port: int
     params: tuple[tuple[str, str], ...]
     """Connection parameters the pods get too (sslmode, ...)."""
+    ca_file: str | None = None
+    """The admin URI's `sslrootcert` file: its contents are handed to the pods (`ca_pem`)."""
 
     @property
     def display(self) -> str:
@@ -59,9 +65,36 @@ class PostgresTarget:
         except ValueError:
             raise StoreConfigError(where, "has a port that is not a number") from None
         params = [(k, str(parts[k])) for k in _CARRIED if parts.get(k)]
-        if parts.get("sslrootcert") == "system":
+        root = str(parts.get("sslrootcert") or "")
+        ca_file = None
+        if root == "system":
             params.append(("sslrootcert", "system"))
-        return cls(host=host, port=port, params=tuple(params))
+        elif root:
+            ca_file = root
+            params.append(("sslrootcert", POD_CA_FILE))
+        return cls(host=host, port=port, params=tuple(params), ca_file=ca_file)
+
+    def ca_pem(self) -> str | None:
+        """The CA bundle the pods must trust (read from the listener's file), or None."""
+        if self.ca_file is None:
+            return None
+        where = "PostgreSQL (LISTENER_POSTGRES_ADMIN_URI)"
+        try:
+            with open(self.ca_file, "rb") as handle:
+                data = handle.read(MAX_CA_BYTES + 1)
+        except OSError as error:
+            raise StoreConfigError(
+                where, f"sslrootcert={self.ca_file} cannot be read in the listener's pod: {error.strerror}"
+            ) from None
+        if len(data) > MAX_CA_BYTES:
+            raise StoreConfigError(where, f"sslrootcert={self.ca_file} is larger than {MAX_CA_BYTES} bytes")
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise StoreConfigError(where, f"sslrootcert={self.ca_file} holds no PEM certificate")
+        return text
 
     def uri(self, role: str, password: str, database: str) -> str:
         """A libpq URI for the pods (user, password and database percent-encoded)."""
@@ -119,14 +152,19 @@ def agent_server_env(
     redis: RedisTarget,
     isolation: RedisIsolation,
 ) -> dict[str, str]:
-    """The three variables that point one Agent Server at its own database and its own keys."""
+    """The three variables that point one Agent Server at its own database and its own keys, plus,
+    when the admin URI verifies PostgreSQL against a CA file, that file's contents (`MANAGED_CA_KEY`)."""
     redis_uri = (
         redis.uri(names.redis_user, credentials.password.value)
         if isolation == "acl"
         else redis.admin_uri.value
     )
-    return {
+    env = {
         ENV_POSTGRES_URI: postgres.uri(credentials.role, credentials.password.value, names.database),
         ENV_REDIS_URI: redis_uri,
         ENV_REDIS_PREFIX: names.redis_prefix,
     }
+    ca = postgres.ca_pem()
+    if ca is not None:
+        env[MANAGED_CA_KEY] = ca
+    return env

@@ -41,6 +41,8 @@ from listener.reconcile.watch import Watcher
 if TYPE_CHECKING:
     from lightkube import AsyncClient
 
+    from listener.managed import ManagedStores
+
 log = logging.getLogger(__name__)
 
 
@@ -82,6 +84,7 @@ class Reconciler:
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
         inventory: Inventory | None = None,
         watch: Callable[[], AsyncClient] | None = None,
+        stores: ManagedStores | None = None,
     ):
         """`watch` makes the async client the inventory's watches use (`reconcile.watch`); without
         it the inventory lists each table once per cycle in which a step looks at it."""
@@ -91,6 +94,7 @@ class Reconciler:
         self._reporter = reporter
         self._prober = prober
         self._new_password = new_password
+        self._stores = stores
         self.records: dict[str, unit.DeploymentRecord] = {}
         self.served: frozenset[tuple[str, str]] | None = None
         self._refusals_reported: set[tuple[str, str]] = set()
@@ -150,6 +154,7 @@ class Reconciler:
             served=self.served,
             new_password=self._new_password,
             inventory=self.inventory,
+            stores=self._stores,
         )
         queued = []
         for placement in placed:
@@ -178,6 +183,7 @@ class Reconciler:
                 refused=[r.deployment_id for r in refused],
                 now=now,
                 bases={p.deployment_id: naming.base_name(p.deployment.name, p.deployment_id) for p in placed},
+                stores=self._stores,
             )
             self._prune_pending = outcome.pending
             report.pruned += outcome.pruned

@@ -28,15 +28,19 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from listener import metrics, naming, ownership
 from listener.controlplane import ControlPlaneClient
 from listener.kube import Cluster, ClusterError
 from listener.reconcile import fetch, status
+from listener.reconcile import stores as managed_stores
 from listener.reconcile.config import PrunePolicy, ReconcilerConfig
 from listener.render import KINDS
+
+if TYPE_CHECKING:
+    from listener.managed import ManagedStores
 
 log = logging.getLogger(__name__)
 
@@ -347,10 +351,13 @@ def run(
     refused: Iterable[str],
     now: datetime,
     bases: Mapping[str, str] | None = None,
+    stores: ManagedStores | None = None,
 ) -> Outcome:
     """One prune pass. `placed` maps the listed deployments this listener runs to their namespace;
     `refused` lists the ones it was given but refuses (they are kept, never pruned); `bases` maps
-    them to their object names' stem, to point out retained data of a same-named predecessor."""
+    them to their object names' stem, to point out retained data of a same-named predecessor.
+    `stores` (managed mode): a deleted deployment's database, roles and keys are torn down under
+    `config.data_retention` before its objects go."""
     outcome = Outcome()
     listener_id = str(config.listener_id)
     try:
@@ -390,7 +397,7 @@ def run(
         confirmations=confirmations,
     )
     for decision in decisions:
-        _execute(cluster, config, groups[decision.key], decision, outcome)
+        _execute(cluster, config, groups[decision.key], decision, outcome, stores)
     # Every prune a rule refused this pass, and every foreign object spared (labels without proof).
     metrics.REFUSED_PRUNES.inc(sum(d.refused is not None for d in decisions) + len(found.warnings))
     outcome.pending = any(d.action != "prune" and not _listed(d, candidates) for d in decisions)
@@ -424,7 +431,12 @@ def _listed(decision: Decision, candidates: list[Candidate]) -> bool:
 
 
 def _execute(
-    cluster: Cluster, config: ReconcilerConfig, group: Group, decision: Decision, out: Outcome
+    cluster: Cluster,
+    config: ReconcilerConfig,
+    group: Group,
+    decision: Decision,
+    out: Outcome,
+    stores: ManagedStores | None = None,
 ) -> None:
     deployment_id = str(group.deployment_id)
     anchor = group.anchor
@@ -456,19 +468,41 @@ def _execute(
                 warning=True,
             )
         if decision.action == "prune":
-            _delete_group(cluster, config, group, decision, out)
+            _delete_group(cluster, config, group, decision, out, stores)
     except ClusterError as error:
         out.errors.append(f"{deployment_id}: {decision.action}: {error}")
 
 
 def _delete_group(
-    cluster: Cluster, config: ReconcilerConfig, group: Group, decision: Decision, out: Outcome
+    cluster: Cluster,
+    config: ReconcilerConfig,
+    group: Group,
+    decision: Decision,
+    out: Outcome,
+    stores: ManagedStores | None = None,
 ) -> None:
     # A move never takes the data with it; a deletion does only with LISTENER_DATA_RETENTION=delete.
     keep_data = decision.moved or config.data_retention == "retain"
+    deployment_id = str(group.deployment_id)
+    if config.options.store_mode == "managed" and not decision.moved:
+        if stores is None:
+            out.errors.append(f"{deployment_id}: managed stores: no connection; its objects are kept")
+            out.pending = True
+            return
+        # The shared stores first: if they fail, the objects stay and the next pass (same rules)
+        # tries again; deleting the objects first would forget the database forever.
+        done, note = managed_stores.teardown(stores, deployment_id, config.data_retention)
+        log.info("deployment %s: %s", deployment_id, note)
+        if not done:
+            out.errors.append(f"{deployment_id}: {note}")
+            out.pending = True
+            return
+        out.warnings.append(f"deployment {deployment_id} was deleted; {note}")
     items = sorted(group.items, key=lambda i: (_ORDER.get(i[1], 99), _name(i[2])))
     for api_version, kind, obj in items:
-        if keep_data and is_data(kind, obj):
+        # A moved deployment's credentials go with it (its database is keyed by its id and follows
+        # it); the copy in the old namespace would only be a stale second one.
+        if keep_data and is_data(kind, obj) and not (decision.moved and managed_stores.is_credentials(obj)):
             continue
         cluster.delete(api_version, kind, group.namespace, _name(obj))
     out.pruned.append(str(group.deployment_id))
@@ -491,7 +525,8 @@ def prune_stale(
     served: frozenset[tuple[str, str]],
 ) -> list[str]:
     """Delete the deployment's own objects in `namespace` that its deployed revision no longer renders
-    (never data, never anything not proven the listener's). Returns what was deleted."""
+    (never data — a managed-store credentials Secret left under an old name is a copy, not data —
+    never anything not proven the listener's). Returns what was deleted."""
     deleted = []
     selector = naming.ownership_selector(listener_id, deployment_id)
     for api_version, kind in KINDS:
@@ -500,7 +535,12 @@ def prune_stale(
         for obj in cluster.list(api_version, kind, namespace, selector):
             obj = {**obj, "kind": kind}
             name = _name(obj)
-            if (kind, name) in keep or is_data(kind, obj) or not ownership.owned(obj, listener_id):
+            # A managed-store credentials Secret under an old name (a rename) is not data: the
+            # revision just deployed carries the same credentials in the Secret of its new name.
+            stale_credentials = managed_stores.is_credentials(obj)
+            if (kind, name) in keep or (is_data(kind, obj) and not stale_credentials):
+                continue
+            if not ownership.owned(obj, listener_id):
                 continue
             if (obj.get("metadata") or {}).get("deletionTimestamp"):
                 continue

@@ -24,21 +24,24 @@ import base64
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from listener import metrics, naming, ownership, validate
 from listener.controlplane import StatusReporter
 from listener.desired import Fingerprint, Placement, agent_server_spec, fingerprint
 from listener.kube import Cluster, ClusterError
-from listener.reconcile import apply, health, inventory, prune, status
+from listener.reconcile import apply, health, inventory, prune, status, stores
 from listener.reconcile.config import ReconcilerConfig
 from listener.reconcile.inventory import Inventory
 from listener.reconcile.queue import retry_delay
 from listener.render import KINDS, RenderError, Wave, flatten, render
 from listener.render.secrets import POSTGRES_PASSWORD_KEY, REDIS_PASSWORD_KEY
-from listener.spec import SecretValue
+from listener.spec import ManagedStoresSecret, SecretValue
+
+if TYPE_CHECKING:
+    from listener.managed import ManagedStores
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,8 @@ class StepContext:
     prober: health.Prober
     served: frozenset[tuple[str, str]]
     new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24)
+    stores: ManagedStores | None = None
+    """Managed mode: the shared PostgreSQL and Redis (one bounded admin pool each for all deployments)."""
     inventory: Inventory | None = None
     """The inventory of live objects (`reconcile.inventory`); None: GET each object, re-apply all."""
 
@@ -214,20 +219,40 @@ def _prepare(
     postgres, redis = _credentials(ctx, placement.namespace, attempt.names)
     spec = agent_server_spec(placement, ctx.config.platform, postgres, redis)
     validate.check(spec)
+    found = None
+    if ctx.config.options.store_mode == "managed":
+        found = stores.find(
+            ctx.cluster,
+            listener_id=ctx.listener_id,
+            namespaces=ctx.config.namespaces,
+            namespace=placement.namespace,
+            names=attempt.names,
+            deployment_id=record.deployment_id,
+        )
+        if found.live is None:  # nothing to render yet: provision first (the first rollout)
+            spec = replace(spec, managed_stores=_provision(ctx, record, attempt, found, now))
+        else:
+            spec = replace(spec, managed_stores=found.live)
     waves = render(spec, ctx.config.options)
     objects = flatten(waves)
     apply.require_served(objects, ctx.served)
     attempt.waves = waves
     if _resume(ctx, record, attempt, now):
-        return
+        return  # a restart taking over a deployed revision: no store is contacted
+    if found is not None and found.live is not None:
+        # Before anything of the revision is written: a store error leaves nothing half-deployed.
+        _provision(ctx, record, attempt, found, now)
     live = apply.survey(ctx.cluster, objects, ctx.listener_id, ctx.inventory)
     apply.check_routes(ctx.cluster, objects, ctx.config.namespaces, live)
     attempt.phase = "stores"
     started = "rollout started"
     if attempt.moved_from:
         moved = (
-            f"moved from namespace {attempt.moved_from} to {placement.namespace}: it starts with a new, empty "
-            f"database here (the old volume and password stay in {attempt.moved_from})"
+            f"moved from namespace {attempt.moved_from} to {placement.namespace}: it keeps its database on the "
+            "managed stores"
+            if ctx.config.options.store_mode == "managed"
+            else f"moved from namespace {attempt.moved_from} to {placement.namespace}: it starts with a new, "
+            f"empty database here (the old volume and password stay in {attempt.moved_from})"
         )
         result.warnings.append(f"{record.deployment_id}: {moved}")
         started += f" ({moved})"
@@ -239,6 +264,14 @@ def _prepare(
         result.warnings.append(f"{record.deployment_id}: {renamed}")
         started += f" ({renamed})"
     _transition(ctx, record, attempt, "DEPLOYING", started, result)
+
+
+def _provision(
+    ctx: StepContext, record: DeploymentRecord, attempt: Attempt, found: stores.Found, now: datetime
+) -> ManagedStoresSecret:
+    return stores.provision(
+        ctx.stores, found, names=attempt.names, deployment_id=record.deployment_id, now=now
+    )
 
 
 def _credentials(

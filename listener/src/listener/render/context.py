@@ -14,6 +14,13 @@ COMPONENT_POSTGRES = "postgres"
 COMPONENT_REDIS = "redis"
 COMPONENT_CONFIG = "config"
 COMPONENT_ROUTING = "routing"
+COMPONENT_MANAGED_STORES = "managed-stores"
+"""The credentials Secret of a deployment on the managed stores (how rotate-credentials finds it)."""
+MANAGED_CA_KEY = "postgres-ca.pem"
+"""Key of the credentials Secret holding the CA bundle the listener verifies PostgreSQL with (the
+admin URI's `sslrootcert` file, e.g. the RDS bundle), when it names one."""
+MANAGED_CA_DIR = "/etc/langsmith-dataplane/stores"
+"""Where Agent Server pods have that key as a file; their `POSTGRES_URI_CUSTOM` points at it."""
 
 API_PORT = 8000
 POSTGRES_PORT = 5432
@@ -39,6 +46,10 @@ class Context:
     @property
     def in_cluster_stores(self) -> bool:
         return self.options.store_mode == "in-cluster"
+
+    @property
+    def managed_stores(self) -> bool:
+        return self.options.store_mode == "managed"
 
     def selector(self, component: str) -> dict[str, str]:
         return naming.selector_labels(self.names.base, component, self.spec.deployment_id)

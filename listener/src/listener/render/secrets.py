@@ -16,6 +16,7 @@ from urllib.parse import quote
 from listener import naming
 from listener.render.context import (
     COMPONENT_CONFIG,
+    COMPONENT_MANAGED_STORES,
     COMPONENT_POSTGRES,
     COMPONENT_REDIS,
     POSTGRES_DB,
@@ -29,6 +30,8 @@ from listener.render.context import (
 POSTGRES_PASSWORD_KEY = "POSTGRES_PASSWORD"  # noqa: S105 -- a key name, not a password
 REDIS_PASSWORD_KEY = "REDIS_PASSWORD"  # noqa: S105 -- a key name, not a password
 STORE_URI_VARS = ("POSTGRES_URI", "DATABASE_URI", "REDIS_URI")
+MANAGED_STORE_VARS = ("POSTGRES_URI_CUSTOM", "REDIS_URI_CUSTOM", "REDIS_KEY_PREFIX")
+"""`listener.managed.ENV_KEYS`: read from the credentials Secret, never from the env Secret."""
 ENV_HASH_LEN = 10
 
 
@@ -68,8 +71,9 @@ def env_data(ctx: Context) -> dict[str, str]:
         redis = quote(redis_password(ctx), safe="")
         data["REDIS_URI"] = f"redis://:{redis}@{ctx.service_host(ctx.names.redis)}:{REDIS_PORT}"
     else:
-        # These come from the external Secret via secretKeyRef; a stale copy here would be misleading.
-        for var in STORE_URI_VARS:
+        # These come from the external or credentials Secret via secretKeyRef; a stale copy here would
+        # be misleading, and a user secret must not point the server at another database.
+        for var in (*STORE_URI_VARS, *(MANAGED_STORE_VARS if ctx.managed_stores else ())):
             data.pop(var, None)
     return dict(sorted(data.items()))
 
@@ -121,8 +125,34 @@ def redis_secret(ctx: Context) -> dict[str, Any]:
     return _credentials(ctx, ctx.names.redis_secret, COMPONENT_REDIS, REDIS_PASSWORD_KEY, redis_password(ctx))
 
 
+def store_secret(ctx: Context) -> dict[str, Any]:
+    """Managed stores: the credentials Secret, create-only like the in-cluster passwords (rotation
+    rewrites it in place; re-applying a stale render would undo a rotation). Stable labels: it
+    outlives revisions."""
+    managed = ctx.spec.managed_stores
+    if managed is None:
+        raise RenderError(
+            f"deployment {ctx.spec.deployment_name!r} ({ctx.spec.deployment_id}) uses managed stores but has "
+            "no credentials: provision its database first and pass them in on every render"
+        )
+    if managed.secret_name != ctx.names.store_secret:
+        raise RenderError(f"the credentials Secret must be named {ctx.names.store_secret!r}")
+    meta = ctx.metadata(managed.secret_name, COMPONENT_MANAGED_STORES)
+    meta["labels"] = ctx.stable_labels(COMPONENT_MANAGED_STORES)
+    meta["annotations"] = {**meta["annotations"], naming.ANNOTATION_CREATE_ONLY: "true"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta,
+        "type": "Opaque",
+        "data": encoded({k: v.value for k, v in managed.data}),
+    }
+
+
 def render_secrets(ctx: Context) -> list[dict[str, Any]]:
     # Credentials first: if another writer created them meanwhile, the rollout stops before an env
     # Secret with the wrong password is written.
     objs = [postgres_secret(ctx), redis_secret(ctx)] if ctx.in_cluster_stores else []
+    if ctx.managed_stores:
+        objs.append(store_secret(ctx))
     return [*objs, env_secret(ctx)]

@@ -6,13 +6,27 @@ from typing import Any
 
 from listener import naming
 from listener.render import pods
-from listener.render.context import API_PORT, COMPONENT_API, COMPONENT_QUEUE, Context
+from listener.render.context import (
+    API_PORT,
+    COMPONENT_API,
+    COMPONENT_QUEUE,
+    MANAGED_CA_DIR,
+    MANAGED_CA_KEY,
+    Context,
+)
 from listener.render.resources import Compute, Scale, api_compute, api_scale, queue_compute, queue_scale
-from listener.render.secrets import STORE_URI_VARS, config_hash, env_secret_name
+from listener.render.secrets import MANAGED_STORE_VARS, STORE_URI_VARS, config_hash, env_secret_name
 
 API_PORT_NAME = "api-server"
 QUEUE_PORT_NAME = "queue"
 AUTOMATIC_ENV = ("PORT", "N_JOBS_PER_WORKER")
+STORE_CA_VOLUME = "ls-store-ca"
+
+
+def has_store_ca(ctx: Context) -> bool:
+    """Managed stores whose PostgreSQL is verified against a CA bundle the pods get as a file."""
+    managed = ctx.spec.managed_stores
+    return ctx.managed_stores and managed is not None and any(k == MANAGED_CA_KEY for k, _ in managed.data)
 
 
 def is_autoscaled(ctx: Context, scale: Scale) -> bool:
@@ -31,6 +45,12 @@ def _env(ctx: Context, jobs_per_worker: int) -> list[dict[str, Any]]:
         ours += [
             {"name": var, "valueFrom": {"secretKeyRef": {"name": ext.secret_name, "key": keys[var]}}}
             for var in STORE_URI_VARS
+        ]
+    if ctx.managed_stores:
+        # Read at pod start from the credentials Secret: rotation rewrites it and restarts the pods.
+        ours += [
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": ctx.names.store_secret, "key": var}}}
+            for var in MANAGED_STORE_VARS
         ]
     reserved = {e["name"] for e in ours}
     # Duplicate env names are resolved by the kubelet with a warning; dedupe so the winner is explicit.
@@ -64,6 +84,17 @@ def _pod_template(
         "topologySpreadConstraints": pods.zone_spread(ctx.selector(component)),
         "volumes": [pods.empty_dir(pods.TMP_VOLUME, "1Gi"), *(dict(v) for v in rs.volumes)],
     }
+    if has_store_ca(ctx):
+        spec["volumes"].insert(
+            1,
+            {
+                "name": STORE_CA_VOLUME,
+                "secret": {
+                    "secretName": ctx.names.store_secret,
+                    "items": [{"key": MANAGED_CA_KEY, "path": MANAGED_CA_KEY}],
+                },
+            },
+        )
     if rs.service_account_name is not None:
         spec["serviceAccountName"] = rs.service_account_name
     if rs.image_pull_secrets:
@@ -102,6 +133,8 @@ def _container(
             *(dict(m) for m in ctx.spec.resources.volume_mounts),
         ],
     )
+    if has_store_ca(ctx):
+        c["volumeMounts"].insert(1, {"mountPath": MANAGED_CA_DIR, "name": STORE_CA_VOLUME, "readOnly": True})
     return c
 
 
