@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -266,12 +267,19 @@ def _prepare(
     _transition(ctx, record, attempt, "DEPLOYING", started, result)
 
 
+_PROVISIONING = threading.Lock()
+"""The work queue's workers provision one deployment at a time: an unreachable shared store is found
+out once and the others fail fast on `stores.outage`, instead of every worker waiting out the connect
+timeout at once. Provisioning happens only on a first rollout or a change of credentials."""
+
+
 def _provision(
     ctx: StepContext, record: DeploymentRecord, attempt: Attempt, found: stores.Found, now: datetime
 ) -> ManagedStoresSecret:
-    return stores.provision(
-        ctx.stores, found, names=attempt.names, deployment_id=record.deployment_id, now=now
-    )
+    with _PROVISIONING:
+        return stores.provision(
+            ctx.stores, found, names=attempt.names, deployment_id=record.deployment_id, now=now
+        )
 
 
 def _credentials(
