@@ -94,26 +94,48 @@ def survey(
     all the callers need: whether it exists."""
     live: Live = {}
     foreign: list[str] = []
+    previous: list[str] = []
     for obj in objects:
         meta = obj["metadata"]
         if inventory is not None:
             seen = inventory.lookup(meta["namespace"], obj["apiVersion"], obj["kind"], meta["name"])
-            exists, ours = seen is not None, seen is not None and seen.owned
-            existing = {"metadata": {"name": meta["name"]}} if seen is not None else None
+            ours = seen is not None and seen.owned
+            if seen is None:
+                existing = None
+            elif ours:
+                existing = {"metadata": {"name": meta["name"]}}
+            else:  # not ours at a glance: read it whole to tell a foreign object from a handed-over one
+                existing = cluster.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         else:
             existing = cluster.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-            exists, ours = (
-                existing is not None,
-                existing is not None and ownership.owned(existing, listener_id),
-            )
-        if exists and not ours:
-            foreign.append(f"{obj['kind']} {meta['namespace']}/{meta['name']}")
+            ours = existing is not None and ownership.owned(existing, listener_id)
+        what = f"{obj['kind']} {meta['namespace']}/{meta['name']}"
+        if existing is not None and not ours and not ownership.owned(existing, listener_id):
+            deployment_label = (meta.get("labels") or {}).get(naming.LABEL_DEPLOYMENT_ID, "")
+            if not ownership.handed_over(existing, deployment_label):
+                foreign.append(what)
+            elif not is_create_only(obj):
+                # Moved here from another listener in this namespace: its copy goes under that
+                # listener's prune rules; the kept password (create-only) is read, never written.
+                previous.append(what)
         live[key_of(obj)] = existing
     if foreign:
         raise Rejected(
             f"{', '.join(foreign)} already exist(s) and is not managed by this listener; refusing to touch it"
         )
+    if previous:
+        holder = ownership.labels_of(live_first(live, previous)).get(naming.LABEL_LISTENER_ID, "?")
+        raise Retry(
+            f"the control plane moved this deployment here from listener {holder}, whose copy is still in the "
+            f"namespace ({', '.join(previous)}); waiting for it to be pruned (its database is kept and used here)"
+        )
     return live
+
+
+def live_first(live: Live, described: list[str]) -> dict[str, Any]:
+    """The live object behind the first `Kind namespace/name` of `described`."""
+    kind, _, where = described[0].partition(" ")
+    return live.get((kind, where.rpartition("/")[2])) or {}
 
 
 def apply_objects(
