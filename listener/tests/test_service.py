@@ -320,11 +320,14 @@ class FlakyReconciler:
         self.calls = 0
         self.records: dict[str, Any] = {}  # the service reads it for the deployments-by-state metric
 
-    def run_once(self, now: datetime) -> CycleReport:
+    def run_once(self, now: datetime, *, wait: float | None = None) -> CycleReport:
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("boom: a bug in one cycle")
         return CycleReport(applied=[f"cycle-{self.calls}"])
+
+    def close(self, timeout: float | None = None) -> bool:
+        return True
 
 
 def test_the_loop_survives_an_exception_inside_a_cycle(caplog: pytest.LogCaptureFixture) -> None:

@@ -214,6 +214,9 @@ def test_probe_url_template_accepts_only_its_fields(template: str, expected: str
         ({"rollout_timeout_seconds": "1e300"}, "LISTENER_ROLLOUT_TIMEOUT_SECONDS"),
         ({"unschedulable_grace_seconds": "1e300"}, "LISTENER_UNSCHEDULABLE_GRACE_SECONDS"),
         ({"unschedulable_grace_seconds": "inf"}, "LISTENER_UNSCHEDULABLE_GRACE_SECONDS"),
+        ({"workers": "0"}, "LISTENER_WORKERS"),
+        ({"workers": "1000"}, "LISTENER_WORKERS"),
+        ({"workers": "four"}, "LISTENER_WORKERS"),
         ({"poll_interval_seconds": "inf"}, "LISTENER_POLL_INTERVAL_SECONDS"),
         ({"resync_interval_seconds": "nan"}, "LISTENER_RESYNC_INTERVAL_SECONDS"),
         ({"prune_window_seconds": "1"}, "LISTENER_PRUNE_WINDOW_SECONDS"),
@@ -234,6 +237,8 @@ def test_every_default_fits_its_own_bounds():
     assert settings.prune_window_seconds == 300
     assert settings.prune_max_fraction == 0.1
     assert settings.prune_allow_empty is False
+    assert settings.workers == 4
+    assert settings.inventory_watch is False
     assert "@sha256:" in settings.postgres_image
     assert "@sha256:" in settings.redis_image
 

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     resync_interval_seconds: float = Field(default=300.0, ge=10.0, le=86400.0)
     rollout_timeout_seconds: float = Field(default=600.0, ge=30.0, le=86400.0)
     unschedulable_grace_seconds: float = Field(default=15.0, ge=0.0, le=3600.0)
+    inventory_watch: bool = False
+    """Keep the inventory current with watches instead of one list per namespace and kind per cycle
+    that looks at it (experimental: see listener/README.md, "Work queue, inventory and drift")."""
+    workers: int = Field(default=4, ge=1, le=32)
+    """Deployments reconciled at once (the work queue's threads). A step mostly waits on the API
+    server, so a few per core; more only adds load on the API server."""
 
     # What gets rendered.
     routing: Literal["httproute", "ingress", "none"] = "none"

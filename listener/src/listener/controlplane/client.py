@@ -104,6 +104,8 @@ class ControlPlaneClient:
         self._sleep = sleep
         self._random = random
         self._observe = observe or _ignore
+        self._deployments: dict[Any, tuple[Any, Any]] = {}
+        """The last complete deployments list: id → (raw JSON, what was read); see `read_deployments`."""
         headers = {
             "X-Api-Key": config.api_key.get_secret_value(),
             "Accept": "application/json",
@@ -234,6 +236,8 @@ class ControlPlaneClient:
         if deployment_ids is not None:
             params["deployment_ids"] = ",".join(str(as_uuid(d, "deployment_ids")) for d in deployment_ids)
         path = "/v2/deployments"
+        cache = self._deployments
+        fresh: dict[Any, tuple[Any, Any]] = {}
 
         def fetch(limit: int, offset: int) -> list[Deployment | UnreadableDeployment]:
             response = self.request("GET", path, params={**params, "limit": limit, "offset": offset})
@@ -246,18 +250,31 @@ class ControlPlaneClient:
             self._validate({**body, "resources": []}, DeploymentsList, response, "GET", path)
             out: list[Deployment | UnreadableDeployment] = []
             for index, item in enumerate(items):
-                try:
-                    out.append(read_item(item, f"resources.{index}"))
-                except UnreadableId as unreadable:
-                    raise e.InvalidResponseError(
-                        f"GET {path} returned a DeploymentsList the client cannot use: {unreadable}",
-                        method="GET",
-                        path=path,
-                        status_code=response.status_code,
-                    ) from None
+                # An item whose JSON equals the one read last time is not validated again: the same
+                # object is returned, so a poll of an unchanged workspace costs a dict comparison per
+                # item, not a pydantic validation (an unreadable item is remembered the same way).
+                key = item.get("id") if isinstance(item, dict) else None
+                known = cache.get(key) if isinstance(key, str) else None
+                if known is not None and known[0] == item:
+                    read = known[1]
+                else:
+                    try:
+                        read = read_item(item, f"resources.{index}")
+                    except UnreadableId as unreadable:
+                        raise e.InvalidResponseError(
+                            f"GET {path} returned a DeploymentsList the client cannot use: {unreadable}",
+                            method="GET",
+                            path=path,
+                            status_code=response.status_code,
+                        ) from None
+                if isinstance(key, str):
+                    fresh[key] = (item, read)
+                out.append(read)
             return out
 
         collected = collect_pages(fetch, lambda r: r.id, page_size=PAGE_SIZE, what="deployment")
+        cache.clear()  # only what the last complete list held: deleted deployments do not linger
+        cache.update(fresh)
         return DeploymentListing(
             tuple(d for d in collected if isinstance(d, Deployment)),
             tuple(d for d in collected if isinstance(d, UnreadableDeployment)),
