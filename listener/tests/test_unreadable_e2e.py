@@ -241,3 +241,26 @@ def test_read_item_reads_the_listener_leniently() -> None:
     for no_id in ({}, {"id": 7}, {"id": "nope"}, [base], "text"):
         with pytest.raises(UnreadableId):
             read_item(no_id)
+
+
+def test_the_list_cache_keeps_unreadable_items_apart_and_reads_a_changed_one_again(world: World) -> None:
+    ok = world.deploy("ok")
+    bad = world.deploy("bad")
+    corrupt(world, bad, {"source_config": {"resource_spec": {"sidecars": [{"name": "proxy"}]}}})
+    first = world.client.read_deployments()
+    assert [str(d.id) for d in first.deployments] == [ok]
+    assert [str(u.id) for u in first.unreadable] == [bad]
+    second = world.client.read_deployments()
+    assert second.unreadable[0] is first.unreadable[0], "unchanged JSON is not validated again"
+    assert second.deployments[0] is first.deployments[0]
+    corrupt(world, bad, {"source_config": {"resource_spec": {"sidecars": [{"name": "proxy", "image": "i"}]}}})
+    third = world.client.read_deployments()
+    assert sorted(str(d.id) for d in third.deployments) == sorted([ok, bad])
+    assert third.unreadable == ()
+    corrupt(world, ok, {"source_config": {"resource_spec": {"labels": {"team": 7}}}})
+    fourth = world.client.read_deployments()
+    assert [str(u.id) for u in fourth.unreadable] == [ok]
+    assert (
+        "source_config.resource_spec.labels.team: Input should be a valid string"
+        in fourth.unreadable[0].problems
+    )
