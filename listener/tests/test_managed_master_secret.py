@@ -289,3 +289,47 @@ def test_the_region_comes_from_the_arn():
         parse_arn("arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:x-AbCdEf")
         == "us-gov-west-1"
     )
+
+
+def test_the_listeners_settings_wire_the_secret_into_its_managed_stores(
+    private_postgres: PrivateServer, secrets_manager, master_role, monkeypatch
+):
+    """From `LISTENER_*` settings to a working admin connection: the path `python -m listener` takes,
+    with botocore's default credential chain (here the environment; in EKS, IRSA's web identity)."""
+    from listener.__main__ import _managed_stores
+
+    fake, endpoint = secrets_manager
+    name, set_password = master_role
+    set_password("settings-master-password-3")
+    fake.secrets[ARN] = rds_secret(name, "settings-master-password-3")
+    fake.allowed.add(ARN)
+    for variable, value in {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": "fake-secret-access-key",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }.items():
+        monkeypatch.setenv(variable, value)
+    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    settings = load_settings(
+        {
+            "LISTENER_API_KEY": "k",
+            "LISTENER_WORKSPACE_ID": str(uuid.uuid4()),
+            "LISTENER_LISTENER_ID": LISTENER,
+            "LISTENER_REGION": "us",
+            "LISTENER_NAMESPACES": "agents",
+            "LISTENER_STORE_MODE": "managed",
+            "LISTENER_POSTGRES_ADMIN_URI": f"postgresql://{name}@127.0.0.1:{private_postgres.port}/postgres?sslmode=require",
+            "LISTENER_REDIS_ADMIN_URI": "redis://127.0.0.1:6379/0",
+            "LISTENER_POSTGRES_ADMIN_PASSWORD_SECRET_ARN": ARN,
+        }
+    )
+    stores = _managed_stores(settings)
+    try:
+        stores.postgres.check()
+    finally:
+        stores.close()
+    assert fake.requests == [ARN]
+    assert fake.refused == []
