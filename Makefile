@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STACK ?= dev
 IMAGE ?= localhost/langsmith-dataplane-listener:dev
 
-.PHONY: setup plan plan-all test lint snapshots image image-smoke
+.PHONY: setup plan plan-all test lint snapshots image image-smoke demo bench
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt listener/requirements.txt listener/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,3 +37,9 @@ image:  ## build the listener image with podman (base from Debian packages, cach
 
 image-smoke: setup image  ## run the image locked down against the emulator and fakekube until DEPLOYED
 	$(BIN)/python -m tools.container.smoke $(IMAGE)
+
+demo: setup  ## the emulator, fakekube and the listener on 127.0.0.1 rolling out one Agent Server; Ctrl-C stops
+	$(BIN)/python -m tools.demo
+
+bench: setup  ## the listener at N = 100 and 1,000 deployments (about 12 minutes); BENCH_ARGS="--n 100" for one
+	$(BIN)/python -m bench.listener_bench $(BENCH_ARGS) --json bench/listener-results.json

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from typing import Any
 
@@ -328,6 +329,67 @@ def test_watch_without_resource_version_replays_then_ends_at_timeout(kube: FakeK
     assert '"name":"y"' in lines[0]
 
 
+def test_list_and_watch_options_are_validated(kube: FakeKube) -> None:
+    """Sources: query conversion (a limit or resourceVersion that does not parse is a 400),
+    apimachinery/pkg/apis/meta/internalversion/validation/validation.go ValidateListOptions and
+    validateWatchOptions (422 ListOptions.meta.k8s.io), apiserver/pkg/storage/errors.go
+    NewTooLargeResourceVersionError (504 with a ResourceVersionTooLarge cause: the watch cache is not
+    at that revision). Before, all of these were served as if the parameter was absent."""
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    with kube.admin_client(NS) as c:
+        raw = c._client._client
+        current = int(raw.get(path).json()["metadata"]["resourceVersion"])
+        for params, code in (
+            ({"limit": "many"}, 400),
+            ({"resourceVersion": "abc"}, 400),
+            ({"resourceVersionMatch": "Exact"}, 422),
+            ({"resourceVersionMatch": "Newest", "resourceVersion": "1"}, 422),
+            ({"resourceVersionMatch": "Exact", "resourceVersion": "0"}, 422),
+            ({"sendInitialEvents": "true"}, 422),
+            ({"resourceVersion": str(current + 100)}, 504),
+            ({"watch": "true", "sendInitialEvents": "true"}, 422),
+            ({"watch": "true", "resourceVersionMatch": "NotOlderThan"}, 422),
+            ({"watch": "true", "resourceVersion": str(current + 100)}, 504),
+            ({"watch": "true", "timeoutSeconds": "soon"}, 400),
+        ):
+            got = raw.get(path, params=params)
+            assert got.status_code == code, (params, got.text)
+        too_large = raw.get(path, params={"resourceVersion": str(current + 100)}).json()
+        assert too_large["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+        # An exact list at an older revision is never answered with newer data.
+        c.create(configmap("later"))
+        exact = raw.get(path, params={"resourceVersionMatch": "Exact", "resourceVersion": str(current)})
+        assert exact.status_code == 410
+
+
+def test_watch_bookmarks_and_watch_list(kube: FakeKube) -> None:
+    """A client that allows bookmarks gets BOOKMARK events (a real watch cache sends them about every
+    minute and before the timeout, cacher.go); WatchList (sendInitialEvents=true with
+    resourceVersionMatch=NotOlderThan, KEP-3157) sends the current objects, then a bookmark annotated
+    k8s.io/initial-events-end."""
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    with kube.admin_client(NS) as c:
+        c.create(configmap("x"))
+        raw = c._client._client
+        plain = raw.get(path, params={"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": "1"})
+        types = [json.loads(line)["type"] for line in plain.text.splitlines()]
+        assert "BOOKMARK" in types
+        listing = raw.get(
+            path,
+            params={
+                "watch": "1",
+                "allowWatchBookmarks": "true",
+                "sendInitialEvents": "true",
+                "resourceVersionMatch": "NotOlderThan",
+                "resourceVersion": "",
+                "timeoutSeconds": "1",
+            },
+        )
+        events = [json.loads(line) for line in listing.text.splitlines()]
+        assert [e["type"] for e in events] == ["ADDED", "ADDED", "BOOKMARK"]
+        assert events[-1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
 def test_watch_rejects_an_expired_resource_version(kube: FakeKube) -> None:
     kube.store._history.clear()  # as if compaction happened
     with kube.admin_client(NS) as c:
@@ -374,3 +436,92 @@ def test_secret_string_data_is_folded_into_data_like_the_real_api_server(kube):
         stored = client.get(Secret, "s", namespace="team-a")
     assert stored.stringData is None
     assert stored.data == {"new": "dmFsdWU=", "old": "b2xk"}
+
+
+def test_field_manager_is_validated_on_every_write(kube: FakeKube) -> None:
+    """ValidateFieldManager (staging/src/k8s.io/apimachinery/pkg/apis/meta/v1/validation/validation.go,
+    FieldManagerMaxLength = 128, unicode.IsPrint) runs on CreateOptions, UpdateOptions and PatchOptions:
+    a 422, where the fake used to store the 129-byte manager in managedFields."""
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments"
+    with kube.admin_client(NS) as c:
+        raw = c._client._client
+        for manager in ("m" * 129, "tab\there"):
+            created = raw.post(path, params={"fieldManager": manager}, json=deployment("web"))
+            assert created.status_code == 422, created.text
+            assert created.json()["message"].startswith(
+                'CreateOptions.meta.k8s.io "" is invalid: fieldManager: '
+            )
+            applied = raw.patch(
+                f"{path}/web",
+                params={"fieldManager": manager},
+                headers={"Content-Type": "application/apply-patch+yaml"},
+                json=deployment("web"),
+            )
+            assert applied.status_code == 422, applied.text
+        ok = raw.post(path, params={"fieldManager": "m" * 128}, json=deployment("web"))
+        assert ok.status_code == 201
+
+
+def test_generate_name_is_cut_to_fit_and_still_validated(kube: FakeKube) -> None:
+    """staging/src/k8s.io/apiserver/pkg/storage/names/generate.go: the base is cut to
+    MaxGeneratedNameLength (63 - 5) before the random suffix, so a long generateName still gives a valid
+    DNS-label name; the prefix itself is validated (ValidateObjectMeta with prefix=true)."""
+    path = f"/api/v1/namespaces/{NS}/services"
+    spec = {"ports": [{"port": 80}]}
+    with kube.admin_client(NS) as c:
+        raw = c._client._client
+        made = raw.post(path, json={"metadata": {"generateName": "s" * 62}, "spec": spec})
+        assert made.status_code == 201, made.text
+        assert len(made.json()["metadata"]["name"]) == 63
+        assert made.json()["metadata"]["name"].startswith("s" * 58)
+        bad = raw.post(path, json={"metadata": {"generateName": "Svc-"}, "spec": spec})
+        assert bad.status_code == 422
+
+
+def test_an_applied_configuration_must_not_carry_managed_fields(kube: FakeKube) -> None:
+    """staging/src/k8s.io/apimachinery/pkg/util/managedfields/internal/structuredmerge.go Apply:
+    ``if patchObjMeta.GetManagedFields() != nil { return errors.NewBadRequest("metadata.managedFields
+    must be nil") }`` — e.g. an object read back from the server and applied as it is. The fake used
+    to drop them silently."""
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments/web"
+    headers = {"Content-Type": "application/apply-patch+yaml"}
+    with kube.admin_client(NS) as c:
+        raw = c._client._client
+        body = deployment("web")
+        first = raw.patch(path, params={"fieldManager": "t"}, headers=headers, json=body)
+        assert first.status_code == 201
+        read_back = first.json()
+        assert read_back["metadata"]["managedFields"]
+        again = raw.patch(path, params={"fieldManager": "t"}, headers=headers, json=read_back)
+        assert again.status_code == 400
+        assert again.json()["message"] == "metadata.managedFields must be nil"
+        body["metadata"]["managedFields"] = None  # null is nil: allowed
+        assert raw.patch(path, params={"fieldManager": "t"}, headers=headers, json=body).status_code == 200
+
+
+def test_pod_updates_may_only_change_images_deadlines_and_tolerations(kube: FakeKube) -> None:
+    """ValidatePodUpdate (pkg/apis/core/validation/validation.go): everything in a Pod's spec but
+    container images, activeDeadlineSeconds, added tolerations (and a negative grace period set to 1)
+    is immutable: "spec: Forbidden: pod updates may not change fields other than ...". The fake
+    accepted any change (e.g. new env on a running pod)."""
+    path = f"/api/v1/namespaces/{NS}/pods"
+    merge = {"Content-Type": "application/merge-patch+json"}
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "app:1"}]}}
+    with kube.admin_client(NS) as c:
+        raw = c._client._client
+        assert raw.post(path, json=pod).status_code == 201
+        env = {
+            "spec": {"containers": [{"name": "c", "image": "app:1", "env": [{"name": "A", "value": "b"}]}]}
+        }
+        refused = raw.patch(f"{path}/p", headers=merge, json=env)
+        assert refused.status_code == 422, refused.text
+        assert "spec: Forbidden: pod updates may not change fields other than" in refused.json()["message"]
+        image = raw.patch(
+            f"{path}/p", headers=merge, json={"spec": {"containers": [{"name": "c", "image": "app:2"}]}}
+        )
+        assert image.status_code == 200, image.text
+        tolerate = {
+            "spec": {"tolerations": [{"key": "k", "operator": "Exists"}], "activeDeadlineSeconds": 30}
+        }
+        assert raw.patch(f"{path}/p", headers=merge, json=tolerate).status_code == 200
+        assert raw.patch(f"{path}/p", headers=merge, json={"spec": {"tolerations": None}}).status_code == 422

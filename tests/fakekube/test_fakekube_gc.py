@@ -148,6 +148,37 @@ def test_delete_preconditions(kube: FakeKube, admin: Client) -> None:
         assert ok.json()["status"] == "Success"
 
 
+def test_delete_options_are_validated_before_anything_is_deleted(kube: FakeKube, admin: Client) -> None:
+    """staging/src/k8s.io/apiserver/pkg/endpoints/handlers/delete.go reads DeleteOptions from the body
+    when there is one (else from the query: a parameter that does not convert is a 400), then
+    ValidateDeleteOptions (staging/src/k8s.io/apimachinery/pkg/apis/meta/v1/validation/validation.go)
+    refuses an unknown propagationPolicy, orphanDependents together with propagationPolicy and a dryRun
+    other than "All" with a 422. A body dryRun of ["Bogus"] used to delete the object for real."""
+    admin.create(ConfigMap(metadata=ObjectMeta(name="c"), data={"k": "v"}))
+    path = f"/api/v1/namespaces/{NS}/configmaps/c"
+    with http(kube) as raw:
+        for body, params in (
+            ({"dryRun": ["Bogus"]}, {}),
+            ({"propagationPolicy": "Bogus"}, {}),
+            ({"orphanDependents": True, "propagationPolicy": "Background"}, {}),
+            (None, {"propagationPolicy": "Bogus"}),
+            (None, {"orphanDependents": "true", "propagationPolicy": "Foreground"}),
+        ):
+            refused = raw.request("DELETE", path, json=body, params=params)
+            assert refused.status_code == 422, (body, params, refused.text)
+            assert refused.json()["message"].startswith('DeleteOptions.meta.k8s.io "" is invalid: ')
+        bad_grace = raw.request("DELETE", path, params={"gracePeriodSeconds": "soon"})
+        assert bad_grace.status_code == 400
+        undecodable = raw.request("DELETE", path, content=b"{not json")
+        assert undecodable.status_code == 500
+        assert undecodable.json()["kind"] == "Status"  # a Status body, not a plain-text traceback page
+        assert raw.get(path).status_code == 200
+        # The body wins: its dryRun applies, the query's does not.
+        dry = raw.request("DELETE", path, json={"dryRun": ["All"]}, params={"propagationPolicy": "Bogus"})
+        assert dry.status_code == 200
+        assert raw.get(path).status_code == 200
+
+
 def statefulset() -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",

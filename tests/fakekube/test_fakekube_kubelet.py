@@ -381,3 +381,19 @@ def test_pod_security_restricted_namespaces(kube: FakeKube, admin: Client) -> No
     }
     admin.apply(Deployment.from_dict(hardened))
     assert only_pod(admin, "hardened").status.phase == "Running"
+
+
+def test_a_probe_on_an_undeclared_port_name_never_becomes_ready(admin: Client) -> None:
+    """Validation accepts any IANA_SVC_NAME as a probe port (pkg/apis/core/validation ValidatePortNumOrName);
+    the kubelet resolves the name when it probes (pkg/kubelet/prober/prober.go -> findPortByName,
+    "couldn't find port"), the probe errors and the container is never Ready."""
+    probe = {"httpGet": {"path": "/ok", "port": "http"}}
+    admin.apply(Deployment.from_dict(dep(readinessProbe=probe)))
+    pod = only_pod(admin)
+    assert pod.status.phase == "Running"
+    assert pod.status.containerStatuses[0].ready is False
+    unhealthy = [e.message for e in admin.list(Event, fields={"reason": "Unhealthy"})]
+    assert any("couldn't find port: http" in m for m in unhealthy)
+    named = dep("named", readinessProbe=probe, ports=[{"name": "http", "containerPort": 8000}])
+    admin.apply(Deployment.from_dict(named))
+    assert only_pod(admin, "named").status.containerStatuses[0].ready is True

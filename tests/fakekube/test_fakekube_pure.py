@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tools.fakekube import auth, images, quantity, ssa
-from tools.fakekube.selectors import SelectorError, labels_match, parse_label_selector
+from tools.fakekube.selectors import SelectorError, labels_match, parse_field_selector, parse_label_selector
 
 POD_SPEC = {"spec": {"containers": [{"name": "app", "image": "a:1", "ports": [{"containerPort": 80}]}]}}
 
@@ -108,6 +108,73 @@ def test_label_selectors(selector: str, labels: dict[str, str], expected: bool) 
 def test_label_selector_syntax_errors_are_reported() -> None:
     with pytest.raises(SelectorError):
         parse_label_selector("a in (b")
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        # staging/src/k8s.io/apimachinery/pkg/labels/selector_test.go (TestSelectorMatches, TestLexer):
+        # whitespace around operators, "in" with empty values, Gt/Lt on integer labels.
+        ("app = web", {"app": "web"}, True),
+        ("x in (,a)", {"x": ""}, True),
+        ("replicas>1", {"replicas": "2"}, True),
+        ("replicas<1", {"replicas": "2"}, False),
+        ("replicas>1", {"replicas": "two"}, False),
+        ("app=", {"app": ""}, True),
+        ("in=x", {"in": "x"}, True),
+    ],
+)
+def test_label_selectors_valid_in_labels_parse(selector: str, labels: dict[str, str], expected: bool) -> None:
+    assert labels_match(parse_label_selector(selector), labels) is expected
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        # labels.Parse (staging/src/k8s.io/apimachinery/pkg/labels/selector.go): NewRequirement validates
+        # the key (validation.IsQualifiedName) and each value (IsValidLabelValue), "in"/"notin" need a
+        # value, the parser wants an identifier after every ',' and ',' or ')' between set values, and
+        # Gt/Lt need an integer (selector_test.go TestToString/TestRequirementConstructor cases).
+        "a/b/c=x",
+        "app=-x",
+        "app=x_",
+        "k" * 64 + "=x",
+        "app=" + "v" * 64,
+        "Example.com/app=x",
+        "example..com/app",
+        "app in ()",
+        "app notin ()",
+        "app=a,",
+        "app=x,,b=y",
+        "app in (a b)",
+        "app in (a,-b)",
+        "!app=x",
+        "app>x",
+        ",app",
+    ],
+)
+def test_label_selectors_the_api_server_refuses(selector: str) -> None:
+    with pytest.raises(SelectorError):
+        parse_label_selector(selector)
+
+
+def test_field_selectors_parse_like_fields_parse_selector() -> None:
+    """staging/src/k8s.io/apimachinery/pkg/fields/selector.go: terms split on unescaped ',', the
+    first of '!=', '==', '=' splits a term, nothing is trimmed, and a value may contain ',' or '='
+    only escaped with a backslash (UnescapeValue); an empty term is not understood."""
+    supported = ("metadata.name", "metadata.namespace")
+    (req,) = parse_field_selector(r"metadata.name=a\,b\=c", supported)
+    assert (req.path, req.equal, req.value) == ("metadata.name", True, "a,b=c")
+    assert parse_field_selector("metadata.name!=x", supported)[0].equal is False
+    for bad in (
+        "metadata.name=a=b",
+        "metadata.name=x,",
+        r"metadata.name=a\x",
+        "metadata.name",
+        "metadata.name =x",
+    ):
+        with pytest.raises(SelectorError):
+            parse_field_selector(bad, supported)
 
 
 # ---------------------------------------------------------------- resource.Quantity

@@ -9,6 +9,7 @@ pkg/registry/apps/deployment/strategy.go (generation bumps on spec and annotatio
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -395,3 +396,65 @@ def test_identity_checks_of_create_and_update(kube: FakeKube) -> None:
                 400,
                 f"the name of the object ({name}) does not match the name on the URL (a)",
             )
+
+
+def test_integer_fields_refuse_integral_floats_and_overflow_like_the_typed_decoder(kube: FakeKube) -> None:
+    """JSON schema calls 2.0 an integer and kubernetes-validate does not check ``format: int32``, but the
+    API server decodes create/update/patch bodies straight into Go structs (sigs.k8s.io/json, a fork of
+    encoding/json: decode.go literalStore parses an int field with strconv.ParseInt and checks
+    v.OverflowInt), so ``replicas: 2.0`` and ``replicas: 2147483648`` are 400 "cannot unmarshal number".
+    A server-side apply converts through runtime/converter.go fromUnstructured instead, which accepts an
+    integral float (sv.Float() == math.Trunc(sv.Float())) and stores the integer."""
+    with http(kube) as c:
+        base = f"/apis/apps/v1/namespaces/{NS}/deployments"
+        for name, bad, shown in (
+            ("f", 2.0, "number 2.0"),
+            ("o", 2**31, "number 2147483648"),
+            ("e", 1e3, "number 1000.0"),
+        ):
+            body = deployment(name)
+            body["spec"]["replicas"] = bad
+            r = c.post(base, json=body)
+            assert r.status_code == 400, (bad, r.text)
+            assert (
+                f"cannot unmarshal {shown} into Go struct field spec.replicas of type int32"
+                in r.json()["message"]
+            )
+        # int-or-string is an int32 too; a port number as a float is refused.
+        body = deployment("p")
+        body["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"port": 8000.0}}
+        assert c.post(base, json=body).status_code == 400
+        # Quantities are numbers: a float is fine there.
+        body = deployment("q")
+        body["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": 0.5}}
+        assert c.post(base, json=body).status_code == 201
+        ok = deployment("ok")
+        assert c.post(base, json=ok).status_code == 201
+        merge = {"Content-Type": "application/merge-patch+json"}
+        r = c.patch(f"{base}/ok", headers=merge, json={"spec": {"replicas": 3.0}})
+        assert r.status_code == 422, r.text
+        assert "cannot unmarshal number 3.0" in r.text
+        r = c.patch(f"{base}/ok/scale", headers=merge, json={"spec": {"replicas": 2**31}})
+        assert r.status_code == 400, r.text
+        assert "of type int32" in r.text
+        r = c.patch(f"{base}/ok/scale", headers=merge, json={"spec": {"replicas": True}})
+        assert r.status_code == 400, r.text
+        applied = deployment("a")
+        applied["spec"]["replicas"] = 3.0
+        r = c.patch(
+            f"{base}/a",
+            params={"fieldManager": "t"},
+            headers={"Content-Type": "application/apply-patch+yaml"},
+            content=json.dumps(applied),
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["spec"]["replicas"] == 3
+        assert type(r.json()["spec"]["replicas"]) is int
+        applied["spec"]["replicas"] = 2**32 + 3  # the converter would wrap it to 3: refused here
+        r = c.patch(
+            f"{base}/a",
+            params={"fieldManager": "t"},
+            headers={"Content-Type": "application/apply-patch+yaml"},
+            content=json.dumps(applied),
+        )
+        assert r.status_code >= 400, r.text

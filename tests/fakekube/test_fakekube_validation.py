@@ -239,6 +239,9 @@ CASES = [
          "spec.template.spec.containers[0].readinessProbe", "must specify a handler type"),
     Case("probe-port-name", with_(DEP, lambda d: container(d).update(readinessProbe={"httpGet": {"path": "/", "port": "no_such-port"}})),
          "spec.template.spec.containers[0].readinessProbe.httpGet.port", "must contain only alpha-numeric characters"),
+    # core validateHTTPGetAction: validation.IsHTTPHeaderName on each probe header.
+    Case("probe-header-name", with_(DEP, lambda d: container(d).update(readinessProbe={"httpGet": {"path": "/", "port": 8000, "httpHeaders": [{"name": "X Bad", "value": "1"}]}})),
+         "spec.template.spec.containers[0].readinessProbe.httpGet.httpHeaders", "a valid HTTP header must consist of alphanumeric characters or '-'"),
     Case("run-as-user-range", with_(DEP, lambda d: container(d).update(securityContext={"runAsUser": -1})),
          "spec.template.spec.containers[0].securityContext.runAsUser", "must be between 0 and 2147483647, inclusive"),
     Case("privileged-without-escalation", with_(DEP, lambda d: container(d).update(securityContext={"privileged": True, "allowPrivilegeEscalation": False})),

@@ -200,9 +200,116 @@ def _selectors(
         raise errors.bad_request(str(e)) from e
 
 
+def _list_options(ctx: Context, query: MutableMapping[str, str], *, watch: bool) -> int | None:
+    """ListOptions as the API server checks them; returns the requested resourceVersion (None: any).
+
+    Conversion (a parameter that does not parse is a 400), then ValidateListOptions /
+    validateWatchOptions (apimachinery/pkg/apis/meta/internalversion/validation/validation.go, a 422),
+    then the watch cache: a resourceVersion newer than the store's is "Too large resource version"
+    (504 with a ResourceVersionTooLarge cause, storage/errors.go NewTooLargeResourceVersionError) once
+    the cache gave up waiting for it — the fake never gets there, so it answers at once.
+    """
+    for param in ("limit", "timeoutSeconds"):
+        value = query.get(param)
+        if value not in (None, ""):
+            try:
+                int(value)
+            except ValueError:
+                raise errors.bad_request(f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
+    rv_text = query.get("resourceVersion") or ""
+    try:
+        rv = int(rv_text) if rv_text else None
+        if rv is not None and rv < 0:
+            raise ValueError(rv_text)
+    except ValueError:
+        raise errors.bad_request(
+            f'invalid resource version: strconv.ParseUint: parsing "{rv_text}": invalid syntax'
+        ) from None
+    match = query.get("resourceVersionMatch") or ""
+    initial = query.get("sendInitialEvents")
+    errs: list[errors.FieldError] = []
+    if watch:
+        if initial not in (None, "") and match != "NotOlderThan":
+            errs.append(
+                errors.field_forbidden(
+                    "resourceVersionMatch",
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                )
+            )
+        if match:
+            if initial in (None, ""):
+                errs.append(
+                    errors.field_forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                    )
+                )
+            if match != "NotOlderThan":
+                errs.append(errors.field_not_supported("resourceVersionMatch", match, ["NotOlderThan"]))
+            if query.get("continue"):
+                errs.append(
+                    errors.field_forbidden(
+                        "resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided"
+                    )
+                )
+    else:
+        if match:
+            if not rv_text:
+                errs.append(
+                    errors.field_forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    )
+                )
+            if query.get("continue"):
+                errs.append(
+                    errors.field_forbidden(
+                        "resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided"
+                    )
+                )
+            if match not in ("Exact", "NotOlderThan"):
+                errs.append(
+                    errors.field_not_supported("resourceVersionMatch", match, ["Exact", "NotOlderThan", ""])
+                )
+            if match == "Exact" and rv_text == "0":
+                errs.append(
+                    errors.field_forbidden(
+                        "resourceVersionMatch",
+                        'resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
+                    )
+                )
+        if initial not in (None, ""):
+            errs.append(
+                errors.field_forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list")
+            )
+    if errs:
+        text = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
+        raise errors.ApiStatusError(
+            422,
+            "Invalid",
+            f'ListOptions.meta.k8s.io "" is invalid: {text}',
+            causes=[{"reason": e.type, "message": e.body, "field": e.field} for e in errs],
+        )
+    current = ctx.store.current_rv
+    if rv is not None and rv > current:
+        raise errors.ApiStatusError(
+            504,
+            "Timeout",
+            f"Too large resource version: {rv}, current: {current}",
+            causes=[{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            retry_after=1,
+        )
+    if not watch and match == "Exact" and rv is not None and rv != current:
+        # The fake keeps no snapshots: an exact list at an older revision is answered as if that
+        # revision were compacted (a real 410 a client must handle), never with newer data.
+        raise errors.ApiStatusError(410, "Expired", "The resourceVersion for the provided list is too old.")
+    return None if rv in (None, 0) else rv
+
+
 def _list(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Response:
     kind = target.kind
     labels, fields = _selectors(kind, query)
+    _list_options(ctx, query, watch=False)
     items, rv = ctx.store.list_stored(kind, target.namespace, labels, fields)
     meta: dict[str, Any] = {"resourceVersion": str(rv)}
     start = 0
@@ -230,12 +337,15 @@ def _list(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Resp
 def _watch(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Response:
     kind, ns = target.kind, target.namespace
     labels, fields = _selectors(kind, query)
-    rv_param = query.get("resourceVersion")
-    try:
-        since = None if rv_param in (None, "", "0") else int(rv_param)
-        timeout = min(float(query.get("timeoutSeconds") or ctx.max_watch_seconds), ctx.max_watch_seconds)
-    except ValueError as e:
-        raise errors.bad_request(str(e)) from e
+    since = _list_options(ctx, query, watch=True)
+    timeout = min(float(query.get("timeoutSeconds") or ctx.max_watch_seconds), ctx.max_watch_seconds)
+    initial_events = query.get("sendInitialEvents")
+    bookmarks = query.get("allowWatchBookmarks", "").lower() not in ("", "false", "0")
+    if initial_events not in (None, ""):
+        # WatchList (KEP-3157): the current state as ADDED events ("not older than" the resourceVersion),
+        # or nothing, then only changes; the end of the initial events is a bookmark with
+        # metav1.InitialEventsAnnotationKey when the client allows bookmarks.
+        since = None if initial_events.lower() not in ("false", "0") else (since or ctx.store.current_rv)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
     key = gr(kind)
@@ -266,11 +376,28 @@ def _watch(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Res
             return None
         return b'{"type":"' + type_.encode() + b'","object":' + event.stored.json() + b"}\n"
 
+    def bookmark(annotations: dict[str, str] | None = None) -> bytes:
+        meta: dict[str, Any] = {"resourceVersion": str(ctx.store.current_rv)}
+        if annotations:
+            meta["annotations"] = annotations
+        obj = {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": meta}
+        return _ENCODER.encode({"type": "BOOKMARK", "object": obj}) + b"\n"
+
     async def stream() -> AsyncIterator[bytes]:
         try:
             for event in replay:
                 if (line := render(event)) is not None:
                     yield line
+            if (
+                bookmarks
+                and initial_events not in (None, "")
+                and initial_events.lower() not in ("false", "0")
+            ):
+                yield bookmark({"k8s.io/initial-events-end": "true"})
+            elif bookmarks:
+                # A real watch cache sends bookmarks on its own schedule (about every minute and just
+                # before the timeout); one at the start makes every client that asks for them handle them.
+                yield bookmark()
             deadline = loop.time() + timeout
             while (remaining := deadline - loop.time()) > 0:
                 try:
@@ -307,6 +434,26 @@ def _write_options(
             "Invalid",
             f'PatchOptions.meta.k8s.io "" is invalid: {err}',
             causes=[{"reason": err.type, "message": err.body, "field": err.field}],
+        )
+    given = query.get("fieldManager") or ""
+    # ValidateFieldManager (apimachinery/pkg/apis/meta/v1/validation/validation.go), run by
+    # ValidateCreateOptions/ValidateUpdateOptions/ValidatePatchOptions: at most 128 bytes, printable.
+    errs = []
+    if len(given.encode()) > 128:
+        errs.append(errors.field_too_long("fieldManager", 128))
+    errs += [
+        errors.field_invalid("fieldManager", given, f"invalid character U+{ord(ch):04X} (at position {i})")
+        for i, ch in enumerate(given)
+        if not ch.isprintable()
+    ]
+    if errs and verb in ("create", "update", "patch", "apply"):
+        what = {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions")
+        text = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
+        raise errors.ApiStatusError(
+            422,
+            "Invalid",
+            f'{what}.meta.k8s.io "" is invalid: {text}',
+            causes=[{"reason": e.type, "message": e.body, "field": e.field} for e in errs],
         )
     agent = request.headers.get("user-agent", "unknown").split("/")[0]
     manager = query.get("fieldManager") if verb == "apply" else (query.get("fieldManager") or agent)
@@ -417,16 +564,12 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
         body = await read_body(request, content_type)
         return _object_response(store.patch(kind, ns, name or "", body, patch_type, opts), 200, opts)
     if verb in ("delete", "deletecollection"):
-        raw = await request.body()
-        options = msgspec.json.decode(raw) if raw else {}
-        if not isinstance(options, dict):
-            raise errors.bad_request("DeleteOptions must be an object")
-        propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
-        if options.get("orphanDependents") is True and not propagation:
+        options = _delete_options(await request.body(), query)
+        propagation = options.get("propagationPolicy")
+        if options.get("orphanDependents") is True:
             propagation = "Orphan"
-        if options.get("dryRun") == ["All"]:
-            opts.dry_run = True
-        grace = query.get("gracePeriodSeconds") or options.get("gracePeriodSeconds")
+        opts.dry_run = options.get("dryRun") == ["All"]
+        grace = options.get("gracePeriodSeconds")
         if verb == "deletecollection":
             labels, fields = _selectors(kind, query)
             items = store.delete_collection(kind, ns, labels, fields, propagation=propagation, opts=opts)
@@ -465,6 +608,85 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
     raise errors.ApiStatusError(
         405, "MethodNotAllowed", f"{request.method} is not supported on {request.url.path}"
     )
+
+
+_DELETE_OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
+    "gracePeriodSeconds": int,
+    "propagationPolicy": str,
+    "orphanDependents": bool,
+    "dryRun": list,
+    "preconditions": dict,
+    "ignoreStoreReadErrorWithClusterBreakingPotential": bool,
+}
+
+
+def _delete_options(raw: bytes, query: MutableMapping[str, str]) -> dict[str, Any]:
+    """DeleteOptions as handlers/delete.go reads them: from the body when there is one (the query is
+    then ignored; a body that does not decode is the handler's bare 500), else from the query (a
+    parameter that does not convert is a 400); then ValidateDeleteOptions
+    (apimachinery/pkg/apis/meta/v1/validation/validation.go) makes a 422."""
+    options: dict[str, Any] = {}
+    if raw:
+        try:
+            options = msgspec.json.decode(raw)
+        except msgspec.DecodeError as e:
+            raise errors.internal(f"couldn't get version/kind; json parse error: {e}") from e
+        if not isinstance(options, dict):
+            raise errors.internal(
+                "couldn't get version/kind; json parse error: DeleteOptions must be an object"
+            )
+        for key, want in _DELETE_OPTION_TYPES.items():
+            value = options.get(key)
+            if value is not None and (
+                not isinstance(value, want) or (want is int and isinstance(value, bool))
+            ):
+                raise errors.internal(
+                    f"json: cannot unmarshal {type(value).__name__} into Go struct field DeleteOptions.{key}"
+                )
+    else:
+        if query.get("gracePeriodSeconds") not in (None, ""):
+            try:
+                options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+            except ValueError:
+                raise errors.bad_request(
+                    f'strconv.ParseInt: parsing "{query["gracePeriodSeconds"]}": invalid syntax'
+                ) from None
+        if query.get("propagationPolicy"):
+            options["propagationPolicy"] = query["propagationPolicy"]
+        if query.get("orphanDependents") not in (None, ""):
+            # runtime.Convert_Slice_string_To_bool: only "false"/"0" are false.
+            options["orphanDependents"] = query["orphanDependents"].lower() not in ("false", "0")
+        if query.get("dryRun") not in (None, ""):
+            options["dryRun"] = [query["dryRun"]]
+    errs = []
+    if options.get("orphanDependents") is not None and options.get("propagationPolicy") is not None:
+        errs.append(
+            errors.field_invalid(
+                "propagationPolicy",
+                options["propagationPolicy"],
+                "orphanDependents and deletionPropagation cannot be both set",
+            )
+        )
+    if options.get("propagationPolicy") not in (None, "Foreground", "Background", "Orphan"):
+        errs.append(
+            errors.field_not_supported(
+                "propagationPolicy",
+                options["propagationPolicy"],
+                ["Foreground", "Background", "Orphan", "nil"],
+            )
+        )
+    for value in options.get("dryRun") or []:
+        if value != "All":
+            errs.append(errors.field_not_supported("dryRun", value, ["All"]))
+    if errs:
+        text = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
+        raise errors.ApiStatusError(
+            422,
+            "Invalid",
+            f'DeleteOptions.meta.k8s.io "" is invalid: {text}',
+            causes=[{"reason": e.type, "message": e.body, "field": e.field} for e in errs],
+        )
+    return options
 
 
 def _scale_object(kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
@@ -526,6 +748,19 @@ async def _scale(ctx: Context, request: Request, target: Target, verb: str, quer
     if verb == "update" and want_rv and want_rv != current.body["metadata"]["resourceVersion"]:
         raise errors.stale(kind, name)
     replicas = (new_scale.get("spec") or {}).get("replicas")
+    if isinstance(replicas, bool | str | float) or (
+        isinstance(replicas, int) and not 0 - 2**31 <= replicas < 2**31
+    ):
+        # autoscaling/v1 ScaleSpec.Replicas is an int32, decoded by encoding/json (literalStore).
+        shown = (
+            f"number {replicas!r}"
+            if isinstance(replicas, int | float) and not isinstance(replicas, bool)
+            else ("bool" if isinstance(replicas, bool) else "string")
+        )
+        raise errors.bad_request(
+            'Scale in version "v1" cannot be handled as a Scale: json: cannot unmarshal '
+            f"{shown} into Go struct field ScaleSpec.spec.replicas of type int32"
+        )
     if not isinstance(replicas, int) or replicas < 0:
         err = errors.field_invalid("spec.replicas", replicas, "must be greater than or equal to 0")
         raise errors.ApiStatusError(

@@ -206,6 +206,25 @@ def config_problems(
     return None, None
 
 
+def probe_problem(pod: Mapping[str, Any]) -> str | None:
+    """A readiness or startup probe whose port is a name the container does not declare.
+
+    Validation only checks that such a port is a valid IANA_SVC_NAME; the kubelet resolves it when it
+    probes (pkg/kubelet/prober/prober.go runProbe -> probe.ResolveContainerPort -> findPortByName:
+    "couldn't find port"), the probe errors, the worker throws the result away and the container stays
+    not ready (readiness starts as failure; a startup probe never succeeds, so readiness never runs).
+    """
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        names = {p.get("name") for p in c.get("ports") or [] if p.get("name")}
+        for field, what in (("startupProbe", "Startup"), ("readinessProbe", "Readiness")):
+            probe = c.get(field) or {}
+            for handler in ("httpGet", "tcpSocket"):
+                port = (probe.get(handler) or {}).get("port")
+                if isinstance(port, str) and port not in names:
+                    return f"{what} probe errored: couldn't find port: {port} in container {c.get('name')}"
+    return None
+
+
 def image_problem(pod: Mapping[str, Any], users: Mapping[str, str], default_user: str) -> Waiting | None:
     """InvalidImageName, then the kubelet's runAsNonRoot verification against the image's user."""
     spec = pod.get("spec") or {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,6 +31,8 @@ class RequestRecord:
     fault: str | None = None
     user: str | None = None  # the authenticated identity (None: no or an invalid token)
     warnings: tuple[str, ...] = ()  # Warning headers sent with the response
+    at: float = field(default_factory=time.time)
+    """Wall-clock time the response was decided (Unix seconds): the benchmark times reactions with it."""
 
     @property
     def is_write(self) -> bool:

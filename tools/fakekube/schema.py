@@ -89,17 +89,144 @@ def _validator(kind: Kind) -> Any:
     return found[0]
 
 
-def findings(kind: Kind, obj: Mapping[str, Any]) -> list[Finding]:
-    """Everything the schema says about ``obj``; empty (and fast) when the object is valid."""
+def findings(
+    kind: Kind, obj: Mapping[str, Any], *, typed: bool = True, numbers: bool = True
+) -> list[Finding]:
+    """Everything the schema says about ``obj``; empty (and fast) when the object is valid.
+
+    ``typed``: the body is decoded straight into the Go struct (create/update/patch), so an integer
+    field refuses ``2.0`` and numbers outside its int32/int64 range (see :func:`_go_integer_findings`);
+    a server-side apply goes through the unstructured converter instead, which accepts integral floats.
+    """
     validator = _validator(kind)
-    if validator.is_valid(obj):
+    ints = _go_integer_findings(kind, obj) if numbers and kind.crd_schema is None else []
+    if not typed:
+        # runtime/converter.go fromUnstructured: an integral float converts to the integer field.
+        ints = [f for f in ints if not _convert_integral(obj, f)]
+    if not ints and validator.is_valid(obj):
         return []
-    found = list(_classify(validator.iter_errors(obj)))
+    found = [*ints, *_classify(validator.iter_errors(obj))]
     order = _document_order(obj)
     # Report in document order, as a streaming decoder meets the fields.
     return sorted(
         found, key=lambda f: (order.get(f.field_path, order.get(f.path, len(order))), f.field_path != f.path)
     )
+
+
+_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+
+
+def _go_integer_findings(kind: Kind, obj: Mapping[str, Any]) -> list[Finding]:
+    """What JSON schema's ``integer`` lets through and the API server's typed decoder does not.
+
+    sigs.k8s.io/json decodes a number into an ``int32``/``int64`` struct field with strconv.ParseInt
+    (encoding/json decode.go literalStore), so ``2.0`` or ``1e3`` is "json: cannot unmarshal number
+    2.0 into Go struct field ... of type int32", and so is a value that overflows the field
+    (``v.OverflowInt``). JSON schema calls 2.0 an integer and kubernetes-validate's ``format: int32`` is
+    not checked, so both would otherwise be accepted. Quantities (``number``) accept floats.
+    """
+    if not _suspect_numbers(obj):  # almost every body: no float, no large integer
+        return []
+    candidates: list[tuple[tuple[PathElem, ...], Any]] = []
+    stack: list[tuple[tuple[PathElem, ...], Any]] = [((), obj)]
+    while stack:
+        path, node = stack.pop()
+        t = type(node)
+        if t is dict:
+            stack.extend(((*path, k), v) for k, v in node.items())
+        elif t is list:
+            stack.extend(((*path, i), v) for i, v in enumerate(node))
+        elif (t is float) or (t is int and not -(2**31) <= node < 2**31):
+            candidates.append((path, node))
+    if not candidates:
+        return []
+    out = []
+    for path, value in candidates:
+        fmt = _integer_format(_schema_at(kind, path))
+        if fmt is None:
+            continue
+        low, high = _INT_RANGES.get(fmt, _INT_RANGES["int64"])
+        if type(value) is float or not low <= value <= high:
+            out.append(Finding("type", path, None, f'{value!r} is not of type "{fmt}"', value))
+    return out
+
+
+def _suspect_numbers(obj: Any) -> bool:
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        t = type(node)
+        if t is dict:
+            stack.extend(node.values())
+        elif t is list:
+            stack.extend(node)
+        elif t is float or (t is int and not -(2**31) <= node < 2**31):
+            return True
+    return False
+
+
+def _convert_integral(obj: Mapping[str, Any], finding: Finding) -> bool:
+    """Store an integral float in an integer field as the integer (True), as the converter does."""
+    value = finding.value
+    if type(value) is not float or not value.is_integer():
+        return False
+    fmt = _expected(finding.message)
+    low, high = _INT_RANGES.get(fmt, _INT_RANGES["int64"])
+    if not low <= int(value) <= high:
+        return False
+    node: Any = obj
+    for part in finding.path[:-1]:
+        node = node[part]
+    node[finding.path[-1]] = int(value)
+    return True
+
+
+def _deref(node: Any) -> Any:
+    defs = _registry_defs()
+    while isinstance(node, dict) and "$ref" in node:
+        node = defs.get(node["$ref"].rsplit("/", 1)[-1], {})
+    return node
+
+
+@functools.cache
+def _registry_defs() -> dict[str, Any]:
+    defs: dict[str, Any] = kvu.schema_contents(f"{_FOLDER}/_definitions.json", KUBE_VERSION)["$defs"]
+    return defs
+
+
+def _schema_at(kind: Kind, path: tuple[PathElem, ...]) -> Any:
+    api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", kind.api_version)
+    node: Any = kvu.schema_contents(f"{_FOLDER}/{kind.kind.lower()}-{api}.json", KUBE_VERSION)
+    for part in path:
+        node = _deref(node)
+        if not isinstance(node, dict):
+            return None
+        if isinstance(part, int):
+            node = node.get("items")
+        else:
+            props = node.get("properties") or {}
+            node = props[part] if part in props else node.get("additionalProperties")
+    return _deref(node)
+
+
+def _integer_format(node: Any) -> str | None:
+    """``int32``/``int64`` when the schema node is a Go integer (or int-or-string), else None."""
+    if not isinstance(node, dict):
+        return None
+    types = node.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    if "integer" in types and "number" not in types:
+        return str(node.get("format") or "int64")
+    alternatives = [_deref(alt) for alt in node.get("oneOf") or node.get("anyOf") or []]
+    alt_types = {t for alt in alternatives if isinstance(alt, dict) for t in _types(alt)}
+    if "integer" in alt_types and "number" not in alt_types:
+        return "int32"  # intstr.IntOrString: IntVal is an int32
+    return None
+
+
+def _types(node: Mapping[str, Any]) -> list[str]:
+    t = node.get("type")
+    return [t] if isinstance(t, str) else list(t or [])
 
 
 def _document_order(obj: Any) -> dict[tuple[PathElem, ...], int]:
@@ -198,7 +325,7 @@ def decode_error(kind: Kind, found: list[Finding]) -> errors.ApiStatusError | No
         if f.type == "type":
             return errors.bad_request(
                 f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
-                f"json: cannot unmarshal {_json_type(f.value)} into Go struct field "
+                f"json: cannot unmarshal {_go_value(f)} into Go struct field "
                 f"{decoder_path(f.path)} of type {_expected(f.message)}"
             )
     return None
@@ -217,7 +344,7 @@ def patch_decode_error(found: list[Finding], patched: Any) -> errors.ApiStatusEr
     for f in found:
         if f.type == "type":
             detail = (
-                f"json: cannot unmarshal {_json_type(f.value)} into Go struct field "
+                f"json: cannot unmarshal {_go_value(f)} into Go struct field "
                 f"{decoder_path(f.path)} of type {_expected(f.message)}"
             )
             err = errors.field_invalid("patch", json.dumps(patched, separators=(",", ":")), detail)
@@ -284,6 +411,14 @@ def _json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return "null"
+
+
+def _go_value(f: Finding) -> str:
+    """How encoding/json's UnmarshalTypeError names a value: with its literal when a number does not
+    parse as the integer field (literalStore), else just its JSON type."""
+    if _expected(f.message) in _INT_RANGES:
+        return f"number {f.value!r}"
+    return _json_type(f.value)
 
 
 def _expected(message: str) -> str:

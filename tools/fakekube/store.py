@@ -403,7 +403,8 @@ class Store:
             rv_set = rv.isdigit() and int(rv) != 0  # etcd3 store: ObjectResourceVersion parses as uint
             if not meta.get("name") and meta.get("generateName"):
                 suffix = hashlib.sha256(str(next(self._names)).encode()).hexdigest()[:5]
-                meta["name"] = meta["generateName"] + suffix
+                # storage/names SimpleNameGenerator: the base is cut to 63 - 5 characters first.
+                meta["name"] = str(meta["generateName"])[:58] + suffix
             name = meta.get("name") or ""
             self._prepare_create(kind, new, opts)
             self._validate(kind, new, None, opts)
@@ -506,10 +507,14 @@ class Store:
                 else f"the kind in the data ({applied.get('kind')}) does not match the expected kind ({kind.kind})"
             )
         applied.setdefault("metadata", {})
+        if applied["metadata"].get("managedFields") is not None and not opts.internal:
+            # fieldmanager structuredmerge.go Apply: an applied configuration never carries
+            # managedFields (an object read back from the server and applied as is fails here).
+            raise errors.bad_request("metadata.managedFields must be nil")
         applied["metadata"].pop("managedFields", None)
         if not opts.internal:
             schema.normalize_nulls(kind, applied)
-            found = schema.findings(kind, applied)
+            found = schema.findings(kind, applied, typed=False)
             refused = schema.apply_error(kind, namespace, name, applied, found) if found else None
             if refused is not None:
                 raise refused
@@ -822,7 +827,11 @@ class Store:
             # resources also enum, pattern, bounds: apiextensions' schema validation).
             errs = (
                 schema.field_errors(
-                    [f for f in schema.findings(kind, new) if f.type in ("required", "enum", "other")]
+                    [
+                        f
+                        for f in schema.findings(kind, new, numbers=False)  # the decoder checked them
+                        if f.type in ("required", "enum", "other")
+                    ]
                 )
                 + errs
             )

@@ -716,11 +716,18 @@ def reconcile_pod(ctl: FakeController, namespace: str | None, name: str) -> None
             ]
         if newest and sum(is_ready(p) for p in siblings) >= hold:
             effective = PodBehaviour(PodState.UNREADY)
+    probe_error = (
+        kubelet.probe_problem(pod) if waiting is None and effective.state is PodState.READY else None
+    )
+    if probe_error is not None:
+        effective = PodBehaviour(PodState.UNREADY, probe_error)
     status = kubelet.pod_status(pod, effective, waiting)
     if pod.get("status") == status:
         return
     pod = ctl.write_status(POD, pod, status, manager="kubelet")
     _pod_event(ctl, pod, effective, waiting)
+    if probe_error is not None:
+        ctl.event(pod, "Warning", "Unhealthy", probe_error, "kubelet")
 
 
 def _is_newest_rs(ctl: FakeController, rs: Mapping[str, Any]) -> bool:

@@ -66,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except SettingsError as error:
         print(error, file=sys.stderr)
+        # A misspelt variable is often why a required one is missing: say so here too, not only
+        # once the settings are valid.
+        for warning in unknown_variables(os.environ):
+            print(f"  ({warning})", file=sys.stderr)
         return EXIT_CONFIG
     from listener import logs
 

@@ -68,6 +68,7 @@ _CREATE: dict[str, Check] = {
 }
 
 _UPDATE: dict[str, UpdateCheck] = {
+    "Pod": pods.pod_update,
     "Deployment": workloads.deployment_update,
     "ReplicaSet": workloads.replica_set_update,
     "StatefulSet": workloads.statefulset_update,

@@ -9,6 +9,7 @@ controller creates the pod, exactly as on a real cluster.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -654,9 +655,24 @@ def _handler(handler: Mapping[str, Any], path: str, *, probe: bool = False) -> l
         scheme = body.get("scheme")
         if scheme not in ("HTTP", "HTTPS"):
             out.append(field_not_supported(child(p, "scheme"), scheme, ["HTTP", "HTTPS"]))
+        for header in body.get("httpHeaders") or []:
+            name = header.get("name") if isinstance(header, Mapping) else None
+            # validateHTTPGetAction: validation.IsHTTPHeaderName on each header, reported on httpHeaders.
+            if isinstance(name, str) and not _HTTP_HEADER_NAME.match(name):
+                out.append(
+                    field_invalid(
+                        child(p, "httpHeaders"),
+                        name,
+                        fmt.regex_error(_HTTP_HEADER_MSG, "[-A-Za-z0-9]+", "X-Header-Name"),
+                    )
+                )
     elif k == "tcpSocket" or k == "grpc":
         out += port_num_or_name(body.get("port"), child(p, "port"))
     return out
+
+
+_HTTP_HEADER_NAME = re.compile(r"^[-A-Za-z0-9]+$")
+_HTTP_HEADER_MSG = "a valid HTTP header must consist of alphanumeric characters or '-'"
 
 
 def port_num_or_name(port: Any, path: str) -> list[FieldError]:
@@ -797,3 +813,48 @@ def _topology_spread(constraints: Any, path: str) -> list[FieldError]:
                     )
                 )
     return out
+
+
+_POD_UPDATE_MESSAGE = (
+    "pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
+    "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
+    "(allow it to be set to 1 if it was previously negative)"
+)
+
+
+def pod_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[FieldError]:
+    """ValidatePodUpdate (pkg/apis/core/validation/validation.go): the spec is immutable except the
+    listed fields; every other change is one Forbidden on ``spec``. The scheduler's binding (nodeName
+    from unset to set; the binding subresource on a real server) is allowed."""
+    new_spec = new.get("spec") if isinstance(new.get("spec"), Mapping) else {}
+    old_spec = old.get("spec") if isinstance(old.get("spec"), Mapping) else {}
+    munged = dict(new_spec)
+    for group in ("containers", "initContainers"):
+        new_list, old_list = munged.get(group), old_spec.get(group)
+        if isinstance(new_list, list) and isinstance(old_list, list) and len(new_list) == len(old_list):
+            munged[group] = [
+                {**n, "image": o.get("image")} if isinstance(n, Mapping) and isinstance(o, Mapping) else n
+                for n, o in zip(new_list, old_list, strict=True)
+            ]
+    for field in ("activeDeadlineSeconds",):
+        if field in old_spec:
+            munged[field] = old_spec[field]
+        else:
+            munged.pop(field, None)
+    old_tolerations = old_spec.get("tolerations") or []
+    new_tolerations = munged.get("tolerations") or []
+    if all(t in new_tolerations for t in old_tolerations):
+        if "tolerations" in old_spec:
+            munged["tolerations"] = old_spec["tolerations"]
+        else:
+            munged.pop("tolerations", None)
+    grace = old_spec.get("terminationGracePeriodSeconds")
+    if isinstance(grace, int) and grace < 0 and munged.get("terminationGracePeriodSeconds") == 1:
+        munged["terminationGracePeriodSeconds"] = grace
+    if not old_spec.get("nodeName") and munged.get("nodeName"):
+        munged.pop("nodeName")
+        munged.update({k: v for k, v in old_spec.items() if k == "nodeName"})
+    if munged != dict(old_spec):
+        return [field_forbidden("spec", _POD_UPDATE_MESSAGE)]
+    return []

@@ -80,17 +80,37 @@ def survey(cluster: Cluster, objects: Iterable[Mapping[str, Any]], listener_id: 
     """Read every object the revision would write; refuse if any of them is someone else's."""
     live: Live = {}
     foreign: list[str] = []
+    previous: list[str] = []
     for obj in objects:
         meta = obj["metadata"]
         existing = cluster.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        what = f"{obj['kind']} {meta['namespace']}/{meta['name']}"
         if existing is not None and not ownership.owned(existing, listener_id):
-            foreign.append(f"{obj['kind']} {meta['namespace']}/{meta['name']}")
+            deployment_label = (meta.get("labels") or {}).get(naming.LABEL_DEPLOYMENT_ID, "")
+            if not ownership.handed_over(existing, deployment_label):
+                foreign.append(what)
+            elif not is_create_only(obj):
+                # Moved here from another listener in this namespace: its copy goes under that
+                # listener's prune rules; the kept password (create-only) is read, never written.
+                previous.append(what)
         live[key_of(obj)] = existing
     if foreign:
         raise Rejected(
             f"{', '.join(foreign)} already exist(s) and is not managed by this listener; refusing to touch it"
         )
+    if previous:
+        holder = ownership.labels_of(live_first(live, previous)).get(naming.LABEL_LISTENER_ID, "?")
+        raise Retry(
+            f"the control plane moved this deployment here from listener {holder}, whose copy is still in the "
+            f"namespace ({', '.join(previous)}); waiting for it to be pruned (its database is kept and used here)"
+        )
     return live
+
+
+def live_first(live: Live, described: list[str]) -> dict[str, Any]:
+    """The live object behind the first `Kind namespace/name` of `described`."""
+    kind, _, where = described[0].partition(" ")
+    return live.get((kind, where.rpartition("/")[2])) or {}
 
 
 def apply_objects(cluster: Cluster, objects: Iterable[Mapping[str, Any]], live: Live | None = None) -> None:

@@ -205,7 +205,7 @@ def _prepare(
     ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime, result: StepResult
 ) -> None:
     placement = record.placement
-    postgres, redis = _credentials(ctx, placement.namespace, attempt.names)
+    postgres, redis = _credentials(ctx, placement.namespace, attempt.names, placement.deployment_id)
     spec = agent_server_spec(placement, ctx.config.platform, postgres, redis)
     validate.check(spec)
     found = None
@@ -264,7 +264,7 @@ def _provision(
 
 
 def _credentials(
-    ctx: StepContext, namespace: str, names: naming.ObjectNames
+    ctx: StepContext, namespace: str, names: naming.ObjectNames, deployment_id: str
 ) -> tuple[SecretValue | None, SecretValue | None]:
     """The stores' passwords: read back when they exist (and are ours), else generated. They are
     written with `create` only, so whoever creates them first wins and everyone reads that value."""
@@ -279,7 +279,9 @@ def _credentials(
         if existing is None:
             values.append(SecretValue(ctx.new_password()))
             continue
-        if not ownership.owned(existing, ctx.listener_id):
+        if not ownership.owned(existing, ctx.listener_id) and not ownership.handed_over(
+            existing, naming.label_value(deployment_id)
+        ):
             raise apply.Rejected(
                 f"Secret {namespace}/{name} already exists and is not managed by this listener; refusing to touch it"
             )
@@ -309,6 +311,20 @@ def _resume(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: d
         if recorded.get("revision") != attempt.revision_id:
             continue
         ours = rendered[(kind, name)]["metadata"]["annotations"].get(naming.ANNOTATION_SPEC_HASH)
+        # The same objects as then? Not after the listener's settings changed (records from before
+        # this was recorded count as the same, as they always did).
+        same = recorded.get("render") in (None, render_hash(attempt.waves))
+        if recorded.get("status") == "DEPLOYING":
+            # A restart mid-rollout: the deadline runs from when the rollout really started, or a
+            # listener that restarts more often than the timeout would keep it DEPLOYING for ever.
+            since = status.recorded_since(recorded, now)
+            if since is not None and same:
+                attempt.started = min(attempt.started, since)
+            continue
+        if not same:
+            # A revision that failed (or was deployed) with other settings: roll it out as it is now.
+            # An operator who fixed a setting the failure pointed at and restarted saw nothing happen.
+            return False
         if recorded.get("status") == "DEPLOYED" and kind == "Deployment":
             if annotations.get(naming.ANNOTATION_SPEC_HASH) != ours:
                 return False  # same revision, different spec (e.g. new listener settings): roll it out
@@ -323,6 +339,15 @@ def _resume(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: d
             record.reported.add((attempt.revision_id, "DEPLOY_FAILED"))
             return True
     return False
+
+
+def render_hash(waves: list[Wave]) -> str:
+    """One hash of everything a revision renders (the objects' own spec hashes)."""
+    hashes = sorted(
+        f"{o['kind']}/{o['metadata']['name']}={o['metadata']['annotations'].get(naming.ANNOTATION_SPEC_HASH)}"
+        for o in flatten(waves)
+    )
+    return naming.id_hash("\n".join(hashes), 16)
 
 
 # --- apply in waves, following the rollout ----------------------------------------------------
@@ -458,7 +483,11 @@ def _transition(
     try:
         target = status.status_target(ctx.cluster, namespace, candidates, ctx.listener_id)
         if target is not None:
-            status.annotate_status(ctx.cluster, namespace, target, attempt.revision_id, state, reason)
+            since = attempt.started if state == "DEPLOYING" else None
+            rendered = render_hash(attempt.waves) if attempt.waves is not None else None
+            status.annotate_status(
+                ctx.cluster, namespace, target, attempt.revision_id, state, reason, since, rendered
+            )
         status.event(
             ctx.cluster,
             namespace,
