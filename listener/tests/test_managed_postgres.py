@@ -247,6 +247,30 @@ def test_one_deployments_role_cannot_reach_anothers_database(provisioner, tracke
             su.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(bystander)))
 
 
+def test_a_deployment_cannot_plant_objects_in_or_block_the_next_deployments_database(
+    provisioner, tracked: Tracker
+):
+    """PUBLIC may CONNECT to template1 by default, so a deployment's role can log in there. Copying
+    template1 would hand what it leaves (a large object; on clusters upgraded from before 15, tables
+    and functions in `public`) to every later deployment's database, and its open session would make
+    CREATE DATABASE fail for everyone ("source database is being accessed by other users")."""
+    attacker, victim = tracked.new("attacker"), tracked.new("victim")
+    a, v = StoreNames.of(attacker), StoreNames.of(victim)
+    provisioner.ensure(attacker, initial_credentials(a))
+    planted = None
+    with connect_as(a.login_roles[0], "template1") as session:
+        try:
+            planted = session.execute("SELECT lo_from_bytea(0, 'planted by another deployment')").fetchone()
+            provisioner.ensure(victim, initial_credentials(v))  # while the session is still open
+        finally:
+            if planted is not None:
+                session.execute("SELECT lo_unlink(%s)", planted)
+    with (
+        psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=v.database) as conn,
+    ):
+        assert conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
+
+
 @pytest.mark.parametrize(
     "deployment_id",
     [

@@ -217,8 +217,11 @@ class PostgresProvisioner:
                     conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role.name)))
             self._step("login_roles")
             if not state.database.exists:
+                # template0, never template1: PUBLIC may connect to template1 by default, so any
+                # deployment's role could leave objects there for every later database to inherit,
+                # or block every CREATE DATABASE with an open session. Nobody can connect to template0.
                 conn.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
                         sql.Identifier(names.database), sql.Identifier(names.owner_role)
                     )
                 )
