@@ -25,6 +25,7 @@ from listener.managed import (
     StoreAuthError,
     StoreBusy,
     StoreConfigError,
+    StoreError,
     StoreNames,
     StoreTLSError,
     StoreUnreachable,
@@ -535,6 +536,30 @@ def test_a_held_lock_is_reported_busy_not_waited_on_forever(tracked: Tracker):
             pytest.raises(StoreBusy, match="another listener process is provisioning"),
         ):
             p.ensure(deployment_id, initial_credentials(names))
+    assert snapshot(deployment_id)["roles"] == []
+
+
+def test_a_statement_the_server_cancels_is_not_reported_as_an_unreachable_server(tracked: Tracker):
+    """psycopg raises OperationalError for server-side conditions too (statement timeout, object in
+    use, disk full, ...): those happen on a working connection, so "cannot connect ... check the host
+    and port" (and the outage hold that comes with StoreUnreachable) would send the operator the wrong
+    way and stall every other deployment."""
+    deployment_id = tracked.new()
+    names = StoreNames.of(deployment_id)
+    with superuser() as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (ADVISORY_LOCK_CLASS, names.lock_key))
+        with (
+            PostgresProvisioner(
+                POSTGRES_URI, listener_id=LISTENER, lock_timeout=10, statement_timeout=0.3
+            ) as p,
+            pytest.raises(StoreError) as caught,
+        ):
+            p.ensure(deployment_id, initial_credentials(names))
+    assert not isinstance(caught.value, StoreUnreachable), caught.value
+    assert isinstance(caught.value, StoreBusy), caught.value
+    message = str(caught.value)
+    assert "cannot connect" not in message
+    assert "statement timeout" in message
     assert snapshot(deployment_id)["roles"] == []
 
 

@@ -573,13 +573,38 @@ class PostgresProvisioner:
             ) from None
         except psycopg.errors.LockNotAvailable as error:
             raise StoreBusy(self.store, f"{action}: {_primary(error)}; retrying next cycle") from None
+        except psycopg.errors.QueryCanceled as error:
+            raise StoreBusy(
+                self.store,
+                f"{action}: {_primary(error)} (the listener's statement timeout is "
+                f"{self._statement_timeout_ms / 1000:g} s; the server is slow or a step waits on a lock); "
+                "retrying next cycle",
+            ) from None
         except psycopg.OperationalError as error:
+            if not _connection_failure(error):
+                # A statement the server refused on a working connection (object in use, disk full,
+                # ...): not an unreachable server, and no reason to hold back other deployments.
+                raise ProvisioningFailed(
+                    self.store, f"{action}: {_primary(error)}", secrets=self._secrets
+                ) from None
             self._preflight_ok = False
             raise self._classify(error) from None
         except psycopg.Error as error:
             raise ProvisioningFailed(
                 self.store, f"{action}: {_primary(error)}", secrets=self._secrets
             ) from None
+
+
+# SQLSTATE classes of a connection that failed or was lost (connection exception, invalid
+# authorization, invalid catalog name at connect, operator intervention such as a shutdown) and
+# "too many connections"; libpq's own connection errors carry no SQLSTATE at all.
+_CONNECTION_CLASSES: Final = ("08", "28", "3D", "57")
+_TOO_MANY_CONNECTIONS: Final = "53300"
+
+
+def _connection_failure(error: psycopg.OperationalError) -> bool:
+    state = error.sqlstate
+    return state is None or state[:2] in _CONNECTION_CLASSES or state == _TOO_MANY_CONNECTIONS
 
 
 def _primary(error: psycopg.Error) -> str:
