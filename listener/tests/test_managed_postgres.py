@@ -21,6 +21,7 @@ from listener.managed import (
     InsufficientPrivileges,
     NotProvisioned,
     Ownership,
+    ProvisioningFailed,
     PostgresProvisioner,
     StoreAuthError,
     StoreBusy,
@@ -442,6 +443,44 @@ def test_an_rds_like_admin_without_superuser_can_do_the_whole_lifecycle(limited_
         session.execute("SELECT 1")  # the admin could end the deployment's sessions
     session.close()
     assert snapshot(deployment_id) == {"roles": [], "database": None, "shared_objects_owned": 0}
+
+
+def test_delete_is_not_blocked_by_what_the_deployment_left_in_other_databases(
+    limited_admin, tracked: Tracker
+):
+    """A deployment's role may connect to every database that grants CONNECT to PUBLIC and create
+    large objects there. In the admin's own database teardown drops them with the roles; elsewhere it
+    cannot reach them, and says which database holds what and the SQL to run."""
+    uri = limited_admin("NOSUPERUSER CREATEROLE CREATEDB")
+    deployment_id = tracked.new()
+    names = StoreNames.of(deployment_id)
+    creds = initial_credentials(names)
+    elsewhere = f"t_other_{uuid.uuid4().hex[:12]}"
+    with superuser() as su:
+        su.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(elsewhere)))
+    try:
+        with PostgresProvisioner(uri, listener_id=LISTENER, pool_timeout=5) as p:
+            p.ensure(deployment_id, creds)
+            for database in ("postgres", elsewhere):
+                with connect_as(creds.role, database) as session:
+                    session.execute("SELECT lo_from_bytea(0, 'left behind')")
+            with pytest.raises(ProvisioningFailed) as caught:
+                p.teardown(deployment_id, "delete")
+            message = str(caught.value)
+            assert f"database {elsewhere}" in message, message
+            assert "postgres" not in message.replace("PostgreSQL", ""), message  # dropped there
+            assert f'run: DROP OWNED BY "{names.owner_role}";' in message, message
+            fix = message.split("run: ", 1)[1].split(" then", 1)[0]
+            with psycopg.connect(uri.replace("/postgres", f"/{elsewhere}"), autocommit=True) as admin:
+                admin.execute(fix)  # exactly what the message says, as the admin role
+            p.teardown(deployment_id, "delete")  # the next pass finishes
+        assert snapshot(deployment_id) == {"roles": [], "database": None, "shared_objects_owned": 0}
+    finally:
+        with superuser() as su:
+            su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(elsewhere)))
+            for role in (names.owner_role, *names.login_roles):
+                if su.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    su.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
 
 
 @pytest.mark.parametrize(

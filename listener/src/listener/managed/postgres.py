@@ -282,15 +282,26 @@ class PostgresProvisioner:
                 )
                 removed.append(f"database {names.database}")
             self._step("drop_database")
-            for role in logins:
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role.name)))
+            drop_owner = owner_ours and not (
+                state.database.exists and not db_ours and state.database.owner == names.owner_role
+            )
+            doomed = [r.name for r in logins] + ([names.owner_role] if drop_owner else [])
+            if doomed:
+                # What the deployment's sessions made outside its database (e.g. large objects in
+                # the admin's database, which PUBLIC may connect to) would block DROP ROLE. DROP
+                # OWNED acts on this database only and never drops a database.
+                conn.execute(
+                    sql.SQL("DROP OWNED BY {}").format(sql.SQL(", ").join(map(sql.Identifier, doomed)))
+                )
+            for index, role in enumerate(logins):
+                self._drop_role(conn, role.name, doomed[index:])
                 removed.append(f"role {role.name}")
             self._step("drop_login_roles")
             if owner_ours:
-                if state.database.exists and not db_ours and state.database.owner == names.owner_role:
+                if not drop_owner:
                     kept.append(f"role {names.owner_role} (owns the foreign database {names.database})")
                 else:
-                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(names.owner_role)))
+                    self._drop_role(conn, names.owner_role, [names.owner_role])
                     removed.append(f"role {names.owner_role}")
             self._step("drop_owner_role")
         log.info(
@@ -369,6 +380,20 @@ class PostgresProvisioner:
         # to drop it, and to end the login roles' sessions; on PostgreSQL 16+ a CREATEROLE admin holds
         # only ADMIN OPTION on roles it created, so it grants itself membership explicitly.
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+
+    def _drop_role(self, conn: psycopg.Connection, role: str, remaining: list[str]) -> None:
+        """DROP ROLE; `remaining`: the deployment's roles still to drop (named in the SQL to run)."""
+        try:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        except psycopg.errors.DependentObjectsStillExist as error:
+            detail = "; ".join((error.diag.message_detail or "").splitlines()) or "objects elsewhere"
+            drop = sql.SQL("DROP OWNED BY {};").format(sql.SQL(", ").join(map(sql.Identifier, remaining)))
+            raise ProvisioningFailed(
+                self.store,
+                f"teardown: role {role} cannot be dropped: the deployment's sessions left objects or "
+                f"privileges in other databases ({detail}). As the admin role, connect to each database "
+                f"named and run: {drop.as_string(conn)} then the next prune pass finishes the teardown",
+            ) from None
 
     def _set_login(self, conn: psycopg.Connection, credentials: Credentials) -> None:
         # The SCRAM verifier is computed client-side (libpq's PQencryptPasswordConn): the plaintext
