@@ -85,6 +85,11 @@ def acl_rules(names: StoreNames, password: str) -> list[str]:
         "+@all",
         "-@admin",
         "-@dangerous",
+        # Scripts and functions are server-wide: flushing, killing or replacing them reaches every
+        # deployment. EVAL/EVALSHA/SCRIPT LOAD and FCALL (checked per key) stay.
+        "-script|flush",
+        "-script|kill",
+        "-function",
     ]
 
 
