@@ -548,6 +548,17 @@ def test_tls_required_by_the_client_but_not_offered_is_a_tls_error():
         p.check()
 
 
+@pytest.mark.parametrize(
+    "query", ["connect_timeout=5", "application_name=ops-admin", "connect_timeout=3&sslmode=disable"]
+)
+def test_an_admin_uri_with_its_own_connect_timeout_or_application_name_works(query: str):
+    """Common libpq parameters in the admin URI; they used to collide with the listener's own
+    (TypeError: make_conninfo() got multiple values for keyword argument ...) and the listener died at
+    start with a traceback."""
+    with PostgresProvisioner(f"{POSTGRES_URI}?{query}", listener_id=LISTENER, pool_timeout=5) as p:
+        p.check()
+
+
 def test_unknown_admin_role_is_an_auth_error_and_a_missing_admin_database_a_config_error():
     with (
         PostgresProvisioner(

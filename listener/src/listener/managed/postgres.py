@@ -163,10 +163,11 @@ class PostgresProvisioner:
         Ownership(listener_id, "-")  # validates the listener id now, not at the first deployment
         parts = psycopg.conninfo.conninfo_to_dict(admin_uri)
         parts.setdefault("dbname", DEFAULT_ADMIN_DATABASE)
+        # The URI's own values win (an operator's connect_timeout or application_name is deliberate).
+        parts.setdefault("connect_timeout", max(1, int(connect_timeout)))
+        parts.setdefault("application_name", application_name)
         self._secrets = (admin_uri, *(str(parts[k]) for k in ("password",) if parts.get(k)))
-        self._conninfo = psycopg.conninfo.make_conninfo(
-            "", **parts, connect_timeout=max(1, int(connect_timeout)), application_name=application_name
-        )
+        self._conninfo = psycopg.conninfo.make_conninfo("", **parts)
         self._pool_timeout = pool_timeout
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._statement_timeout_ms = int(statement_timeout * 1000)
