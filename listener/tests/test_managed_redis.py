@@ -21,6 +21,7 @@ from listener.managed import (
     Ownership,
     RedisStore,
     StoreAuthError,
+    StoreConfigError,
     StoreNames,
     StoreUnreachable,
     initial_credentials,
@@ -252,6 +253,16 @@ def test_wrong_admin_credentials_and_unreachable_servers_are_typed_errors_withou
         pytest.raises(StoreUnreachable, match=r"^Redis 127\.0\.0\.1:1: cannot connect") as caught,
     ):
         store.ensure("d", initial_credentials(StoreNames.of("d")))
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "query", ["socket_timeout=abc", "health_check_interval=soon", "max_connections=many"]
+)
+def test_an_admin_uri_redis_py_cannot_parse_is_a_config_error_naming_the_variable(query: str):
+    with pytest.raises(StoreConfigError, match=r"^Redis \(LISTENER_REDIS_ADMIN_URI\): ") as caught:
+        RedisStore(f"redis://:hunter2-secret@127.0.0.1:6379/0?{query}", listener_id=LISTENER)
+    assert query.split("=")[0] in str(caught.value)
     assert "hunter2" not in str(caught.value)
 
 
