@@ -25,6 +25,7 @@ from managed_support import REDIS_URI, PrivateServer, Tracker, free_port, redis_
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from listener.kube import Cluster
 from listener.managed import ENV_KEYS, ManagedStores, PostgresProvisioner, RedisStore, StoreNames
 from listener.managed.names import REDIS_OWNERS_KEY
 from listener.render.context import COMPONENT_MANAGED_STORES, MANAGED_CA_DIR, MANAGED_CA_KEY
@@ -373,3 +374,43 @@ def test_a_moved_or_renamed_deployment_keeps_its_database_and_credentials(
         == before["password"]
     )
     assert world.get("Secret", names.store_secret, OTHER_NS) is None, "the old name's copy is pruned"
+
+
+def test_a_deposed_leader_never_changes_the_password_the_new_leader_wrote(
+    managed: Managed, admin: psycopg.Connection, tmp_path: Path
+):
+    """Two listener processes: P1 read that a new deployment had no credentials Secret, drew a
+    password, then stalled (waiting for the admin pool or the advisory lock) while its lease ran out;
+    P2, the new leader, provisioned the deployment and wrote the Secret. P1's store writes are not
+    Kubernetes writes, so the cluster's fence did not stop them: P1 set the role's password to one no
+    Secret holds, and P2's pods could not log in until the next revision."""
+    world = managed.world
+    leading = {"p1": True}
+
+    class Stalled(ManagedStores):
+        def ensure(self, deployment_id: str, credentials: Any, **kwargs: Any) -> dict[str, str]:
+            world.cycle()  # meanwhile P2 (world.reconciler) provisions and writes the Secret
+            leading["p1"] = False  # and P1's lease has run out
+            return super().ensure(deployment_id, credentials, **kwargs)
+
+    base = managed.stores()
+    stalled = Stalled(base.postgres, base.redis)
+    p1 = make_reconciler(
+        world.client,
+        world.kube,
+        world.listener_id,
+        world.servers,
+        (NS, OTHER_NS),
+        options=MANAGED,
+        stores=stalled,
+        prune=ALLOW_EMPTY,
+    )
+    p1._cluster = Cluster(world.kube.client(NS), fence=lambda: leading["p1"])
+    deployment_id = managed.deploy("support-agent")
+    p1.run_once(world.now)
+
+    names = world.names(deployment_id)
+    values = secret_values(world.get("Secret", names.store_secret) or {})
+    assert values, "P2 wrote the credentials Secret"
+    with connect_as(as_mounted(values, tmp_path)) as conn:  # the Secret's password still logs in
+        assert conn.execute("SELECT session_user").fetchone() == (values["postgres-role"],)

@@ -179,6 +179,10 @@ class Cluster:
                 f"{verb} {resource}.{group or 'core'} is not declared in listener.kube's access rules"
             )
 
+    def may_write(self) -> bool:
+        """What the fence says now: writes outside Kubernetes (the managed stores) ask it too."""
+        return self._fence is None or self._fence()
+
     def _write(self, action: str, verb: str, target: str) -> AbstractContextManager[None]:
         """The context of one write: refused unless the fence allows it, then translated and counted."""
         if self._fence is not None and not self._fence():

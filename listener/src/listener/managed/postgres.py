@@ -194,12 +194,22 @@ class PostgresProvisioner:
         with self._translate("check"), self._connection() as conn:
             self._preflight(conn)
 
-    def ensure(self, deployment_id: str, credentials: Credentials) -> None:
+    def ensure(
+        self, deployment_id: str, credentials: Credentials, *, fence: Callable[[], bool] | None = None
+    ) -> None:
         """Create or complete the deployment's database and roles and converge the login role that
         `credentials` names to its password. The other login role is left as it is (mid-rotation,
-        old pods may still use it)."""
+        old pods may still use it). `fence` (the leader election's) is asked once the deployment's
+        lock is held: a process deposed while it waited must not set a password that the new
+        leader's credentials Secret does not hold."""
         names, expected = self._names(deployment_id, credentials)
         with self._session(names, "provision") as conn:
+            if fence is not None and not fence():
+                raise StoreBusy(
+                    self.store,
+                    f"this listener process is no longer the leader; deployment {deployment_id!r} is left "
+                    "to the new leader",
+                )
             state = self._inspect(conn, names)
             self._refuse_foreign(state, expected)
             if not state.owner_role.exists:

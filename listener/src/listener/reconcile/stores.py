@@ -16,7 +16,7 @@ a move (the database is keyed by the deployment id and follows it).
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -87,15 +87,16 @@ def provision(
     names: naming.ObjectNames,
     deployment_id: str,
     now: datetime,
+    fence: Callable[[], bool] | None = None,
 ) -> ManagedStoresSecret:
     """Make the deployment's database, roles and Redis isolation exist for `found`'s credentials;
-    what the credentials Secret must hold."""
+    what the credentials Secret must hold. `fence`: the cluster's (a deposed leader writes nothing)."""
     if stores is None:
         raise apply.Rejected("LISTENER_STORE_MODE=managed but the listener has no managed-store connection")
     if stores.outage is not None and stores.outage[0] <= now < stores.outage[0] + OUTAGE_HOLD:
         raise apply.Retry(f"managed stores: {stores.outage[1]} (not retried before {OUTAGE_HOLD.seconds} s)")
     try:
-        env = stores.ensure(deployment_id, found.credentials)
+        env = stores.ensure(deployment_id, found.credentials, fence=fence)
     except TRANSIENT as error:
         if isinstance(error, StoreUnreachable):  # not a lock one deployment's provisioner holds
             stores.outage = (now, error)

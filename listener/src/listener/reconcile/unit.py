@@ -259,7 +259,12 @@ def _provision(
     ctx: StepContext, record: DeploymentRecord, attempt: Attempt, found: stores.Found, now: datetime
 ) -> ManagedStoresSecret:
     return stores.provision(
-        ctx.stores, found, names=attempt.names, deployment_id=record.deployment_id, now=now
+        ctx.stores,
+        found,
+        names=attempt.names,
+        deployment_id=record.deployment_id,
+        now=now,
+        fence=ctx.cluster.may_write,
     )
 
 
