@@ -374,6 +374,22 @@ def test_teardown_retain_keeps_data_and_disables_logins_and_ensure_reenables(pro
         assert conn.execute("SELECT id FROM runs").fetchall() == [(1,)]
 
 
+def test_rotating_a_retained_deployment_keeps_its_logins_disabled(provisioner, tracked: Tracker):
+    """`retain` disables the login roles of a deleted deployment (its credentials Secret is kept).
+    Rotating it (say its password leaked) must not hand the deleted deployment a working login."""
+    deployment_id = tracked.new()
+    names = StoreNames.of(deployment_id)
+    creds = initial_credentials(names)
+    provisioner.ensure(deployment_id, creds)
+    provisioner.teardown(deployment_id, "retain")
+    new = provisioner.begin_rotation(deployment_id, creds)
+    provisioner.finish_rotation(deployment_id, new)
+    assert [r[1] for r in snapshot(deployment_id)["roles"]] == [False, False, False], "nobody can log in"
+    provisioner.ensure(deployment_id, new)  # deployed again: with the rotated credentials only
+    logins = {r[0]: r[1] for r in snapshot(deployment_id)["roles"]}
+    assert logins == {names.owner_role: False, new.role: True, creds.role: False}
+
+
 def test_teardown_delete_ends_sessions_and_removes_everything(provisioner, tracked: Tracker):
     deployment_id = tracked.new()
     names = StoreNames.of(deployment_id)

@@ -326,8 +326,11 @@ class PostgresProvisioner:
         names, expected = self._names(deployment_id, current)
         new = Credentials(role=names.other_login_role(current.role), password=new_password())
         with self._session(names, "rotation") as conn:
-            self._require_provisioned(self._inspect(conn, names), expected)
-            self._set_login(conn, new)
+            state = self._inspect(conn, names)
+            self._require_provisioned(state, expected)
+            # A deployment deleted with `retain` has every login disabled: it gets a new password
+            # (for when it is deployed again) but no login.
+            self._set_login(conn, new, login=any(r.can_login for r in state.login_roles))
         return new
 
     def finish_rotation(self, deployment_id: str, active: Credentials) -> None:
@@ -336,8 +339,9 @@ class PostgresProvisioner:
         names, expected = self._names(deployment_id, active)
         other = names.other_login_role(active.role)
         with self._session(names, "rotation") as conn:
-            self._require_provisioned(self._inspect(conn, names), expected)
-            self._set_login(conn, active)
+            state = self._inspect(conn, names)
+            self._require_provisioned(state, expected)
+            self._set_login(conn, active, login=any(r.can_login for r in state.login_roles))
             conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD NULL").format(sql.Identifier(other)))
 
     def inspect(self, deployment_id: str) -> PostgresState:
@@ -406,15 +410,17 @@ class PostgresProvisioner:
                 f"named and run: {drop.as_string(conn)} then the next prune pass finishes the teardown",
             ) from None
 
-    def _set_login(self, conn: psycopg.Connection, credentials: Credentials) -> None:
+    def _set_login(self, conn: psycopg.Connection, credentials: Credentials, *, login: bool = True) -> None:
         # The SCRAM verifier is computed client-side (libpq's PQencryptPasswordConn): the plaintext
         # never reaches the server, so it cannot appear in its statement log.
         verifier = conn.pgconn.encrypt_password(
             credentials.password.value.encode(), credentials.role.encode(), b"scram-sha-256"
         ).decode()
         conn.execute(
-            sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(credentials.role), sql.Literal(verifier)
+            sql.SQL("ALTER ROLE {} {} PASSWORD {}").format(
+                sql.Identifier(credentials.role),
+                sql.SQL("LOGIN" if login else "NOLOGIN"),
+                sql.Literal(verifier),
             )
         )
 
