@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import redis
 from e2e import ALLOW_EMPTY, NS, OTHER_NS, PRUNE_WINDOW, World, make_reconciler
+from lightkube.resources.core_v1 import Secret
 from managed_support import REDIS_URI, PrivateServer, Tracker, free_port, redis_admin
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -414,3 +415,36 @@ def test_a_deposed_leader_never_changes_the_password_the_new_leader_wrote(
     assert values, "P2 wrote the credentials Secret"
     with connect_as(as_mounted(values, tmp_path)) as conn:  # the Secret's password still logs in
         assert conn.execute("SELECT session_user").fetchone() == (values["postgres-role"],)
+
+
+def test_a_binary_value_someone_added_to_a_credentials_secret_does_not_stop_every_deployment(
+    managed: Managed, admin: psycopg.Connection
+):
+    """A key with non-UTF-8 bytes (say a DER certificate added by hand) in one deployment's
+    credentials Secret made every cycle after a restart die with a UnicodeDecodeError traceback:
+    no deployment of the listener was reconciled any more."""
+    world = managed.world
+    edited = managed.deploy("support-agent")
+    other = managed.deploy("billing-agent")
+    assert set(world.cycle().deployed) == {edited, other}
+    names = world.names(edited)
+    with world.kube.admin_client(NS) as client:
+        client.patch(
+            Secret,
+            names.store_secret,
+            {"data": {"extra.der": base64.b64encode(b"\xff\xfe\x00binary").decode()}},
+            namespace=NS,
+        )
+    managed.use(managed.stores())  # a restart: every deployment is taken over again
+    report = world.cycle()
+    assert report.failed == {}, report
+    assert report.errors == [], report.errors
+    third = managed.deploy("third-agent")  # and the loop goes on deploying
+    assert world.cycle().deployed == [third]
+    assert (
+        secret_values_raw(world.get("Secret", names.store_secret) or {})["extra.der"] == b"\xff\xfe\x00binary"
+    )
+
+
+def secret_values_raw(secret: dict[str, Any]) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
