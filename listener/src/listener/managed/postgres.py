@@ -571,6 +571,13 @@ class PostgresProvisioner:
     def _classify(self, error: psycopg.OperationalError) -> StoreError:
         message = _normalise(str(error))
         lower = message.lower()
+        if any(phrase in lower for phrase in _LOST_CONNECTION):
+            return StoreUnreachable(
+                self.store,
+                f"the connection was lost: {message}. Retrying; if it persists, check that the database is up "
+                "(e.g. an RDS failover or reboot) and that nothing between drops idle connections",
+                secrets=self._secrets,
+            )
         if any(word in lower for word in ("ssl", "certificate", "tls")):
             return StoreTLSError(
                 self.store,
@@ -642,6 +649,15 @@ class PostgresProvisioner:
 # "too many connections"; libpq's own connection errors carry no SQLSTATE at all.
 _CONNECTION_CLASSES: Final = ("08", "28", "3D", "57")
 _TOO_MANY_CONNECTIONS: Final = "53300"
+# libpq's words for an established session the network or the server ended; over TLS they mention
+# SSL, but no certificate or sslmode is at fault (an RDS failover, a NAT idle timeout).
+_LOST_CONNECTION: Final = (
+    "unexpected eof",
+    "ssl syscall error",
+    "closed unexpectedly",
+    "consuming input failed",
+    "server closed the connection",
+)
 
 
 def _connection_failure(error: psycopg.OperationalError) -> bool:
