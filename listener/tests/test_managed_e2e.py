@@ -42,6 +42,7 @@ def secret_values(secret: dict[str, Any]) -> dict[str, str]:
 def as_mounted(values: dict[str, str], directory: Path) -> str:
     """The Secret's POSTGRES_URI_CUSTOM with its CA file where this test put it (the kubelet would
     mount it at MANAGED_CA_DIR)."""
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / MANAGED_CA_KEY).write_text(values[MANAGED_CA_KEY])
     uri = values["POSTGRES_URI_CUSTOM"]
     return uri.replace(quote(MANAGED_CA_DIR, safe=""), quote(str(directory), safe="")).replace(
@@ -448,3 +449,32 @@ def test_a_binary_value_someone_added_to_a_credentials_secret_does_not_stop_ever
 
 def secret_values_raw(secret: dict[str, Any]) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+def test_a_missing_credentials_secret_never_changes_the_password_running_pods_hold(
+    managed: Managed, admin: psycopg.Connection, tmp_path: Path
+):
+    """Someone deletes a running deployment's credentials Secret, then the listener restarts. It
+    found no Secret, drew a new password and set it on the role the running pods log in with: their
+    next connection failed ('password authentication failed'), though nothing about the deployment
+    had changed. Fresh credentials go to the login role nobody uses; the running pods keep theirs."""
+    world = managed.world
+    deployment_id = managed.deploy("support-agent")
+    assert world.cycle().deployed == [deployment_id]
+    names = world.names(deployment_id)
+    running = as_mounted(secret_values(world.get("Secret", names.store_secret) or {}), tmp_path / "old")
+    with world.kube.admin_client(NS) as client:
+        client.delete(Secret, names.store_secret, namespace=NS)
+
+    managed.use(managed.stores())  # a restart
+    report = world.cycle()
+    assert report.failed == {}, report
+    with connect_as(running) as conn:  # the running pods' credentials still work
+        conn.execute("SELECT 1")
+    world.cycle(after=timedelta(seconds=301))  # the resync writes a new credentials Secret
+    values = secret_values(world.get("Secret", names.store_secret) or {})
+    assert values, "the Secret is back"
+    with connect_as(as_mounted(values, tmp_path / "new")) as conn:  # and what it holds works too
+        conn.execute("SELECT 1")
+    with connect_as(running) as conn:
+        conn.execute("SELECT 1")

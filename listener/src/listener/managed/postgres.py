@@ -344,6 +344,21 @@ class PostgresProvisioner:
             self._set_login(conn, active, login=any(r.can_login for r in state.login_roles))
             conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD NULL").format(sql.Identifier(other)))
 
+    def free_login_role(self, deployment_id: str) -> str:
+        """The login role that newly drawn credentials (no credentials Secret) may take: one that
+        cannot log in, so no running pod holds its password. Without a Secret the listener cannot
+        know whether pods still use the role that can."""
+        state = self.inspect(deployment_id)
+        free = [r.name for r in state.login_roles if not r.can_login]
+        if not free:
+            raise ProvisioningFailed(
+                self.store,
+                f"deployment {deployment_id!r} has no credentials Secret, but both its login roles "
+                f"({', '.join(r.name for r in state.login_roles)}) can log in (a rotation was interrupted), "
+                "so pods may hold either password: restore the Secret, or run rotate-credentials once it exists",
+            )
+        return free[0]
+
     def inspect(self, deployment_id: str) -> PostgresState:
         names = StoreNames.of(deployment_id)
         with self._translate("inspect"), self._connection() as conn:

@@ -56,6 +56,8 @@ class Found:
     live: ManagedStoresSecret | None
     """Its own credentials Secret in its namespace, exactly as it is (rendered back unchanged: the
     Secret is create-only, and only rotate-credentials rewrites it)."""
+    fresh: bool = False
+    """Drawn now: no credentials Secret of the deployment exists anywhere."""
 
 
 def find(
@@ -70,7 +72,7 @@ def find(
     store_names = StoreNames.of(deployment_id)
     existing = _credentials_secret(cluster, listener_id, namespaces, namespace, names, deployment_id)
     if existing is None:
-        return Found(initial_credentials(store_names), None)
+        return Found(initial_credentials(store_names), None, fresh=True)
     try:
         credentials = read_secret(existing, store_names).credentials
     except CredentialsSecretError as error:
@@ -95,8 +97,13 @@ def provision(
         raise apply.Rejected("LISTENER_STORE_MODE=managed but the listener has no managed-store connection")
     if stores.outage is not None and stores.outage[0] <= now < stores.outage[0] + OUTAGE_HOLD:
         raise apply.Retry(f"managed stores: {stores.outage[1]} (not retried before {OUTAGE_HOLD.seconds} s)")
+    credentials = found.credentials
     try:
-        env = stores.ensure(deployment_id, found.credentials, fence=fence)
+        if found.fresh:
+            # The Secret may be gone while pods still run with the role it named (deleted by hand):
+            # new credentials never take a role that can log in.
+            credentials = Credentials(stores.postgres.free_login_role(deployment_id), credentials.password)
+        env = stores.ensure(deployment_id, credentials, fence=fence)
     except TRANSIENT as error:
         if isinstance(error, StoreUnreachable):  # not a lock one deployment's provisioner holds
             stores.outage = (now, error)
@@ -105,7 +112,7 @@ def provision(
         raise apply.Rejected(f"managed stores: {error}") from None
     if found.live is not None:
         return found.live
-    data = secret_data(found.credentials, env)
+    data = secret_data(credentials, env)
     return ManagedStoresSecret(names.store_secret, tuple((k, SecretValue(v)) for k, v in data.items()))
 
 
