@@ -171,6 +171,8 @@ def make_reconciler(
     *,
     options: RenderOptions | None = None,
     password_prefix: str = "generated-password",  # noqa: S107 -- a test prefix, not a password
+    prober: Any = None,
+    watch: bool = False,
     stores: Any = None,
     **config: Any,
 ) -> Reconciler:
@@ -192,8 +194,9 @@ def make_reconciler(
         emulator_client,
         cluster,
         EmulatorStatusReporter(emulator_client),
-        HttpProber(servers.url_for),
+        prober or HttpProber(servers.url_for),
         new_password=lambda: f"{password_prefix}-{next(counter)}",
+        watch=(lambda: kube.async_client(namespaces[0])) if watch else None,
         stores=stores,
     )
 
@@ -226,8 +229,10 @@ def kube() -> Iterator[FakeKube]:
 
 
 @pytest.fixture
-def world(emulator: Emulator, kube: FakeKube, servers: AgentServers, make_client: Any) -> World:
+def world(emulator: Emulator, kube: FakeKube, servers: AgentServers, make_client: Any) -> Iterator[World]:
     client: ControlPlaneClient = make_client()
     listener = client.create_listener(compute_id="e2e-cluster", namespaces=[NS, OTHER_NS])
     reconciler = make_reconciler(client, kube, str(listener.id), servers, namespaces=(NS, OTHER_NS))
-    return World(emulator, kube, client, str(listener.id), reconciler, servers)
+    world = World(emulator, kube, client, str(listener.id), reconciler, servers)
+    yield world
+    world.reconciler.close(5.0)  # its work queue's threads

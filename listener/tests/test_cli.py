@@ -229,6 +229,21 @@ def test_a_misspelt_variable_is_named_at_start(
     )
 
 
+def test_a_misspelt_required_variable_is_named_with_the_error(tmp_path: Path) -> None:
+    # `LISTENER_NAMESPACE` for `LISTENER_NAMESPACES`: the error said only "is required", and the
+    # did-you-mean hint was printed only when the settings were valid, i.e. never in this case.
+    environ = valid_env(tmp_path, namespaces=None)
+    environ["LISTENER_NAMESPACE"] = "agents"
+    result = run_listener(["--once"], environ, tmp_path)
+    assert result.code == 2, result
+    assert "LISTENER_NAMESPACES: is required" in result.stderr
+    assert (
+        "LISTENER_NAMESPACE is not a listener setting and is ignored (did you mean LISTENER_NAMESPACES?)"
+        in (result.stderr)
+    )
+    assert "Traceback" not in result.stderr
+
+
 class NotAnApiServer(BaseHTTPRequestHandler):
     """What a wrong server URL, or a proxy in front of the API server, answers: text, not Status JSON."""
 

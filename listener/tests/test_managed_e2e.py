@@ -11,6 +11,7 @@ and delete nothing.
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 from listener.kube import Cluster
 from listener.managed import ENV_KEYS, ManagedStores, PostgresProvisioner, RedisStore, StoreNames
 from listener.managed.names import REDIS_OWNERS_KEY
+from listener.reconcile import unit
 from listener.render.context import COMPONENT_MANAGED_STORES, MANAGED_CA_DIR, MANAGED_CA_KEY
 from listener.spec import RenderOptions
 
@@ -379,7 +381,7 @@ def test_a_moved_or_renamed_deployment_keeps_its_database_and_credentials(
 
 
 def test_a_deposed_leader_never_changes_the_password_the_new_leader_wrote(
-    managed: Managed, admin: psycopg.Connection, tmp_path: Path
+    managed: Managed, admin: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """Two listener processes: P1 read that a new deployment had no credentials Secret, drew a
     password, then stalled (waiting for the admin pool or the advisory lock) while its lease ran out;
@@ -388,6 +390,9 @@ def test_a_deposed_leader_never_changes_the_password_the_new_leader_wrote(
     Secret holds, and P2's pods could not log in until the next revision."""
     world = managed.world
     leading = {"p1": True}
+    # P1 and P2 are two processes; here they share one, and P2's cycle (its own workers) runs inside
+    # P1's provisioning: the per-process provisioning lock would deadlock them.
+    monkeypatch.setattr(unit, "_PROVISIONING", contextlib.nullcontext())
 
     class Stalled(ManagedStores):
         def ensure(self, deployment_id: str, credentials: Any, **kwargs: Any) -> dict[str, str]:

@@ -27,6 +27,7 @@ from e2e import (
     prepared_cluster,
 )
 from lightkube.codecs import from_dict
+from lightkube.resources.core_v1 import Pod
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient
@@ -34,7 +35,7 @@ from listener.controlplane.builders import new_image_revision
 from listener.controlplane.models import DeploymentPatchRequest, ResourceSpec
 from listener.emulator import BackgroundServer, Emulator
 from listener.kube import FIELD_MANAGER
-from listener.spec import RenderOptions
+from listener.spec import DEFAULT_POSTGRES_IMAGE, RenderOptions
 from tools.fakekube import FakeKube, PodState
 
 GATEWAY = RenderOptions(
@@ -445,6 +446,97 @@ def test_a_deployment_moved_to_another_listener_is_pruned_here_keeping_its_data(
     assert world.get("Secret", names.postgres_secret) is not None
 
 
+def test_a_move_to_another_listener_in_the_same_namespace_hands_the_deployment_over(world: World) -> None:
+    # Two listeners watching one namespace (object names are per deployment, so they may share it).
+    # The new listener refused the old copy's objects as foreign and failed the revision for good,
+    # then the old listener pruned its copy: the Agent Server ran nowhere, and its kept password
+    # blocked every later revision ("not managed by this listener").
+    with_reconciler(world, options=LEAN, resync_interval=NO_RESYNC)
+    world.deploy("keeper")
+    mover = world.deploy("mover")
+    world.cycle()
+    names = world.names(mover)
+    password = world.get("Secret", names.postgres_secret)["data"]
+    old_volumes = volumes(world, names)
+    other = world.client.create_listener(compute_id="e2e-other-cluster", namespaces=[NS])
+    new_listener = make_reconciler(
+        world.client,
+        world.kube,
+        str(other.id),
+        world.servers,
+        (NS,),
+        options=LEAN,
+        resync_interval=NO_RESYNC,
+        password_prefix="other-listener-password",
+    )
+
+    move(world, mover, listener_id=str(other.id))
+    deployed_here: list[str] = []
+    for _ in range(5):
+        world.now += timedelta(minutes=2)
+        world.reconciler.run_once(world.now)
+        report = new_listener.run_once(world.now)
+        assert report.failed == {}, "waiting for the old copy is not a failure"
+        deployed_here += report.deployed
+        assert running(world, names), "one copy runs throughout"
+    assert deployed_here == [mover]
+    assert world.get("Deployment", names.api)["metadata"]["labels"][naming.LABEL_LISTENER_ID] == str(other.id)
+    assert world.get("Secret", names.postgres_secret)["data"] == password, "the same database password"
+    assert volumes(world, names) == old_volumes, "the same database volume"
+    # The old listener keeps reporting the data it kept; it must not advise deleting a live database.
+    notes = " ".join(world.cycle(after=NO_RESYNC).warnings)  # at its next resync
+    assert f"moved to listener {other.id}" in notes
+    assert "in use, keep it" in notes
+    assert "delete it by hand" not in notes
+
+
+def test_a_deployment_answered_without_a_listener_is_not_a_move(world: World) -> None:
+    # `listener_id` is immutable in the real API (a change is delete + create, control-plane-api.md
+    # §9.1): a record that names no listener (a restore, a broken row) says nothing about where it runs.
+    with_reconciler(world, data_retention="delete", options=LEAN, resync_interval=NO_RESYNC)
+    world.deploy("keeper")
+    victim = world.deploy("victim")
+    world.cycle()
+    names = world.names(victim)
+    with world.emulator.store._lock:
+        world.emulator.store.deployments[victim]["source_config"]["listener_id"] = None
+
+    reports = [world.cycle(after=timedelta(minutes=2)) for _ in range(5)]
+    assert not any(r.pruned for r in reports)
+    assert running(world, names), "an Agent Server is never pruned on an answer that places it nowhere"
+    assert "without a listener" in reports[-1].prune_refused[victim]
+
+
+@pytest.mark.parametrize(
+    "oddity",
+    [
+        pytest.param({"source": "langsmith_hosted"}, id="a source the service added"),
+        pytest.param({"cpu": 12.0}, id="a cpu outside the documented request bounds"),
+    ],
+)
+def test_another_teams_odd_deployment_does_not_stop_this_listener(
+    world: World, oddity: dict[str, Any]
+) -> None:
+    # The list is the whole workspace's (there is no listener filter, control-plane-api.md §9.3): one
+    # deployment of another listener with a value our strict model did not expect made every list
+    # unreadable, so no deployment of this listener was rolled out again ("control plane unavailable").
+    with_reconciler(world, options=LEAN, resync_interval=NO_RESYNC)
+    ours = world.deploy("ours")
+    other = world.client.create_listener(compute_id="e2e-other-cluster", namespaces=[NS])
+    theirs = world.deploy("theirs")
+    with world.emulator.store._lock:
+        record = world.emulator.store.deployments[theirs]
+        record["source_config"]["listener_id"] = str(other.id)
+        if "source" in oddity:
+            record["source"] = oddity["source"]
+        else:
+            record["source_config"]["resource_spec"] = {**record["source_config"]["resource_spec"], **oddity}
+
+    report = world.cycle()
+    assert report.control_plane_ok, report.errors
+    assert report.deployed == [ours]
+
+
 # --- 6. one object set per revision, pruned per object ----------------------------------------------
 
 
@@ -631,3 +723,61 @@ def test_a_revision_that_failed_before_its_servers_existed_is_not_retried_after_
     report = world.cycle()
     assert (report.applied, report.failed) == ([], {})
     assert world.writes() == writes, "not re-applied: the control plane has not moved"
+
+
+def test_a_listener_that_restarts_mid_rollout_does_not_reset_the_deadline(world: World) -> None:
+    # Each restart (OOMKilled, evicted, a rolling update of the listener) started the 10-minute deadline
+    # again; restarting more often than that kept a stuck revision DEPLOYING for ever. The StatefulSet
+    # has no progress deadline of its own (only Deployments have progressDeadlineSeconds).
+    deployment_id = world.deploy("stuck")
+    names = world.names(deployment_id)
+    world.kube.controller.set_pod_behaviour(PodState.UNREADY, namespace=NS, workload=names.postgres)
+    world.cycle()
+    failed: dict[str, str] = {}
+    for _ in range(4):  # a restart every 4 minutes
+        with_reconciler(world)
+        for _ in range(2):
+            failed.update(world.cycle(after=timedelta(minutes=2)).failed)
+    assert "backing stores not ready" in failed[deployment_id]
+    assert world.revision_status(deployment_id)[1] == "DEPLOY_FAILED"
+
+
+def test_a_failed_revision_is_retried_after_the_listener_is_reconfigured_and_restarted(world: World) -> None:
+    # Failure memory is keyed by revision *and* parameters (listener-engineering.md: Argo CD does not
+    # reattempt "the same commit-SHA and parameters"; "(revision_id, spec_hash)"). The failure was
+    # resumed after a restart whatever the listener's settings were now: an operator who mirrored the
+    # Postgres image the failure pointed at, and restarted the listener, saw nothing happen.
+    world.kube.controller.set_pod_behaviour(PodState.ERR_IMAGE_PULL, image=DEFAULT_POSTGRES_IMAGE)
+    deployment_id = world.deploy("blocked-registry")
+    failed: dict[str, str] = {}
+    for _ in range(3):
+        failed.update(world.cycle().failed)
+    assert "backing store failed" in failed[deployment_id]
+
+    mirrored = "registry.example.com/mirror/pgvector@sha256:" + "3" * 64
+    with_reconciler(world, options=RenderOptions(run_as_non_root=True, postgres_image=mirrored))
+    assert world.cycle().applied == [deployment_id]
+    # A StatefulSet does not replace a pod that never became ready (kubernetes.io/docs/concepts/
+    # workloads/controllers/statefulset/#forced-rollback): the operator deletes it, as documented.
+    with world.kube.admin_client(NS) as admin:
+        admin.delete(Pod, f"{world.names(deployment_id).postgres}-0", namespace=NS)
+    assert world.cycle().deployed == [deployment_id]
+
+    with_reconciler(world, options=RenderOptions(run_as_non_root=True, postgres_image=mirrored))
+    writes = world.writes()
+    report = world.cycle()
+    assert (report.applied, report.failed) == ([], {}), "the same settings resume, as before"
+    assert world.writes() == writes
+
+
+def test_a_store_image_that_cannot_be_pulled_fails_fast(world: World) -> None:
+    # kstatus' pod rules (ErrImagePull/ImagePullBackOff, CrashLoopBackOff, ... fail a rollout at once,
+    # listener-engineering.md) applied to the API server's pods only: a Postgres image the registry
+    # refuses showed "0 of 1 replicas ready" for the whole 10-minute deadline, without the cause.
+    world.kube.controller.set_pod_behaviour(PodState.ERR_IMAGE_PULL, image=DEFAULT_POSTGRES_IMAGE)
+    deployment_id = world.deploy("blocked-registry")
+    failed: dict[str, str] = {}
+    for _ in range(3):
+        failed.update(world.cycle().failed)
+    assert "backing store failed" in failed[deployment_id]
+    assert "ErrImagePull" in failed[deployment_id] or "ImagePullBackOff" in failed[deployment_id]

@@ -82,7 +82,9 @@ def test_next_delay_is_reproducible_and_exact_without_jitter() -> None:
 
 @pytest.mark.parametrize(("poll", "expected"), [(10.0, ROLLOUT_TICK_SECONDS), (600.0, 2.0), (1.0, 1.0)])
 def test_next_delay_ticks_short_while_a_rollout_is_in_progress(poll: float, expected: float) -> None:
-    settings = load_settings(base_env(poll_interval_seconds=str(poll)))
+    settings = load_settings(
+        base_env(poll_interval_seconds=str(poll), prune_window_seconds=str(max(poll, 300)))
+    )
     # No jitter on the tick, and never longer than the poll itself.
     assert {next_delay(settings, True, rng(seed)) for seed in range(50)} == {expected}
 
@@ -318,11 +320,14 @@ class FlakyReconciler:
         self.calls = 0
         self.records: dict[str, Any] = {}  # the service reads it for the deployments-by-state metric
 
-    def run_once(self, now: datetime) -> CycleReport:
+    def run_once(self, now: datetime, *, wait: float | None = None) -> CycleReport:
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("boom: a bug in one cycle")
         return CycleReport(applied=[f"cycle-{self.calls}"])
+
+    def close(self, timeout: float | None = None) -> bool:
+        return True
 
 
 def test_the_loop_survives_an_exception_inside_a_cycle(caplog: pytest.LogCaptureFixture) -> None:
@@ -370,7 +375,9 @@ def test_a_failing_on_cycle_hook_does_not_stop_the_loop() -> None:
 
 
 def test_stop_ends_the_loop_between_cycles_without_waiting_out_the_poll() -> None:
-    settings = load_settings(base_env(poll_interval_seconds="3600", status_reporting="off"))
+    settings = load_settings(
+        base_env(poll_interval_seconds="3600", prune_window_seconds="3600", status_reporting="off")
+    )
     flaky = FlakyReconciler()
     flaky.calls = 1
     flaky.in_progress = False  # the full hour-long poll

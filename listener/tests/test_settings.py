@@ -89,12 +89,81 @@ def test_missing_variables_are_named():
         ({"shutdown_timeout_seconds": "0"}, "LISTENER_SHUTDOWN_TIMEOUT_SECONDS='0'"),
         ({"log_format": "yaml"}, "LISTENER_LOG_FORMAT='yaml'"),
         ({"log_level": "LOUD"}, "LISTENER_LOG_LEVEL='LOUD'"),
+        # Each of these passed validation and then failed every revision at the API server (422) or
+        # the kubelet (InvalidImageName): Kubernetes' own name rules, checked at start instead.
+        (
+            {"routing": "httproute", "hostname": "https://Agents.example.com/", "gateway_name": "gw"},
+            "LISTENER_HOSTNAME='https://Agents.example.com/': is not a host name",
+        ),
+        (
+            {"routing": "httproute", "hostname": "10.0.0.1", "gateway_name": "gw"},
+            "LISTENER_HOSTNAME='10.0.0.1': is not a host name",
+        ),
+        (
+            {"routing": "httproute", "hostname": "a.example.com", "gateway_name": "My Gateway"},
+            "LISTENER_GATEWAY_NAME='My Gateway': is not a DNS-1123 subdomain",
+        ),
+        ({"gateway_namespace": "Infra"}, "LISTENER_GATEWAY_NAMESPACE='Infra': is not a DNS-1123 label"),
+        ({"ingress_class_name": "NGINX!"}, "LISTENER_INGRESS_CLASS_NAME='NGINX!': is not a DNS-1123"),
+        (
+            {"store_mode": "external", "external_stores_secret": "My_Secret"},
+            "LISTENER_EXTERNAL_STORES_SECRET='My_Secret': is not a DNS-1123",
+        ),
+        ({"storage_class_name": "gp3 fast"}, "LISTENER_STORAGE_CLASS_NAME='gp3 fast': is not a DNS-1123"),
+        (
+            {"postgres_image": "Postgres:LATEST"},
+            "LISTENER_POSTGRES_IMAGE='Postgres:LATEST': is not a valid image",
+        ),
     ],
 )
 def test_bad_values_are_named(overrides, expected):
     message = error_of(env(**overrides))
     assert expected in message
     assert KEY not in message
+
+
+def test_wildcard_hostnames_and_plain_names_are_accepted():
+    settings = load_settings(
+        env(
+            routing="httproute",
+            hostname="*.agents.example.com",
+            gateway_name="shared-gw",
+            gateway_namespace="infra",
+            storage_class_name="gp3",
+        )
+    )
+    assert settings.hostname == "*.agents.example.com"
+
+
+@pytest.mark.parametrize("variable", ["control_plane_url", "langsmith_endpoint"])
+def test_a_url_with_credentials_is_refused_without_echoing_them(variable: str):
+    # They were accepted, then printed in the start line and in every control-plane error and log line
+    # ("GET /v2/deployments to https://admin:<password>@host/api-host failed ...").
+    url = "https://admin:hunter2-password@langsmith.example.com/" + (
+        "api-host" if variable == "control_plane_url" else "api/v1"
+    )
+    message = error_of(env(region=None if variable == "control_plane_url" else "eu", **{variable: url}))
+    assert f"LISTENER_{variable.upper()}='https://***@langsmith.example.com/" in message
+    assert "must not carry credentials" in message
+    assert "hunter2" not in message
+    assert "admin" not in message
+
+
+def test_a_url_with_whitespace_is_refused():
+    assert "LISTENER_CONTROL_PLANE_URL" in error_of(
+        env(region=None, control_plane_url="https://host /api-host")
+    )
+
+
+def test_a_prune_window_shorter_than_the_poll_interval_is_refused():
+    # Each absence is observed once per poll and a gap of more than two windows restarts the streak:
+    # polling every 15 min with the 5-min window, a deleted deployment was never pruned.
+    message = error_of(env(poll_interval_seconds="900"))
+    assert "LISTENER_PRUNE_WINDOW_SECONDS=300 is shorter than LISTENER_POLL_INTERVAL_SECONDS=900" in message
+    assert (
+        load_settings(env(poll_interval_seconds="900", prune_window_seconds="900")).prune_window_seconds
+        == 900
+    )
 
 
 def test_api_key_value_never_echoed():
@@ -145,6 +214,9 @@ def test_probe_url_template_accepts_only_its_fields(template: str, expected: str
         ({"rollout_timeout_seconds": "1e300"}, "LISTENER_ROLLOUT_TIMEOUT_SECONDS"),
         ({"unschedulable_grace_seconds": "1e300"}, "LISTENER_UNSCHEDULABLE_GRACE_SECONDS"),
         ({"unschedulable_grace_seconds": "inf"}, "LISTENER_UNSCHEDULABLE_GRACE_SECONDS"),
+        ({"workers": "0"}, "LISTENER_WORKERS"),
+        ({"workers": "1000"}, "LISTENER_WORKERS"),
+        ({"workers": "four"}, "LISTENER_WORKERS"),
         ({"poll_interval_seconds": "inf"}, "LISTENER_POLL_INTERVAL_SECONDS"),
         ({"resync_interval_seconds": "nan"}, "LISTENER_RESYNC_INTERVAL_SECONDS"),
         ({"prune_window_seconds": "1"}, "LISTENER_PRUNE_WINDOW_SECONDS"),
@@ -165,6 +237,8 @@ def test_every_default_fits_its_own_bounds():
     assert settings.prune_window_seconds == 300
     assert settings.prune_max_fraction == 0.1
     assert settings.prune_allow_empty is False
+    assert settings.workers == 4
+    assert settings.inventory_watch is False
     assert "@sha256:" in settings.postgres_image
     assert "@sha256:" in settings.redis_image
 

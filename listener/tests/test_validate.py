@@ -289,6 +289,23 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "is another deployment's Secret",
     ),
     (
+        # The same rule as its Secrets: mounting the claim reads another tenant's database in a
+        # shared namespace (the claim name is the StatefulSet controller's <template>-<set>-<ordinal>).
+        "a volume that mounts another deployment's database",
+        {
+            "resources": resources(
+                volumes=(
+                    {
+                        "name": "v",
+                        "persistentVolumeClaim": {"claimName": "postgres-data-their-agent-0a1b2c3d-pg-0"},
+                    },
+                )
+            )
+        },
+        f"{RS}.volumes[0].persistentVolumeClaim.claimName: 'postgres-data-their-agent-0a1b2c3d-pg-0' is "
+        "another deployment's database volume",
+    ),
+    (
         "sidecar env name",
         {
             "resources": resources(
@@ -312,6 +329,11 @@ def test_its_own_secrets_and_ordinary_ones_may_be_referenced() -> None:
     own = naming.base_name("support-agent", DEPLOYMENT_ID)
     refs = (SecretReference("OWN", f"{own}-pg", "POSTGRES_PASSWORD"), SecretReference("DB", "team-db", "uri"))
     assert problems_of(secret_references=refs) == []
+    claims = (
+        {"name": "own", "persistentVolumeClaim": {"claimName": f"postgres-data-{own}-pg-0"}},
+        {"name": "shared", "persistentVolumeClaim": {"claimName": "team-models"}},
+    )
+    assert problems_of(resources=resources(volumes=claims)) == []
 
 
 def test_secret_values_never_appear_in_problems() -> None:

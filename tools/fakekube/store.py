@@ -1102,6 +1102,12 @@ class Store:
 
         return replay, unsubscribe
 
+    def compact(self) -> None:
+        """Forget the watch history, as etcd's compaction does: a watch resuming from a resourceVersion
+        older than the current one now gets 410 Gone and must list again."""
+        with self.lock:
+            self._history.clear()
+
     def end_watches(self) -> None:
         """End every open watch stream (clients see a normal end of stream and typically re-watch)."""
         with self.lock:

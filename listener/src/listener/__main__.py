@@ -23,9 +23,11 @@ from listener.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def kubernetes_client(settings: Settings, *, timeout: float | None = None):  # -> lightkube.Client
+def kubernetes_client(
+    settings: Settings, *, timeout: float | None = None, asynchronous: bool = False
+):  # -> lightkube.Client (or AsyncClient)
     import httpx2
-    from lightkube import Client, KubeConfig
+    from lightkube import AsyncClient, Client, KubeConfig
 
     from listener.kube import FIELD_MANAGER
 
@@ -36,7 +38,7 @@ def kubernetes_client(settings: Settings, *, timeout: float | None = None):  # -
     )
     try:
         config = KubeConfig.from_file(settings.kubeconfig) if settings.kubeconfig else KubeConfig.from_env()
-        return Client(
+        return (AsyncClient if asynchronous else Client)(
             config=config,
             namespace=settings.namespaces[0],
             field_manager=FIELD_MANAGER,
@@ -66,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except SettingsError as error:
         print(error, file=sys.stderr)
+        # A misspelt variable is often why a required one is missing: say so here too, not only
+        # once the settings are valid.
+        for warning in unknown_variables(os.environ):
+            print(f"  ({warning})", file=sys.stderr)
         return EXIT_CONFIG
     from listener import logs
 
@@ -90,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_FAILED
             return EXIT_OK
         try:
-            service, elector = _service(settings, client, health)
+            service, elector = _service(
+                settings, client, health, watch=settings.inventory_watch and not args.once
+            )
         except SettingsError as error:
             print(error, file=sys.stderr)
             return EXIT_CONFIG
@@ -181,6 +189,7 @@ def _rotate(settings: Settings, deployment_id: str) -> int:
             listener_id=str(settings.listener_id),
             redis_isolation=settings.redis_isolation,
             pool_size=1,
+            postgres_admin_password_secret_arn=settings.postgres_admin_password_secret_arn,
         )
     except (SettingsError, StoreError) as error:
         print(error, file=sys.stderr)
@@ -209,7 +218,9 @@ def _rotate(settings: Settings, deployment_id: str) -> int:
     return EXIT_OK
 
 
-def _service(settings: Settings, client, health):  # -> (Service, LeaderElector | None)
+def _service(
+    settings: Settings, client, health, *, watch: bool = False
+):  # -> (Service, LeaderElector | None)
     from listener import metrics
     from listener.kube import OWN_NAMESPACE_RULES, Cluster
     from listener.leader import FencedReporter, LeaderElector, LeaseConfig
@@ -247,7 +258,17 @@ def _service(settings: Settings, client, health):  # -> (Service, LeaderElector 
     stores = _managed_stores(settings)
 
     def new_reconciler() -> Reconciler:
-        return Reconciler(reconciler_config(settings), client, cluster, status, probe, stores=stores)
+        return Reconciler(
+            reconciler_config(settings),
+            client,
+            cluster,
+            status,
+            probe,
+            stores=stores,
+            # Watches never time out client-side: the API server ends them, and they resume. One
+            # cycle (`--once`) gains nothing from them: its inventory lists each table once.
+            watch=(lambda: kubernetes_client(settings, asynchronous=True)) if watch else None,
+        )
 
     health.leadership = elector
     service = Service(
@@ -272,6 +293,7 @@ def _managed_stores(settings: Settings):  # -> ManagedStores | None
             listener_id=str(settings.listener_id),
             redis_isolation=settings.redis_isolation,
             pool_size=settings.managed_admin_connections,
+            postgres_admin_password_secret_arn=settings.postgres_admin_password_secret_arn,
         )
     except StoreError as error:
         raise SettingsError(f"the listener's settings are invalid:\n  {error}") from None

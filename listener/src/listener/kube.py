@@ -8,6 +8,7 @@ uses server-side apply with one fixed field manager.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -17,11 +18,13 @@ import httpx2
 import msgspec
 from lightkube import ApiError, Client
 from lightkube.codecs import from_dict, resource_registry
+from lightkube.core import decoders
 from lightkube.core.resource import api_info
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import CascadeType, PatchType
 
 from listener import metrics
+from listener.controlplane.retry import parse_retry_after
 
 FIELD_MANAGER = "langsmith-dataplane-listener"
 STATUS_FIELD_MANAGER = "langsmith-dataplane-listener-status"
@@ -53,8 +56,9 @@ class AccessRule:
         return api_group == self.api_group and resource in self.resources and verb in self.verbs
 
 
-_WORKLOAD_VERBS = ("get", "list", "create", "patch", "delete")
-"""Server-side apply is a PATCH, and a PATCH that creates the object also needs `create`."""
+_WORKLOAD_VERBS = ("get", "list", "watch", "create", "patch", "delete")
+"""Server-side apply is a PATCH, and a PATCH that creates the object also needs `create`; `list`
+and `watch` keep the inventory of what exists (`listener.reconcile.inventory`, `.watch`)."""
 
 WATCHED_NAMESPACE_RULES: tuple[AccessRule, ...] = (
     AccessRule("", ("secrets", "services"), _WORKLOAD_VERBS),
@@ -89,8 +93,12 @@ class UndeclaredAccess(Exception):
 class ClusterError(Exception):
     """A Kubernetes API call that failed; `status` is the HTTP code (0 when the server was unreachable)."""
 
-    def __init__(self, action: str, target: str, status: int, message: str):
+    def __init__(
+        self, action: str, target: str, status: int, message: str, *, retry_after: float | None = None
+    ):
         self.status = status
+        self.retry_after = retry_after
+        """Seconds from the answer's `Retry-After` header (429, 503), when it had one."""
         super().__init__(f"{action} {target}: {status or 'unreachable'} {message}".strip())
 
 
@@ -101,6 +109,7 @@ class NotLeader(ClusterError):
 
     def __init__(self, action: str, target: str):
         self.status = 0
+        self.retry_after = None
         Exception.__init__(self, f"{action} {target}: refused, this replica is not the leader")
 
 
@@ -129,13 +138,17 @@ def _translated(
     except ApiError as error:
         code = error.status.code or 0
         _observe(verb, str(code), observer)
-        raise ClusterError(action, target, code, error.status.message or "") from None
+        raise ClusterError(
+            action, target, code, error.status.message or "", retry_after=_retry_after(error.response)
+        ) from None
     except (
         httpx2.HTTPStatusError
     ) as error:  # an answer that is not a Kubernetes Status (a proxy, a wrong URL)
         code = error.response.status_code
         _observe(verb, str(code), observer)
-        raise ClusterError(action, target, code, error.response.reason_phrase) from None
+        raise ClusterError(
+            action, target, code, error.response.reason_phrase, retry_after=_retry_after(error.response)
+        ) from None
     except _UNREACHABLE as error:
         _observe(verb, "unreachable", observer)
         raise ClusterError(action, target, 0, str(error)) from None
@@ -146,6 +159,30 @@ def _translated(
         _observe(verb, "unreadable", observer)
         raise ClusterError(action, target, 0, f"unreadable answer (no {error} header)") from None
     _observe(verb, "2xx", observer)
+
+
+def _retry_after(response: httpx2.Response | None) -> float | None:
+    value = response.headers.get("Retry-After") if response is not None else None
+    return parse_retry_after(value)
+
+
+_warm_lock = threading.Lock()
+_warm: set[tuple[str, str]] = set()
+
+
+def _warm_decoders(api_version: str, kind: str) -> None:
+    """Build lightkube's msgspec decoders for a kind before any thread decodes it: msgspec builds a
+    type's decoder lazily on first use, and two threads doing that at once crashed the interpreter
+    (a segfault with lightkube 1.0.1 when the work queue's workers listed two kinds at once)."""
+    if (api_version, kind) in _warm:
+        return
+    with _warm_lock:
+        if (api_version, kind) in _warm:
+            return
+        resource = resource_registry.load(api_version, kind)
+        msgspec.json.Decoder(resource)
+        msgspec.json.Decoder(decoders._get_list_model(resource)[0])
+        _warm.add((api_version, kind))
 
 
 def _group_and_resource(api_version: str, kind: str) -> tuple[str, str]:
@@ -173,6 +210,7 @@ class Cluster:
         self._observe = observe
 
     def _check(self, verb: str, api_version: str, kind: str) -> None:
+        _warm_decoders(api_version, kind)
         group, resource = _group_and_resource(api_version, kind)
         if not any(rule.allows(group, resource, verb) for rule in self._rules):
             raise UndeclaredAccess(
@@ -182,6 +220,11 @@ class Cluster:
     def may_write(self) -> bool:
         """What the fence says now: writes outside Kubernetes (the managed stores) ask it too."""
         return self._fence is None or self._fence()
+
+    def check(self, verb: str, api_version: str, kind: str) -> None:
+        """Raise `UndeclaredAccess` unless the access rules allow `verb` on the kind (for callers
+        that talk to the API server another way, e.g. the inventory's async watches)."""
+        self._check(verb, api_version, kind)
 
     def _write(self, action: str, verb: str, target: str) -> AbstractContextManager[None]:
         """The context of one write: refused unless the fence allows it, then translated and counted."""

@@ -67,6 +67,19 @@ def owned(obj: Mapping[str, Any], listener_id: str) -> bool:
     return deployment is not None and _is_claim_of_our_statefulset(obj, deployment)
 
 
+def handed_over(obj: Mapping[str, Any], deployment_label: str) -> bool:
+    """Written by the listener (its field manager and labels) for this same deployment, but under
+    another listener's id: the control plane moved the deployment to this listener, in a namespace
+    both watch. The old listener prunes its copy under its prune rules and keeps the data; the new
+    one waits for that, then reads the kept password (never writes or deletes any of it)."""
+    labels = labels_of(obj)
+    return (
+        labels.get(naming.LABEL_MANAGED_BY) == naming.MANAGED_BY
+        and labels.get(naming.LABEL_DEPLOYMENT_ID) == deployment_label
+        and written_by_listener(obj)
+    )
+
+
 def describe(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return f"{obj.get('kind', '?')} {meta.get('namespace', '?')}/{meta.get('name', '?')}"

@@ -45,6 +45,9 @@ ROLLOUT_TICK_SECONDS = 2.0
 STANDBY_TICK_SECONDS = 1.0
 """How often a standby checks whether it leads now (the elector's own retry period is 2 s)."""
 HEARTBEAT_EVERY = timedelta(seconds=60)
+CYCLE_WAIT_SECONDS = 1.0
+"""How long a looping cycle waits for the steps it queued: the ones still running report in a later
+cycle, so a slow deployment never pushes the next poll back by more than this."""
 
 
 def next_delay(settings: Settings, busy: bool, rng: random.Random) -> float:
@@ -112,6 +115,7 @@ def reconciler_config(settings: Settings) -> ReconcilerConfig:
         unschedulable_grace=timedelta(seconds=settings.unschedulable_grace_seconds),
         resync_interval=timedelta(seconds=settings.resync_interval_seconds),
         data_retention=settings.data_retention,
+        workers=settings.workers,
         prune=PrunePolicy(
             window=timedelta(seconds=settings.prune_window_seconds),
             max_fraction=settings.prune_max_fraction,
@@ -183,11 +187,12 @@ class Service:
         self._standing_by = False
         self._logged: set[str] = set()
 
-    def cycle(self) -> CycleReport:
+    def cycle(self, *, wait: float | None = None) -> CycleReport:
+        """One cycle; `wait` bounds how long it waits for the steps it queued (None: all of them)."""
         now = self._clock()
         started = time.perf_counter()
         try:
-            report = self.reconciler.run_once(now)
+            report = self.reconciler.run_once(now, wait=wait)
         except Exception:
             metrics.RECONCILES.labels(result="exception").inc()
             raise
@@ -227,6 +232,7 @@ class Service:
         term = self._leader.term
         if term != self._term:
             if self._term is not None and self._new_reconciler is not None:
+                self.reconciler.close()  # its last steps finish before the new term's first
                 self.reconciler = self._new_reconciler()
             self._term = term
             if self._health is not None:
@@ -247,11 +253,16 @@ class Service:
                     self._health.progressed()
                 stop.wait(STANDBY_TICK_SECONDS)
                 continue
+            started = time.monotonic()
             try:
-                self.cycle()
+                self.cycle(wait=min(CYCLE_WAIT_SECONDS, self.settings.poll_interval_seconds))
             except Exception:  # one bad cycle must not end the process; the next one starts clean
                 log.exception("reconcile cycle failed")
-            stop.wait(next_delay(self.settings, self.reconciler.in_progress, self._rng))
+            # The period counts from the start of the cycle, so the poll keeps its rhythm.
+            delay = next_delay(self.settings, self.reconciler.in_progress, self._rng)
+            stop.wait(max(delay - (time.monotonic() - started), 0.0))
+        # Start nothing new; the steps running finish here (process.serve bounds how long it waits).
+        self.reconciler.close()
 
     def _heartbeat(self, now: datetime) -> None:
         if self.settings.status_reporting == "off":

@@ -31,6 +31,7 @@ from listener.spec import DEFAULT_POSTGRES_IMAGE, DEFAULT_REDIS_IMAGE, RenderOpt
 ENV_PREFIX = "LISTENER_"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_IPV4 = re.compile(r"^[0-9]+(\.[0-9]+){3}$")
 
 
 def _split_commas(value: object) -> object:
@@ -84,6 +85,12 @@ class Settings(BaseSettings):
     resync_interval_seconds: float = Field(default=300.0, ge=10.0, le=86400.0)
     rollout_timeout_seconds: float = Field(default=600.0, ge=30.0, le=86400.0)
     unschedulable_grace_seconds: float = Field(default=15.0, ge=0.0, le=3600.0)
+    inventory_watch: bool = False
+    """Keep the inventory current with watches instead of one list per namespace and kind per cycle
+    that looks at it (experimental: see listener/README.md, "Work queue, inventory and drift")."""
+    workers: int = Field(default=4, ge=1, le=32)
+    """Deployments reconciled at once (the work queue's threads). A step mostly waits on the API
+    server, so a few per core; more only adds load on the API server."""
 
     # What gets rendered.
     routing: Literal["httproute", "ingress", "none"] = "none"
@@ -105,6 +112,10 @@ class Settings(BaseSettings):
     # echoed in errors or logs.
     postgres_admin_uri: SecretStr | None = None
     redis_admin_uri: SecretStr | None = None
+    postgres_admin_password_secret_arn: str | None = None
+    """An RDS-managed master secret in Secrets Manager (JSON `username`/`password`): the admin URI then
+    carries no password; the listener reads it through its IAM role (IRSA) and re-reads it after RDS
+    rotates it."""
     redis_isolation: Literal["prefix", "acl"] = "prefix"
     """`prefix`: REDIS_KEY_PREFIX only (every deployment shares the admin credentials); `acl`: also an ACL
     user per deployment confined to its prefix (needs ACL SETUSER: not ElastiCache)."""
@@ -199,29 +210,58 @@ class Settings(BaseSettings):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(
-                    "must be an http(s) URL with a host, e.g. https://langsmith.example.com/api-host"
-                )
+            _check_url(value, "e.g. https://langsmith.example.com/api-host")
         return value
 
     @field_validator("langsmith_endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(
-                    "must be an http(s) URL with a host, e.g. https://langsmith.example.com/api/v1"
-                )
+            _check_url(value, "e.g. https://langsmith.example.com/api/v1")
         return value.rstrip("/") if value else value
 
     @field_validator("postgres_image", "redis_image")
     @classmethod
     def _image(cls, value: str) -> str:
+        from listener.validate import is_image_reference
+
         if not value or any(c.isspace() for c in value):
             raise ValueError("must be an image reference without whitespace")
+        if not is_image_reference(value):
+            # The kubelet's grammar (distribution/reference): anything else is InvalidImageName on
+            # every store pod, found only after a rollout started.
+            raise ValueError("is not a valid image reference (e.g. pgvector/pgvector@sha256:<64 hex>)")
+        return value
+
+    # Names that go into every rendered object: checked here by Kubernetes' own rules, or every
+    # revision fails later with the API server's 422 (or a pod that never mounts its Secret).
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str | None) -> str | None:
+        # Ingress `rules[].host` and Gateway API `Hostname`: a lower-case DNS-1123 subdomain, optionally
+        # `*.`-prefixed, never an IP address (k8s networking validation; gateway-api apis/v1 Hostname).
+        if value is None:
+            return value
+        bare = value.removeprefix("*.")
+        if not _DNS_SUBDOMAIN.match(bare) or len(value) > 253 or _IPV4.match(bare):
+            raise ValueError(
+                "is not a host name (a lower-case DNS name such as agents.example.com, optionally "
+                "*.-prefixed; no scheme, port, path or IP address)"
+            )
+        return value
+
+    @field_validator("gateway_name", "ingress_class_name", "external_stores_secret", "storage_class_name")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and (not _DNS_SUBDOMAIN.match(value) or len(value) > 253):
+            raise ValueError("is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')")
+        return value
+
+    @field_validator("gateway_namespace")
+    @classmethod
+    def _gateway_namespace(cls, value: str | None) -> str | None:
+        if value is not None and (not _DNS_LABEL.match(value) or len(value) > 63):
+            raise ValueError("is not a DNS-1123 label")
         return value
 
     @field_validator("keda_namespace")
@@ -229,6 +269,15 @@ class Settings(BaseSettings):
     def _keda_namespace(cls, value: str) -> str:
         if not _DNS_LABEL.match(value) or len(value) > 63:
             raise ValueError(f"{value!r} is not a DNS-1123 label")
+        return value
+
+    @field_validator("postgres_admin_password_secret_arn")
+    @classmethod
+    def _secret_arn(cls, value: str | None) -> str | None:
+        if value is not None:
+            from listener.managed.master_secret import parse_arn
+
+            parse_arn(value)
         return value
 
     @field_validator("probe_url_template")
@@ -244,6 +293,15 @@ class Settings(BaseSettings):
             )
         if self.region is not None and self.control_plane_url is not None:
             raise ValueError(f"set only one of {ENV_PREFIX}REGION and {ENV_PREFIX}CONTROL_PLANE_URL")
+        if self.prune_window_seconds < self.poll_interval_seconds:
+            # An absence is observed once per poll, and observations more than two windows apart
+            # restart its streak (listener.reconcile.prune): with polls longer than the window, a
+            # deleted deployment would never be pruned, while every refusal said "pruned from <time>".
+            raise ValueError(
+                f"{ENV_PREFIX}PRUNE_WINDOW_SECONDS={self.prune_window_seconds:g} is shorter than "
+                f"{ENV_PREFIX}POLL_INTERVAL_SECONDS={self.poll_interval_seconds:g}: nothing deleted in the control "
+                "plane would ever be pruned; make the window at least one poll interval"
+            )
         if self.routing != "none" and not self.hostname:
             raise ValueError(f"{ENV_PREFIX}ROUTING={self.routing} needs {ENV_PREFIX}HOSTNAME")
         if self.routing == "httproute" and not self.gateway_name:
@@ -285,6 +343,31 @@ class Settings(BaseSettings):
 
     def probe_url(self, namespace: str, service: str, port: int) -> str:
         return self.probe_url_template.format(namespace=namespace, service=service, port=port)
+
+
+_URL_FIELDS = frozenset({"control_plane_url", "langsmith_endpoint"})
+
+
+def _check_url(value: str, example: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValueError(f"must be an http(s) URL with a host, {example}")
+    if parts.username is not None or parts.password is not None:
+        # The URL is logged and named in every control-plane error: credentials in it would be too.
+        raise ValueError("must not carry credentials (user:password@); the API key goes in LISTENER_API_KEY")
+
+
+def _without_credentials(value: object) -> object:
+    """A URL as it may be shown: any `user:password@` replaced."""
+    if not isinstance(value, str) or "@" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "<not shown>"
+    if parts.username is None and parts.password is None:
+        return value
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 PROBE_FIELDS = frozenset({"service", "namespace", "port"})
@@ -380,6 +463,8 @@ def _describe(error: ValidationError) -> str:
         elif field in _SECRET_FIELDS or field == "":
             # Secret values, and the whole input of a cross-field error, are never echoed.
             lines.append(f"  {variable}: {message}")
+        elif field in _URL_FIELDS:
+            lines.append(f"  {variable}={_without_credentials(item.get('input'))!r}: {message}")
         else:
             lines.append(f"  {variable}={item.get('input')!r}: {message}")
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from listener.render.resources import (
 )
 from listener.render.secrets import STORE_URI_VARS
 from listener.render.servers import API_PORT_NAME, AUTOMATIC_ENV, QUEUE_PORT_NAME
+from listener.render.stores import PG_DATA_VOLUME
 from listener.spec import AgentServerSpec
 
 RS = "source_config.resource_spec"
@@ -114,6 +115,29 @@ def validate(spec: AgentServerSpec) -> list[Problem]:
     problems += _metadata(spec)
     problems += _pod_parts(spec)
     problems += _foreign_secrets(spec)
+    problems += _foreign_claims(spec)
+    return problems
+
+
+# `postgres-data-<slug>-<8 hex>-pg-<ordinal>`: the claims the StatefulSet makes for a deployment's database.
+_MANAGED_CLAIM: Final = re.compile(rf"^{re.escape(PG_DATA_VOLUME)}-.+-([0-9a-f]{{8}})-pg-[0-9]+$")
+
+
+def _foreign_claims(spec: AgentServerSpec) -> list[Problem]:
+    """Never another deployment's database volume: the same rule as its Secrets (a deployment that
+    mounts it reads and writes another tenant's data in a shared namespace)."""
+    own = naming.id_hash(spec.deployment_id)
+    problems = []
+    for i, volume in enumerate(spec.resources.volumes):
+        name = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+        match = _MANAGED_CLAIM.match(name) if isinstance(name, str) else None
+        if match and match.group(1) != own:
+            problems.append(
+                Problem(
+                    f"{RS}.volumes[{i}].persistentVolumeClaim.claimName",
+                    f"{name!r} is another deployment's database volume, managed by the listener",
+                )
+            )
     return problems
 
 
@@ -165,6 +189,11 @@ def _foreign_secrets(spec: AgentServerSpec) -> list[Problem]:
 # --- pieces -----------------------------------------------------------------------------------
 
 
+def is_image_reference(image: str) -> bool:
+    """The kubelet's image reference grammar (also what `LISTENER_*_IMAGE` settings must follow)."""
+    return len(image) <= 4096 and bool(_IMAGE.match(image))
+
+
 def _image(field: str, image: Any) -> list[Problem]:
     if not isinstance(image, str) or not image:
         return [Problem(field, "is required")]
@@ -172,7 +201,7 @@ def _image(field: str, image: Any) -> list[Problem]:
         return [Problem(field, f"{image!r} must not have leading or trailing whitespace")]
     if any(c.isspace() for c in image):
         return [Problem(field, f"{image!r} contains whitespace")]
-    if len(image) > 4096 or not _IMAGE.match(image):
+    if not is_image_reference(image):
         return [Problem(field, f"{image!r} is not a valid image reference")]
     return []
 

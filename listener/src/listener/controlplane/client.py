@@ -97,6 +97,8 @@ class ControlPlaneClient:
         self._sleep = sleep
         self._random = random
         self._observe = observe or _ignore
+        self._deployments: dict[Any, tuple[Any, Any]] = {}
+        """The last complete deployments list: id → (raw JSON, validated model); see `_all_pages`."""
         headers = {
             "X-Api-Key": config.api_key.get_secret_value(),
             "Accept": "application/json",
@@ -198,7 +200,9 @@ class ControlPlaneClient:
             params["deployment_type"] = deployment_type
         if deployment_ids is not None:
             params["deployment_ids"] = ",".join(str(as_uuid(d, "deployment_ids")) for d in deployment_ids)
-        return self._all_pages("/v2/deployments", params, DeploymentsList, "deployment")
+        return self._all_pages(
+            "/v2/deployments", params, DeploymentsList, "deployment", cache=self._deployments
+        )
 
     def get_deployment(self, deployment_id: UUID | str) -> Deployment:
         did = as_uuid(deployment_id, "deployment_id")
@@ -316,26 +320,83 @@ class ControlPlaneClient:
         return self._parse(self.request(method, path, **kwargs), model, method, path)
 
     def _all_pages(
-        self, path: str, params: Mapping[str, Any], envelope: type[BaseModel], what: str
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        envelope: type[BaseModel],
+        what: str,
+        *,
+        cache: dict[Any, tuple[Any, Any]] | None = None,
     ) -> list[Any]:
-        def fetch(limit: int, offset: int) -> list[Any]:
-            page = self._call("GET", path, envelope, params={**params, "limit": limit, "offset": offset})
-            return list(page.resources)  # type: ignore[attr-defined]
+        """Every page. With a `cache` (id → (raw JSON, model)), an item whose JSON equals the one
+        parsed last time is not validated again: the same model object is returned, so a poll of an
+        unchanged workspace costs a dict comparison per item, not a pydantic validation."""
+        if cache is None:
 
-        return collect_pages(fetch, lambda r: r.id, page_size=PAGE_SIZE, what=what)
+            def fetch(limit: int, offset: int) -> list[Any]:
+                query = {**params, "limit": limit, "offset": offset}
+                page = self._call("GET", path, envelope, params=query)
+                return list(page.resources)  # type: ignore[attr-defined]
+
+            return collect_pages(fetch, lambda r: r.id, page_size=PAGE_SIZE, what=what)
+
+        item_model = envelope.model_fields["resources"].annotation.__args__[0]  # type: ignore[union-attr]
+        fresh: dict[Any, tuple[Any, Any]] = {}
+
+        def fetch_cached(limit: int, offset: int) -> list[Any]:
+            query = {**params, "limit": limit, "offset": offset}
+            response = self.request("GET", path, params=query)
+            body = self._json_body(response, "GET", path)
+            items = body.get("resources") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                return list(self._parse(response, envelope, "GET", path).resources)  # type: ignore[attr-defined]
+            # The envelope without its items (their validation is per item, below).
+            self._validate({**body, "resources": []}, envelope, response, "GET", path)
+            models = []
+            for index, item in enumerate(items):
+                key = item.get("id") if isinstance(item, dict) else None
+                known = cache.get(key) if isinstance(key, str) else None
+                if known is not None and known[0] == item:
+                    model = known[1]
+                else:
+                    model = self._validate(
+                        item, item_model, response, "GET", path, f"resources.{index}", envelope.__name__
+                    )
+                if isinstance(key, str):
+                    fresh[key] = (item, model)
+                models.append(model)
+            return models
+
+        collected = collect_pages(fetch_cached, lambda r: r.id, page_size=PAGE_SIZE, what=what)
+        cache.clear()  # only what the last complete list held: deleted deployments do not linger
+        cache.update(fresh)
+        return collected
 
     def _parse(self, response: httpx.Response, model: type[M], method: str, path: str) -> M:
-        body = self._json_body(response, method, path)
+        return self._validate(self._json_body(response, method, path), model, response, method, path)
+
+    def _validate(
+        self,
+        body: Any,
+        model: type[M],
+        response: httpx.Response,
+        method: str,
+        path: str,
+        at: str = "",
+        named: str | None = None,
+    ) -> M:
+        """`body` as a `model`; `at` prefixes error locations and `named` names the whole answer
+        (an item of a list is reported as part of the list)."""
         try:
             return model.model_validate(body)
         except ValidationError as exc:
             # Formatted by hand: pydantic's own message quotes input values, which may be secret values.
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<body>'}: {err['msg']}"
+                f"{'.'.join([at] * bool(at) + [str(p) for p in err['loc']]) or '<body>'}: {err['msg']}"
                 for err in exc.errors(include_input=False, include_url=False)
             )
             raise e.InvalidResponseError(
-                f"{method} {path} returned a {model.__name__} the client cannot use: {problems}",
+                f"{method} {path} returned a {named or model.__name__} the client cannot use: {problems}",
                 method=method,
                 path=path,
                 status_code=response.status_code,

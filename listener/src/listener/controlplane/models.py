@@ -191,6 +191,9 @@ class Container(_Nested):
 
 _Cpu = Annotated[float, Field(ge=0.1, le=8.0)]
 _CpuLimit = Annotated[float, Field(ge=0.1, le=16.0)]
+"""The spec's bounds on what a client may *send*. Responses are read without them: the workspace list
+carries every team's deployments, and one value outside them must not make the whole list unreadable
+(the listener validates its own deployments' values before rendering, listener.validate)."""
 
 
 class ResourceSpec(BaseModel):
@@ -200,14 +203,14 @@ class ResourceSpec(BaseModel):
 
     min_scale: int | None = None
     max_scale: int | None = None
-    cpu: _Cpu | None = None
-    cpu_limit: _CpuLimit | None = None
+    cpu: float | None = None
+    cpu_limit: float | None = None
     memory_mb: int | None = None
     memory_limit_mb: int | None = None
     queue_min_scale: int | None = None
     queue_max_scale: int | None = None
-    queue_cpu: _Cpu | None = None
-    queue_cpu_limit: _CpuLimit | None = None
+    queue_cpu: float | None = None
+    queue_cpu_limit: float | None = None
     queue_memory_mb: int | None = None
     queue_memory_limit_mb: int | None = None
     orchestrator_cpu: float | None = None
@@ -220,8 +223,8 @@ class ResourceSpec(BaseModel):
     executor_cpu_limit: float | None = None
     executor_memory_mb: int | None = None
     executor_memory_limit_mb: int | None = None
-    redis_cpu: _Cpu | None = None
-    redis_cpu_limit: _CpuLimit | None = None
+    redis_cpu: float | None = None
+    redis_cpu_limit: float | None = None
     redis_memory_mb: int | None = None
     redis_memory_limit_mb: int | None = None
     labels: dict[str, str] | None = None
@@ -242,6 +245,13 @@ class ResourceSpec(BaseModel):
 
 class _StrictResourceSpec(ResourceSpec):
     model_config = ConfigDict(extra="forbid")
+
+    cpu: _Cpu | None = None
+    cpu_limit: _CpuLimit | None = None
+    queue_cpu: _Cpu | None = None
+    queue_cpu_limit: _CpuLimit | None = None
+    redis_cpu: _Cpu | None = None
+    redis_cpu_limit: _CpuLimit | None = None
 
 
 class Secret(BaseModel):
@@ -382,7 +392,9 @@ class Deployment(_Response):
     id: UUID
     tenant_id: UUID
     name: str
-    source: Source
+    source: str
+    """A `Source` today; read as text so a source the service adds later (on anyone's deployment in the
+    workspace) does not make the whole list unreadable. Only `external_docker` is ever deployed."""
     source_config: SourceConfig
     source_revision_config: SourceRevisionConfig
     secrets: list[Secret]
@@ -400,7 +412,7 @@ class Revision(_Response):
     created_at: datetime
     updated_at: datetime
     status: RevisionStatus
-    source: Source
+    source: str
     source_revision_config: SourceRevisionConfig
 
     @property

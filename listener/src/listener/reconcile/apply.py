@@ -1,6 +1,6 @@
 """Apply: write one revision's objects with server-side apply, and turn API-server answers into outcomes.
 
-* Before anything is written, every object is read (`survey`): an existing object that is not the
+* Before anything is written, every object is looked at (`survey`, from the inventory's lists): an existing object that is not the
   listener's (labels *and* field manager, `listener.ownership`) stops the rollout with a reason.
 * Generated credentials are created once (`create`; a 409 means another writer got there first,
   and the revision is re-rendered with its value) and never applied over.
@@ -14,11 +14,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from listener import naming, ownership
 from listener.kube import FIELD_MANAGER, HANDOVER_FIELD_MANAGER, Cluster, ClusterError
+
+if TYPE_CHECKING:
+    from listener.reconcile.inventory import Inventory
 
 REJECTED_STATUSES = frozenset({400, 403, 404, 405, 406, 410, 413, 415, 422})
 """Answers that repeat for the same request: retrying cannot help, so the revision fails."""
@@ -44,16 +47,18 @@ class Rejected(Exception):
 class Retry(Exception):
     """A transient problem: try again after a backoff, the rollout deadline still running."""
 
-    def __init__(self, reason: str, *, rerender: bool = False):
+    def __init__(self, reason: str, *, rerender: bool = False, retry_after: float | None = None):
         self.reason = reason
         self.rerender = rerender
+        self.retry_after = retry_after
+        """The API server's `Retry-After` (seconds), when it sent one: the wait is at least that."""
         super().__init__(reason)
 
 
 def classify(error: ClusterError) -> Rejected | Retry:
     if error.status in REJECTED_STATUSES:
         return Rejected(f"the Kubernetes API server rejected it: {error}")
-    return Retry(str(error))
+    return Retry(str(error), retry_after=error.retry_after)
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:
@@ -76,25 +81,71 @@ def require_served(objects: Iterable[Mapping[str, Any]], served: frozenset[tuple
         raise Rejected("the cluster does not serve " + "; ".join(parts))
 
 
-def survey(cluster: Cluster, objects: Iterable[Mapping[str, Any]], listener_id: str) -> Live:
-    """Read every object the revision would write; refuse if any of them is someone else's."""
+def survey(
+    cluster: Cluster,
+    objects: Iterable[Mapping[str, Any]],
+    listener_id: str,
+    inventory: Inventory | None = None,
+) -> Live:
+    """Look at every object the revision would write; refuse if any of them is someone else's.
+
+    With an `inventory` the look is its table (one list per namespace and kind and cycle, not a GET
+    per object); the value for an existing object is then a stub (`{"metadata": {...}}`), which is
+    all the callers need: whether it exists."""
     live: Live = {}
     foreign: list[str] = []
+    previous: list[str] = []
     for obj in objects:
         meta = obj["metadata"]
-        existing = cluster.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        if existing is not None and not ownership.owned(existing, listener_id):
-            foreign.append(f"{obj['kind']} {meta['namespace']}/{meta['name']}")
+        if inventory is not None:
+            seen = inventory.lookup(meta["namespace"], obj["apiVersion"], obj["kind"], meta["name"])
+            ours = seen is not None and seen.owned
+            if seen is None:
+                existing = None
+            elif ours:
+                existing = {"metadata": {"name": meta["name"]}}
+            else:  # not ours at a glance: read it whole to tell a foreign object from a handed-over one
+                existing = cluster.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        else:
+            existing = cluster.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+            ours = existing is not None and ownership.owned(existing, listener_id)
+        what = f"{obj['kind']} {meta['namespace']}/{meta['name']}"
+        if existing is not None and not ours and not ownership.owned(existing, listener_id):
+            deployment_label = (meta.get("labels") or {}).get(naming.LABEL_DEPLOYMENT_ID, "")
+            if not ownership.handed_over(existing, deployment_label):
+                foreign.append(what)
+            elif not is_create_only(obj):
+                # Moved here from another listener in this namespace: its copy goes under that
+                # listener's prune rules; the kept password (create-only) is read, never written.
+                previous.append(what)
         live[key_of(obj)] = existing
     if foreign:
         raise Rejected(
             f"{', '.join(foreign)} already exist(s) and is not managed by this listener; refusing to touch it"
         )
+    if previous:
+        holder = ownership.labels_of(live_first(live, previous)).get(naming.LABEL_LISTENER_ID, "?")
+        raise Retry(
+            f"the control plane moved this deployment here from listener {holder}, whose copy is still in the "
+            f"namespace ({', '.join(previous)}); waiting for it to be pruned (its database is kept and used here)"
+        )
     return live
 
 
-def apply_objects(cluster: Cluster, objects: Iterable[Mapping[str, Any]], live: Live | None = None) -> None:
-    """Write `objects` in order. `live` (from `survey`) spares the create of credentials that exist."""
+def live_first(live: Live, described: list[str]) -> dict[str, Any]:
+    """The live object behind the first `Kind namespace/name` of `described`."""
+    kind, _, where = described[0].partition(" ")
+    return live.get((kind, where.rpartition("/")[2])) or {}
+
+
+def apply_objects(
+    cluster: Cluster,
+    objects: Iterable[Mapping[str, Any]],
+    live: Live | None = None,
+    written: Callable[[Mapping[str, Any]], None] | None = None,
+) -> None:
+    """Write `objects` in order. `live` (from `survey`) spares the create of credentials that exist;
+    `written` is told the API server's answer to each apply (the inventory and drift baseline)."""
     for obj in objects:
         if is_create_only(obj):
             if live is None or live.get(key_of(obj)) is None:
@@ -102,7 +153,9 @@ def apply_objects(cluster: Cluster, objects: Iterable[Mapping[str, Any]], live: 
             continue
         if obj["kind"] == "Deployment" and "replicas" not in obj["spec"]:
             hand_over_replicas(cluster, obj)
-        cluster.apply(obj)
+        applied = cluster.apply(obj)
+        if written is not None:
+            written(applied)
 
 
 def _create_once(cluster: Cluster, obj: Mapping[str, Any]) -> None:

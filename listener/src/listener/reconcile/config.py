@@ -37,3 +37,9 @@ class ReconcilerConfig:
     retry_base: timedelta = timedelta(seconds=2)
     """First wait after a retryable cluster error (409, 429, 5xx, unreachable); doubles each time."""
     retry_max: timedelta = timedelta(seconds=60)
+    workers: int = 4
+    """Deployments stepped at once (`reconcile.queue`); each step is mostly waiting on the network."""
+    cycle_wait: float | None = None
+    """Seconds a cycle waits for the steps it queued before it returns (the rest report in a later
+    cycle); None waits for all of them (`--once`, tests). The service's loop bounds it, so a slow
+    deployment never delays the next poll."""

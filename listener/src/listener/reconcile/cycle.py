@@ -9,6 +9,12 @@ This module only orchestrates; each step is its own module:
 
 Level-triggered and resumable: every cycle re-reads the control plane and the cluster, so a restart
 loses nothing but in-flight timers. A failed list ends the cycle before anything changes.
+
+The steps run on a work queue (`queue`): one item per deployment, a few workers, never two at once
+for one deployment. A cycle queues every listed deployment that is not already queued or running,
+waits for them up to `cycle_wait`, and reports what finished (a step that finishes later reports in
+the next cycle). Prune runs on the cycle's thread only while no step is queued or running, so it
+never overlaps a step of the deployment it looks at; otherwise it waits for the next cycle.
 """
 
 from __future__ import annotations
@@ -18,17 +24,23 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient, StatusReporter
-from listener.desired import Refusal, place
+from listener.desired import Placement, Refusal, place
 from listener.kube import Cluster, ClusterError
 from listener.reconcile import fetch, prune, status, unit
 from listener.reconcile.config import ReconcilerConfig
 from listener.reconcile.health import Prober
+from listener.reconcile.inventory import Inventory
+from listener.reconcile.queue import WorkQueue
+from listener.reconcile.watch import Watcher
 
 if TYPE_CHECKING:
+    from lightkube import AsyncClient
+
     from listener.managed import ManagedStores
 
 log = logging.getLogger(__name__)
@@ -49,6 +61,8 @@ class CycleReport:
     """Deployments not pruned although the list left them out, with the rule that kept them."""
     moved: dict[str, str] = field(default_factory=dict)
     pruned_objects: list[str] = field(default_factory=list)
+    drifted: list[str] = field(default_factory=list)
+    """Objects re-applied because they drifted from what the listener applied."""
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -68,8 +82,12 @@ class Reconciler:
         prober: Prober,
         *,
         new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+        inventory: Inventory | None = None,
+        watch: Callable[[], AsyncClient] | None = None,
         stores: ManagedStores | None = None,
     ):
+        """`watch` makes the async client the inventory's watches use (`reconcile.watch`); without
+        it the inventory lists each table once per cycle in which a step looks at it."""
         self.config = config
         self._cp = control_plane
         self._cluster = cluster
@@ -83,15 +101,27 @@ class Reconciler:
         self._last_resync: datetime | None = None
         self._prune_pending = False
         self._listed: set[str] = set()
+        self.inventory = inventory or Inventory(cluster, str(config.listener_id))
+        self._queue = WorkQueue(config.workers)
+        self._watcher = Watcher(self.inventory, cluster, watch) if watch is not None else None
+        self._moved = False
 
     @property
     def in_progress(self) -> bool:
         """A rollout of a deployment the control plane still lists is under way (the loop ticks faster).
         A deployment that vanished mid-rollout does not count: nothing will move it forward."""
-        return any(self.records[d].busy for d in self._listed if d in self.records)
+        return not self._queue.idle or any(self.records[d].busy for d in self._listed if d in self.records)
 
-    def run_once(self, now: datetime) -> CycleReport:
+    def close(self, timeout: float | None = None) -> bool:
+        """Queue nothing more; wait up to `timeout` s for the steps running. True if none is left."""
+        if self._watcher is not None:
+            self._watcher.stop()
+        return self._queue.close(timeout)
+
+    def run_once(self, now: datetime, *, wait: float | None = None) -> CycleReport:
+        """One cycle at `now`; `wait` overrides `config.cycle_wait` (seconds to wait for the steps)."""
         report = CycleReport()
+        self._collect(report)  # steps that finished after their cycle returned
         listed = fetch.list_deployments(self._cp)
         if listed.deployments is None:
             # Keep everything running as it is; the next cycle tries again.
@@ -109,10 +139,13 @@ class Reconciler:
                 if self.served is None:
                     return report  # the cluster is unreachable: nothing can be done safely
 
+        if self._watcher is not None:
+            self._watcher.start(self.config.namespaces, sorted(self.served & unit.STRAY_KINDS))
         placed, refused = place(listed.deployments, self.config.listener_id, self.config.namespaces)
         for refusal in refused:
             self._refuse(refusal, report)
 
+        self.inventory.begin_cycle()
         context = unit.StepContext(
             config=self.config,
             cluster=self._cluster,
@@ -120,23 +153,27 @@ class Reconciler:
             prober=self._prober,
             served=self.served,
             new_password=self._new_password,
+            inventory=self.inventory,
             stores=self._stores,
         )
-        moved = False
+        queued = []
         for placement in placed:
             record = self.records.get(placement.deployment_id) or unit.new_record(placement)
             self.records[placement.deployment_id] = record
-            result = unit.step(context, record, placement, now)
-            # A move starts this cycle: look at the old place now (later passes follow `pending`).
-            moved = moved or bool(
-                record.attempt and record.attempt.moved_from and record.attempt.started == now
-            )
-            _merge(result, report)
+            if self._queue.submit(placement.deployment_id, partial(_step, context, record, placement, now)):
+                queued.append(placement.deployment_id)
+        self._queue.wait(queued, self.config.cycle_wait if wait is None else wait)
+        self._collect(report)
+        # A move starts in a step: look at the old place once it has (later passes follow `pending`).
+        moved, self._moved = self._moved, False
 
         where = {p.deployment_id: p.namespace for p in placed}
         self._listed = set(where)
         vanished = set(self.records) - set(where)
-        if resync or vanished or moved or self._prune_pending:
+        if (resync or vanished or moved or self._prune_pending) and not self._queue.idle:
+            # Never alongside a step (of the deployment it would look at, or any other): next cycle.
+            self._prune_pending = True
+        elif resync or vanished or moved or self._prune_pending:
             outcome = prune.run(
                 self._cluster,
                 self._cp,
@@ -161,6 +198,15 @@ class Reconciler:
             self._last_resync = now
         return report
 
+    def _collect(self, report: CycleReport) -> None:
+        for done in self._queue.take():
+            if done.error is not None:
+                report.errors.append(f"{done.key}: step failed: {done.error!r}")
+                continue
+            result, moved = done.value
+            self._moved = self._moved or moved
+            _merge(result, report)
+
     def _refuse(self, refusal: Refusal, report: CycleReport) -> None:
         report.refused[refusal.deployment_id] = refusal.reason
         key = (refusal.deployment_id, refusal.revision_id or "")
@@ -174,6 +220,15 @@ class Reconciler:
             self._refusals_reported.add(key)
 
 
+def _step(
+    context: unit.StepContext, record: unit.DeploymentRecord, placement: Placement, now: datetime
+) -> tuple[unit.StepResult, bool]:
+    """One work item: the step, and whether it started a move to another namespace."""
+    result = unit.step(context, record, placement, now)
+    moved = bool(record.attempt and record.attempt.moved_from and record.attempt.started == now)
+    return result, moved
+
+
 def _merge(result: unit.StepResult, report: CycleReport) -> None:
     if result.applied:
         report.applied.append(result.deployment_id)
@@ -184,3 +239,4 @@ def _merge(result: unit.StepResult, report: CycleReport) -> None:
     report.errors += result.errors
     report.warnings += result.warnings
     report.pruned_objects += result.pruned_objects
+    report.drifted += result.drifted

@@ -24,7 +24,7 @@ from uuid import UUID
 
 from listener.controlplane import ControlPlaneClient, ControlPlaneError, NotFoundError
 from listener.controlplane.models import Deployment
-from listener.desired import place
+from listener.desired import EXTERNAL_DOCKER, place
 from listener.kube import Cluster, ClusterError
 from listener.render import KINDS
 
@@ -106,6 +106,16 @@ def confirm(
         return Confirmation("present", "the control plane still has it here", placed[0].namespace)
     if refused:
         return Confirmation("present", f"the control plane still has it, refused: {refused[0].reason}")
+    elsewhere = deployment.source_config.listener_id
+    if deployment.source != EXTERNAL_DOCKER or elsewhere is None:
+        # Not a placement anywhere: `listener_id` is immutable in the real API (changing it means
+        # delete and create, control-plane-api.md §9.1), so an answer without one (or with another
+        # source) is a broken or restored record, not evidence that it runs elsewhere.
+        return Confirmation(
+            "unknown",
+            f"the control plane answered it without a listener (listener {elsewhere}, source "
+            f"{deployment.source}): that does not say it runs elsewhere",
+        )
     return Confirmation(
         "moved",
         f"the control plane now places it elsewhere (listener {deployment.source_config.listener_id}, "

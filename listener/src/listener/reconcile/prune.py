@@ -367,7 +367,9 @@ def run(
         outcome.pending = True
         return outcome
     outcome.warnings.extend(found.warnings)
-    outcome.warnings.extend(_retained(found, placed, bases or {}))
+    outcome.warnings.extend(
+        _retained(found, placed, bases or {}, _runs_elsewhere(cluster, found, listener_id))
+    )
     refused_ids = {str(r) for r in refused}
     groups = {k: g for k, g in found.groups.items() if not g.data_only}
     candidates = [
@@ -404,16 +406,51 @@ def run(
     return outcome
 
 
-def _retained(found: Inventory, placed: Mapping[str, str], bases: Mapping[str, str]) -> list[str]:
+def _runs_elsewhere(cluster: Cluster, found: Inventory, listener_id: str) -> dict[GroupKey, str]:
+    """Data-only groups whose deployment another listener now runs on that same data (a handover in a
+    namespace both watch): group -> that listener's id."""
+    users: dict[GroupKey, str] = {}
+    for key, group in found.groups.items():
+        if not group.data_only:
+            continue
+        instance = ownership.labels_of(group.items[0][2]).get(naming.LABEL_INSTANCE, "")
+        try:
+            api = cluster.get("apps/v1", "Deployment", group.namespace, instance + naming.SUFFIX_API)
+        except ClusterError:
+            continue
+        labels = ownership.labels_of(api or {})
+        other = labels.get(naming.LABEL_LISTENER_ID)
+        if (
+            api is not None
+            and other not in (None, naming.label_value(listener_id))
+            and ownership.handed_over(api, naming.label_value(str(group.deployment_id)))
+        ):
+            users[key] = str(other)
+    return users
+
+
+def _retained(
+    found: Inventory,
+    placed: Mapping[str, str],
+    bases: Mapping[str, str],
+    runs_elsewhere: Mapping[GroupKey, str] | None = None,
+) -> list[str]:
     """Retained data of pruned deployments, and the new deployments of the same name that started on
     an empty database next to it (a delete-and-recreate): said, never silently."""
     notes = []
-    for group in found.groups.values():
+    for key, group in found.groups.items():
         if not group.data_only or str(group.deployment_id) in placed:
             continue
         instance = ownership.labels_of(group.items[0][2]).get(naming.LABEL_INSTANCE, "")
         slug = instance.rpartition("-")[0]
         kept = ", ".join(f"{kind} {_name(obj)}" for _, kind, obj in group.items)
+        if key in (runs_elsewhere or {}):
+            # Never "delete it by hand": the Agent Server there reads and writes this database.
+            notes.append(
+                f"deployment {group.deployment_id} moved to listener {(runs_elsewhere or {})[key]}, which runs it on "
+                f"this listener's kept data in {group.namespace} ({kept}): it is in use, keep it"
+            )
+            continue
         successors = [
             d
             for d, base in bases.items()

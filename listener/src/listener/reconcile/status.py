@@ -50,10 +50,33 @@ def status_target(
     return None
 
 
+def recorded_since(recorded: Mapping[str, Any], now: datetime) -> datetime | None:
+    """When the recorded rollout started (so a restart does not reset its deadline); None when
+    missing, unreadable or in the future (a clock that jumped back starts it again, never shortens it)."""
+    try:
+        since = datetime.fromisoformat(str(recorded["since"]))
+    except (KeyError, ValueError):
+        return None
+    if since.tzinfo is None or since > now:
+        return None
+    return since
+
+
 def annotate_status(
-    cluster: Cluster, namespace: str, target: Target, revision_id: str, status: str, reason: str
+    cluster: Cluster,
+    namespace: str,
+    target: Target,
+    revision_id: str,
+    status: str,
+    reason: str,
+    since: datetime | None = None,
+    render: str | None = None,
 ) -> None:
     record = {"revision": revision_id, "status": status, "reason": reason}
+    if since is not None:
+        record["since"] = since.isoformat()
+    if render is not None:
+        record["render"] = render
     cluster.annotate(
         target[0], target[1], namespace, target[2], {STATUS_ANNOTATION: json.dumps(record, sort_keys=True)}
     )

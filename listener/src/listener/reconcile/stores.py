@@ -146,11 +146,10 @@ def _credentials_secret(
 
 
 def _live_data(secret: Mapping[str, Any]) -> tuple[tuple[str, SecretValue], ...]:
-    # A key someone added need not be text. This copy is only rendered, never written (the Secret
-    # is create-only), and the keys the listener reads are checked by `read_secret`: a lossy decode
-    # of the others keeps one edited Secret from stopping every deployment's reconcile.
+    # A key someone added need not be text (the keys the listener reads are checked by
+    # `read_secret`); surrogateescape keeps its bytes, so the render equals the live Secret exactly.
     return tuple(
-        (k, SecretValue(base64.b64decode(v).decode("utf-8", errors="replace")))
+        (k, SecretValue(base64.b64decode(v).decode("utf-8", "surrogateescape")))
         for k, v in sorted((secret.get("data") or {}).items())
     )
 

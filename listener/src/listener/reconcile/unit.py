@@ -23,18 +23,21 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from listener import naming, ownership, validate
+from listener import metrics, naming, ownership, validate
 from listener.controlplane import StatusReporter
 from listener.desired import Fingerprint, Placement, agent_server_spec, fingerprint
 from listener.kube import Cluster, ClusterError
-from listener.reconcile import apply, health, prune, status, stores
+from listener.reconcile import apply, health, inventory, prune, status, stores
 from listener.reconcile.config import ReconcilerConfig
-from listener.render import RenderError, Wave, flatten, render
+from listener.reconcile.inventory import Inventory
+from listener.reconcile.queue import retry_delay
+from listener.render import KINDS, RenderError, Wave, flatten, render
 from listener.render.secrets import POSTGRES_PASSWORD_KEY, REDIS_PASSWORD_KEY
 from listener.spec import ManagedStoresSecret, SecretValue
 
@@ -63,6 +66,8 @@ class Attempt:
     failures: int = 0
     retry_at: datetime | None = None
     moved_from: str | None = None
+    fields: dict[apply.Key, str | None] = field(default_factory=dict)
+    """Per object, the fields hash its last apply left (`inventory.fields_hash`): the drift baseline."""
     renamed_from: str | None = None
     """The names' stem before the control plane renamed the deployment (names follow the name)."""
 
@@ -86,6 +91,9 @@ class DeploymentRecord:
     """(revision, status, reason) the reporter could not take yet; sent again on the next step."""
     last_applied: datetime | None = None
     """When every object was last (re-)applied; a resync re-asserts them after the resync interval."""
+    seen: tuple[object, str, Fingerprint] | None = None
+    """(the control plane's Deployment object, namespace, its fingerprint): the client hands out the
+    same object while the deployment's JSON does not change, so its fingerprint is not recomputed."""
 
     @property
     def busy(self) -> bool:
@@ -104,6 +112,8 @@ class StepContext:
     new_password: Callable[[], str] = lambda: secrets.token_urlsafe(24)
     stores: ManagedStores | None = None
     """Managed mode: the shared PostgreSQL and Redis (one bounded admin pool each for all deployments)."""
+    inventory: Inventory | None = None
+    """The inventory of live objects (`reconcile.inventory`); None: GET each object, re-apply all."""
 
     @property
     def listener_id(self) -> str:
@@ -119,6 +129,8 @@ class StepResult:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     pruned_objects: list[str] = field(default_factory=list)
+    drifted: list[str] = field(default_factory=list)
+    """Objects re-applied because they drifted ("Kind namespace/name")."""
 
 
 def new_record(placement: Placement) -> DeploymentRecord:
@@ -128,7 +140,7 @@ def new_record(placement: Placement) -> DeploymentRecord:
 def step(ctx: StepContext, record: DeploymentRecord, placement: Placement, now: datetime) -> StepResult:
     result = StepResult(record.deployment_id)
     _flush_reports(ctx, record)
-    current = fingerprint(placement)
+    current = _fingerprint(record, placement)
     attempt = record.attempt
     if attempt is None or attempt.fingerprint != current:
         if current in record.failed:
@@ -186,7 +198,7 @@ def _outcome(
             record.last_applied = now
         return
     attempt.failures += 1
-    wait = backoff(ctx, attempt.failures)
+    wait = backoff(ctx, attempt.failures, outcome.retry_after)
     attempt.retry_at = now + wait
     result.errors.append(
         f"{record.deployment_id}: {outcome.reason} (retrying in {int(wait.total_seconds())} s)"
@@ -205,7 +217,7 @@ def _prepare(
     ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime, result: StepResult
 ) -> None:
     placement = record.placement
-    postgres, redis = _credentials(ctx, placement.namespace, attempt.names)
+    postgres, redis = _credentials(ctx, placement.namespace, attempt.names, placement.deployment_id)
     spec = agent_server_spec(placement, ctx.config.platform, postgres, redis)
     validate.check(spec)
     found = None
@@ -231,7 +243,7 @@ def _prepare(
     if found is not None and found.live is not None:
         # Before anything of the revision is written: a store error leaves nothing half-deployed.
         _provision(ctx, record, attempt, found, now)
-    live = apply.survey(ctx.cluster, objects, ctx.listener_id)
+    live = apply.survey(ctx.cluster, objects, ctx.listener_id, ctx.inventory)
     apply.check_routes(ctx.cluster, objects, ctx.config.namespaces, live)
     attempt.phase = "stores"
     started = "rollout started"
@@ -255,21 +267,28 @@ def _prepare(
     _transition(ctx, record, attempt, "DEPLOYING", started, result)
 
 
+_PROVISIONING = threading.Lock()
+"""The work queue's workers provision one deployment at a time: an unreachable shared store is found
+out once and the others fail fast on `stores.outage`, instead of every worker waiting out the connect
+timeout at once. Provisioning happens only on a first rollout or a change of credentials."""
+
+
 def _provision(
     ctx: StepContext, record: DeploymentRecord, attempt: Attempt, found: stores.Found, now: datetime
 ) -> ManagedStoresSecret:
-    return stores.provision(
-        ctx.stores,
-        found,
-        names=attempt.names,
-        deployment_id=record.deployment_id,
-        now=now,
-        fence=ctx.cluster.may_write,
-    )
+    with _PROVISIONING:
+        return stores.provision(
+            ctx.stores,
+            found,
+            names=attempt.names,
+            deployment_id=record.deployment_id,
+            now=now,
+            fence=ctx.cluster.may_write,
+        )
 
 
 def _credentials(
-    ctx: StepContext, namespace: str, names: naming.ObjectNames
+    ctx: StepContext, namespace: str, names: naming.ObjectNames, deployment_id: str
 ) -> tuple[SecretValue | None, SecretValue | None]:
     """The stores' passwords: read back when they exist (and are ours), else generated. They are
     written with `create` only, so whoever creates them first wins and everyone reads that value."""
@@ -280,11 +299,14 @@ def _credentials(
         (names.postgres_secret, POSTGRES_PASSWORD_KEY),
         (names.redis_secret, REDIS_PASSWORD_KEY),
     ):
-        existing = ctx.cluster.get("v1", "Secret", namespace, name)
+        known = ctx.inventory is not None and ctx.inventory.lookup(namespace, "v1", "Secret", name) is None
+        existing = None if known else ctx.cluster.get("v1", "Secret", namespace, name)
         if existing is None:
             values.append(SecretValue(ctx.new_password()))
             continue
-        if not ownership.owned(existing, ctx.listener_id):
+        if not ownership.owned(existing, ctx.listener_id) and not ownership.handed_over(
+            existing, naming.label_value(deployment_id)
+        ):
             raise apply.Rejected(
                 f"Secret {namespace}/{name} already exists and is not managed by this listener; refusing to touch it"
             )
@@ -306,6 +328,9 @@ def _resume(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: d
     rendered = {apply.key_of(o): o for o in flatten(attempt.waves)}
     env = [k for k in rendered if k[0] == "Secret" and k[1].startswith(attempt.names.env_secret + "-")]
     for kind, name in [("Deployment", attempt.names.api), *env]:
+        api_version = "apps/v1" if kind == "Deployment" else "v1"
+        if ctx.inventory is not None and ctx.inventory.lookup(namespace, api_version, kind, name) is None:
+            continue  # not there (the inventory listed its kind this cycle): nothing to resume
         live = ctx.cluster.get("apps/v1" if kind == "Deployment" else "v1", kind, namespace, name)
         if live is None or not ownership.owned(live, ctx.listener_id):
             continue
@@ -314,6 +339,20 @@ def _resume(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: d
         if recorded.get("revision") != attempt.revision_id:
             continue
         ours = rendered[(kind, name)]["metadata"]["annotations"].get(naming.ANNOTATION_SPEC_HASH)
+        # The same objects as then? Not after the listener's settings changed (records from before
+        # this was recorded count as the same, as they always did).
+        same = recorded.get("render") in (None, render_hash(attempt.waves))
+        if recorded.get("status") == "DEPLOYING":
+            # A restart mid-rollout: the deadline runs from when the rollout really started, or a
+            # listener that restarts more often than the timeout would keep it DEPLOYING for ever.
+            since = status.recorded_since(recorded, now)
+            if since is not None and same:
+                attempt.started = min(attempt.started, since)
+            continue
+        if not same:
+            # A revision that failed (or was deployed) with other settings: roll it out as it is now.
+            # An operator who fixed a setting the failure pointed at and restarted saw nothing happen.
+            return False
         if recorded.get("status") == "DEPLOYED" and kind == "Deployment":
             if annotations.get(naming.ANNOTATION_SPEC_HASH) != ours:
                 return False  # same revision, different spec (e.g. new listener settings): roll it out
@@ -330,6 +369,15 @@ def _resume(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: d
     return False
 
 
+def render_hash(waves: list[Wave]) -> str:
+    """One hash of everything a revision renders (the objects' own spec hashes)."""
+    hashes = sorted(
+        f"{o['kind']}/{o['metadata']['name']}={o['metadata']['annotations'].get(naming.ANNOTATION_SPEC_HASH)}"
+        for o in flatten(waves)
+    )
+    return naming.id_hash("\n".join(hashes), 16)
+
+
 # --- apply in waves, following the rollout ----------------------------------------------------
 
 
@@ -338,7 +386,7 @@ def _apply_waves(
 ) -> None:
     assert attempt.waves is not None
     for index in indices:
-        apply.apply_objects(ctx.cluster, attempt.waves[index].objects, live)
+        _apply_some(ctx, attempt, attempt.waves[index].objects, live)
         attempt.applied.add(index)
 
 
@@ -393,18 +441,86 @@ def _progress(
 def _reassert(
     ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime, result: StepResult
 ) -> None:
-    """Resync: re-apply every object (reverting manual edits) and prune what is no longer rendered."""
+    """Resync: re-apply what drifted (reverting manual edits) and prune what is no longer rendered.
+    With an inventory only drifted objects are written (`inventory.drift`); without one, all are."""
     assert attempt.waves is not None
+    if ctx.inventory is not None:
+        _correct_drift(ctx, record, attempt, now, result)
+        return
     live = apply.survey(ctx.cluster, flatten(attempt.waves), ctx.listener_id)
     _apply_waves(ctx, attempt, (WAVE_SECRETS, WAVE_STORES, WAVE_SERVERS, WAVE_EXPOSURE), live)
     record.last_applied = now
     _prune_stale(ctx, record, attempt, result)
 
 
+def _correct_drift(
+    ctx: StepContext, record: DeploymentRecord, attempt: Attempt, now: datetime, result: StepResult
+) -> None:
+    assert attempt.waves is not None
+    assert ctx.inventory is not None
+    found = inventory.drift(ctx.inventory, flatten(attempt.waves), attempt.fields)
+    if found.foreign:
+        raise apply.Rejected(
+            f"{', '.join(found.foreign)} is no longer managed by this listener; refusing to touch it"
+        )
+    if found.changed:
+        # Survey (GET) only the drifted objects: a deleted one may have been re-created by someone else.
+        live = apply.survey(ctx.cluster, found.changed, ctx.listener_id)
+        # A generated credential that is there after all (the inventory's view lagged) needs nothing.
+        keys = [
+            apply.key_of(o)
+            for o in found.changed
+            if not (apply.is_create_only(o) and live.get(apply.key_of(o)) is not None)
+        ]
+        changed = set(keys)
+        if keys:
+            log.info(
+                "deployment %s: drift, re-applying %s",
+                record.deployment_id,
+                "; ".join(f"{kind} {name} ({found.why[(kind, name)]})" for kind, name in keys),
+            )
+        for wave in attempt.waves:
+            objects = [o for o in wave.objects if apply.key_of(o) in changed]
+            if objects:
+                _apply_some(ctx, attempt, objects, live)
+        metrics.DRIFT_CORRECTIONS.inc(len(keys))
+        result.drifted += [f"{kind} {record.placement.namespace}/{name}" for kind, name in keys]
+    record.last_applied = now
+    _prune_stale(ctx, record, attempt, result)
+
+
+def _apply_some(
+    ctx: StepContext, attempt: Attempt, objects: Iterable[Mapping[str, Any]], live: apply.Live | None
+) -> None:
+    def written(obj: Mapping[str, Any]) -> None:
+        attempt.fields[apply.key_of(obj)] = inventory.fields_hash(obj)
+        if ctx.inventory is not None:
+            ctx.inventory.note(obj)
+
+    apply.apply_objects(ctx.cluster, objects, live, written)
+
+
+def _fingerprint(record: DeploymentRecord, placement: Placement) -> Fingerprint:
+    seen = record.seen
+    if seen is not None and seen[0] is placement.deployment and seen[1] == placement.namespace:
+        return seen[2]
+    current = fingerprint(placement)
+    record.seen = (placement.deployment, placement.namespace, current)
+    return current
+
+
+STRAY_KINDS = frozenset(k for k in KINDS if k[1] != "PersistentVolumeClaim")
+"""What `prune.prune_stale` may delete (a claim is data: never a stray)."""
+
+
 def _prune_stale(ctx: StepContext, record: DeploymentRecord, attempt: Attempt, result: StepResult) -> None:
     assert attempt.waves is not None
     keep = {apply.key_of(o) for o in flatten(attempt.waves)}
     try:
+        if ctx.inventory is not None and not ctx.inventory.strays(
+            record.placement.namespace, record.deployment_id, keep, STRAY_KINDS & ctx.served
+        ):
+            return  # nothing of it left over: no list per kind to find that out
         removed = prune.prune_stale(
             ctx.cluster, ctx.listener_id, record.placement.namespace, record.deployment_id, keep, ctx.served
         )
@@ -463,7 +579,11 @@ def _transition(
     try:
         target = status.status_target(ctx.cluster, namespace, candidates, ctx.listener_id)
         if target is not None:
-            status.annotate_status(ctx.cluster, namespace, target, attempt.revision_id, state, reason)
+            since = attempt.started if state == "DEPLOYING" else None
+            rendered = render_hash(attempt.waves) if attempt.waves is not None else None
+            status.annotate_status(
+                ctx.cluster, namespace, target, attempt.revision_id, state, reason, since, rendered
+            )
         status.event(
             ctx.cluster,
             namespace,
@@ -491,6 +611,7 @@ def _flush_reports(ctx: StepContext, record: DeploymentRecord) -> None:
             record.unreported.append((revision_id, state, reason))
 
 
-def backoff(ctx: StepContext, failures: int) -> timedelta:
-    """Exponential from `retry_base`, capped at `retry_max`: never a hot loop against the API server."""
-    return min(ctx.config.retry_base * 2 ** max(failures - 1, 0), ctx.config.retry_max)
+def backoff(ctx: StepContext, failures: int, retry_after: float | None = None) -> timedelta:
+    """Exponential from `retry_base`, capped at `retry_max`, jittered, at least the server's
+    `Retry-After`: never a hot loop against the API server (`reconcile.queue.retry_delay`)."""
+    return retry_delay(failures, ctx.config.retry_base, ctx.config.retry_max, retry_after=retry_after)
