@@ -11,11 +11,13 @@ says which variable or service to fix.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -277,3 +279,54 @@ def private_tracked(private_postgres: PrivateServer) -> Iterator[Tracker]:
     for deployment_id in tracker.ids:
         redis_cleanup(client, deployment_id)
     client.close()
+
+
+class CuttingProxy:
+    """A TCP forwarder to a local port whose `cut()` drops every connection at once, the way an
+    RDS failover, a NAT idle timeout or a network blip ends an established session."""
+
+    def __init__(self, target_port: int):
+        self._target = target_port
+        self._sockets: list[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self._target), timeout=5)
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pipe, args=(a, b), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        for s in self._sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._server.close()
+        self.cut()
+        for s in self._sockets:
+            s.close()
+        for thread in self._threads:
+            thread.join(timeout=5)

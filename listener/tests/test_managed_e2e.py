@@ -11,6 +11,7 @@ and delete nothing.
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,12 +22,15 @@ import psycopg
 import pytest
 import redis
 from e2e import ALLOW_EMPTY, NS, OTHER_NS, PRUNE_WINDOW, World, make_reconciler
+from lightkube.resources.core_v1 import Secret
 from managed_support import REDIS_URI, PrivateServer, Tracker, free_port, redis_admin
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from listener.kube import Cluster
 from listener.managed import ENV_KEYS, ManagedStores, PostgresProvisioner, RedisStore, StoreNames
 from listener.managed.names import REDIS_OWNERS_KEY
+from listener.reconcile import unit
 from listener.render.context import COMPONENT_MANAGED_STORES, MANAGED_CA_DIR, MANAGED_CA_KEY
 from listener.spec import RenderOptions
 
@@ -40,6 +44,7 @@ def secret_values(secret: dict[str, Any]) -> dict[str, str]:
 def as_mounted(values: dict[str, str], directory: Path) -> str:
     """The Secret's POSTGRES_URI_CUSTOM with its CA file where this test put it (the kubelet would
     mount it at MANAGED_CA_DIR)."""
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / MANAGED_CA_KEY).write_text(values[MANAGED_CA_KEY])
     uri = values["POSTGRES_URI_CUSTOM"]
     return uri.replace(quote(MANAGED_CA_DIR, safe=""), quote(str(directory), safe="")).replace(
@@ -373,3 +378,108 @@ def test_a_moved_or_renamed_deployment_keeps_its_database_and_credentials(
         == before["password"]
     )
     assert world.get("Secret", names.store_secret, OTHER_NS) is None, "the old name's copy is pruned"
+
+
+def test_a_deposed_leader_never_changes_the_password_the_new_leader_wrote(
+    managed: Managed, admin: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Two listener processes: P1 read that a new deployment had no credentials Secret, drew a
+    password, then stalled (waiting for the admin pool or the advisory lock) while its lease ran out;
+    P2, the new leader, provisioned the deployment and wrote the Secret. P1's store writes are not
+    Kubernetes writes, so the cluster's fence did not stop them: P1 set the role's password to one no
+    Secret holds, and P2's pods could not log in until the next revision."""
+    world = managed.world
+    leading = {"p1": True}
+    # P1 and P2 are two processes; here they share one, and P2's cycle (its own workers) runs inside
+    # P1's provisioning: the per-process provisioning lock would deadlock them.
+    monkeypatch.setattr(unit, "_PROVISIONING", contextlib.nullcontext())
+
+    class Stalled(ManagedStores):
+        def ensure(self, deployment_id: str, credentials: Any, **kwargs: Any) -> dict[str, str]:
+            world.cycle()  # meanwhile P2 (world.reconciler) provisions and writes the Secret
+            leading["p1"] = False  # and P1's lease has run out
+            return super().ensure(deployment_id, credentials, **kwargs)
+
+    base = managed.stores()
+    stalled = Stalled(base.postgres, base.redis)
+    p1 = make_reconciler(
+        world.client,
+        world.kube,
+        world.listener_id,
+        world.servers,
+        (NS, OTHER_NS),
+        options=MANAGED,
+        stores=stalled,
+        prune=ALLOW_EMPTY,
+    )
+    p1._cluster = Cluster(world.kube.client(NS), fence=lambda: leading["p1"])
+    deployment_id = managed.deploy("support-agent")
+    p1.run_once(world.now)
+
+    names = world.names(deployment_id)
+    values = secret_values(world.get("Secret", names.store_secret) or {})
+    assert values, "P2 wrote the credentials Secret"
+    with connect_as(as_mounted(values, tmp_path)) as conn:  # the Secret's password still logs in
+        assert conn.execute("SELECT session_user").fetchone() == (values["postgres-role"],)
+
+
+def test_a_binary_value_someone_added_to_a_credentials_secret_does_not_stop_every_deployment(
+    managed: Managed, admin: psycopg.Connection
+):
+    """A key with non-UTF-8 bytes (say a DER certificate added by hand) in one deployment's
+    credentials Secret made every cycle after a restart die with a UnicodeDecodeError traceback:
+    no deployment of the listener was reconciled any more."""
+    world = managed.world
+    edited = managed.deploy("support-agent")
+    other = managed.deploy("billing-agent")
+    assert set(world.cycle().deployed) == {edited, other}
+    names = world.names(edited)
+    with world.kube.admin_client(NS) as client:
+        client.patch(
+            Secret,
+            names.store_secret,
+            {"data": {"extra.der": base64.b64encode(b"\xff\xfe\x00binary").decode()}},
+            namespace=NS,
+        )
+    managed.use(managed.stores())  # a restart: every deployment is taken over again
+    report = world.cycle()
+    assert report.failed == {}, report
+    assert report.errors == [], report.errors
+    third = managed.deploy("third-agent")  # and the loop goes on deploying
+    assert world.cycle().deployed == [third]
+    assert (
+        secret_values_raw(world.get("Secret", names.store_secret) or {})["extra.der"] == b"\xff\xfe\x00binary"
+    )
+
+
+def secret_values_raw(secret: dict[str, Any]) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+def test_a_missing_credentials_secret_never_changes_the_password_running_pods_hold(
+    managed: Managed, admin: psycopg.Connection, tmp_path: Path
+):
+    """Someone deletes a running deployment's credentials Secret, then the listener restarts. It
+    found no Secret, drew a new password and set it on the role the running pods log in with: their
+    next connection failed ('password authentication failed'), though nothing about the deployment
+    had changed. Fresh credentials go to the login role nobody uses; the running pods keep theirs."""
+    world = managed.world
+    deployment_id = managed.deploy("support-agent")
+    assert world.cycle().deployed == [deployment_id]
+    names = world.names(deployment_id)
+    running = as_mounted(secret_values(world.get("Secret", names.store_secret) or {}), tmp_path / "old")
+    with world.kube.admin_client(NS) as client:
+        client.delete(Secret, names.store_secret, namespace=NS)
+
+    managed.use(managed.stores())  # a restart
+    report = world.cycle()
+    assert report.failed == {}, report
+    with connect_as(running) as conn:  # the running pods' credentials still work
+        conn.execute("SELECT 1")
+    world.cycle(after=timedelta(seconds=301))  # the resync writes a new credentials Secret
+    values = secret_values(world.get("Secret", names.store_secret) or {})
+    assert values, "the Secret is back"
+    with connect_as(as_mounted(values, tmp_path / "new")) as conn:  # and what it holds works too
+        conn.execute("SELECT 1")
+    with connect_as(running) as conn:
+        conn.execute("SELECT 1")

@@ -22,9 +22,11 @@ from listener.managed import (
     NotProvisioned,
     Ownership,
     PostgresProvisioner,
+    ProvisioningFailed,
     StoreAuthError,
     StoreBusy,
     StoreConfigError,
+    StoreError,
     StoreNames,
     StoreTLSError,
     StoreUnreachable,
@@ -247,6 +249,30 @@ def test_one_deployments_role_cannot_reach_anothers_database(provisioner, tracke
             su.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(bystander)))
 
 
+def test_a_deployment_cannot_plant_objects_in_or_block_the_next_deployments_database(
+    provisioner, tracked: Tracker
+):
+    """PUBLIC may CONNECT to template1 by default, so a deployment's role can log in there. Copying
+    template1 would hand what it leaves (a large object; on clusters upgraded from before 15, tables
+    and functions in `public`) to every later deployment's database, and its open session would make
+    CREATE DATABASE fail for everyone ("source database is being accessed by other users")."""
+    attacker, victim = tracked.new("attacker"), tracked.new("victim")
+    a, v = StoreNames.of(attacker), StoreNames.of(victim)
+    provisioner.ensure(attacker, initial_credentials(a))
+    planted = None
+    with connect_as(a.login_roles[0], "template1") as session:
+        try:
+            planted = session.execute("SELECT lo_from_bytea(0, 'planted by another deployment')").fetchone()
+            provisioner.ensure(victim, initial_credentials(v))  # while the session is still open
+        finally:
+            if planted is not None:
+                session.execute("SELECT lo_unlink(%s)", planted)
+    with (
+        psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname=v.database) as conn,
+    ):
+        assert conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
+
+
 @pytest.mark.parametrize(
     "deployment_id",
     [
@@ -348,6 +374,22 @@ def test_teardown_retain_keeps_data_and_disables_logins_and_ensure_reenables(pro
         assert conn.execute("SELECT id FROM runs").fetchall() == [(1,)]
 
 
+def test_rotating_a_retained_deployment_keeps_its_logins_disabled(provisioner, tracked: Tracker):
+    """`retain` disables the login roles of a deleted deployment (its credentials Secret is kept).
+    Rotating it (say its password leaked) must not hand the deleted deployment a working login."""
+    deployment_id = tracked.new()
+    names = StoreNames.of(deployment_id)
+    creds = initial_credentials(names)
+    provisioner.ensure(deployment_id, creds)
+    provisioner.teardown(deployment_id, "retain")
+    new = provisioner.begin_rotation(deployment_id, creds)
+    provisioner.finish_rotation(deployment_id, new)
+    assert [r[1] for r in snapshot(deployment_id)["roles"]] == [False, False, False], "nobody can log in"
+    provisioner.ensure(deployment_id, new)  # deployed again: with the rotated credentials only
+    logins = {r[0]: r[1] for r in snapshot(deployment_id)["roles"]}
+    assert logins == {names.owner_role: False, new.role: True, creds.role: False}
+
+
 def test_teardown_delete_ends_sessions_and_removes_everything(provisioner, tracked: Tracker):
     deployment_id = tracked.new()
     names = StoreNames.of(deployment_id)
@@ -419,6 +461,44 @@ def test_an_rds_like_admin_without_superuser_can_do_the_whole_lifecycle(limited_
     assert snapshot(deployment_id) == {"roles": [], "database": None, "shared_objects_owned": 0}
 
 
+def test_delete_is_not_blocked_by_what_the_deployment_left_in_other_databases(
+    limited_admin, tracked: Tracker
+):
+    """A deployment's role may connect to every database that grants CONNECT to PUBLIC and create
+    large objects there. In the admin's own database teardown drops them with the roles; elsewhere it
+    cannot reach them, and says which database holds what and the SQL to run."""
+    uri = limited_admin("NOSUPERUSER CREATEROLE CREATEDB")
+    deployment_id = tracked.new()
+    names = StoreNames.of(deployment_id)
+    creds = initial_credentials(names)
+    elsewhere = f"t_other_{uuid.uuid4().hex[:12]}"
+    with superuser() as su:
+        su.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(elsewhere)))
+    try:
+        with PostgresProvisioner(uri, listener_id=LISTENER, pool_timeout=5) as p:
+            p.ensure(deployment_id, creds)
+            for database in ("postgres", elsewhere):
+                with connect_as(creds.role, database) as session:
+                    session.execute("SELECT lo_from_bytea(0, 'left behind')")
+            with pytest.raises(ProvisioningFailed) as caught:
+                p.teardown(deployment_id, "delete")
+            message = str(caught.value)
+            assert f"database {elsewhere}" in message, message
+            assert "postgres" not in message.replace("PostgreSQL", ""), message  # dropped there
+            assert f'run: DROP OWNED BY "{names.owner_role}";' in message, message
+            fix = message.split("run: ", 1)[1].split(" then", 1)[0]
+            with psycopg.connect(uri.replace("/postgres", f"/{elsewhere}"), autocommit=True) as admin:
+                admin.execute(fix)  # exactly what the message says, as the admin role
+            p.teardown(deployment_id, "delete")  # the next pass finishes
+        assert snapshot(deployment_id) == {"roles": [], "database": None, "shared_objects_owned": 0}
+    finally:
+        with superuser() as su:
+            su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(elsewhere)))
+            for role in (names.owner_role, *names.login_roles):
+                if su.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    su.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+
+
 @pytest.mark.parametrize(
     ("attributes", "missing"),
     [("CREATEDB", "CREATEROLE"), ("CREATEROLE", "CREATEDB"), ("", "CREATEROLE and CREATEDB")],
@@ -484,6 +564,17 @@ def test_tls_required_by_the_client_but_not_offered_is_a_tls_error():
         p.check()
 
 
+@pytest.mark.parametrize(
+    "query", ["connect_timeout=5", "application_name=ops-admin", "connect_timeout=3&sslmode=disable"]
+)
+def test_an_admin_uri_with_its_own_connect_timeout_or_application_name_works(query: str):
+    """Common libpq parameters in the admin URI; they used to collide with the listener's own
+    (TypeError: make_conninfo() got multiple values for keyword argument ...) and the listener died at
+    start with a traceback."""
+    with PostgresProvisioner(f"{POSTGRES_URI}?{query}", listener_id=LISTENER, pool_timeout=5) as p:
+        p.check()
+
+
 def test_unknown_admin_role_is_an_auth_error_and_a_missing_admin_database_a_config_error():
     with (
         PostgresProvisioner(
@@ -511,6 +602,30 @@ def test_a_held_lock_is_reported_busy_not_waited_on_forever(tracked: Tracker):
             pytest.raises(StoreBusy, match="another listener process is provisioning"),
         ):
             p.ensure(deployment_id, initial_credentials(names))
+    assert snapshot(deployment_id)["roles"] == []
+
+
+def test_a_statement_the_server_cancels_is_not_reported_as_an_unreachable_server(tracked: Tracker):
+    """psycopg raises OperationalError for server-side conditions too (statement timeout, object in
+    use, disk full, ...): those happen on a working connection, so "cannot connect ... check the host
+    and port" (and the outage hold that comes with StoreUnreachable) would send the operator the wrong
+    way and stall every other deployment."""
+    deployment_id = tracked.new()
+    names = StoreNames.of(deployment_id)
+    with superuser() as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (ADVISORY_LOCK_CLASS, names.lock_key))
+        with (
+            PostgresProvisioner(
+                POSTGRES_URI, listener_id=LISTENER, lock_timeout=10, statement_timeout=0.3
+            ) as p,
+            pytest.raises(StoreError) as caught,
+        ):
+            p.ensure(deployment_id, initial_credentials(names))
+    assert not isinstance(caught.value, StoreUnreachable), caught.value
+    assert isinstance(caught.value, StoreBusy), caught.value
+    message = str(caught.value)
+    assert "cannot connect" not in message
+    assert "statement timeout" in message
     assert snapshot(deployment_id)["roles"] == []
 
 

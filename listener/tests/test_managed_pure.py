@@ -345,7 +345,7 @@ def test_acl_rules_confine_keys_and_channels_and_never_send_the_plaintext():
     assert f"~{names.redis_prefix}*" in rules
     assert f"&{names.redis_prefix}*" in rules
     assert rules.index("resetkeys") < rules.index(f"~{names.redis_prefix}*")
-    assert rules[-2:] == ["-@admin", "-@dangerous"]
+    assert rules[-5:] == ["-@admin", "-@dangerous", "-script|flush", "-script|kill", "-function"]
     assert "resetpass" not in rules  # a rotation's second password must survive a re-provision
 
 

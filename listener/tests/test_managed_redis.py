@@ -21,6 +21,7 @@ from listener.managed import (
     Ownership,
     RedisStore,
     StoreAuthError,
+    StoreConfigError,
     StoreNames,
     StoreUnreachable,
     initial_credentials,
@@ -95,6 +96,34 @@ def test_an_acl_user_sees_only_its_own_prefix(acl_store: RedisStore, admin: redi
         client.publish(a.redis_prefix + "stream", "ok")  # its own channels work
     with pytest.raises(AuthenticationError):
         as_user(a.redis_user, creds_b.password.value).ping()  # another deployment's password
+
+
+def test_an_acl_user_cannot_flush_or_replace_what_other_deployments_run(
+    acl_store: RedisStore, admin: redis.Redis, tracked: Tracker
+):
+    """Lua scripts and functions are server-wide, not per key: `+@all -@admin -@dangerous` still let one
+    deployment flush every deployment's cached scripts, kill another's running script, or replace or
+    delete the function libraries others call."""
+    deployment_id = tracked.new()
+    names = StoreNames.of(deployment_id)
+    creds = initial_credentials(names)
+    acl_store.ensure(deployment_id, creds)
+    with as_user(names.redis_user, creds.password.value) as client:
+        for command in (
+            ("SCRIPT", "FLUSH"),
+            ("SCRIPT", "KILL"),
+            ("FUNCTION", "FLUSH"),
+            ("FUNCTION", "DELETE", "somebody_elses_library"),
+            ("FUNCTION", "LOAD", "REPLACE", "#!lua name=x\nredis.register_function('f', function() end)"),
+            ("FUNCTION", "KILL"),
+        ):
+            with pytest.raises(NoPermissionError):
+                client.execute_command(*command)
+        # Its own scripts still work.
+        key = names.redis_prefix + "counter"
+        assert client.eval("return redis.call('INCR', KEYS[1])", 1, key) == 1
+        sha = client.script_load("return redis.call('GET', KEYS[1])")
+        assert client.evalsha(sha, 1, key) == "1"
 
 
 def test_re_provisioning_keeps_a_rotations_second_password(acl_store: RedisStore, tracked: Tracker):
@@ -224,6 +253,16 @@ def test_wrong_admin_credentials_and_unreachable_servers_are_typed_errors_withou
         pytest.raises(StoreUnreachable, match=r"^Redis 127\.0\.0\.1:1: cannot connect") as caught,
     ):
         store.ensure("d", initial_credentials(StoreNames.of("d")))
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "query", ["socket_timeout=abc", "health_check_interval=soon", "max_connections=many"]
+)
+def test_an_admin_uri_redis_py_cannot_parse_is_a_config_error_naming_the_variable(query: str):
+    with pytest.raises(StoreConfigError, match=r"^Redis \(LISTENER_REDIS_ADMIN_URI\): ") as caught:
+        RedisStore(f"redis://:hunter2-secret@127.0.0.1:6379/0?{query}", listener_id=LISTENER)
+    assert query.split("=")[0] in str(caught.value)
     assert "hunter2" not in str(caught.value)
 
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import redis
 import yaml
-from managed_support import REDIS_URI, PrivateServer, Tracker
+from managed_support import REDIS_URI, CuttingProxy, PrivateServer, Tracker
 from psycopg.conninfo import conninfo_to_dict
 
 from listener import naming
@@ -29,8 +29,10 @@ from listener.managed import (
     Credentials,
     ManagedStores,
     PostgresProvisioner,
+    StoreError,
     StoreNames,
     StoreTLSError,
+    StoreUnreachable,
     initial_credentials,
     new_password,
     secret_data,
@@ -410,3 +412,33 @@ def test_the_cli_rotates_and_never_prints_the_admin_uri(
     for out in (done, missing, not_managed, loop):
         assert "scram-superuser-test-password" not in out.stdout + out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_a_tls_connection_lost_mid_provisioning_is_an_outage_not_a_tls_misconfiguration(
+    private_postgres: PrivateServer, private_tracked: Tracker
+):
+    """Over TLS, a session the network drops (an RDS failover, a NAT idle timeout) ends with libpq's
+    'SSL error: unexpected eof' / 'SSL SYSCALL error'. That is no certificate or sslmode problem: it
+    must be retried like any lost connection, not fail the revision at once saying 'check sslmode'."""
+    deployment_id = private_tracked.new()
+    proxy = CuttingProxy(private_postgres.port)
+
+    def drop_after_first_step(step: str) -> None:
+        if step == "owner_role":
+            proxy.cut()
+
+    uri = private_postgres.uri(query="sslmode=require").replace(
+        f":{private_postgres.port}/", f":{proxy.port}/"
+    )
+    try:
+        with (
+            PostgresProvisioner(
+                uri, listener_id=LISTENER, after_step=drop_after_first_step, pool_timeout=3
+            ) as provisioner,
+            pytest.raises(StoreError) as caught,
+        ):
+            provisioner.ensure(deployment_id, initial_credentials(StoreNames.of(deployment_id)))
+    finally:
+        proxy.close()
+    assert isinstance(caught.value, StoreUnreachable), caught.value
+    assert "sslmode" not in str(caught.value)

@@ -217,6 +217,10 @@ class Cluster:
                 f"{verb} {resource}.{group or 'core'} is not declared in listener.kube's access rules"
             )
 
+    def may_write(self) -> bool:
+        """What the fence says now: writes outside Kubernetes (the managed stores) ask it too."""
+        return self._fence is None or self._fence()
+
     def check(self, verb: str, api_version: str, kind: str) -> None:
         """Raise `UndeclaredAccess` unless the access rules allow `verb` on the kind (for callers
         that talk to the API server another way, e.g. the inventory's async watches)."""

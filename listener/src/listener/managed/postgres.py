@@ -166,13 +166,14 @@ class PostgresProvisioner:
         Ownership(listener_id, "-")  # validates the listener id now, not at the first deployment
         parts = psycopg.conninfo.conninfo_to_dict(admin_uri)
         parts.setdefault("dbname", DEFAULT_ADMIN_DATABASE)
+        # The URI's own values win (an operator's connect_timeout or application_name is deliberate).
+        parts.setdefault("connect_timeout", max(1, int(connect_timeout)))
+        parts.setdefault("application_name", application_name)
         self._static_secrets = (admin_uri, *(str(parts[k]) for k in ("password",) if parts.get(k)))
         self._master = master_secret
         """With an RDS-managed master secret the user and password come from Secrets Manager, read
         before the first connection and re-read once when the server rejects them (RDS rotated them)."""
-        self._conninfo = psycopg.conninfo.make_conninfo(
-            "", **parts, connect_timeout=max(1, int(connect_timeout)), application_name=application_name
-        )
+        self._conninfo = psycopg.conninfo.make_conninfo("", **parts)
         self._pool_timeout = pool_timeout
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._statement_timeout_ms = int(statement_timeout * 1000)
@@ -215,12 +216,22 @@ class PostgresProvisioner:
         with self._translate("check"), self._connection() as conn:
             self._preflight(conn)
 
-    def ensure(self, deployment_id: str, credentials: Credentials) -> None:
+    def ensure(
+        self, deployment_id: str, credentials: Credentials, *, fence: Callable[[], bool] | None = None
+    ) -> None:
         """Create or complete the deployment's database and roles and converge the login role that
         `credentials` names to its password. The other login role is left as it is (mid-rotation,
-        old pods may still use it)."""
+        old pods may still use it). `fence` (the leader election's) is asked once the deployment's
+        lock is held: a process deposed while it waited must not set a password that the new
+        leader's credentials Secret does not hold."""
         names, expected = self._names(deployment_id, credentials)
         with self._session(names, "provision") as conn:
+            if fence is not None and not fence():
+                raise StoreBusy(
+                    self.store,
+                    f"this listener process is no longer the leader; deployment {deployment_id!r} is left "
+                    "to the new leader",
+                )
             state = self._inspect(conn, names)
             self._refuse_foreign(state, expected)
             if not state.owner_role.exists:
@@ -239,8 +250,11 @@ class PostgresProvisioner:
                     conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role.name)))
             self._step("login_roles")
             if not state.database.exists:
+                # template0, never template1: PUBLIC may connect to template1 by default, so any
+                # deployment's role could leave objects there for every later database to inherit,
+                # or block every CREATE DATABASE with an open session. Nobody can connect to template0.
                 conn.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
                         sql.Identifier(names.database), sql.Identifier(names.owner_role)
                     )
                 )
@@ -301,15 +315,26 @@ class PostgresProvisioner:
                 )
                 removed.append(f"database {names.database}")
             self._step("drop_database")
-            for role in logins:
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role.name)))
+            drop_owner = owner_ours and not (
+                state.database.exists and not db_ours and state.database.owner == names.owner_role
+            )
+            doomed = [r.name for r in logins] + ([names.owner_role] if drop_owner else [])
+            if doomed:
+                # What the deployment's sessions made outside its database (e.g. large objects in
+                # the admin's database, which PUBLIC may connect to) would block DROP ROLE. DROP
+                # OWNED acts on this database only and never drops a database.
+                conn.execute(
+                    sql.SQL("DROP OWNED BY {}").format(sql.SQL(", ").join(map(sql.Identifier, doomed)))
+                )
+            for index, role in enumerate(logins):
+                self._drop_role(conn, role.name, doomed[index:])
                 removed.append(f"role {role.name}")
             self._step("drop_login_roles")
             if owner_ours:
-                if state.database.exists and not db_ours and state.database.owner == names.owner_role:
+                if not drop_owner:
                     kept.append(f"role {names.owner_role} (owns the foreign database {names.database})")
                 else:
-                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(names.owner_role)))
+                    self._drop_role(conn, names.owner_role, [names.owner_role])
                     removed.append(f"role {names.owner_role}")
             self._step("drop_owner_role")
         log.info(
@@ -323,8 +348,11 @@ class PostgresProvisioner:
         names, expected = self._names(deployment_id, current)
         new = Credentials(role=names.other_login_role(current.role), password=new_password())
         with self._session(names, "rotation") as conn:
-            self._require_provisioned(self._inspect(conn, names), expected)
-            self._set_login(conn, new)
+            state = self._inspect(conn, names)
+            self._require_provisioned(state, expected)
+            # A deployment deleted with `retain` has every login disabled: it gets a new password
+            # (for when it is deployed again) but no login.
+            self._set_login(conn, new, login=any(r.can_login for r in state.login_roles))
         return new
 
     def finish_rotation(self, deployment_id: str, active: Credentials) -> None:
@@ -333,9 +361,25 @@ class PostgresProvisioner:
         names, expected = self._names(deployment_id, active)
         other = names.other_login_role(active.role)
         with self._session(names, "rotation") as conn:
-            self._require_provisioned(self._inspect(conn, names), expected)
-            self._set_login(conn, active)
+            state = self._inspect(conn, names)
+            self._require_provisioned(state, expected)
+            self._set_login(conn, active, login=any(r.can_login for r in state.login_roles))
             conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD NULL").format(sql.Identifier(other)))
+
+    def free_login_role(self, deployment_id: str) -> str:
+        """The login role that newly drawn credentials (no credentials Secret) may take: one that
+        cannot log in, so no running pod holds its password. Without a Secret the listener cannot
+        know whether pods still use the role that can."""
+        state = self.inspect(deployment_id)
+        free = [r.name for r in state.login_roles if not r.can_login]
+        if not free:
+            raise ProvisioningFailed(
+                self.store,
+                f"deployment {deployment_id!r} has no credentials Secret, but both its login roles "
+                f"({', '.join(r.name for r in state.login_roles)}) can log in (a rotation was interrupted), "
+                "so pods may hold either password: restore the Secret, or run rotate-credentials once it exists",
+            )
+        return free[0]
 
     def inspect(self, deployment_id: str) -> PostgresState:
         names = StoreNames.of(deployment_id)
@@ -389,15 +433,31 @@ class PostgresProvisioner:
         # only ADMIN OPTION on roles it created, so it grants itself membership explicitly.
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
 
-    def _set_login(self, conn: psycopg.Connection, credentials: Credentials) -> None:
+    def _drop_role(self, conn: psycopg.Connection, role: str, remaining: list[str]) -> None:
+        """DROP ROLE; `remaining`: the deployment's roles still to drop (named in the SQL to run)."""
+        try:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        except psycopg.errors.DependentObjectsStillExist as error:
+            detail = "; ".join((error.diag.message_detail or "").splitlines()) or "objects elsewhere"
+            drop = sql.SQL("DROP OWNED BY {};").format(sql.SQL(", ").join(map(sql.Identifier, remaining)))
+            raise ProvisioningFailed(
+                self.store,
+                f"teardown: role {role} cannot be dropped: the deployment's sessions left objects or "
+                f"privileges in other databases ({detail}). As the admin role, connect to each database "
+                f"named and run: {drop.as_string(conn)} then the next prune pass finishes the teardown",
+            ) from None
+
+    def _set_login(self, conn: psycopg.Connection, credentials: Credentials, *, login: bool = True) -> None:
         # The SCRAM verifier is computed client-side (libpq's PQencryptPasswordConn): the plaintext
         # never reaches the server, so it cannot appear in its statement log.
         verifier = conn.pgconn.encrypt_password(
             credentials.password.value.encode(), credentials.role.encode(), b"scram-sha-256"
         ).decode()
         conn.execute(
-            sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(credentials.role), sql.Literal(verifier)
+            sql.SQL("ALTER ROLE {} {} PASSWORD {}").format(
+                sql.Identifier(credentials.role),
+                sql.SQL("LOGIN" if login else "NOLOGIN"),
+                sql.Literal(verifier),
             )
         )
 
@@ -573,6 +633,13 @@ class PostgresProvisioner:
     def _classify(self, error: psycopg.OperationalError) -> StoreError:
         message = _normalise(str(error))
         lower = message.lower()
+        if any(phrase in lower for phrase in _LOST_CONNECTION):
+            return StoreUnreachable(
+                self.store,
+                f"the connection was lost: {message}. Retrying; if it persists, check that the database is up "
+                "(e.g. an RDS failover or reboot) and that nothing between drops idle connections",
+                secrets=self._secrets,
+            )
         if any(word in lower for word in ("ssl", "certificate", "tls")):
             return StoreTLSError(
                 self.store,
@@ -623,13 +690,47 @@ class PostgresProvisioner:
             ) from None
         except psycopg.errors.LockNotAvailable as error:
             raise StoreBusy(self.store, f"{action}: {_primary(error)}; retrying next cycle") from None
+        except psycopg.errors.QueryCanceled as error:
+            raise StoreBusy(
+                self.store,
+                f"{action}: {_primary(error)} (the listener's statement timeout is "
+                f"{self._statement_timeout_ms / 1000:g} s; the server is slow or a step waits on a lock); "
+                "retrying next cycle",
+            ) from None
         except psycopg.OperationalError as error:
+            if not _connection_failure(error):
+                # A statement the server refused on a working connection (object in use, disk full,
+                # ...): not an unreachable server, and no reason to hold back other deployments.
+                raise ProvisioningFailed(
+                    self.store, f"{action}: {_primary(error)}", secrets=self._secrets
+                ) from None
             self._preflight_ok = False
             raise self._classify(error) from None
         except psycopg.Error as error:
             raise ProvisioningFailed(
                 self.store, f"{action}: {_primary(error)}", secrets=self._secrets
             ) from None
+
+
+# SQLSTATE classes of a connection that failed or was lost (connection exception, invalid
+# authorization, invalid catalog name at connect, operator intervention such as a shutdown) and
+# "too many connections"; libpq's own connection errors carry no SQLSTATE at all.
+_CONNECTION_CLASSES: Final = ("08", "28", "3D", "57")
+_TOO_MANY_CONNECTIONS: Final = "53300"
+# libpq's words for an established session the network or the server ended; over TLS they mention
+# SSL, but no certificate or sslmode is at fault (an RDS failover, a NAT idle timeout).
+_LOST_CONNECTION: Final = (
+    "unexpected eof",
+    "ssl syscall error",
+    "closed unexpectedly",
+    "consuming input failed",
+    "server closed the connection",
+)
+
+
+def _connection_failure(error: psycopg.OperationalError) -> bool:
+    state = error.sqlstate
+    return state is None or state[:2] in _CONNECTION_CLASSES or state == _TOO_MANY_CONNECTIONS
 
 
 def _primary(error: psycopg.Error) -> str:

@@ -85,6 +85,11 @@ def acl_rules(names: StoreNames, password: str) -> list[str]:
         "+@all",
         "-@admin",
         "-@dangerous",
+        # Scripts and functions are server-wide: flushing, killing or replacing them reaches every
+        # deployment. EVAL/EVALSHA/SCRIPT LOAD and FCALL (checked per key) stay.
+        "-script|flush",
+        "-script|kill",
+        "-function",
     ]
 
 
@@ -119,14 +124,19 @@ class RedisStore:
         self.isolation: RedisIsolation = isolation
         self._max_keys = max_keys_per_teardown
         self._secrets = [admin_uri, *(p for p in [_uri_password(admin_uri)] if p)]
-        pool = redis.BlockingConnectionPool.from_url(
-            admin_uri,
-            max_connections=pool_size,
-            timeout=timeout,  # wait at most this long for a free connection
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=True,
-        )
+        try:
+            pool = redis.BlockingConnectionPool.from_url(
+                admin_uri,
+                max_connections=pool_size,
+                timeout=timeout,  # wait at most this long for a free connection
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                decode_responses=True,
+            )
+        except ValueError as error:  # redis-py's parsing of the URI's query parameters
+            raise StoreConfigError(
+                "Redis (LISTENER_REDIS_ADMIN_URI)", f"is not usable: {error}", secrets=self._secrets
+            ) from None
         self._client = redis.Redis(connection_pool=pool)
         self._checked = False
 

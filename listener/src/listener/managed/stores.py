@@ -7,6 +7,7 @@ deployment usable half-way: Redis first, then PostgreSQL, whose last step grants
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -97,10 +98,13 @@ class ManagedStores:
         self.postgres.check()
         self.redis.check()
 
-    def ensure(self, deployment_id: str, credentials: Credentials) -> dict[str, str]:
-        """Provision (or converge) the deployment and return its Agent Server store variables."""
+    def ensure(
+        self, deployment_id: str, credentials: Credentials, *, fence: Callable[[], bool] | None = None
+    ) -> dict[str, str]:
+        """Provision (or converge) the deployment and return its Agent Server store variables.
+        `fence`: see `PostgresProvisioner.ensure` (Redis only ever adds a password, never replaces one)."""
         self.redis.ensure(deployment_id, credentials)
-        self.postgres.ensure(deployment_id, credentials)
+        self.postgres.ensure(deployment_id, credentials, fence=fence)
         return self.env(deployment_id, credentials)
 
     def env(self, deployment_id: str, credentials: Credentials) -> dict[str, str]:

@@ -16,7 +16,7 @@ a move (the database is keyed by the deployment id and follows it).
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +56,8 @@ class Found:
     live: ManagedStoresSecret | None
     """Its own credentials Secret in its namespace, exactly as it is (rendered back unchanged: the
     Secret is create-only, and only rotate-credentials rewrites it)."""
+    fresh: bool = False
+    """Drawn now: no credentials Secret of the deployment exists anywhere."""
 
 
 def find(
@@ -70,7 +72,7 @@ def find(
     store_names = StoreNames.of(deployment_id)
     existing = _credentials_secret(cluster, listener_id, namespaces, namespace, names, deployment_id)
     if existing is None:
-        return Found(initial_credentials(store_names), None)
+        return Found(initial_credentials(store_names), None, fresh=True)
     try:
         credentials = read_secret(existing, store_names).credentials
     except CredentialsSecretError as error:
@@ -87,15 +89,21 @@ def provision(
     names: naming.ObjectNames,
     deployment_id: str,
     now: datetime,
+    fence: Callable[[], bool] | None = None,
 ) -> ManagedStoresSecret:
     """Make the deployment's database, roles and Redis isolation exist for `found`'s credentials;
-    what the credentials Secret must hold."""
+    what the credentials Secret must hold. `fence`: the cluster's (a deposed leader writes nothing)."""
     if stores is None:
         raise apply.Rejected("LISTENER_STORE_MODE=managed but the listener has no managed-store connection")
     if stores.outage is not None and stores.outage[0] <= now < stores.outage[0] + OUTAGE_HOLD:
         raise apply.Retry(f"managed stores: {stores.outage[1]} (not retried before {OUTAGE_HOLD.seconds} s)")
+    credentials = found.credentials
     try:
-        env = stores.ensure(deployment_id, found.credentials)
+        if found.fresh:
+            # The Secret may be gone while pods still run with the role it named (deleted by hand):
+            # new credentials never take a role that can log in.
+            credentials = Credentials(stores.postgres.free_login_role(deployment_id), credentials.password)
+        env = stores.ensure(deployment_id, credentials, fence=fence)
     except TRANSIENT as error:
         if isinstance(error, StoreUnreachable):  # not a lock one deployment's provisioner holds
             stores.outage = (now, error)
@@ -104,7 +112,7 @@ def provision(
         raise apply.Rejected(f"managed stores: {error}") from None
     if found.live is not None:
         return found.live
-    data = secret_data(found.credentials, env)
+    data = secret_data(credentials, env)
     return ManagedStoresSecret(names.store_secret, tuple((k, SecretValue(v)) for k, v in data.items()))
 
 
@@ -138,8 +146,11 @@ def _credentials_secret(
 
 
 def _live_data(secret: Mapping[str, Any]) -> tuple[tuple[str, SecretValue], ...]:
+    # A key someone added need not be text (the keys the listener reads are checked by
+    # `read_secret`); surrogateescape keeps its bytes, so the render equals the live Secret exactly.
     return tuple(
-        (k, SecretValue(base64.b64decode(v).decode())) for k, v in sorted((secret.get("data") or {}).items())
+        (k, SecretValue(base64.b64decode(v).decode("utf-8", "surrogateescape")))
+        for k, v in sorted((secret.get("data") or {}).items())
     )
 
 

@@ -278,7 +278,12 @@ def _provision(
 ) -> ManagedStoresSecret:
     with _PROVISIONING:
         return stores.provision(
-            ctx.stores, found, names=attempt.names, deployment_id=record.deployment_id, now=now
+            ctx.stores,
+            found,
+            names=attempt.names,
+            deployment_id=record.deployment_id,
+            now=now,
+            fence=ctx.cluster.may_write,
         )
 
 

@@ -89,7 +89,11 @@ def env_secret_name(ctx: Context) -> str:
 
 
 def encoded(values: dict[str, str]) -> dict[str, str]:
-    return {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())}
+    # surrogateescape: a value read back from a live Secret that held non-UTF-8 bytes (decoded the
+    # same way) is rendered as exactly those bytes; any other text encodes as plain UTF-8.
+    return {
+        k: base64.b64encode(v.encode("utf-8", "surrogateescape")).decode() for k, v in sorted(values.items())
+    }
 
 
 def env_secret(ctx: Context) -> dict[str, Any]:
