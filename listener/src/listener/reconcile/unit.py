@@ -380,6 +380,19 @@ def _apply_waves(
     ctx: StepContext, attempt: Attempt, indices: tuple[int, ...], live: apply.Live | None = None
 ) -> None:
     assert attempt.waves is not None
+    if live is None:
+        # Look again right before writing: a wave is written one or more cycles after the survey in
+        # `_prepare` (the servers wait for the stores), and a forced apply would take over an object
+        # someone else created with one of our names meanwhile. From the inventory this costs no
+        # request beyond its one list per namespace and kind per cycle. Its answer is not passed
+        # on: a generated credential is still created (a 409 then re-reads a password another
+        # writer created meanwhile, so the revision is re-rendered with it instead of flipping it).
+        apply.survey(
+            ctx.cluster,
+            [o for index in indices for o in attempt.waves[index].objects],
+            ctx.listener_id,
+            ctx.inventory,
+        )
     for index in indices:
         _apply_some(ctx, attempt, attempt.waves[index].objects, live)
         attempt.applied.add(index)
