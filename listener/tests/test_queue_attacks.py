@@ -4,9 +4,10 @@ control-plane emulator and fakekube: the rules must hold whatever the API server
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
-from e2e import NS, World
+from e2e import NS, OTHER_NS, World, make_reconciler
 from lightkube.codecs import from_dict
 
 from listener.kube import FIELD_MANAGER
@@ -59,3 +60,88 @@ def test_an_object_created_by_someone_else_while_the_stores_roll_out_is_never_wr
     assert FIELD_MANAGER not in managers, managers
     _, status = world.revision_status(deployment_id)
     assert status == "DEPLOY_FAILED"
+
+
+def test_one_step_stuck_in_a_request_does_not_hold_back_pruning_of_another_deployment(world: World) -> None:
+    # A step can sit in one request for a long time (an API server or an Agent Server's /ok that
+    # does not answer until its timeout). Prune must not overlap the step of the deployment it looks
+    # at — but a deployment the control plane deleted has no step, and must go within its window.
+    stuck, release = threading.Event(), threading.Event()
+    slow: set[str] = set()
+
+    def prober(namespace: str, service: str) -> bool:
+        if service in slow:
+            stuck.set()
+            release.wait(30)
+            return False
+        return True
+
+    world.reconciler.close(5)
+    world.reconciler = make_reconciler(
+        world.client,
+        world.kube,
+        world.listener_id,
+        world.servers,
+        (NS, OTHER_NS),
+        prober=prober,
+        cycle_wait=1.0,
+    )  # the service's loop waits 1 s for its steps, then reports the rest in a later cycle
+    try:
+        keep, gone = world.deploy("keep"), world.deploy("gone")
+        assert sorted(world.cycle().deployed) == sorted([keep, gone])
+        gone_names = world.names(gone)
+        hung = world.deploy("hung")
+        slow.add(world.names(hung).api)
+        world.client.delete_deployment(gone)
+        world.cycle()
+        assert stuck.wait(10), "the hung deployment's step is in its probe"
+        for _ in range(3):
+            report = world.cycle(after=timedelta(seconds=301))
+            if gone in report.pruned:
+                break
+        assert gone in report.pruned, "a deleted deployment waited for an unrelated step"
+        assert world.get("Deployment", gone_names.api) is None
+        assert world.get("Deployment", world.names(keep).api) is not None
+    finally:
+        release.set()
+
+
+def test_a_deployment_deleted_while_its_own_step_runs_is_pruned_only_after_the_step(world: World) -> None:
+    stuck, release = threading.Event(), threading.Event()
+    slow: set[str] = set()
+
+    def prober(namespace: str, service: str) -> bool:
+        if service in slow:
+            stuck.set()
+            release.wait(30)
+        return True
+
+    world.reconciler.close(5)
+    world.reconciler = make_reconciler(
+        world.client,
+        world.kube,
+        world.listener_id,
+        world.servers,
+        (NS, OTHER_NS),
+        prober=prober,
+        cycle_wait=1.0,
+    )
+    try:
+        keep = world.deploy("keep")
+        assert world.cycle().deployed == [keep]
+        hung = world.deploy("hung")
+        names = world.names(hung)
+        slow.add(names.api)
+        world.cycle()
+        assert stuck.wait(10)
+        world.client.delete_deployment(hung)
+        for _ in range(3):
+            assert hung not in world.cycle(after=timedelta(seconds=301)).pruned, "pruned under its own step"
+        assert world.get("Deployment", names.api) is not None
+        release.set()
+        assert world.reconciler._queue.wait([hung], 10)
+        pruned = [d for _ in range(2) for d in world.cycle(after=timedelta(seconds=301)).pruned]
+        assert pruned == [hung]
+        assert world.get("Deployment", names.api) is None
+    finally:
+        release.set()

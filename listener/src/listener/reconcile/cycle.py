@@ -101,6 +101,8 @@ class Reconciler:
         self._last_resync: datetime | None = None
         self._prune_pending = False
         self._listed: set[str] = set()
+        self._stepping: dict[str, str] = {}
+        """The namespace each deployment's latest step was queued for (what that step may write)."""
         self.inventory = inventory or Inventory(cluster, str(config.listener_id))
         self._queue = WorkQueue(config.workers)
         self._watcher = Watcher(self.inventory, cluster, watch) if watch is not None else None
@@ -162,6 +164,7 @@ class Reconciler:
             self.records[placement.deployment_id] = record
             if self._queue.submit(placement.deployment_id, partial(_step, context, record, placement, now)):
                 queued.append(placement.deployment_id)
+                self._stepping[placement.deployment_id] = placement.namespace
         self._queue.wait(queued, self.config.cycle_wait if wait is None else wait)
         self._collect(report)
         # A move starts in a step: look at the old place once it has (later passes follow `pending`).
@@ -170,8 +173,13 @@ class Reconciler:
         where = {p.deployment_id: p.namespace for p in placed}
         self._listed = set(where)
         vanished = set(self.records) - set(where)
-        if (resync or vanished or moved or self._prune_pending) and not self._queue.idle:
-            # Never alongside a step (of the deployment it would look at, or any other): next cycle.
+        # Prune deletes only objects of deployments not placed where they are found (gone from the
+        # list, or moved). It never runs alongside a step that could write such objects: one of a
+        # deployment no longer placed, or one queued for another namespace than its placement now.
+        # Any other step may run on (waiting for all of them let one step hung in a request hold
+        # back every prune for as long as it hung).
+        overlaps = {d for d in self._queue.busy() if self._stepping.get(d) != where.get(d)}
+        if (resync or vanished or moved or self._prune_pending) and overlaps:
             self._prune_pending = True
         elif resync or vanished or moved or self._prune_pending:
             outcome = prune.run(
@@ -194,6 +202,7 @@ class Reconciler:
             for deployment_id in outcome.pruned:
                 if deployment_id not in where:
                     self.records.pop(deployment_id, None)
+                    self._stepping.pop(deployment_id, None)
         if resync:
             self._last_resync = now
         return report
