@@ -11,6 +11,7 @@ from e2e import NS, OTHER_NS, World, make_reconciler
 from lightkube.codecs import from_dict
 
 from listener.kube import FIELD_MANAGER
+from listener.spec import RenderOptions
 
 
 def test_an_absurd_retry_after_backs_off_instead_of_crashing_the_step(world: World) -> None:
@@ -145,3 +146,52 @@ def test_a_deployment_deleted_while_its_own_step_runs_is_pruned_only_after_the_s
         assert world.get("Deployment", names.api) is None
     finally:
         release.set()
+
+
+class _RecordingStores:
+    """Managed stores that only record what they were asked to do (the test is about who may ask)."""
+
+    outage = None
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def ensure(self, deployment_id: str, credentials: object) -> dict[str, str]:
+        self.calls.append(("ensure", deployment_id))
+        return {
+            "POSTGRES_URI_CUSTOM": "postgresql://u@db/d",
+            "REDIS_URI_CUSTOM": "redis://r/0",
+            "REDIS_KEY_PREFIX": "p:",
+        }
+
+    def teardown(self, deployment_id: str, retention: str) -> object:
+        self.calls.append(("teardown", deployment_id))
+        raise AssertionError("a replica that is not the leader tore a database down")
+
+
+def test_a_replica_that_lost_the_lease_never_touches_the_managed_stores(world: World) -> None:
+    # Kubernetes writes are fenced on leadership; the shared PostgreSQL and Redis are written too
+    # (roles and their passwords on a first rollout, a DROP DATABASE on deletion with retention
+    # `delete`). A deposed leader's step still running must not converge a role to a password it
+    # generated, which no Secret holds, after the new leader set another.
+    leading = threading.Event()
+    recording = _RecordingStores()
+    world.reconciler.close(5)
+    world.reconciler = make_reconciler(
+        world.client,
+        world.kube,
+        world.listener_id,
+        world.servers,
+        (NS, OTHER_NS),
+        options=RenderOptions(run_as_non_root=True, store_mode="managed"),
+        stores=recording,
+        fence=leading.is_set,
+    )
+    deployment_id = world.deploy("managed")
+    report = world.cycle()
+    assert recording.calls == [], "the stores were written without the lease"
+    assert any("not the leader" in e for e in report.errors), report.errors
+    leading.set()
+    for _ in range(3):
+        world.cycle(after=timedelta(seconds=61))
+    assert ("ensure", deployment_id) in recording.calls, "once leading, it provisions"

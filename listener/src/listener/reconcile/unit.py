@@ -276,6 +276,10 @@ timeout at once. Provisioning happens only on a first rollout or a change of cre
 def _provision(
     ctx: StepContext, record: DeploymentRecord, attempt: Attempt, found: stores.Found, now: datetime
 ) -> ManagedStoresSecret:
+    if not ctx.cluster.may_write():
+        # The shared stores are not behind the Kubernetes fence: a deposed leader's step would set
+        # a role's password that no Secret holds, after the new leader set the one its Secret holds.
+        raise apply.Retry("this replica is not the leader: the managed stores are not touched")
     with _PROVISIONING:
         return stores.provision(
             ctx.stores, found, names=attempt.names, deployment_id=record.deployment_id, now=now
