@@ -634,9 +634,9 @@ def main(argv: list[str] | None = None) -> int:
                 result = run(bench)
             except (RuntimeError, TimeoutError) as error:
                 result = {"n": n, "poll_interval_s": args.poll, "error": str(error)}
-                log = Path(tmp) / "listener.log"
-                if log.exists():
-                    print(log.read_text()[-4000:], file=sys.stderr)
+            log = Path(tmp) / "listener.log"
+            if "error" in result and log.exists():  # the listener's own words on what went wrong
+                print(log.read_text()[-4000:], file=sys.stderr)
             result["bench_seconds"] = round(time.time() - began)
             bench.log(json.dumps(result))
             results.append(result)

@@ -42,7 +42,7 @@ def install(path: str) -> None:
     lock = threading.Lock()
     out = open(path, "a", buffering=1)  # noqa: SIM115 -- one line per cycle for the process's life
 
-    def cycle(self: service.Service) -> Any:
+    def cycle(self: service.Service, *args: Any, **kwargs: Any) -> Any:
         # `_last_resync` is the reconciler's own clock of resyncs; absent in another loop, the flag is null.
         before = getattr(self.reconciler, "_last_resync", _MISSING)
         record: dict[str, Any] = {
@@ -54,7 +54,7 @@ def install(path: str) -> None:
         with lock:  # the benchmark starts its new revisions on this mark
             out.write(json.dumps({"begin": record["start"]}) + "\n")
         try:
-            return original(self)
+            return original(self, *args, **kwargs)
         finally:
             after = getattr(self.reconciler, "_last_resync", _MISSING)
             record.update(

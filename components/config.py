@@ -230,6 +230,7 @@ AwsService = Literal[
     "ssm",
     "ssmmessages",
     "ec2messages",
+    "secretsmanager",
 ]
 """AWS APIs by their endpoint service name (`com.amazonaws.<region>.<service>`)."""
 InterfaceEndpoint = AwsService
@@ -755,6 +756,17 @@ class StackConfig(Model):
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
+
+    @property
+    def listeners_read_master_secret(self) -> bool:
+        """RDS keeps the managed Postgres master password in Secrets Manager and each listener reads it
+        there through an IRSA role (components.listener); `generated` hands the password over instead."""
+        stores = self.stores
+        return (
+            self.is_eks
+            and isinstance(stores, ManagedStores)
+            and stores.postgres.master_password == "secrets-manager"  # noqa: S105 (a mode)
+        )
 
     @property
     def resource_tags(self) -> dict[str, str]:

@@ -69,7 +69,11 @@ AWS_SERVICE_DOMAINS: Mapping[str, str] = {
     "ssm": "ssm.{region}.amazonaws.com",
     "ssmmessages": "ssmmessages.{region}.amazonaws.com",
     "ec2messages": "ec2messages.{region}.amazonaws.com",
+    "secretsmanager": "secretsmanager.{region}.amazonaws.com",
 }
+MASTER_SECRET_APIS = ("sts", "secretsmanager")
+"""What a listener reading the RDS-managed master secret calls: STS's regional endpoint (IRSA's
+AssumeRoleWithWebIdentity, AWS_STS_REGIONAL_ENDPOINTS=regional) and Secrets Manager (GetSecretValue)."""
 
 RDS_TRUSTSTORE_DOMAIN = "truststore.pki.rds.amazonaws.com"
 """Where the listener's pod fetches the RDS CA bundle at start (components.listener, managed stores)."""
@@ -129,9 +133,11 @@ def egress_allowlist(
     region: str,
     interface_endpoints: Sequence[str],
     rds_truststore: bool = False,
+    master_secret: bool = False,
 ) -> EgressAllowlist:
     """Compute the allowlist: pure, so tests compare it against `listener.regions` directly.
-    `rds_truststore`: the stack's listeners use managed RDS stores and fetch its CA bundle."""
+    `rds_truststore`: the stack's listeners use managed RDS stores and fetch its CA bundle.
+    `master_secret`: they read the RDS master password from Secrets Manager (`MASTER_SECRET_APIS`)."""
     label = f"LangSmith {langsmith.region}" if langsmith.url is None else "self-hosted LangSmith"
     rules: set[CidrRule] = set()
     extra_domains: list[str] = []
@@ -150,7 +156,7 @@ def egress_allowlist(
             sorted(
                 {
                     AWS_SERVICE_DOMAINS[service].format(region=region)
-                    for service in egress.aws_apis
+                    for service in (*egress.aws_apis, *(MASTER_SECRET_APIS if master_secret else ()))
                     if service not in interface_endpoints
                 }
             )

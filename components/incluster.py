@@ -17,8 +17,9 @@ from components.addon_versions import ENVOY_GATEWAY, GATEWAY_NAME, KEDA
 from components.addons import ClusterAddons, ClusterAddonsArgs, EksFacts, summary
 from components.agent_namespaces import AgentNamespacePlan, AgentNamespaces, AgentNamespacesArgs, watchers
 from components.config import CreateVpc, ExistingCluster, InClusterStores, ManagedStores, StackConfig
-from components.listener import Listener, ListenerArgs, ListenerPlan, Routing
+from components.listener import Listener, ListenerArgs, ListenerPlan, MasterSecretAccess, Routing
 from components.network_policies import AgentTraffic, ListenerTraffic
+from components.rules import listener_irsa_role_name
 from components.secrets import StackSecrets
 
 
@@ -121,6 +122,8 @@ def plan_listeners(
                 autoscaler="keda" if config.addons.keda else "hpa",
                 store_mode="in-cluster" if in_cluster_stores else "managed",
                 rds_ca=isinstance(config.stores, ManagedStores),
+                aws_region=config.aws_region,
+                reads_master_secret=config.listeners_read_master_secret,
             )
         )
     return plans
@@ -133,8 +136,22 @@ def build_in_cluster(
     *,
     postgres_admin_uri: pulumi.Input[str] | None = None,
     redis_admin_uri: pulumi.Input[str] | None = None,
+    postgres_master_secret_arn: pulumi.Input[str] | None = None,
 ) -> dict[str, object]:
     """Declare the layer; returns its stack outputs."""
+    master_secret = None
+    if config.listeners_read_master_secret:
+        if target.eks is None or postgres_master_secret_arn is None:
+            raise ValueError(
+                "listeners reading the RDS master secret need the EKS facts and the secret's ARN"
+            )
+        master_secret = MasterSecretAccess(
+            secret_arn=postgres_master_secret_arn,
+            oidc_provider_arn=target.eks.oidc_provider_arn,
+            oidc_issuer_url=target.eks.oidc_issuer_url,
+            partition=target.eks.partition,
+            tags=target.eks.tags,
+        )
     providers: dict[str, pulumi.ProviderResource] = {"kubernetes": target.provider}
     if target.aws_provider is not None:
         providers["aws"] = target.aws_provider
@@ -172,6 +189,8 @@ def build_in_cluster(
                 api_key=api_key,
                 postgres_admin_uri=postgres_admin_uri,
                 redis_admin_uri=redis_admin_uri,
+                master_secret=master_secret,
+                irsa_role_name=listener_irsa_role_name(config, plan.spec.name),
                 watched_namespaces=[namespaces.namespaces[ns] for ns in plan.spec.namespaces],
                 prerequisites=addons.prerequisites,
                 guarded=[namespaces, addons],

@@ -5,7 +5,8 @@ read exactly what the API server will), then declared by the `Listener` componen
 
 * a namespace of its own (`listener-<name>`, Pod Security `restricted`, default-deny plus the
   listener's egress);
-* a ServiceAccount (optionally with an IRSA role), one Role + RoleBinding per watched namespace
+* a ServiceAccount (optionally with an IRSA role; with managed stores in `secrets-manager` mode, a role
+  of the program's that may only read the RDS master secret), one Role + RoleBinding per watched namespace
   rendered from `listener.kube.WATCHED_NAMESPACE_RULES`, and a Role in its own namespace from
   `OWN_NAMESPACE_RULES` when that table has rules. Never a ClusterRole;
 * a Secret with the workspace's API key, and with managed stores one with their admin URIs;
@@ -18,6 +19,7 @@ read exactly what the API server will), then declared by the `Listener` componen
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,11 +28,15 @@ import pulumi
 
 from components import labels as lbl
 from components.config import ListenerSpec
+from components.iam import irsa_role
 from components.kubeobjects import declare
 from components.network_policies import ListenerTraffic, listener_namespace_policies
 from components.rbac import own_namespace_rules, role, role_binding, watched_namespace_rules
 from components.registration import ListenerInUseGuard, ListenerRegistration, ListenerRegistrationArgs
 from components.stores import RDS_CA_BUNDLE_PATH, RDS_CA_BUNDLE_URL
+
+MASTER_SECRET_SETTING = "LISTENER_POSTGRES_ADMIN_PASSWORD_SECRET_ARN"  # noqa: S105 - a variable name
+ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 LISTENER_REPLICAS = 2
 """The one place to change the replica count. Two replicas elect a leader with a Lease in the
@@ -103,6 +109,10 @@ class ListenerPlan:
     rds_ca: bool = False
     """The stores are this stack's RDS/ElastiCache: the admin URI verifies RDS against
     `RDS_CA_BUNDLE_PATH`, which the pod fetches at start. (External stores' URIs are the user's.)"""
+    aws_region: str | None = None
+    reads_master_secret: bool = False
+    """RDS keeps the admin password in Secrets Manager: the listener reads it through an IRSA role
+    (`MasterSecretAccess`), so its admin URI carries none."""
 
     @property
     def namespace(self) -> str:
@@ -125,9 +135,58 @@ class ListenerValues:
     api_key: pulumi.Input[str]
     postgres_admin_uri: pulumi.Input[str] | None = None
     redis_admin_uri: pulumi.Input[str] | None = None
+    master_secret_arn: pulumi.Input[str] | None = None
+    role_arn: pulumi.Input[str] | None = None
+    """The IRSA role the program made for the listener (reads the master secret), if any."""
 
 
-def settings_env(plan: ListenerPlan, listener_id: pulumi.Input[str]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class MasterSecretAccess:
+    """What the listener's IRSA role needs to read the RDS-managed master secret."""
+
+    secret_arn: pulumi.Input[str]
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer_url: pulumi.Input[str]
+    partition: str
+    tags: Mapping[str, str]
+    kms_key_arn: pulumi.Input[str] | None = None
+    """A customer-managed key that encrypts the secret; None: Secrets Manager's `aws/secretsmanager` key,
+    whose key policy already lets the account's principals decrypt through Secrets Manager."""
+
+
+def master_secret_policy(secret_arn: str, region: str, kms_key_arn: str | None = None) -> str:
+    """Exactly what reading the secret takes: `secretsmanager:GetSecretValue` on that one secret, and
+    `kms:Decrypt` on its key only when a customer-managed key encrypts it (and only via Secrets Manager).
+
+    https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_examples.html
+    ("Permission to retrieve secret values": GetSecretValue on the secret's ARN; with a customer managed
+    key also kms:Decrypt) and https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html
+    (kms:ViaService secretsmanager.<region>.amazonaws.com).
+    """
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadRdsMasterSecret",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secret_arn,
+        }
+    ]
+    if kms_key_arn:
+        statements.append(
+            {
+                "Sid": "DecryptRdsMasterSecret",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": kms_key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+            }
+        )
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def settings_env(
+    plan: ListenerPlan, listener_id: pulumi.Input[str], master_secret_arn: pulumi.Input[str] | None = None
+) -> list[dict[str, Any]]:
     """The listener's settings: `LISTENER_*` variables (listener/src/listener/settings.py)."""
     env: list[dict[str, Any]] = [
         {"name": "LISTENER_WORKSPACE_ID", "value": plan.workspace_id},
@@ -160,6 +219,16 @@ def settings_env(plan: ListenerPlan, listener_id: pulumi.Input[str]) -> list[dic
             ("LISTENER_REDIS_ADMIN_URI", REDIS_ADMIN_URI),
         ):
             env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": STORES_SECRET, "key": key}}})
+    if plan.reads_master_secret:
+        if master_secret_arn is None or plan.aws_region is None:
+            raise ValueError("a listener reading the RDS master secret needs its ARN and the region")
+        # botocore's web-identity credentials (IRSA) call STS in AWS_REGION's regional endpoint
+        # (sts.<region>.amazonaws.com, which the egress allowlist admits), not the global one.
+        env += [
+            {"name": MASTER_SECRET_SETTING, "value": master_secret_arn},
+            {"name": "AWS_REGION", "value": plan.aws_region},
+            {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"},
+        ]
     return env
 
 
@@ -172,7 +241,9 @@ def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def deployment(plan: ListenerPlan, listener_id: pulumi.Input[str]) -> dict[str, Any]:
+def deployment(
+    plan: ListenerPlan, listener_id: pulumi.Input[str], master_secret_arn: pulumi.Input[str] | None = None
+) -> dict[str, Any]:
     labels = plan.labels
     strategy: dict[str, Any] = (
         {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
@@ -183,7 +254,7 @@ def deployment(plan: ListenerPlan, listener_id: pulumi.Input[str]) -> dict[str, 
         "name": "listener",
         "image": plan.image,
         "imagePullPolicy": "IfNotPresent",
-        "env": settings_env(plan, listener_id),
+        "env": settings_env(plan, listener_id, master_secret_arn),
         "ports": [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
         # Startup: up to 2 minutes for the first cycle; liveness: the loop made progress recently
         # (/healthz); readiness: a successful cycle (/readyz).
@@ -304,11 +375,10 @@ def listener_manifests(plan: ListenerPlan, values: ListenerValues) -> list[dict[
             },
         },
     }
-    annotations = (
-        {"eks.amazonaws.com/role-arn": plan.spec.service_account_role_arn}
-        if plan.spec.service_account_role_arn
-        else {}
-    )
+    role_arn = values.role_arn if values.role_arn is not None else plan.spec.service_account_role_arn
+    if plan.reads_master_secret and values.role_arn is None:
+        raise ValueError("a listener reading the RDS master secret needs the program's IRSA role")
+    annotations = {ROLE_ARN_ANNOTATION: role_arn} if role_arn else {}
     account_meta: dict[str, Any] = {"name": SERVICE_ACCOUNT, "namespace": plan.namespace, "labels": labels}
     if annotations:
         account_meta["annotations"] = annotations
@@ -336,7 +406,7 @@ def listener_manifests(plan: ListenerPlan, values: ListenerValues) -> list[dict[
     )
     manifests += listener_namespace_policies(plan.namespace, traffic, labels)
     manifests += rbac_manifests(plan)
-    manifests += [deployment(plan, values.listener_id), disruption_budget(plan)]
+    manifests += [deployment(plan, values.listener_id, values.master_secret_arn), disruption_budget(plan)]
     return manifests
 
 
@@ -356,6 +426,10 @@ class ListenerArgs:
     api_key: pulumi.Input[str]
     postgres_admin_uri: pulumi.Input[str] | None = None
     redis_admin_uri: pulumi.Input[str] | None = None
+    master_secret: MasterSecretAccess | None = None
+    """Set when `plan.reads_master_secret`: the listener gets an IRSA role that may read it."""
+    irsa_role_name: str | None = None
+    """The IRSA role's resource name (components.rules checks its length against IAM's limit)."""
     watched_namespaces: Sequence[pulumi.Resource] = ()
     """The agent Namespace resources its Roles live in."""
     prerequisites: Sequence[pulumi.Resource] = ()
@@ -396,6 +470,27 @@ class Listener(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.watched_namespaces)),
         )
         self.listener_id = registration.listener_id
+        role_arn: pulumi.Input[str] | None = None
+        permissions: list[pulumi.Resource] = []
+        access = args.master_secret
+        if plan.reads_master_secret:
+            if access is None or plan.aws_region is None:
+                raise ValueError("a listener reading the RDS master secret needs MasterSecretAccess")
+            region = plan.aws_region
+            role = irsa_role(
+                args.irsa_role_name or f"{name}-irsa",
+                oidc_provider_arn=access.oidc_provider_arn,
+                oidc_issuer_url=access.oidc_issuer_url,
+                service_account=(plan.namespace, SERVICE_ACCOUNT),
+                inline_policy=pulumi.Output.all(access.secret_arn, access.kms_key_arn).apply(
+                    lambda v: master_secret_policy(v[0], region, v[1])
+                ),
+                partition=access.partition,
+                tags=access.tags,
+                parent=self,
+            )
+            role_arn = role.arn
+            permissions = list(role.attachments)
         manifests = listener_manifests(
             plan,
             ListenerValues(
@@ -403,6 +498,8 @@ class Listener(pulumi.ComponentResource):
                 api_key=args.api_key,
                 postgres_admin_uri=args.postgres_admin_uri,
                 redis_admin_uri=args.redis_admin_uri,
+                master_secret_arn=access.secret_arn if access is not None else None,
+                role_arn=role_arn,
             ),
         )
         own_namespace = declare(f"{name}-namespace", manifests[0], pulumi.ResourceOptions(parent=self))
@@ -414,7 +511,8 @@ class Listener(pulumi.ComponentResource):
             depends: list[pulumi.Resource] = [own_namespace, *args.watched_namespaces]
             if kind == "Deployment":
                 # The pod needs its key, its rights and what it renders against before it starts.
-                depends += [*declared.values(), *args.prerequisites]
+                # With IRSA, also its policy: a pod started before it would fail its first read.
+                depends += [*declared.values(), *args.prerequisites, *permissions]
             resource = declare(
                 f"{name}-{kind.lower()}{where}-{meta['name']}",
                 manifest,

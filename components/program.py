@@ -51,6 +51,7 @@ def build(config: StackConfig) -> dict[str, object]:
         region=config.aws_region,
         interface_endpoints=config.network.interface_endpoints,
         rds_truststore=isinstance(config.stores, ManagedStores),
+        master_secret=config.listeners_read_master_secret,
     )
     egress = ControlPlaneEgress(
         f"{config.name}-egress",
@@ -87,6 +88,7 @@ def build(config: StackConfig) -> dict[str, object]:
     )
 
     store_outputs: dict[str, object] = {}
+    master_secret_arn: pulumi.Input[str] | None = None
     admin_uris: tuple[pulumi.Input[str] | None, pulumi.Input[str] | None] = (
         secrets.postgres_admin_uri,
         secrets.redis_admin_uri,
@@ -116,6 +118,7 @@ def build(config: StackConfig) -> dict[str, object]:
             "redisUri": stores.redis_uri,
         }
         admin_uris = (stores.postgres_uri, stores.redis_uri)
+        master_secret_arn = stores.postgres_master_secret_arn
 
     in_cluster = build_in_cluster(
         config,
@@ -136,6 +139,7 @@ def build(config: StackConfig) -> dict[str, object]:
         ),
         postgres_admin_uri=admin_uris[0],
         redis_admin_uri=admin_uris[1],
+        postgres_master_secret_arn=master_secret_arn,
     )
 
     return {

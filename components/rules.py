@@ -61,6 +61,7 @@ def stack_problems(config: StackConfig) -> list[Problem]:
         *aws_side,
         *_image_problems(config),
         *_store_problems(config),
+        *_master_secret_problems(config),
         *_existing_cluster_problems(config),
         *_addon_problems(config),
         *_routing_problems(config),
@@ -269,6 +270,7 @@ def _egress_problems(config: StackConfig) -> list[Problem]:
             region=config.aws_region,
             interface_endpoints=network.interface_endpoints,
             rds_truststore=isinstance(config.stores, ManagedStores),
+            master_secret=config.listeners_read_master_secret,
         ).firewall_domains
         if len(domains) > MAX_FIREWALL_DOMAINS:
             # The rule group's capacity is fixed at creation; CreateRuleGroup/UpdateRuleGroup fail with
@@ -498,6 +500,51 @@ def _store_problems(config: StackConfig) -> list[Problem]:
                 )
             ]
     return []
+
+
+IAM_ROLE_NAME_MAX = 64
+"""IAM CreateRole: RoleName is 1-64 characters (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html)."""
+AUTONAME_SUFFIX = 8
+"""Pulumi's auto-naming appends '-' and 7 random characters to a resource's name."""
+
+
+def listener_irsa_role_name(config: StackConfig, listener: str) -> str:
+    """The Pulumi name of a listener's IRSA role (components.incluster); AWS's name adds the suffix."""
+    return f"{config.name}-listener-{listener}-irsa"
+
+
+def _master_secret_problems(config: StackConfig) -> list[Problem]:
+    """Managed stores in `secrets-manager` mode: each listener gets an IRSA role of the program's
+    (exactly GetSecretValue on the RDS master secret), so it must not also name a role of its own."""
+    if not config.listeners_read_master_secret:
+        return []
+    problems = []
+    for i, listener in enumerate(config.topology.listeners):
+        key = f"topology.listeners[{i}]"
+        if listener.service_account_role_arn is not None:
+            problems.append(
+                Problem(
+                    f"{key}.service_account_role_arn",
+                    "cannot be combined with stores.mode 'managed' and stores.postgres.master_password "
+                    "'secrets-manager': the program gives the listener an IRSA role that may read only the "
+                    "RDS master secret; remove this key (or use master_password 'generated')",
+                    listener.service_account_role_arn,
+                    context=("stores",),
+                )
+            )
+        role = listener_irsa_role_name(config, listener.name)
+        if len(role) + AUTONAME_SUFFIX > IAM_ROLE_NAME_MAX:
+            problems.append(
+                Problem(
+                    f"{key}.name",
+                    f"is too long for its IAM role name '{role}-xxxxxxx' (IAM allows {IAM_ROLE_NAME_MAX} "
+                    f"characters); shorten it to at most "
+                    f"{IAM_ROLE_NAME_MAX - AUTONAME_SUFFIX - len(role) + len(listener.name)} characters",
+                    listener.name,
+                    context=("name", "stores"),
+                )
+            )
+    return problems
 
 
 # --- In-cluster layer ----------------------------------------------------------------------------

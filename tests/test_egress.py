@@ -66,6 +66,9 @@ def test_security_group_mode_allows_exactly_the_published_ips_on_443(tmp_path, r
     assert allowlist["firewallDomains"] == []
 
 
+SECRETS_MANAGER = "secretsmanager.us-east-2.amazonaws.com"
+
+
 @pytest.mark.parametrize("region", sorted(REGIONS))
 def test_firewall_mode_allows_exactly_the_control_plane_hosts(tmp_path, region: str) -> None:
     network = {"cidr": "10.30.0.0/16", "az_count": 3, "egress": {"mode": "network-firewall"}}
@@ -76,7 +79,13 @@ def test_firewall_mode_allows_exactly_the_control_plane_hosts(tmp_path, region: 
     )
     # The default interface endpoints cover ECR, STS, logs and EKS; EC2 (VPC CNI, EBS CSI) is not one.
     assert sorted(_firewall_domains(result)) == sorted(
-        {*REGIONS[region].hosts, "ec2.us-east-2.amazonaws.com", *PROD_REGISTRIES, RDS_TRUSTSTORE_DOMAIN}
+        {
+            *REGIONS[region].hosts,
+            "ec2.us-east-2.amazonaws.com",
+            *PROD_REGISTRIES,
+            RDS_TRUSTSTORE_DOMAIN,
+            SECRETS_MANAGER,
+        }
     )
     assert not of_type(result, EGRESS_RULE)
     # The stores' groups admit clients; no group exists for egress, the firewall is the control.
@@ -99,6 +108,7 @@ def test_firewall_allows_aws_apis_by_name_only_without_their_endpoints(tmp_path)
         "ec2.us-east-2.amazonaws.com",
         *PROD_REGISTRIES,
         RDS_TRUSTSTORE_DOMAIN,  # the listener fetches the RDS CA bundle (managed stores)
+        SECRETS_MANAGER,  # and reads the RDS master secret (sts is listed above already)
     }
 
 
@@ -124,6 +134,7 @@ def test_self_hosted_langsmith_uses_its_host_and_given_cidrs(tmp_path) -> None:
         "ec2.us-east-2.amazonaws.com",
         *PROD_REGISTRIES,
         RDS_TRUSTSTORE_DOMAIN,
+        SECRETS_MANAGER,
     }
 
 
@@ -144,8 +155,37 @@ def test_prod_firewall_holds_hosts_and_extra_domains() -> None:
             "registry.k8s.io",
             "public.ecr.aws",
             RDS_TRUSTSTORE_DOMAIN,  # where the listener's pod fetches the RDS CA bundle
+            SECRETS_MANAGER,  # where it reads the RDS master secret (STS: the default interface endpoint)
         }
     )
+
+
+def test_listeners_reach_secrets_manager_and_sts_by_name_or_through_their_endpoints(tmp_path) -> None:
+    """A listener reading the RDS master secret calls STS (IRSA) and Secrets Manager in the region; each
+    is allowed by name unless an interface endpoint keeps it in the VPC, even when the stack's own
+    `aws_apis` leave STS out."""
+    network = {
+        "az_count": 2,
+        "interface_endpoints": ["ecr.api", "ecr.dkr", "secretsmanager"],
+        "egress": {"mode": "network-firewall", "aws_apis": ["ecr.api", "ecr.dkr", "ec2"]},
+    }
+    result = run_variant(tmp_path, "prod", {"network": network, "listener_image": PROD_ECR_IMAGE})
+    assert result.outputs["egressAllowlist"]["awsServiceDomains"] == [
+        "ec2.us-east-2.amazonaws.com",
+        "sts.us-east-2.amazonaws.com",
+    ]
+    endpoints = {e.inputs["serviceName"] for e in of_type(result, "aws:ec2/vpcEndpoint:VpcEndpoint")}
+    assert "com.amazonaws.us-east-2.secretsmanager" in endpoints
+    generated = run_variant(
+        tmp_path,
+        "prod",
+        {
+            "network": network,
+            "listener_image": PROD_ECR_IMAGE,
+            "stores": {"mode": "managed", "postgres": {"master_password": "generated"}},
+        },
+    )
+    assert generated.outputs["egressAllowlist"]["awsServiceDomains"] == ["ec2.us-east-2.amazonaws.com"]
 
 
 @pytest.mark.parametrize("stack", stack_names())
@@ -353,6 +393,10 @@ def test_add_on_apis_are_allowed_by_name_or_through_their_endpoints(tmp_path) ->
     }
     result = run_variant(tmp_path, "prod", {"network": network, "listener_image": PROD_ECR_IMAGE})
     aws_domains = result.outputs["egressAllowlist"]["awsServiceDomains"]
-    assert aws_domains == ["autoscaling.us-east-2.amazonaws.com", "ec2.us-east-2.amazonaws.com"]
+    assert aws_domains == [
+        "autoscaling.us-east-2.amazonaws.com",
+        "ec2.us-east-2.amazonaws.com",
+        SECRETS_MANAGER,
+    ]
     endpoints = {e.inputs["serviceName"] for e in of_type(result, "aws:ec2/vpcEndpoint:VpcEndpoint")}
     assert "com.amazonaws.us-east-2.elasticloadbalancing" in endpoints

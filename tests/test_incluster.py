@@ -251,14 +251,20 @@ def test_the_pod_outlives_the_listeners_shutdown_budget() -> None:
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > budget
 
 
+AWS_SDK_ENV = {"AWS_REGION", "AWS_STS_REGIONAL_ENDPOINTS"}
+
+
 @pytest.mark.parametrize("stack", stack_names())
 def test_the_listeners_settings_are_the_agreed_names_and_its_registered_id(stack: str) -> None:
     result = cached_run(stack, False)
     registrations = {r.name: r for r in of_type(result, REGISTRATION)}
     for listener in result.outputs["listeners"]:
         env = env_of(by_name(result, "Deployment", listener["listenerNamespace"], "listener"))
-        fields = {name.removeprefix("LISTENER_").lower() for name in env}
-        assert all(name.startswith("LISTENER_") for name in env)
+        # Besides its settings, only what botocore reads for IRSA (managed stores, secrets-manager).
+        sdk = {name for name in env if name in AWS_SDK_ENV}
+        assert sdk in (set(), AWS_SDK_ENV)
+        fields = {name.removeprefix("LISTENER_").lower() for name in env if name not in sdk}
+        assert all(name.startswith("LISTENER_") for name in env if name not in sdk)
         # Settings ignores unknown variables, so a misspelt name would pass silently: catch it here.
         assert fields <= set(Settings.model_fields), "a setting the listener does not know"
         assert env["LISTENER_NAMESPACES"] == ",".join(listener["namespaces"])
@@ -674,3 +680,76 @@ def test_prod_agent_namespaces_are_protected() -> None:
 
     assert protected("prod") == {True}
     assert protected("staging") == {False}
+
+
+def test_a_listener_reading_the_rds_master_secret_may_read_exactly_that_secret() -> None:
+    """Managed stores in `secrets-manager` mode: the listener's IRSA role allows one action on one ARN,
+    its ServiceAccount names the role, its settings name the secret, and its pod waits for the policy.
+
+    AWS's rule: GetSecretValue on the secret's ARN is what reading a secret takes, plus kms:Decrypt only
+    with a customer managed key (https://docs.aws.amazon.com/secretsmanager/latest/userguide/
+    auth-and-access_examples.html); RDS's secret is encrypted with `aws/secretsmanager` unless
+    master_user_secret_kms_key_id names one (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/
+    rds-secrets-manager.html), and this program names none."""
+    result = cached_run("prod", False)
+    secret_arn = result.outputs["postgresMasterSecretArn"]
+    assert secret_arn.startswith("arn:aws:secretsmanager:us-east-2:")
+    (listener,) = result.outputs["listeners"]
+    namespace = listener["listenerNamespace"]
+    roles = {r.name: r for r in of_type(result, "aws:iam/role:Role")}
+    role = roles["lsdp-prod-listener-prod-irsa"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    (statement,) = trust["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert f"system:serviceaccount:{namespace}:listener" in statement["Condition"]["StringEquals"].values()
+    (policy,) = [r for r in of_type(result, "aws:iam/rolePolicy:RolePolicy") if r.name == role.name]
+    document = json.loads(policy.inputs["policy"])
+    assert document["Statement"] == [
+        {
+            "Sid": "ReadRdsMasterSecret",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secret_arn,
+        }
+    ]
+    account = by_name(result, "ServiceAccount", namespace, "listener")
+    (annotation,) = account["metadata"]["annotations"].items()
+    assert annotation[0] == "eks.amazonaws.com/role-arn"
+    assert annotation[1].startswith("arn:aws:iam:")
+    assert annotation[1].endswith(f":{role.name}"), "the fake cloud's ARN of that role"
+
+    env = env_of(by_name(result, "Deployment", namespace, "listener"))
+    assert env["LISTENER_POSTGRES_ADMIN_PASSWORD_SECRET_ARN"] == secret_arn
+    assert env["AWS_REGION"] == "us-east-2"
+    assert env["AWS_STS_REGIONAL_ENDPOINTS"] == "regional"
+    (deployment,) = [
+        r
+        for r in of_type(result, DEPLOYMENT)
+        if r.inputs["metadata"]["namespace"] == namespace and r.inputs["metadata"]["name"] == "listener"
+    ]
+    assert policy.urn in deployment.dependencies, "the pod must not start before it may read the secret"
+    # The listener's NetworkPolicy lets it reach HTTPS (STS, Secrets Manager or their endpoints); which
+    # names it may reach is the firewall's allowlist (tests/test_egress.py).
+    (egress,) = [
+        p
+        for p in objects(result, "NetworkPolicy")
+        if p["metadata"] == {**p["metadata"], "namespace": namespace}
+        and p["metadata"]["name"] == "allow-listener-egress"
+    ]
+    assert {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+        "ports": [{"protocol": "TCP", "port": 443}],
+    } in egress["spec"]["egress"]
+
+
+def test_a_generated_master_password_needs_no_role_and_no_secret_setting(tmp_path) -> None:
+    result = run_variant(
+        tmp_path, "prod", {"stores": {"mode": "managed", "postgres": {"master_password": "generated"}}}
+    )
+    assert not [r for r in of_type(result, "aws:iam/role:Role") if "-listener-" in r.name]
+    (listener,) = result.outputs["listeners"]
+    env = env_of(by_name(result, "Deployment", listener["listenerNamespace"], "listener"))
+    assert "LISTENER_POSTGRES_ADMIN_PASSWORD_SECRET_ARN" not in env
+    assert "AWS_REGION" not in env
+    account = by_name(result, "ServiceAccount", listener["listenerNamespace"], "listener")
+    assert "annotations" not in account["metadata"]

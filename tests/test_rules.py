@@ -15,7 +15,8 @@ from components.config import POSTGRES_MAJORS, instance_architecture
 from components.load import ConfigError, config_warnings, parse_stack_config
 from components.registries import domain_allows, hosts_for_registry, registry_host
 from components.versions import DEFAULT_KUBERNETES_VERSION, EKS_VERSIONS, kubernetes_versions, support_phase
-from tests.test_config import ECR_IMAGE, NS, errors_of, one_error, raw
+from tests.test_config import ECR_IMAGE, NS, errors_of, one_error, raw, topology
+from tests.test_config import listener as listener_spec
 
 GHCR_DOMAINS = [{"domain": "ghcr.io"}, {"domain": "pkg-containers.githubusercontent.com"}]
 
@@ -375,3 +376,35 @@ def test_an_access_source_listed_twice_is_refused() -> None:
     assert keys_of(errors_of(raw(cluster={"endpoint": endpoint}))) == [
         f"{NS}:cluster.endpoint.private_access_cidrs[2]"
     ]
+
+
+# --- Managed stores, secrets-manager: the listener's IRSA role is the program's ------------------
+
+
+def test_a_listener_role_of_ones_own_cannot_replace_the_master_secret_role() -> None:
+    own = {
+        **listener_spec("main", "a", ["agents"]),
+        "service_account_role_arn": "arn:aws:iam::123456789012:role/x",
+    }
+    error = one_error(raw(stores={"mode": "managed"}, topology=topology(own)))
+    assert error.startswith(
+        f"{NS}:topology.listeners[0].service_account_role_arn (got 'arn:aws:iam::123456789012:role/x'): "
+        "cannot be combined with stores.mode 'managed'"
+    )
+    # With the password handed over instead, the user's role is theirs to give.
+    generated = {"mode": "managed", "postgres": {"master_password": "generated"}}
+    parse_stack_config("test", raw(stores=generated, topology=topology(own)), set())
+
+
+def test_a_listener_name_too_long_for_its_iam_role_is_refused_naming_the_limit() -> None:
+    # IAM role names are at most 64 characters; Pulumi adds 8 to `lsdp-test-listener-<name>-irsa`.
+    ok = "x" * (64 - 8 - len("lsdp-test-listener--irsa"))
+    parse_stack_config(
+        "test", raw(stores={"mode": "managed"}, topology=topology(listener_spec(ok, "a", ["n1"]))), set()
+    )
+    long = ok + "y"
+    error = one_error(raw(stores={"mode": "managed"}, topology=topology(listener_spec(long, "a", ["n1"]))))
+    assert error.startswith(
+        f"{NS}:topology.listeners[0].name (got '{long}'): is too long for its IAM role name"
+    )
+    assert f"at most {len(ok)} characters" in error

@@ -189,6 +189,7 @@ def _rotate(settings: Settings, deployment_id: str) -> int:
             listener_id=str(settings.listener_id),
             redis_isolation=settings.redis_isolation,
             pool_size=1,
+            postgres_admin_password_secret_arn=settings.postgres_admin_password_secret_arn,
         )
     except (SettingsError, StoreError) as error:
         print(error, file=sys.stderr)
@@ -292,6 +293,7 @@ def _managed_stores(settings: Settings):  # -> ManagedStores | None
             listener_id=str(settings.listener_id),
             redis_isolation=settings.redis_isolation,
             pool_size=settings.managed_admin_connections,
+            postgres_admin_password_secret_arn=settings.postgres_admin_password_secret_arn,
         )
     except StoreError as error:
         raise SettingsError(f"the listener's settings are invalid:\n  {error}") from None

@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     # echoed in errors or logs.
     postgres_admin_uri: SecretStr | None = None
     redis_admin_uri: SecretStr | None = None
+    postgres_admin_password_secret_arn: str | None = None
+    """An RDS-managed master secret in Secrets Manager (JSON `username`/`password`): the admin URI then
+    carries no password; the listener reads it through its IAM role (IRSA) and re-reads it after RDS
+    rotates it."""
     redis_isolation: Literal["prefix", "acl"] = "prefix"
     """`prefix`: REDIS_KEY_PREFIX only (every deployment shares the admin credentials); `acl`: also an ACL
     user per deployment confined to its prefix (needs ACL SETUSER: not ElastiCache)."""
@@ -265,6 +269,15 @@ class Settings(BaseSettings):
     def _keda_namespace(cls, value: str) -> str:
         if not _DNS_LABEL.match(value) or len(value) > 63:
             raise ValueError(f"{value!r} is not a DNS-1123 label")
+        return value
+
+    @field_validator("postgres_admin_password_secret_arn")
+    @classmethod
+    def _secret_arn(cls, value: str | None) -> str | None:
+        if value is not None:
+            from listener.managed.master_secret import parse_arn
+
+            parse_arn(value)
         return value
 
     @field_validator("probe_url_template")

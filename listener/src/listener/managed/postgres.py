@@ -44,6 +44,8 @@ from listener.managed.errors import (
     StoreUnreachable,
     UnsupportedServer,
 )
+from listener.managed.master_secret import SETTING as MASTER_SECRET_SETTING
+from listener.managed.master_secret import MasterSecret
 from listener.managed.names import ADVISORY_LOCK_CLASS, Ownership, StoreNames
 from listener.managed.targets import DEFAULT_ADMIN_DATABASE, PostgresTarget
 
@@ -156,6 +158,7 @@ class PostgresProvisioner:
         application_name: str = APPLICATION_NAME,
         min_server_version: int = MIN_SERVER_VERSION,
         after_step: StepHook | None = None,
+        master_secret: MasterSecret | None = None,
     ):
         self.target = PostgresTarget.from_admin_uri(admin_uri)
         self.store = self.target.display
@@ -163,7 +166,10 @@ class PostgresProvisioner:
         Ownership(listener_id, "-")  # validates the listener id now, not at the first deployment
         parts = psycopg.conninfo.conninfo_to_dict(admin_uri)
         parts.setdefault("dbname", DEFAULT_ADMIN_DATABASE)
-        self._secrets = (admin_uri, *(str(parts[k]) for k in ("password",) if parts.get(k)))
+        self._static_secrets = (admin_uri, *(str(parts[k]) for k in ("password",) if parts.get(k)))
+        self._master = master_secret
+        """With an RDS-managed master secret the user and password come from Secrets Manager, read
+        before the first connection and re-read once when the server rejects them (RDS rotated them)."""
         self._conninfo = psycopg.conninfo.make_conninfo(
             "", **parts, connect_timeout=max(1, int(connect_timeout)), application_name=application_name
         )
@@ -173,18 +179,34 @@ class PostgresProvisioner:
         self._min_version = min_server_version
         self._after_step = after_step
         self._preflight_ok = False
-        self._pool = ConnectionPool(
+        self._pool_size = pool_size
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ConnectionPool:
+        return ConnectionPool(
             self._conninfo,
             min_size=0,  # nothing is opened until a deployment needs it
-            max_size=pool_size,
-            kwargs={"autocommit": True},
+            max_size=self._pool_size,
+            # A callable: each new connection gets the master secret's current user and password.
+            kwargs=self._connect_kwargs,
             configure=self._configure,
             check=ConnectionPool.check_connection,
-            timeout=pool_timeout,
-            reconnect_timeout=max(pool_timeout, 1.0),
+            timeout=self._pool_timeout,
+            reconnect_timeout=max(self._pool_timeout, 1.0),
             name="listener-postgres-admin",
             open=True,
         )
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        return self._static_secrets + (self._master.secrets if self._master is not None else ())
+
+    def _connect_kwargs(self) -> dict[str, object]:
+        kwargs: dict[str, object] = {"autocommit": True}
+        master = self._master.cached() if self._master is not None else None
+        if master is not None:
+            kwargs.update(user=master.username, password=master.password)
+        return kwargs
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -448,11 +470,36 @@ class PostgresProvisioner:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
+        pool, conn = self._acquire()
         try:
-            with self._pool.connection(timeout=self._pool_timeout) as conn:
-                yield conn
-        except PoolTimeout:
-            raise self._diagnose() from None
+            yield conn
+        finally:
+            pool.putconn(conn)
+
+    def _acquire(self) -> tuple[ConnectionPool, psycopg.Connection]:
+        if self._master is not None:
+            self._master.current()  # read before the first connection (a StoreError names the ARN)
+        retried = False
+        while True:
+            pool = self._pool
+            try:
+                return pool, pool.getconn(timeout=self._pool_timeout)
+            except PoolTimeout:
+                error = self._diagnose()
+            if retried or self._master is None or not isinstance(error, StoreAuthError):
+                raise error
+            retried = True
+            # RDS rotates the master secret (every 7 days by default): re-read it once. Open sessions
+            # survive a rotation; new connections need the new password, so the pool starts afresh.
+            if not self._master.refresh():
+                raise error
+            log.info(
+                "%s: the admin password was rejected; re-read %s (rotated) and reconnecting",
+                self.store,
+                self._master.arn,
+            )
+            self._pool = self._new_pool()
+            pool.close(timeout=1.0)
 
     @contextmanager
     def _session(self, names: StoreNames, action: str) -> Iterator[psycopg.Connection]:
@@ -511,7 +558,7 @@ class PostgresProvisioner:
     def _diagnose(self) -> StoreError:
         """The pool only says it timed out; one direct connection says why."""
         try:
-            with psycopg.connect(self._conninfo):
+            with psycopg.connect(self._conninfo, **self._connect_kwargs()):  # type: ignore[arg-type]
                 pass
         except psycopg.OperationalError as error:
             return self._classify(error)
@@ -536,9 +583,15 @@ class PostgresProvisioner:
         if any(
             word in lower for word in ("password authentication failed", "pg_hba.conf", "authentication")
         ) or ("role" in lower and "does not exist" in lower):
+            where = (
+                f"the master secret {self._master.arn} ({MASTER_SECRET_SETTING}; re-read once) and the user "
+                "and database in LISTENER_POSTGRES_ADMIN_URI"
+                if self._master is not None
+                else "LISTENER_POSTGRES_ADMIN_URI"
+            )
             return StoreAuthError(
                 self.store,
-                f"the admin credentials were rejected: {message}. Check LISTENER_POSTGRES_ADMIN_URI",
+                f"the admin credentials were rejected: {message}. Check {where}",
                 secrets=self._secrets,
             )
         if "database" in lower and "does not exist" in lower:

@@ -12,10 +12,11 @@ from datetime import datetime
 
 from listener.managed.credentials import Credentials
 from listener.managed.errors import StoreError
+from listener.managed.master_secret import MasterSecret
 from listener.managed.names import StoreNames
 from listener.managed.postgres import PostgresProvisioner, Retention, StepHook
 from listener.managed.redis_store import RedisStore
-from listener.managed.targets import RedisIsolation, agent_server_env
+from listener.managed.targets import PostgresTarget, RedisIsolation, agent_server_env
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,25 @@ class ManagedStores:
         redis_isolation: RedisIsolation = "prefix",
         pool_size: int = 2,
         after_step: StepHook | None = None,
+        postgres_admin_password_secret_arn: str | None = None,
+        secrets_manager_endpoint: str | None = None,
     ) -> ManagedStores:
-        """Build both parts (no connection is opened until the first call that needs one)."""
+        """Build both parts (no connection is opened, and no secret read, until the first call that
+        needs one). With `postgres_admin_password_secret_arn` the PostgreSQL admin user and password
+        come from that RDS-managed Secrets Manager secret (`MasterSecret`)."""
+        master = None
+        if postgres_admin_password_secret_arn is not None:
+            master = MasterSecret(
+                postgres_admin_password_secret_arn,
+                PostgresTarget.from_admin_uri(postgres_admin_uri).display,
+                endpoint_url=secrets_manager_endpoint,
+            )
         postgres = PostgresProvisioner(
-            postgres_admin_uri, listener_id=listener_id, pool_size=pool_size, after_step=after_step
+            postgres_admin_uri,
+            listener_id=listener_id,
+            pool_size=pool_size,
+            after_step=after_step,
+            master_secret=master,
         )
         try:
             redis = RedisStore(
