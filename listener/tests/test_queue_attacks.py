@@ -247,3 +247,46 @@ def _their_service(name: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": NS, "labels": {"team": "theirs"}},
         "spec": {"selector": {"app": "theirs"}, "ports": [{"name": "web", "port": 9999}]},
     }
+
+
+def test_a_deployment_deleted_while_its_item_waits_for_a_worker_is_not_rolled_out(world: World) -> None:
+    # One worker, held by a step hung in its probe. A new deployment's item waits in the queue; the
+    # control plane deletes it meanwhile. When a worker frees up, the item must act on what the
+    # control plane says now, not roll out (and report DEPLOYING for) a deployment that is gone.
+    stuck, release = threading.Event(), threading.Event()
+    slow: set[str] = set()
+
+    def prober(namespace: str, service: str) -> bool:
+        if service in slow:
+            stuck.set()
+            release.wait(30)
+        return True
+
+    world.reconciler.close(5)
+    world.reconciler = make_reconciler(
+        world.client,
+        world.kube,
+        world.listener_id,
+        world.servers,
+        (NS, OTHER_NS),
+        prober=prober,
+        cycle_wait=1.0,
+        workers=1,
+    )
+    try:
+        hung = world.deploy("hung")
+        slow.add(world.names(hung).api)
+        world.cycle()
+        assert stuck.wait(10)
+        late = world.deploy("late")
+        late_names = world.names(late)
+        world.cycle()  # queued behind the hung step
+        assert world.reconciler._queue.busy() == {hung, late}
+        world.client.delete_deployment(late)
+        world.cycle()
+        release.set()
+        assert world.reconciler._queue.wait([hung, late], 10)
+        assert world.kube.log.count(verb="apply", name=late_names.api) == 0, "a deleted deployment rolled out"
+        assert world.get("Deployment", late_names.api) is None
+    finally:
+        release.set()

@@ -101,6 +101,8 @@ class Reconciler:
         self._last_resync: datetime | None = None
         self._prune_pending = False
         self._listed: set[str] = set()
+        self._latest: tuple[dict[str, Placement], datetime] = ({}, datetime.min)
+        """The placements of the latest list and its time: what a queued item steps when it starts."""
         self._stepping: dict[str, str] = {}
         """The namespace each deployment's latest step was queued for (what that step may write)."""
         self.inventory = inventory or Inventory(cluster, str(config.listener_id))
@@ -158,11 +160,14 @@ class Reconciler:
             inventory=self.inventory,
             stores=self._stores,
         )
+        # An item may wait for a worker past this cycle: it steps what the latest list says when it
+        # starts (a newer revision, or nothing at all for a deployment deleted meanwhile).
+        self._latest = ({p.deployment_id: p for p in placed}, now)
         queued = []
         for placement in placed:
             record = self.records.get(placement.deployment_id) or unit.new_record(placement)
             self.records[placement.deployment_id] = record
-            if self._queue.submit(placement.deployment_id, partial(_step, context, record, placement, now)):
+            if self._queue.submit(placement.deployment_id, partial(self._step_latest, context, record)):
                 queued.append(placement.deployment_id)
                 self._stepping[placement.deployment_id] = placement.namespace
         self._queue.wait(queued, self.config.cycle_wait if wait is None else wait)
@@ -206,6 +211,15 @@ class Reconciler:
         if resync:
             self._last_resync = now
         return report
+
+    def _step_latest(
+        self, context: unit.StepContext, record: unit.DeploymentRecord
+    ) -> tuple[unit.StepResult, bool]:
+        placements, now = self._latest
+        placement = placements.get(record.deployment_id)
+        if placement is None:  # no longer placed here: prune's rules decide what becomes of it
+            return unit.StepResult(record.deployment_id), False
+        return _step(context, record, placement, now)
 
     def _collect(self, report: CycleReport) -> None:
         for done in self._queue.take():
