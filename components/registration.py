@@ -411,12 +411,18 @@ def _refuse_while_deployed(client: ControlPlaneClient, reg: Registration, listen
 def _deployments_of(client: ControlPlaneClient, listener_id: str) -> dict[str, str | None]:
     """name -> namespace of every LangSmith deployment placed on the listener (the API has no filter)."""
     found: dict[str, str | None] = {}
-    for deployment in client.list_deployments():
+    listing = client.read_deployments()
+    for deployment in listing.deployments:
         source = deployment.source_config
         if source is None or str(source.listener_id) != str(listener_id):
             continue
         placement = source.listener_config
         found[deployment.name] = placement.k8s_namespace if placement is not None else None
+    for unreadable in listing.unreadable:
+        # A record the client cannot validate still counts when it may be on this listener: deleting
+        # the listener under it would orphan its Agent Server. Another listener's is not in the way.
+        if not unreadable.listener_known or str(unreadable.listener_id) == str(listener_id):
+            found[f"{unreadable.id} (a record the client cannot read)"] = None
     return found
 
 

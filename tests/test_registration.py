@@ -441,6 +441,29 @@ def test_delete_is_refused_while_deployments_target_the_listener(
     assert [str(item.id) for item in client.list_listeners()] == [created.id]
 
 
+def test_a_deployment_record_the_client_cannot_read_blocks_only_its_own_listeners_delete(
+    provider: ListenerRegistrationProvider, server: BackgroundServer, client: ControlPlaneClient
+) -> None:
+    # One record anywhere in the workspace the client cannot validate (a sidecar without an image)
+    # made every list unreadable, so no listener could be deleted. Now only a record that is (or may
+    # be) on the listener keeps it; another listener's is not in the way.
+    created = provider.create(props(server))
+    assert created.outs is not None
+    other = client.create_listener(compute_id="someone-else", namespaces=["theirs"])
+    deploy(client, str(other.id), "theirs", name="theirs")
+    theirs = client.list_deployments()[0].id
+    broken = {"source_config": {"resource_spec": {"sidecars": [{"name": "proxy"}]}}}
+    assert client.request("PATCH", f"/_emulator/deployments/{theirs}", json=broken).status_code == 200
+    deploy(client, created.id, "agents")
+    ours = next(d.id for d in client.read_deployments().deployments if d.name == "support")
+    assert client.request("PATCH", f"/_emulator/deployments/{ours}", json=broken).status_code == 200
+    message = refused(provider.delete, created.id, created.outs)
+    assert f"still has 1 deployment(s) in LangSmith: {ours} (a record the client cannot read)" in message
+    client.delete_deployment(ours)
+    provider.delete(created.id, created.outs)
+    assert [str(item.id) for item in client.list_listeners()] == [str(other.id)]
+
+
 def test_delete_during_an_outage_keeps_the_listener(
     provider: ListenerRegistrationProvider,
     server: BackgroundServer,

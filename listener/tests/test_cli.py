@@ -151,6 +151,14 @@ def test_dry_run_prints_redacted_yaml_and_writes_nothing(
             name="misplaced", image_uri=IMAGE, listener_id=listener.id, k8s_namespace="elsewhere"
         )
     )
+    unreadable = client.create_deployment(
+        external_docker_deployment(
+            name="unreadable", image_uri=IMAGE, listener_id=listener.id, k8s_namespace="agents"
+        )
+    )
+    # A record the listener cannot validate (a sidecar without an image): refused, the rest shown.
+    patch = {"source_config": {"resource_spec": {"sidecars": [{"name": "proxy"}]}}}
+    assert client.request("PATCH", f"/_emulator/deployments/{unreadable.id}", json=patch).status_code == 200
     emulator.requests.clear()
     environ = valid_env(
         tmp_path,
@@ -166,6 +174,10 @@ def test_dry_run_prints_redacted_yaml_and_writes_nothing(
     assert result.code == 0, result
     assert "Traceback" not in result.stderr
     assert f"# refused {refused.id}: namespace 'elsewhere' is not watched" in result.stdout
+    assert (
+        f"# refused {unreadable.id}: the control plane's record of this deployment cannot be read: "
+        "source_config.resource_spec.sidecars.0.image: Field required"
+    ) in result.stdout
     documents = [d for d in yaml.safe_load_all(result.stdout) if d is not None]
     names = naming.ObjectNames.of("support-agent", str(ours.id))
     kinds = {(d["kind"], d["metadata"]["name"]) for d in documents}

@@ -12,6 +12,7 @@ from uuid import UUID
 
 import pytest
 
+from listener.controlplane.listing import UnreadableDeployment, read_item
 from listener.controlplane.models import Deployment
 from listener.desired import (
     Placement,
@@ -20,6 +21,7 @@ from listener.desired import (
     changed,
     fingerprint,
     place,
+    refuse_unreadable,
     resource_spec,
 )
 from listener.spec import ResourceSpec, SecretReference, SecretValue
@@ -421,3 +423,59 @@ def test_resource_spec_carries_every_field_over() -> None:
 def test_resource_spec_defaults() -> None:
     assert resource_spec(deployment()) == ResourceSpec()
     assert resource_spec(deployment(source_config={"resource_spec": {}})) == ResourceSpec()
+
+
+# --- records the listener cannot validate ------------------------------------------------------------
+
+UNREADABLE_ID = "66666666-6666-4666-8666-666666666666"
+
+
+def unreadable(**fields: Any) -> UnreadableDeployment:
+    """A list item with a readable id and a sidecar without an image (does not validate)."""
+    item: dict[str, Any] = {
+        "id": UNREADABLE_ID,
+        "source": "external_docker",
+        "latest_revision_id": REVISION,
+        "secrets": [{"name": "TOKEN", "value": USER_SECRET}],
+        "source_config": {"listener_id": str(LISTENER), "resource_spec": {"sidecars": [{"name": "x"}]}},
+    }
+    for key, value in fields.items():
+        if key == "listener_id":
+            item["source_config"]["listener_id"] = value
+        elif value is ...:
+            item.pop(key)
+        else:
+            item[key] = value
+    read = read_item(item)
+    assert isinstance(read, UnreadableDeployment)
+    return read
+
+
+@pytest.mark.parametrize(
+    ("fields", "outcome"),
+    [
+        pytest.param({}, "refused, reported", id="this listener's"),
+        pytest.param({"listener_id": str(OTHER_LISTENER)}, "ignored", id="another listener's"),
+        pytest.param({"listener_id": None}, "ignored", id="on no listener"),
+        pytest.param({"source": "github"}, "ignored", id="another source"),
+        pytest.param({"listener_id": 7}, "refused, not reported", id="a listener that cannot be read"),
+        pytest.param({"source_config": "?"}, "refused, not reported", id="no readable source_config"),
+        pytest.param({"source": 7, "listener_id": 7}, "refused, not reported", id="nothing readable"),
+        pytest.param({"latest_revision_id": ...}, "refused, no revision", id="no revision to report"),
+    ],
+)
+def test_an_unreadable_record_is_refused_when_it_may_be_ours(fields: dict[str, Any], outcome: str) -> None:
+    item = unreadable(**fields)
+    refused, ignored = refuse_unreadable([item], LISTENER)
+    if outcome == "ignored":
+        assert (refused, ignored) == ([], [item])
+        return
+    assert ignored == []
+    [refusal] = refused
+    assert refusal.deployment_id == UNREADABLE_ID
+    assert refusal.report_upstream is (outcome == "refused, reported" or outcome == "refused, no revision")
+    assert refusal.revision_id == (None if outcome == "refused, no revision" else REVISION)
+    expected = "source_config: " if "source_config" in fields else "sidecars.0.image: Field required"
+    assert expected in refusal.reason
+    assert USER_SECRET not in repr(refusal)
+    assert USER_SECRET not in repr(item)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
+from listener.controlplane.listing import UnreadableDeployment
 from listener.controlplane.models import Deployment
 from listener.spec import AgentServerSpec, ExternalStores, ResourceSpec, SecretReference, SecretValue
 
@@ -43,6 +44,8 @@ class Refusal:
     deployment_id: str
     revision_id: str | None
     reason: str
+    report_upstream: bool = True
+    """False for a record that may be another listener's: its status is not this listener's to set."""
 
 
 Fingerprint = tuple[str | None, str]
@@ -99,6 +102,31 @@ def place(
     placed.sort(key=lambda p: p.deployment_id)
     refused.sort(key=lambda r: r.deployment_id)
     return placed, refused
+
+
+def refuse_unreadable(
+    unreadable: Iterable[UnreadableDeployment], listener_id: UUID
+) -> tuple[list[Refusal], list[UnreadableDeployment]]:
+    """Deployments the list shows but that cannot be validated: (refused, not ours).
+
+    Refused — this listener's, or whose listener cannot be read: they count as listed (prune never
+    takes an unreadable record for a deletion) and nothing is written for them; their running objects
+    stay as they are. Only those known to be this listener's are reported upstream (a record whose
+    listener cannot be read may be another listener's, which may read it). Not ours — another
+    listener's, on none, or another source: ignored, like a valid deployment elsewhere.
+    """
+    refused: list[Refusal] = []
+    ignored: list[UnreadableDeployment] = []
+    for item in unreadable:
+        ours = item.listener_known and item.listener_id == listener_id
+        other_source = item.source is not None and item.source != EXTERNAL_DOCKER
+        if (item.listener_known and not ours) or other_source:
+            ignored.append(item)
+            continue
+        revision = str(item.revision_id) if item.revision_id else None
+        refused.append(Refusal(str(item.id), revision, item.reason, report_upstream=ours))
+    refused.sort(key=lambda r: r.deployment_id)
+    return refused, ignored
 
 
 def fingerprint(placement: Placement) -> Fingerprint:

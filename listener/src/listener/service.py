@@ -27,7 +27,7 @@ from listener.controlplane import (
     LoggingStatusReporter,
     StatusReporter,
 )
-from listener.desired import Platform, agent_server_spec, place
+from listener.desired import Platform, agent_server_spec, place, refuse_unreadable
 from listener.health import Health
 from listener.leader import LeaderElector
 from listener.logs import ids
@@ -330,7 +330,9 @@ def _observe(report: CycleReport, reconciler: Reconciler, now: datetime, ended: 
 
 def dry_run(settings: Settings, client: ControlPlaneClient) -> str:
     """What one cycle would apply, as YAML with Secret values redacted; reads the control plane only."""
-    placed, refused = place(client.list_deployments(), settings.listener_id, settings.namespaces)
+    listing = client.read_deployments()
+    placed, refused = place(listing.deployments, settings.listener_id, settings.namespaces)
+    refused += refuse_unreadable(listing.unreadable, settings.listener_id)[0]
     documents: list[dict[str, Any]] = []
     # Passwords are generated at apply time; the value never shows here anyway (Secrets are redacted).
     placeholder = SecretValue("generated-on-first-apply")

@@ -27,6 +27,13 @@ from pydantic import BaseModel, ValidationError
 
 from listener.controlplane import errors as e
 from listener.controlplane.config import ControlPlaneConfig
+from listener.controlplane.listing import (
+    DeploymentListing,
+    UnreadableDeployment,
+    UnreadableId,
+    describe_errors,
+    read_item,
+)
 from listener.controlplane.models import (
     Deployment,
     DeploymentCreateRequest,
@@ -98,7 +105,7 @@ class ControlPlaneClient:
         self._random = random
         self._observe = observe or _ignore
         self._deployments: dict[Any, tuple[Any, Any]] = {}
-        """The last complete deployments list: id → (raw JSON, validated model); see `_all_pages`."""
+        """The last complete deployments list: id → (raw JSON, what was read); see `read_deployments`."""
         headers = {
             "X-Api-Key": config.api_key.get_secret_value(),
             "Accept": "application/json",
@@ -189,8 +196,36 @@ class ControlPlaneClient:
         deployment_ids: Iterable[UUID | str] | None = None,
     ) -> list[Deployment]:
         """Every deployment (all pages) matching the filters. There is no listener filter in the API: filter
-        on
-        `source_config.listener_id` yourself. All or nothing: a failure on any page raises."""
+        on `source_config.listener_id` yourself. All or nothing: a failure on any page, or any item that
+        does not validate, raises (`read_deployments` keeps the items it cannot validate apart)."""
+        listing = self.read_deployments(
+            name_contains=name_contains,
+            status=status,
+            deployment_type=deployment_type,
+            deployment_ids=deployment_ids,
+        )
+        if listing.unreadable:
+            problems = "; ".join(f"deployment {u.id}: {u.problems}" for u in listing.unreadable)
+            raise e.InvalidResponseError(
+                f"GET /v2/deployments returned deployments the client cannot use: {problems}",
+                method="GET",
+                path="/v2/deployments",
+                status_code=200,
+            )
+        return list(listing.deployments)
+
+    def read_deployments(
+        self,
+        *,
+        name_contains: str | None = None,
+        status: str | None = None,
+        deployment_type: str | None = None,
+        deployment_ids: Iterable[UUID | str] | None = None,
+    ) -> DeploymentListing:
+        """Every deployment (all pages), each item validated on its own: one that does not validate but
+        has a readable id is returned apart (`DeploymentListing.unreadable`), so one deployment the
+        client cannot read (anyone's, in the workspace) does not hide all the others. A failed page, a
+        malformed envelope or an item without a readable id still raises: all or nothing."""
         params: dict[str, Any] = {}
         if name_contains is not None:
             params["name_contains"] = name_contains
@@ -200,8 +235,49 @@ class ControlPlaneClient:
             params["deployment_type"] = deployment_type
         if deployment_ids is not None:
             params["deployment_ids"] = ",".join(str(as_uuid(d, "deployment_ids")) for d in deployment_ids)
-        return self._all_pages(
-            "/v2/deployments", params, DeploymentsList, "deployment", cache=self._deployments
+        path = "/v2/deployments"
+        cache = self._deployments
+        fresh: dict[Any, tuple[Any, Any]] = {}
+
+        def fetch(limit: int, offset: int) -> list[Deployment | UnreadableDeployment]:
+            response = self.request("GET", path, params={**params, "limit": limit, "offset": offset})
+            body = self._json_body(response, "GET", path)
+            items = body.get("resources") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                self._parse(response, DeploymentsList, "GET", path)  # raises, naming what is wrong
+                raise AssertionError("unreachable: resources is not a list")  # pragma: no cover
+            # The envelope without its items (they are validated one by one, below).
+            self._validate({**body, "resources": []}, DeploymentsList, response, "GET", path)
+            out: list[Deployment | UnreadableDeployment] = []
+            for index, item in enumerate(items):
+                # An item whose JSON equals the one read last time is not validated again: the same
+                # object is returned, so a poll of an unchanged workspace costs a dict comparison per
+                # item, not a pydantic validation (an unreadable item is remembered the same way).
+                key = item.get("id") if isinstance(item, dict) else None
+                known = cache.get(key) if isinstance(key, str) else None
+                if known is not None and known[0] == item:
+                    read = known[1]
+                else:
+                    try:
+                        read = read_item(item, f"resources.{index}")
+                    except UnreadableId as unreadable:
+                        raise e.InvalidResponseError(
+                            f"GET {path} returned a DeploymentsList the client cannot use: {unreadable}",
+                            method="GET",
+                            path=path,
+                            status_code=response.status_code,
+                        ) from None
+                if isinstance(key, str):
+                    fresh[key] = (item, read)
+                out.append(read)
+            return out
+
+        collected = collect_pages(fetch, lambda r: r.id, page_size=PAGE_SIZE, what="deployment")
+        cache.clear()  # only what the last complete list held: deleted deployments do not linger
+        cache.update(fresh)
+        return DeploymentListing(
+            tuple(d for d in collected if isinstance(d, Deployment)),
+            tuple(d for d in collected if isinstance(d, UnreadableDeployment)),
         )
 
     def get_deployment(self, deployment_id: UUID | str) -> Deployment:
@@ -320,83 +396,25 @@ class ControlPlaneClient:
         return self._parse(self.request(method, path, **kwargs), model, method, path)
 
     def _all_pages(
-        self,
-        path: str,
-        params: Mapping[str, Any],
-        envelope: type[BaseModel],
-        what: str,
-        *,
-        cache: dict[Any, tuple[Any, Any]] | None = None,
+        self, path: str, params: Mapping[str, Any], envelope: type[BaseModel], what: str
     ) -> list[Any]:
-        """Every page. With a `cache` (id → (raw JSON, model)), an item whose JSON equals the one
-        parsed last time is not validated again: the same model object is returned, so a poll of an
-        unchanged workspace costs a dict comparison per item, not a pydantic validation."""
-        if cache is None:
+        def fetch(limit: int, offset: int) -> list[Any]:
+            page = self._call("GET", path, envelope, params={**params, "limit": limit, "offset": offset})
+            return list(page.resources)  # type: ignore[attr-defined]
 
-            def fetch(limit: int, offset: int) -> list[Any]:
-                query = {**params, "limit": limit, "offset": offset}
-                page = self._call("GET", path, envelope, params=query)
-                return list(page.resources)  # type: ignore[attr-defined]
-
-            return collect_pages(fetch, lambda r: r.id, page_size=PAGE_SIZE, what=what)
-
-        item_model = envelope.model_fields["resources"].annotation.__args__[0]  # type: ignore[union-attr]
-        fresh: dict[Any, tuple[Any, Any]] = {}
-
-        def fetch_cached(limit: int, offset: int) -> list[Any]:
-            query = {**params, "limit": limit, "offset": offset}
-            response = self.request("GET", path, params=query)
-            body = self._json_body(response, "GET", path)
-            items = body.get("resources") if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                return list(self._parse(response, envelope, "GET", path).resources)  # type: ignore[attr-defined]
-            # The envelope without its items (their validation is per item, below).
-            self._validate({**body, "resources": []}, envelope, response, "GET", path)
-            models = []
-            for index, item in enumerate(items):
-                key = item.get("id") if isinstance(item, dict) else None
-                known = cache.get(key) if isinstance(key, str) else None
-                if known is not None and known[0] == item:
-                    model = known[1]
-                else:
-                    model = self._validate(
-                        item, item_model, response, "GET", path, f"resources.{index}", envelope.__name__
-                    )
-                if isinstance(key, str):
-                    fresh[key] = (item, model)
-                models.append(model)
-            return models
-
-        collected = collect_pages(fetch_cached, lambda r: r.id, page_size=PAGE_SIZE, what=what)
-        cache.clear()  # only what the last complete list held: deleted deployments do not linger
-        cache.update(fresh)
-        return collected
+        return collect_pages(fetch, lambda r: r.id, page_size=PAGE_SIZE, what=what)
 
     def _parse(self, response: httpx.Response, model: type[M], method: str, path: str) -> M:
         return self._validate(self._json_body(response, method, path), model, response, method, path)
 
-    def _validate(
-        self,
-        body: Any,
-        model: type[M],
-        response: httpx.Response,
-        method: str,
-        path: str,
-        at: str = "",
-        named: str | None = None,
-    ) -> M:
-        """`body` as a `model`; `at` prefixes error locations and `named` names the whole answer
-        (an item of a list is reported as part of the list)."""
+    def _validate(self, body: Any, model: type[M], response: httpx.Response, method: str, path: str) -> M:
         try:
             return model.model_validate(body)
         except ValidationError as exc:
             # Formatted by hand: pydantic's own message quotes input values, which may be secret values.
-            problems = "; ".join(
-                f"{'.'.join([at] * bool(at) + [str(p) for p in err['loc']]) or '<body>'}: {err['msg']}"
-                for err in exc.errors(include_input=False, include_url=False)
-            )
+            problems = describe_errors(exc)
             raise e.InvalidResponseError(
-                f"{method} {path} returned a {named or model.__name__} the client cannot use: {problems}",
+                f"{method} {path} returned a {model.__name__} the client cannot use: {problems}",
                 method=method,
                 path=path,
                 status_code=response.status_code,

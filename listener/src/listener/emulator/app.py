@@ -44,7 +44,12 @@ from listener.emulator.store import ApiError, Settings, Store
 __all__ = ["DATAPLANE_PREFIX", "Emulator", "RequestRecord"]
 
 DATAPLANE_PREFIX = "/_emulator/dataplane/v1"
-_ADMIN_PREFIXES = ("/_emulator/faults", "/_emulator/requests", "/_emulator/settings")
+_ADMIN_PREFIXES = (
+    "/_emulator/faults",
+    "/_emulator/requests",
+    "/_emulator/settings",
+    "/_emulator/deployments",
+)
 
 
 class _InjectedAbort(Exception):
@@ -419,6 +424,11 @@ class Emulator:
                 "/_emulator/settings", ep(lambda r, b, c: asdict(self.settings), admin=True), methods=["GET"]
             ),
             Route("/_emulator/settings", ep(self._patch_settings, admin=True), methods=["PATCH"]),
+            Route(
+                "/_emulator/deployments/{deployment_id}",
+                ep(self._corrupt_deployment, admin=True),
+                methods=["PATCH"],
+            ),
         ]
 
     # --- handlers that need more than one line ---
@@ -479,6 +489,15 @@ class Emulator:
         if not self.faults.remove(fault_id):
             raise ApiError(404, f"Fault {fault_id} not found.")
         return 204, None
+
+    def _corrupt_deployment(self, request: Request, raw: bytes, ctx: _Ctx) -> dict[str, Any]:
+        try:
+            patch = json.loads(raw or b"null")
+        except ValueError:
+            raise _Invalid([{"loc": ["body"], "msg": "not valid JSON", "type": "json_invalid"}]) from None
+        if not isinstance(patch, dict):
+            raise _Invalid([{"loc": ["body"], "msg": "a JSON merge patch object", "type": "dict_type"}])
+        return self.store.corrupt_deployment(request.path_params["deployment_id"], patch)
 
     def _patch_settings(self, request: Request, raw: bytes, ctx: _Ctx) -> dict[str, Any]:
         try:

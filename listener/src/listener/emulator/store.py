@@ -68,6 +68,16 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_patch(target[key], value)
+        else:
+            target[key] = value
+
+
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
@@ -454,6 +464,21 @@ class Store:
             self._new_revision(dep, old["source_revision_config"], writes)
             writes.append(("deployment", dep["id"], dep))
             return self.view_deployment(dep)
+
+    # --- test seam (emulator only) ---
+
+    def corrupt_deployment(self, deployment_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Apply a JSON merge patch (RFC 7386) to the stored record *without* validating it, so that
+        the lists and GETs serve a record the real service might send and a client cannot read (a
+        sidecar without an image, a label that is not a string, an `id` that is not a UUID). The
+        record stays stored under its original id; `_`-prefixed (internal) keys cannot be patched."""
+        if any(key.startswith("_") for key in patch):
+            raise ApiError(422, "internal ('_'-prefixed) keys cannot be patched")
+        with self._tx() as writes:
+            rec = self._deployment(deployment_id)
+            _merge_patch(rec, patch)
+            writes.append(("deployment", deployment_id, rec))
+            return _public(rec)
 
     # --- data-plane status channel (emulator only) ---
 

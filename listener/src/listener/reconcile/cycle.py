@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient, StatusReporter
-from listener.desired import Placement, Refusal, place
+from listener.desired import Placement, Refusal, place, refuse_unreadable
 from listener.kube import Cluster, ClusterError
 from listener.reconcile import fetch, prune, status, unit
 from listener.reconcile.config import ReconcilerConfig
@@ -41,6 +41,7 @@ from listener.reconcile.watch import Watcher
 if TYPE_CHECKING:
     from lightkube import AsyncClient
 
+    from listener.controlplane.listing import UnreadableDeployment
     from listener.managed import ManagedStores
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class Reconciler:
         self.records: dict[str, unit.DeploymentRecord] = {}
         self.served: frozenset[tuple[str, str]] | None = None
         self._refusals_reported: set[tuple[str, str]] = set()
+        self._unreadable_logged: set[tuple[str, str]] = set()
         self._last_resync: datetime | None = None
         self._prune_pending = False
         self._listed: set[str] = set()
@@ -146,6 +148,9 @@ class Reconciler:
         if self._watcher is not None:
             self._watcher.start(self.config.namespaces, sorted(self.served & unit.STRAY_KINDS))
         placed, refused = place(listed.deployments, self.config.listener_id, self.config.namespaces)
+        unreadable, ignored = refuse_unreadable(listed.unreadable, self.config.listener_id)
+        self._note_unreadable(unreadable, ignored, report)
+        refused = refused + unreadable
         for refusal in refused:
             self._refuse(refusal, report)
 
@@ -221,6 +226,29 @@ class Reconciler:
             return unit.StepResult(record.deployment_id), False
         return _step(context, record, placement, now)
 
+    def _note_unreadable(
+        self, refused: list[Refusal], ignored: list[UnreadableDeployment], report: CycleReport
+    ) -> None:
+        """Records the control plane lists but this listener cannot validate. The reasons name field
+        paths and what is wrong, never a value (a record carries its secrets)."""
+        for refusal in refused:
+            whose = "this listener's" if refusal.report_upstream else "possibly this listener's"
+            warning = (
+                f"deployment {refusal.deployment_id} ({whose}) is kept as it runs, nothing written, never "
+                f"pruned: {refusal.reason}"
+            )
+            report.warnings.append(warning)  # the service logs each warning once while it lasts
+        current = {(str(item.id), item.problems) for item in ignored}
+        for item in ignored:
+            if (str(item.id), item.problems) not in self._unreadable_logged:
+                log.info(
+                    "ignoring deployment %s of listener %s that cannot be read (not this listener's): %s",
+                    item.id,
+                    item.listener_id,
+                    item.problems,
+                )
+        self._unreadable_logged = current  # bounded: only what is listed now (said again if it returns)
+
     def _collect(self, report: CycleReport) -> None:
         for done in self._queue.take():
             if done.error is not None:
@@ -235,6 +263,7 @@ class Reconciler:
         key = (refusal.deployment_id, refusal.revision_id or "")
         if (
             refusal.revision_id
+            and refusal.report_upstream
             and key not in self._refusals_reported
             and status.report_upstream(
                 self._reporter, refusal.deployment_id, refusal.revision_id, "DEPLOY_FAILED", refusal.reason

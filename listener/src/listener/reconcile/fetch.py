@@ -4,7 +4,9 @@ and what the cluster serves.
 The reads, each with one job:
 
 * `list_deployments`: the workspace's deployments, all pages or nothing. A failed list ends the
-  cycle before anything is changed.
+  cycle before anything is changed. Items are validated one by one: an item that does not validate
+  but has a readable id is kept apart (`unreadable`), so that one bad record anywhere in the workspace
+  does not stop every rollout; an item without a readable id still fails the whole list.
 * `listener_record`: `GET /v2/listeners/{id}` must answer with this listener in the same cycle
   before anything is pruned. A wrong `LISTENER_WORKSPACE_ID`, a proxy that answers 404 for
   everything, or a control plane restored from an older backup all fail this check.
@@ -23,6 +25,7 @@ from typing import Literal
 from uuid import UUID
 
 from listener.controlplane import ControlPlaneClient, ControlPlaneError, NotFoundError
+from listener.controlplane.listing import UnreadableDeployment
 from listener.controlplane.models import Deployment
 from listener.desired import EXTERNAL_DOCKER, place
 from listener.kube import Cluster, ClusterError
@@ -48,6 +51,8 @@ def documented_not_found(detail: object, deployment_id: UUID) -> bool:
 class DeploymentList:
     deployments: tuple[Deployment, ...] | None
     error: str | None = None
+    unreadable: tuple[UnreadableDeployment, ...] = ()
+    """Listed, with a readable id, but not valid: see `desired.refuse_unreadable`."""
 
     @property
     def complete(self) -> bool:
@@ -56,9 +61,10 @@ class DeploymentList:
 
 def list_deployments(client: ControlPlaneClient) -> DeploymentList:
     try:
-        return DeploymentList(tuple(client.list_deployments()))
+        listing = client.read_deployments()
     except ControlPlaneError as error:
         return DeploymentList(None, str(error))
+    return DeploymentList(listing.deployments, unreadable=listing.unreadable)
 
 
 def listener_record(client: ControlPlaneClient, listener_id: UUID) -> str | None:
