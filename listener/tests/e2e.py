@@ -174,9 +174,10 @@ def make_reconciler(
     prober: Any = None,
     watch: bool = False,
     stores: Any = None,
+    fence: Any = None,
     **config: Any,
 ) -> Reconciler:
-    cluster = Cluster(kube.client(namespaces[0]))
+    cluster = Cluster(kube.client(namespaces[0]), fence=fence)
     settings = ReconcilerConfig(
         listener_id=UUID(listener_id),
         namespaces=namespaces,

@@ -32,6 +32,8 @@ def test_retry_after_is_a_floor_but_capped() -> None:
     assert retry_delay(1, base, cap, retry_after=40, rng=lambda: 1.0) == timedelta(seconds=40)
     assert retry_delay(1, base, cap, retry_after=0.5, rng=lambda: 1.0) == timedelta(seconds=2)
     assert retry_delay(1, base, cap, retry_after=86_400, rng=lambda: 0.0) == cap
+    for absurd in (1e30, float("inf"), float(10**300)):  # a header no timedelta can hold
+        assert retry_delay(1, base, cap, retry_after=absurd, rng=lambda: 0.0) == cap
 
 
 def test_a_key_is_never_queued_twice_nor_run_by_two_workers() -> None:

@@ -103,6 +103,10 @@ class Reconciler:
         self._last_resync: datetime | None = None
         self._prune_pending = False
         self._listed: set[str] = set()
+        self._latest: tuple[dict[str, Placement], datetime] = ({}, datetime.min)
+        """The placements of the latest list and its time: what a queued item steps when it starts."""
+        self._stepping: dict[str, str] = {}
+        """The namespace each deployment's latest step was queued for (what that step may write)."""
         self.inventory = inventory or Inventory(cluster, str(config.listener_id))
         self._queue = WorkQueue(config.workers)
         self._watcher = Watcher(self.inventory, cluster, watch) if watch is not None else None
@@ -161,12 +165,16 @@ class Reconciler:
             inventory=self.inventory,
             stores=self._stores,
         )
+        # An item may wait for a worker past this cycle: it steps what the latest list says when it
+        # starts (a newer revision, or nothing at all for a deployment deleted meanwhile).
+        self._latest = ({p.deployment_id: p for p in placed}, now)
         queued = []
         for placement in placed:
             record = self.records.get(placement.deployment_id) or unit.new_record(placement)
             self.records[placement.deployment_id] = record
-            if self._queue.submit(placement.deployment_id, partial(_step, context, record, placement, now)):
+            if self._queue.submit(placement.deployment_id, partial(self._step_latest, context, record)):
                 queued.append(placement.deployment_id)
+                self._stepping[placement.deployment_id] = placement.namespace
         self._queue.wait(queued, self.config.cycle_wait if wait is None else wait)
         self._collect(report)
         # A move starts in a step: look at the old place once it has (later passes follow `pending`).
@@ -175,8 +183,13 @@ class Reconciler:
         where = {p.deployment_id: p.namespace for p in placed}
         self._listed = set(where)
         vanished = set(self.records) - set(where)
-        if (resync or vanished or moved or self._prune_pending) and not self._queue.idle:
-            # Never alongside a step (of the deployment it would look at, or any other): next cycle.
+        # Prune deletes only objects of deployments not placed where they are found (gone from the
+        # list, or moved). It never runs alongside a step that could write such objects: one of a
+        # deployment no longer placed, or one queued for another namespace than its placement now.
+        # Any other step may run on (waiting for all of them let one step hung in a request hold
+        # back every prune for as long as it hung).
+        overlaps = {d for d in self._queue.busy() if self._stepping.get(d) != where.get(d)}
+        if (resync or vanished or moved or self._prune_pending) and overlaps:
             self._prune_pending = True
         elif resync or vanished or moved or self._prune_pending:
             outcome = prune.run(
@@ -199,9 +212,19 @@ class Reconciler:
             for deployment_id in outcome.pruned:
                 if deployment_id not in where:
                     self.records.pop(deployment_id, None)
+                    self._stepping.pop(deployment_id, None)
         if resync:
             self._last_resync = now
         return report
+
+    def _step_latest(
+        self, context: unit.StepContext, record: unit.DeploymentRecord
+    ) -> tuple[unit.StepResult, bool]:
+        placements, now = self._latest
+        placement = placements.get(record.deployment_id)
+        if placement is None:  # no longer placed here: prune's rules decide what becomes of it
+            return unit.StepResult(record.deployment_id), False
+        return _step(context, record, placement, now)
 
     def _note_unreadable(
         self, refused: list[Refusal], ignored: list[UnreadableDeployment], report: CycleReport

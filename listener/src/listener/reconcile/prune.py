@@ -526,6 +526,12 @@ def _delete_group(
             out.errors.append(f"{deployment_id}: managed stores: no connection; its objects are kept")
             out.pending = True
             return
+        if not cluster.may_write():  # a DROP DATABASE is a write: fenced on leadership like any other
+            out.errors.append(
+                f"{deployment_id}: this replica is not the leader: the managed stores are not touched"
+            )
+            out.pending = True
+            return
         # The shared stores first: if they fail, the objects stay and the next pass (same rules)
         # tries again; deleting the objects first would forget the database forever.
         done, note = managed_stores.teardown(stores, deployment_id, config.data_retention)

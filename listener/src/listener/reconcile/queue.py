@@ -48,7 +48,8 @@ def retry_delay(
     ceiling = min(base * 2 ** max(failures - 1, 0), cap)
     wait = ceiling / 2 + ceiling / 2 * rng()
     if retry_after is not None and retry_after > 0:
-        wait = max(wait, min(timedelta(seconds=retry_after), cap))
+        # Compared as seconds first: a header too large for a timedelta (or infinite) is just "the cap".
+        wait = max(wait, timedelta(seconds=min(retry_after, cap.total_seconds())))
     return wait
 
 

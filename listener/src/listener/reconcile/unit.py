@@ -276,6 +276,10 @@ timeout at once. Provisioning happens only on a first rollout or a change of cre
 def _provision(
     ctx: StepContext, record: DeploymentRecord, attempt: Attempt, found: stores.Found, now: datetime
 ) -> ManagedStoresSecret:
+    if not ctx.cluster.may_write():
+        # The shared stores are not behind the Kubernetes fence: a deposed leader's step would set
+        # a role's password that no Secret holds, after the new leader set the one its Secret holds.
+        raise apply.Retry("this replica is not the leader: the managed stores are not touched")
     with _PROVISIONING:
         return stores.provision(
             ctx.stores,
@@ -385,6 +389,19 @@ def _apply_waves(
     ctx: StepContext, attempt: Attempt, indices: tuple[int, ...], live: apply.Live | None = None
 ) -> None:
     assert attempt.waves is not None
+    if live is None:
+        # Look again right before writing: a wave is written one or more cycles after the survey in
+        # `_prepare` (the servers wait for the stores), and a forced apply would take over an object
+        # someone else created with one of our names meanwhile. From the inventory this costs no
+        # request beyond its one list per namespace and kind per cycle. Its answer is not passed
+        # on: a generated credential is still created (a 409 then re-reads a password another
+        # writer created meanwhile, so the revision is re-rendered with it instead of flipping it).
+        apply.survey(
+            ctx.cluster,
+            [o for index in indices for o in attempt.waves[index].objects],
+            ctx.listener_id,
+            ctx.inventory,
+        )
     for index in indices:
         _apply_some(ctx, attempt, attempt.waves[index].objects, live)
         attempt.applied.add(index)
