@@ -158,8 +158,13 @@ class _RecordingStores:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.postgres = self  # `free_login_role` is asked of the PostgreSQL provisioner
 
-    def ensure(self, deployment_id: str, credentials: object) -> dict[str, str]:
+    def free_login_role(self, deployment_id: str) -> str:
+        self.calls.append(("free_login_role", deployment_id))
+        return "login-a"
+
+    def ensure(self, deployment_id: str, credentials: object, *, fence: object = None) -> dict[str, str]:
         self.calls.append(("ensure", deployment_id))
         return {
             "POSTGRES_URI_CUSTOM": "postgresql://u@db/d",

@@ -226,11 +226,6 @@ class Cluster:
         that talk to the API server another way, e.g. the inventory's async watches)."""
         self._check(verb, api_version, kind)
 
-    def may_write(self) -> bool:
-        """Would the fence let a write through now? For writes that do not go to the API server (the
-        managed stores' roles and databases), which must be fenced on leadership all the same."""
-        return self._fence is None or self._fence()
-
     def _write(self, action: str, verb: str, target: str) -> AbstractContextManager[None]:
         """The context of one write: refused unless the fence allows it, then translated and counted."""
         if self._fence is not None and not self._fence():
