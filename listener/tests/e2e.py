@@ -105,9 +105,10 @@ class World:
     conditions with it; from there the test moves it forward explicitly."""
     reports: list[CycleReport] = field(default_factory=list)
 
-    def cycle(self, *, after: timedelta = timedelta(seconds=10)) -> CycleReport:
+    def cycle(self, *, after: timedelta = timedelta(seconds=10), wait: float | None = None) -> CycleReport:
+        """One cycle; `wait` overrides the reconciler's `cycle_wait` (a bound: it returns when the steps end)."""
         self.now += after
-        report = self.reconciler.run_once(self.now)
+        report = self.reconciler.run_once(self.now, wait=wait)
         self.reports.append(report)
         return report
 

@@ -92,7 +92,8 @@ def test_one_step_stuck_in_a_request_does_not_hold_back_pruning_of_another_deplo
     )  # the service's loop waits 1 s for its steps, then reports the rest in a later cycle
     try:
         keep, gone = world.deploy("keep"), world.deploy("gone")
-        assert sorted(world.cycle().deployed) == sorted([keep, gone])
+        # Set-up waits for its steps (bounded); only the cycles under test use the loop's 1 s.
+        assert sorted(world.cycle(wait=60).deployed) == sorted([keep, gone])
         gone_names = world.names(gone)
         hung = world.deploy("hung")
         slow.add(world.names(hung).api)
@@ -132,7 +133,7 @@ def test_a_deployment_deleted_while_its_own_step_runs_is_pruned_only_after_the_s
     )
     try:
         keep = world.deploy("keep")
-        assert world.cycle().deployed == [keep]
+        assert world.cycle(wait=60).deployed == [keep]
         hung = world.deploy("hung")
         names = world.names(hung)
         slow.add(names.api)
