@@ -140,7 +140,7 @@ def test_a_good_archive_has_no_problems(tmp_path: Path) -> None:
     [
         ({"User": "10001"}, {}, "user is '10001'"),
         ({"Entrypoint": ["python"]}, {}, "entrypoint is"),
-        ({"Env": ["LISTENER_API_KEY=lsv2_sk_0123456789"]}, {}, "LISTENER_API_KEY looks like a secret"),
+        ({"Env": ["LISTENER_API_KEY=lsv2_sk_FAKE"]}, {}, "LISTENER_API_KEY looks like a secret"),
         ({}, {f"{SITE}/listener/emulator/app.py": b""}, "the control-plane emulator is in the image"),
         ({}, {f"{SITE}/pip/__init__.py": b""}, "pip/setuptools is in the image"),
         ({}, {"usr/lib/python3/dist-packages/setuptools/__init__.py": b""}, "pip/setuptools"),
