@@ -156,8 +156,17 @@ def _fakekube_child(conn: Any, kubeconfig: str, n: int) -> None:
             kube.stop()
             conn.send("stopped")
             return
-        if msg == "records":  # the listener's requests, compactly: (time, verb, namespace, name)
-            conn.send([(r.at, r.verb, r.namespace, r.name) for r in kube.log.records(user=user)])
+        if msg == "records":  # the listener's requests, compactly: (time, verb, namespace, name, kind)
+            conn.send([(r.at, r.verb, r.namespace, r.name, r.kind) for r in kube.log.records(user=user)])
+
+
+def _breakdown(records: list[tuple[Any, ...]], n: int) -> dict[str, float]:
+    """Requests per deployment by "verb kind", most first: where the cold start's requests go."""
+    counts: dict[str, int] = {}
+    for r in records:
+        key = f"{r[1]} {r[4] or '-'}"
+        counts[key] = counts.get(key, 0) + 1
+    return {k: round(v / n, 2) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
 class Child:
@@ -248,7 +257,7 @@ class Run:
 
 
 def _per_cycle(
-    cycles: list[dict[str, Any]], records: list[tuple[float, str, str, str]], exclude: tuple[str, ...] = ()
+    cycles: list[dict[str, Any]], records: list[tuple[Any, ...]], exclude: tuple[str, ...] = ()
 ) -> list[dict]:
     """Each cycle's figures; the Kubernetes counts are fakekube's, from this cycle's start to the next's,
     leaving out requests for objects whose names start with one of `exclude` (the new revisions')."""
@@ -350,6 +359,7 @@ def run(bench: Run) -> dict[str, Any]:
             "k8s_writes": sum(1 for r in cold_records if r[1] in WRITE_VERBS),
             "k8s_requests_per_deployment": round(len(cold_records) / n, 1),
             "k8s_writes_per_deployment": round(sum(1 for r in cold_records if r[1] in WRITE_VERBS) / n, 1),
+            "k8s_requests_per_deployment_by_verb_and_kind": _breakdown(cold_records, n),
         }
         bench.log(f"cold start: {result['cold_start']}")
         if listener.poll() is not None:

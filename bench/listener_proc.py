@@ -34,6 +34,18 @@ def _counts(counter: Any, label: str) -> dict[str, float]:
     return out
 
 
+def _rss_kib() -> int | None:
+    """The process's resident memory now (VmRSS), to see when it grows; None off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def install(path: str) -> None:
     original = getattr(service.Service, "cycle", None)
     if original is None:
@@ -50,6 +62,7 @@ def install(path: str) -> None:
             "cpu_start": time.process_time(),
             "cp_start": sum(_counts(metrics.CONTROL_PLANE_REQUESTS, "method").values()),
             "k8s_start": _counts(metrics.KUBERNETES_REQUESTS, "verb"),
+            "poll": kwargs.get("poll", True),
         }
         with lock:  # the benchmark starts its new revisions on this mark
             out.write(json.dumps({"begin": record["start"]}) + "\n")
@@ -63,6 +76,7 @@ def install(path: str) -> None:
                 cp_end=sum(_counts(metrics.CONTROL_PLANE_REQUESTS, "method").values()),
                 k8s_end=_counts(metrics.KUBERNETES_REQUESTS, "verb"),
                 resync=None if after is _MISSING else (after is not before and after is not None),
+                rss_kib=_rss_kib(),
             )
             with lock:
                 out.write(json.dumps(record) + "\n")

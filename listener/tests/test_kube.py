@@ -114,3 +114,42 @@ def test_server_errors_are_cluster_errors(kube: FakeKube, cluster: Cluster):
     with pytest.raises(ClusterError) as caught:
         cluster.get("v1", "ConfigMap", NS, "a")
     assert caught.value.status == 503
+
+
+def test_a_metadata_list_follows_every_page_and_carries_no_data(
+    kube: FakeKube, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+):
+    from listener import kube as kube_module
+
+    monkeypatch.setattr(kube_module, "LIST_PAGE", 2)
+    for i in range(5):
+        cluster.apply(config_map(f"m{i}", {"secret-ish": f"value-{i}"}, labels={"n": str(i)}))
+    listed = cluster.list_metadata("v1", "ConfigMap", NS)
+    names = sorted(o["metadata"]["name"] for o in listed)
+    assert names == ["kube-root-ca.crt", "m0", "m1", "m2", "m3", "m4"]
+    assert all(set(o) == {"metadata"} for o in listed)
+    m3 = next(o for o in listed if o["metadata"]["name"] == "m3")
+    assert m3["metadata"]["labels"] == {"n": "3"}
+    assert m3["metadata"]["managedFields"][0]["manager"] == FIELD_MANAGER
+    lists = kube.log.records(verb="list", kind="ConfigMap")
+    assert len(lists) == 3
+    assert all(r.query.get("limit") == "2" for r in lists)
+    assert "continue" in lists[-1].query
+
+
+def test_a_metadata_list_fails_like_any_call(kube: FakeKube, cluster: Cluster):
+    with pytest.raises(ClusterError) as caught:
+        cluster.list_metadata("v1", "ConfigMap", "kube-system")
+    assert caught.value.status == 403
+    assert "forbidden" in str(caught.value)
+    kube.faults.inject(r"/configmaps", 503, times=1, retry_after=7)
+    with pytest.raises(ClusterError) as caught:
+        cluster.list_metadata("v1", "ConfigMap", NS)
+    assert caught.value.status == 503
+    assert caught.value.retry_after == 7
+    kube.faults.inject(r"/configmaps", DROP, times=1)
+    with pytest.raises(ClusterError) as caught:
+        cluster.list_metadata("v1", "ConfigMap", NS)
+    assert caught.value.status == 0
+    with pytest.raises(UndeclaredAccess):
+        Cluster(cluster._client).list_metadata("v1", "ConfigMap", NS)

@@ -123,3 +123,31 @@ def test_close_drops_queued_items_and_abandons_a_stuck_one() -> None:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         WorkQueue(0)
+
+
+def test_urgent_work_is_taken_before_the_rest_and_a_queued_key_can_be_promoted() -> None:
+    work = WorkQueue(1)
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def blocker() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    try:
+        work.submit("block", blocker)
+        assert started.wait(WAIT)
+        for key in ("resync-1", "resync-2", "resync-3"):
+            assert work.submit(key, lambda key=key: order.append(key))
+        assert work.submit("new-revision", lambda: order.append("new-revision"), urgent=True)
+        assert not work.submit("resync-3", lambda: order.append("other work"), urgent=True), (
+            "queued: promoted"
+        )
+        assert not work.submit("block", lambda: order.append("again"), urgent=True), "running: unchanged"
+        assert _depth() == 4
+        release.set()
+        assert work.wait(["resync-1", "resync-2", "resync-3", "new-revision"], WAIT)
+        assert order == ["new-revision", "resync-3", "resync-1", "resync-2"]
+    finally:
+        release.set()
+        work.close(WAIT)

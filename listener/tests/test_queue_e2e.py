@@ -279,3 +279,42 @@ def test_a_watch_told_410_gone_lists_again_and_keeps_following(world: World) -> 
     _until(lambda: inventory.lookup(NS, "apps/v1", "Deployment", names.api) is None, "the DELETED event")
     assert world.cycle(after=RESYNC).drifted == [f"Deployment {NS}/{names.api}"]
     assert world.get("Deployment", names.api) is not None
+
+
+def test_a_tick_steps_only_the_rollouts_under_way_and_lists_nothing(world: World) -> None:
+    """Between polls the service ticks every 2 s while rollouts are under way (`run_once(poll=False)`):
+    a tick must cost the rollouts' own reads and writes, never a control-plane list or an inventory
+    relist, whatever N is; a deployment created meanwhile waits for the next poll."""
+    ready: set[str] = set()
+    world.reconciler = make_reconciler(
+        world.client,
+        world.kube,
+        world.listener_id,
+        world.servers,
+        (NS,),
+        prober=lambda namespace, service: service in ready,
+    )
+    rolling, steady = world.deploy("rolling"), world.deploy("steady")
+    ready.add(world.names(steady).api)
+    first = world.cycle()
+    assert first.deployed == [steady], first
+    assert world.reconciler.records[rolling].busy
+    late = world.deploy("late")
+    ready.update({world.names(rolling).api, world.names(late).api})
+    cp_before, kube_before = len(world.emulator.requests), len(world.kube.log.records())
+
+    world.now += timedelta(seconds=2)
+    tick = world.reconciler.run_once(world.now, poll=False)
+    assert tick.deployed == [rolling], tick
+    assert late not in tick.applied, "not listed yet: the next poll picks it up"
+    listed = [r for r in world.emulator.requests[cp_before:] if r.method == "GET"]
+    assert listed == [], "a tick lists nothing on the control plane"
+    looked = world.kube.log.records()[kube_before:]
+    assert [r for r in looked if r.verb == "list"] == [], "nor in the cluster"
+    steady_names = world.names(steady)
+    assert [r for r in looked if (r.name or "").startswith(steady_names.base)] == [], (
+        "a deployed one is left alone"
+    )
+
+    report = world.cycle()
+    assert report.deployed == [late], report

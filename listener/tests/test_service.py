@@ -320,7 +320,7 @@ class FlakyReconciler:
         self.calls = 0
         self.records: dict[str, Any] = {}  # the service reads it for the deployments-by-state metric
 
-    def run_once(self, now: datetime, *, wait: float | None = None) -> CycleReport:
+    def run_once(self, now: datetime, *, wait: float | None = None, poll: bool = True) -> CycleReport:
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("boom: a bug in one cycle")
@@ -372,6 +372,41 @@ def test_a_failing_on_cycle_hook_does_not_stop_the_loop() -> None:
         stop.set()
         thread.join(timeout=WAIT)
     assert not thread.is_alive()
+
+
+class RollingReconciler:
+    """Duck-types the reconciler: a rollout is always under way; records whether each cycle polled."""
+
+    in_progress = True
+
+    def __init__(self, cycles: queue.Queue[bool]) -> None:
+        self.records: dict[str, Any] = {}
+        self._cycles = cycles
+
+    def run_once(self, now: datetime, *, wait: float | None = None, poll: bool = True) -> CycleReport:
+        self._cycles.put(poll)
+        return CycleReport()
+
+    def close(self, timeout: float | None = None) -> bool:
+        return True
+
+
+def test_rollouts_tick_between_polls_and_the_poll_keeps_its_rhythm() -> None:
+    """Poll every 3 s, tick every 2 s while a rollout is under way: poll (0 s), tick (2 s), poll
+    (3 s: the poll is not pushed back by the tick), tick (5 s). Only polls list the control plane."""
+    settings = load_settings(base_env(poll_interval_seconds="3", poll_jitter="0", status_reporting="off"))
+    cycles: queue.Queue[bool] = queue.Queue()
+    stop = threading.Event()
+    with control_plane_client(settings) as unused:
+        service = Service(settings, RollingReconciler(cycles), unused)  # type: ignore[arg-type]
+    thread = threading.Thread(target=service.run, args=(stop,))
+    thread.start()
+    try:
+        seen = [cycles.get(timeout=WAIT) for _ in range(4)]
+    finally:
+        stop.set()
+        thread.join(timeout=WAIT)
+    assert seen == [True, False, True, False]
 
 
 def test_stop_ends_the_loop_between_cycles_without_waiting_out_the_poll() -> None:

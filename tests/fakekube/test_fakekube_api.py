@@ -525,3 +525,68 @@ def test_pod_updates_may_only_change_images_deadlines_and_tolerations(kube: Fake
         }
         assert raw.patch(f"{path}/p", headers=merge, json=tolerate).status_code == 200
         assert raw.patch(f"{path}/p", headers=merge, json={"spec": {"tolerations": None}}).status_code == 422
+
+
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+
+def test_a_metadata_only_list_is_served_as_partial_object_metadata(kube: FakeKube) -> None:
+    """Source: apiserver/pkg/endpoints/handlers/response.go (transformResponseObject, asPartialObjectMetadataList)
+    and negotiation: a list asked for as PartialObjectMetadataList in meta.k8s.io/v1 answers each
+    item's whole metadata (managedFields included) and nothing else, the list's resourceVersion and
+    continue token as usual. What a metadata informer (and the listener's inventory) asks for."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": NS, "labels": {"a": "b"}},
+        "stringData": {"password": "not-for-metadata"},
+    }
+    with kube.admin_client(NS) as c:
+        c._client._client.post(f"/api/v1/namespaces/{NS}/secrets", json=secret, params={"fieldManager": "m"})
+        raw = c._client._client
+        got = raw.get(f"/api/v1/namespaces/{NS}/secrets", headers={"Accept": METADATA_LIST})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["kind"] == "PartialObjectMetadataList"
+    assert body["apiVersion"] == "meta.k8s.io/v1"
+    assert body["metadata"]["resourceVersion"]
+    (item,) = [i for i in body["items"] if i["metadata"]["name"] == "s"]
+    assert item["kind"] == "PartialObjectMetadata"
+    assert item["apiVersion"] == "meta.k8s.io/v1"
+    assert set(item) == {"kind", "apiVersion", "metadata"}
+    assert item["metadata"]["labels"] == {"a": "b"}
+    assert item["metadata"]["managedFields"][0]["manager"] == "m"
+    assert "not-for-metadata" not in got.text
+    assert "bm90LWZvci1tZXRhZGF0YQ" not in got.text
+
+
+def test_media_types_the_server_cannot_produce_are_406(kube: FakeKube) -> None:
+    """Source: apiserver/pkg/endpoints/handlers/negotiation (NegotiateOutputMediaType →
+    NewNotAcceptableError, 406 NotAcceptable). The fake produces JSON only and honours `as=` only
+    for a list as PartialObjectMetadataList v1 — stricter than a real server (Table, v1beta1, a
+    single PartialObjectMetadata), so the listener cannot come to rely on what it does not ask for."""
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    with kube.admin_client(NS) as c:
+        c.create(configmap("one"))
+        raw = c._client._client
+        for accept, code in (
+            ("application/json", 200),
+            ("*/*", 200),
+            ("text/html, application/json;q=0.9", 200),
+            (f"{METADATA_LIST}, application/json", 200),
+            ("application/json;as=Table;g=meta.k8s.io;v=v1", 406),
+            ("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", 406),
+            ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1beta1", 406),
+            ("application/json;as=PartialObjectMetadataList;g=apps;v=v1", 406),
+            ("text/html", 406),
+        ):
+            got = raw.get(path, headers={"Accept": accept})
+            assert got.status_code == code, (accept, got.text)
+            if code == 406:
+                assert got.json()["reason"] == "NotAcceptable"
+        one = raw.get(f"{path}/one", headers={"Accept": METADATA_LIST})
+        assert one.status_code == 406, "as=PartialObjectMetadataList of one object"
+        watch = raw.get(
+            path, params={"watch": "true", "timeoutSeconds": "1"}, headers={"Accept": METADATA_LIST}
+        )
+        assert watch.status_code == 406

@@ -306,7 +306,44 @@ def _list_options(ctx: Context, query: MutableMapping[str, str], *, watch: bool)
     return None if rv in (None, 0) else rv
 
 
-def _list(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Response:
+_MEDIA_TYPES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+_NOT_ACCEPTABLE = errors.ApiStatusError(
+    406, "NotAcceptable", "only the following media types are accepted: " + ", ".join(_MEDIA_TYPES)
+)
+
+
+def negotiate(accept: str | None, verb: str) -> bool:
+    """The answer's form from the Accept header, as the apiserver's negotiation decides it: False
+    for the whole objects, True for a list of `PartialObjectMetadata` (metadata only, what a
+    metadata informer asks for with ``application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1``).
+
+    The first media range the server can produce wins; none producible is a 406. Stricter than a
+    real server where that does not matter to the listener: only JSON is produced (no YAML or
+    protobuf), `as=` is honoured only for a list and only as PartialObjectMetadataList in
+    meta.k8s.io/v1 (no Table, no v1beta1, no PartialObjectMetadata for one object or a watch)."""
+    if not accept:
+        return False
+    for media in accept.split(","):
+        kind, *params = (part.strip() for part in media.split(";"))
+        values = dict(p.partition("=")[::2] for p in params)
+        values.pop("q", None)
+        if kind.lower() not in ("application/json", "application/*", "*/*"):
+            continue
+        if "as" not in values:
+            return False
+        if (
+            verb == "list"
+            and values.get("as") == "PartialObjectMetadataList"
+            and values.get("g") == "meta.k8s.io"
+            and values.get("v") == "v1"
+        ):
+            return True
+    raise _NOT_ACCEPTABLE
+
+
+def _list(
+    ctx: Context, target: Target, query: MutableMapping[str, str], *, metadata_only: bool = False
+) -> Response:
     kind = target.kind
     labels, fields = _selectors(kind, query)
     _list_options(ctx, query, watch=False)
@@ -329,6 +366,21 @@ def _list(ctx: Context, target: Target, query: MutableMapping[str, str]) -> Resp
         items = items[start:end]
     else:
         items = items[start:]
+    if metadata_only:
+        head = _ENCODER.encode(
+            {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta}
+        )
+        partial = (
+            {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": s.render()["metadata"],
+            }
+            for s in items
+        )
+        return json_response(
+            head[:-1] + b',"items":[' + b",".join(_ENCODER.encode(p) for p in partial) + b"]}"
+        )
     head = _ENCODER.encode({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": meta})
     body = head[:-1] + b',"items":[' + b",".join(s.json() for s in items) + b"]}"
     return json_response(body)
@@ -498,13 +550,15 @@ async def _dispatch(ctx: Context, request: Request, target: Target, verb: str, q
         raise errors.ApiStatusError(
             405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
         )
+    if verb in ("get", "list", "watch"):
+        as_metadata = negotiate(request.headers.get("accept"), verb)
     if verb == "get":
         found = store.stored(kind, ns, name or "")
         if found is None:
             raise errors.not_found(kind, name or "")
         return json_response(found.json())
     if verb == "list":
-        return _list(ctx, target, query)
+        return _list(ctx, target, query, metadata_only=as_metadata)
     if verb == "watch":
         return _watch(ctx, target, query)
     opts = _write_options(request, query, attrs.user, target, verb)

@@ -302,6 +302,31 @@ class Cluster:
                 _as_dict(o) for o in self._client.list(resource, namespace=namespace, labels=dict(labels))
             ]
 
+    def list_metadata(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+        """Every object of a kind in a namespace, metadata only (`PartialObjectMetadataList`, what
+        client-go's metadata informers ask for): names, labels, annotations and managedFields, never
+        a spec or a Secret's data. A tenth of the bytes of a full list and no typed decoding: the
+        inventory (`reconcile.inventory`) lists this way. Pages are followed to the end."""
+        self._check("list", api_version, kind)
+        _, resource = _group_and_resource(api_version, kind)
+        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        path = f"{prefix}/namespaces/{namespace}/{resource}"
+        items: list[dict[str, Any]] = []
+        params: dict[str, str] = {"limit": str(LIST_PAGE)}
+        with _translated("list", _target(api_version, kind, namespace, None), "list", self._observe):
+            while True:
+                response = self._client._client._client.get(  # lightkube has no metadata-only list
+                    path, params=params, headers={"Accept": METADATA_LIST_MEDIA_TYPE}
+                )
+                if response.status_code >= 400:
+                    raise _api_error(response)
+                body = _METADATA_LIST.decode(response.content)
+                items += [{"metadata": item.metadata} for item in body.items]
+                token = body.metadata.get("continue")
+                if not token:
+                    return items
+                params = {"limit": str(LIST_PAGE), "continue": str(token)}
+
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self._check("delete", api_version, kind)
         resource = resource_registry.load(api_version, kind)
@@ -344,6 +369,38 @@ class Cluster:
                 patch_type=PatchType.MERGE,
                 field_manager=RESTART_FIELD_MANAGER,
             )
+
+
+LIST_PAGE = 500
+"""Objects per page of a metadata list (client-go's informers ask for 500)."""
+METADATA_LIST_MEDIA_TYPE = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+
+class _Partial(msgspec.Struct):
+    metadata: dict[str, Any]
+
+
+class _PartialList(msgspec.Struct):
+    items: list[_Partial] = msgspec.field(default_factory=list)
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+_METADATA_LIST = msgspec.json.Decoder(_PartialList)
+"""Decodes only `metadata` of each item (msgspec skips the rest unparsed)."""
+
+
+def _api_error(response: httpx2.Response) -> ApiError | httpx2.HTTPStatusError:
+    """The error lightkube would raise for this answer: an `ApiError` when it is a Kubernetes
+    Status, else the plain HTTP error (a proxy's page); `_translated` turns both into `ClusterError`."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("kind") == "Status" and isinstance(body.get("code"), int):
+        return ApiError(request=response.request, response=response)
+    return httpx2.HTTPStatusError(
+        f"{response.status_code} {response.reason_phrase}", request=response.request, response=response
+    )
 
 
 def _manifest_target(manifest: Mapping[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """The listener process: wire settings to the control plane and the cluster, then loop until told to stop.
 
-The loop polls every `poll_interval_seconds` ± jitter, and faster (every 2 s) while a rollout is in
-progress so a failure or success is reported within seconds. With leader election only the leader
+The loop polls every `poll_interval_seconds` ± jitter; while a rollout is in progress it also ticks
+every 2 s in between, stepping only the rollouts under way (no control-plane list), so a failure
+or success is reported within seconds whatever the number of deployments. With leader election only the leader
 runs cycles; a standby ticks until it leads. `listener.process` runs it and handles SIGTERM.
 """
 
@@ -186,13 +187,16 @@ class Service:
         self._term: int | None = None
         self._standing_by = False
         self._logged: set[str] = set()
+        self._next_poll = 0.0
+        """When (time.monotonic) the next poll is due; cycles before it are ticks."""
 
-    def cycle(self, *, wait: float | None = None) -> CycleReport:
-        """One cycle; `wait` bounds how long it waits for the steps it queued (None: all of them)."""
+    def cycle(self, *, wait: float | None = None, poll: bool = True) -> CycleReport:
+        """One cycle; `wait` bounds how long it waits for the steps it queued (None: all of them).
+        `poll=False` is a tick between polls (`Reconciler.run_once`)."""
         now = self._clock()
         started = time.perf_counter()
         try:
-            report = self.reconciler.run_once(now, wait=wait)
+            report = self.reconciler.run_once(now, wait=wait, poll=poll)
         except Exception:
             metrics.RECONCILES.labels(result="exception").inc()
             raise
@@ -209,7 +213,7 @@ class Service:
             if line not in self._logged:
                 log.warning(line, extra=extra)
         self._logged = {line for line, _ in notices}
-        if self._health is not None:
+        if self._health is not None and poll:
             self._health.polled(report.control_plane_ok)
         if self._on_cycle:
             self._on_cycle(report)
@@ -237,6 +241,7 @@ class Service:
             self._term = term
             if self._health is not None:
                 self._health.new_term()
+            self._next_poll = 0.0  # a new term starts with a poll
         return True
 
     def run(self, stop: threading.Event) -> None:
@@ -254,13 +259,19 @@ class Service:
                 stop.wait(STANDBY_TICK_SECONDS)
                 continue
             started = time.monotonic()
+            poll = started >= self._next_poll
             try:
-                self.cycle(wait=min(CYCLE_WAIT_SECONDS, self.settings.poll_interval_seconds))
+                self.cycle(wait=min(CYCLE_WAIT_SECONDS, self.settings.poll_interval_seconds), poll=poll)
             except Exception:  # one bad cycle must not end the process; the next one starts clean
                 log.exception("reconcile cycle failed")
-            # The period counts from the start of the cycle, so the poll keeps its rhythm.
-            delay = next_delay(self.settings, self.reconciler.in_progress, self._rng)
-            stop.wait(max(delay - (time.monotonic() - started), 0.0))
+            # The period counts from the start of the poll, so the poll keeps its rhythm; rollouts
+            # under way tick in between (`Reconciler.run_once(poll=False)`).
+            if poll:
+                self._next_poll = started + next_delay(self.settings, False, self._rng)
+            wake = self._next_poll
+            if self.reconciler.in_progress:
+                wake = min(wake, started + next_delay(self.settings, True, self._rng))
+            stop.wait(max(wake - time.monotonic(), 0.0))
         # Start nothing new; the steps running finish here (process.serve bounds how long it waits).
         self.reconciler.close()
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from listener import naming
 from listener.kube import Cluster
 from listener.managed.credentials import ANNOTATION_ROTATING_FROM, Credentials, read_secret, secret_data
 from listener.managed.names import StoreNames
-from listener.managed.stores import ManagedStores
 from listener.render.context import COMPONENT_MANAGED_STORES
 from listener.rollout import deployment_state
+
+if TYPE_CHECKING:
+    from listener.managed.stores import ManagedStores
 
 COMPONENT_STORES: Final = COMPONENT_MANAGED_STORES
 """`app.kubernetes.io/component` of a deployment's credentials Secret: how rotation finds it."""

@@ -111,6 +111,8 @@ class Reconciler:
         self._queue = WorkQueue(config.workers)
         self._watcher = Watcher(self.inventory, cluster, watch) if watch is not None else None
         self._moved = False
+        self._context: unit.StepContext | None = None
+        """The latest poll's step context: what a tick steps with."""
 
     @property
     def in_progress(self) -> bool:
@@ -124,10 +126,18 @@ class Reconciler:
             self._watcher.stop()
         return self._queue.close(timeout)
 
-    def run_once(self, now: datetime, *, wait: float | None = None) -> CycleReport:
-        """One cycle at `now`; `wait` overrides `config.cycle_wait` (seconds to wait for the steps)."""
+    def run_once(self, now: datetime, *, wait: float | None = None, poll: bool = True) -> CycleReport:
+        """One cycle at `now`; `wait` overrides `config.cycle_wait` (seconds to wait for the steps).
+
+        `poll=False` is a *tick* (the service's 2 s beat while rollouts are under way, between
+        polls): it steps only the deployments whose rollout is under way, as the latest poll placed
+        them, and nothing else — no control-plane list, no discovery, no prune, and the inventory
+        keeps its tables from the poll (the listener's own writes are in them). A tick's cost is the
+        rollouts' own reads and writes, whatever N is."""
         report = CycleReport()
         self._collect(report)  # steps that finished after their cycle returned
+        if not poll:
+            return self._tick(now, report, wait)
         listed = fetch.list_deployments(self._cp)
         if listed.deployments is None:
             # Keep everything running as it is; the next cycle tries again.
@@ -155,7 +165,7 @@ class Reconciler:
             self._refuse(refusal, report)
 
         self.inventory.begin_cycle()
-        context = unit.StepContext(
+        self._context = context = unit.StepContext(
             config=self.config,
             cluster=self._cluster,
             reporter=self._reporter,
@@ -169,10 +179,16 @@ class Reconciler:
         # starts (a newer revision, or nothing at all for a deployment deleted meanwhile).
         self._latest = ({p.deployment_id: p for p in placed}, now)
         queued = []
+        busy = self._queue.busy()
         for placement in placed:
             record = self.records.get(placement.deployment_id) or unit.new_record(placement)
             self.records[placement.deployment_id] = record
-            if self._queue.submit(placement.deployment_id, partial(self._step_latest, context, record)):
+            if placement.deployment_id not in busy and not unit.has_work(self.config, record, placement, now):
+                continue
+            step = partial(self._step_latest, context, record)
+            if self._queue.submit(
+                placement.deployment_id, step, urgent=unit.wants_rollout(record, placement)
+            ):
                 queued.append(placement.deployment_id)
                 self._stepping[placement.deployment_id] = placement.namespace
         self._queue.wait(queued, self.config.cycle_wait if wait is None else wait)
@@ -215,6 +231,23 @@ class Reconciler:
                     self._stepping.pop(deployment_id, None)
         if resync:
             self._last_resync = now
+        return report
+
+    def _tick(self, now: datetime, report: CycleReport, wait: float | None) -> CycleReport:
+        placements, _ = self._latest
+        context = self._context
+        if context is None:
+            return report  # no poll yet: nothing is under way
+        self._latest = (placements, now)  # queued items step at the tick's time (deadlines, retries)
+        queued = []
+        for deployment_id in placements:
+            record = self.records.get(deployment_id)
+            if record is None or not record.busy:
+                continue
+            if self._queue.submit(deployment_id, partial(self._step_latest, context, record)):
+                queued.append(deployment_id)
+        self._queue.wait(queued, self.config.cycle_wait if wait is None else wait)
+        self._collect(report)
         return report
 
     def _step_latest(

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from listener.kube import Cluster
-from listener.rollout import rollout_state
+from listener.rollout import rollout_state, workload_state
 
 Prober = Callable[[str, str], bool]
 """(namespace, service name) -> does the Agent Server answer `GET /ok` with 200?"""
@@ -42,16 +42,20 @@ def workloads(
         # Postgres image that cannot be pulled is a failure now, not "0 of 1 replicas ready" until the deadline.
         # Only pods of the StatefulSet's update revision count: a pod of the old template that never
         # became ready stays until deleted (its documented forced rollback) and must not fail the fix.
-        pods = cluster.list("v1", "Pod", meta["namespace"], obj["spec"]["selector"]["matchLabels"])
-        update_revision = (live.get("status") or {}).get("updateRevision") or "-"
-        state = rollout_state(
-            live,
-            pods,
-            now,
-            revision_id=revision_id if meta["name"] in revisioned else None,
-            template_hash=update_revision if obj["kind"] == "StatefulSet" else None,
-            unschedulable_window=unschedulable_grace,
-        )
+        # Pods are read only while the workload itself is not Current: they can only turn
+        # InProgress into Failed, and a steady or finished rollout then costs one GET, not two.
+        state = workload_state(live)
+        if state.state == "InProgress":
+            pods = cluster.list("v1", "Pod", meta["namespace"], obj["spec"]["selector"]["matchLabels"])
+            update_revision = (live.get("status") or {}).get("updateRevision") or "-"
+            state = rollout_state(
+                live,
+                pods,
+                now,
+                revision_id=revision_id if meta["name"] in revisioned else None,
+                template_hash=update_revision if obj["kind"] == "StatefulSet" else None,
+                unschedulable_window=unschedulable_grace,
+            )
         if state.state == "Failed":
             return ("Failed", f"{meta['name']}: {state.reason}")
         if state.state == "InProgress" and worst[0] == "Current":

@@ -7,6 +7,9 @@ Like client-go's workqueue under controller-runtime (and Flux's `--concurrent`):
 * a small, fixed number of daemon worker threads (`LISTENER_WORKERS`), so one slow or failing
   deployment holds one worker while the others keep moving, and a new revision of any other
   deployment starts at the next poll;
+* two lanes: work submitted `urgent` (a new revision, a new deployment) is taken before the rest
+  (rollouts' follow-ups, resyncs), so a revision never waits behind a thousand resync items; an item
+  already queued is moved to the urgent lane when it becomes urgent. Within a lane, first in, first out;
 * `retry_delay` is the per-key retry schedule: exponential from a base, capped, with jitter, and
   never shorter than the server's `Retry-After`.
 
@@ -18,10 +21,10 @@ leader fence refuses whatever an abandoned step still tries to write.
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -68,8 +71,9 @@ class WorkQueue:
     def __init__(self, workers: int, *, name: str = "reconcile"):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers!r}")
-        self._items: queue.SimpleQueue[tuple[str, Callable[[], Any]] | None] = queue.SimpleQueue()
         self._lock = threading.Condition()
+        self._urgent: deque[tuple[str, Callable[[], Any]]] = deque()
+        self._normal: deque[tuple[str, Callable[[], Any]]] = deque()
         self._pending: set[str] = set()
         """Keys queued or running."""
         self._running: set[str] = set()
@@ -81,14 +85,25 @@ class WorkQueue:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, key: str, work: Callable[[], Any]) -> bool:
-        """Queue `work` for `key`; False (and nothing queued) when `key` is already queued or running."""
+    def submit(self, key: str, work: Callable[[], Any], *, urgent: bool = False) -> bool:
+        """Queue `work` for `key`, in the urgent lane when `urgent`; False (and nothing queued) when
+        `key` is already queued or running. A key waiting in the normal lane moves to the urgent
+        lane (keeping its work) when submitted urgent, and still answers False."""
         with self._lock:
-            if self._closed or key in self._pending:
+            if self._closed:
+                return False
+            if key in self._pending:
+                if urgent and key not in self._running:
+                    for item in self._normal:
+                        if item[0] == key:
+                            self._normal.remove(item)
+                            self._urgent.append(item)
+                            break
                 return False
             self._pending.add(key)
+            (self._urgent if urgent else self._normal).append((key, work))
             self._publish()
-        self._items.put((key, work))
+            self._lock.notify_all()  # `wait` callers share the condition: `notify` might wake one of them
         return True
 
     def busy(self, keys: Iterable[str] | None = None) -> set[str]:
@@ -124,33 +139,22 @@ class WorkQueue:
         items; True when none is left running (False: they are abandoned to their daemon threads)."""
         with self._lock:
             self._closed = True
-        while True:  # drop queued items that no worker picked up yet
-            try:
-                item = self._items.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                with self._lock:
-                    self._pending.discard(item[0])
-        for _ in self._threads:
-            self._items.put(None)
-        with self._lock:
+            for lane in (self._urgent, self._normal):
+                for key, _work in lane:
+                    self._pending.discard(key)
+                lane.clear()
             self._publish()
             self._lock.notify_all()
         return self.wait(self.busy(), timeout)
 
     def _work(self) -> None:
         while True:
-            item = self._items.get()
-            if item is None:
-                return
-            key, work = item
             with self._lock:
+                while not (self._urgent or self._normal or self._closed):
+                    self._lock.wait()
                 if self._closed:
-                    self._pending.discard(key)
-                    self._publish()
-                    self._lock.notify_all()
-                    continue
+                    return
+                key, work = (self._urgent or self._normal).popleft()
                 self._running.add(key)
                 self._publish()
             try:

@@ -13,11 +13,14 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from listener import naming, ownership
 from listener.controlplane import ConflictError, ControlPlaneError, StatusReporter
 from listener.kube import Cluster, ClusterError
+
+if TYPE_CHECKING:
+    from listener.reconcile.inventory import Inventory
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +42,21 @@ def status_record(annotations: Mapping[str, str]) -> dict[str, Any]:
 
 
 def status_target(
-    cluster: Cluster, namespace: str, candidates: list[Target], listener_id: str
+    cluster: Cluster,
+    namespace: str,
+    candidates: list[Target],
+    listener_id: str,
+    inventory: Inventory | None = None,
 ) -> Target | None:
     """The first candidate that exists and is the listener's (a rollout stopped by a foreign object
-    must never annotate that object)."""
+    must never annotate that object). With an inventory, its rows answer (the listener's own
+    writes are in them at once); without one, a GET per candidate."""
     for api_version, kind, name in candidates:
+        if inventory is not None:
+            seen = inventory.lookup(namespace, api_version, kind, name)
+            if seen is not None and seen.owned:
+                return (api_version, kind, name)
+            continue
         live = cluster.get(api_version, kind, namespace, name)
         if live is not None and ownership.owned(live, listener_id):
             return (api_version, kind, name)

@@ -19,14 +19,13 @@ import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from listener import naming, ownership
 from listener.kube import Cluster
 from listener.managed import (
     Credentials,
     CredentialsSecretError,
-    ManagedStores,
     StoreBusy,
     StoreError,
     StoreNames,
@@ -35,11 +34,14 @@ from listener.managed import (
     read_secret,
     secret_data,
 )
-from listener.managed.postgres import Retention
 from listener.managed.rotation import credentials_selector
 from listener.reconcile import apply
 from listener.render.context import COMPONENT_MANAGED_STORES
 from listener.spec import ManagedStoresSecret, SecretValue
+
+if TYPE_CHECKING:
+    from listener.managed import ManagedStores
+    from listener.managed.postgres import Retention
 
 TRANSIENT = (StoreUnreachable, StoreBusy)
 """Store errors that may pass by themselves: retried with backoff until the rollout deadline."""
