@@ -264,11 +264,12 @@ def test_a_watch_told_410_gone_lists_again_and_keeps_following(world: World) -> 
     _until(lambda: _all_watched(world), "every table watched")
     watcher = world.reconciler._watcher
     assert watcher is not None
-    world.kube.store.compact()
-    # etcd compacts at a revision newer than what the watchers last saw; a write none of them watches
-    # (a cluster-scoped Namespace) makes that so here, whatever the watchers' last list returned.
+    # etcd compacts at a revision newer than what the watchers last saw: a write none of them watches
+    # (a cluster-scoped Namespace), then the compaction, makes that so whatever the watchers' last
+    # list returned (compacting first left a watcher that had listed after the last write able to resume).
     with world.kube.admin_client() as client:
         client.create(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "unwatched"}}))
+    world.kube.store.compact()
     world.kube.store.end_watches()
     _until(lambda: watcher.relists > 0, "a 410 Gone and a new list")
     _until(lambda: _all_watched(world), "every table watched again")

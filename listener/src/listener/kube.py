@@ -23,7 +23,7 @@ from lightkube.core.resource import api_info
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import CascadeType, PatchType
 
-from listener import metrics
+from listener import metrics, naming
 from listener.controlplane.retry import parse_retry_after
 
 FIELD_MANAGER = "langsmith-dataplane-listener"
@@ -302,17 +302,21 @@ class Cluster:
                 _as_dict(o) for o in self._client.list(resource, namespace=namespace, labels=dict(labels))
             ]
 
-    def list_metadata(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+    def list_metadata(
+        self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         """Every object of a kind in a namespace, metadata only (`PartialObjectMetadataList`, what
         client-go's metadata informers ask for): names, labels, annotations and managedFields, never
         a spec or a Secret's data. A tenth of the bytes of a full list and no typed decoding: the
-        inventory (`reconcile.inventory`) lists this way. Pages are followed to the end."""
+        inventory (`reconcile.inventory`) and prune list this way. `labels` selects by equality.
+        Pages are followed to the end. Each item is `{"metadata": ...}`."""
         self._check("list", api_version, kind)
         _, resource = _group_and_resource(api_version, kind)
         prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         path = f"{prefix}/namespaces/{namespace}/{resource}"
         items: list[dict[str, Any]] = []
-        params: dict[str, str] = {"limit": str(LIST_PAGE)}
+        selector = {"labelSelector": naming.selector_string(labels)} if labels else {}
+        params: dict[str, str] = {"limit": str(LIST_PAGE), **selector}
         with _translated("list", _target(api_version, kind, namespace, None), "list", self._observe):
             while True:
                 response = self._client._client._client.get(  # lightkube has no metadata-only list
@@ -325,7 +329,7 @@ class Cluster:
                 token = body.metadata.get("continue")
                 if not token:
                     return items
-                params = {"limit": str(LIST_PAGE), "continue": str(token)}
+                params = {"limit": str(LIST_PAGE), "continue": str(token), **selector}
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self._check("delete", api_version, kind)

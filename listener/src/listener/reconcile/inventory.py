@@ -83,11 +83,40 @@ def seen_of(obj: Mapping[str, Any], listener_id: str) -> Seen:
 class _Table:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.rows: dict[str, Seen] = {}
+        self._rows: dict[str, Seen] = {}
+        self._owned: dict[str, list[str]] | None = None
+        """Names of the listener's own rows by deployment label (built on first use after a change)."""
         self.cycle = -1
         """The cycle the rows were listed in (-1: never)."""
         self.watched = False
         """A watch keeps the rows current (`Watcher`): no list per cycle while this holds."""
+
+    @property
+    def rows(self) -> dict[str, Seen]:
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: dict[str, Seen]) -> None:
+        self._rows, self._owned = rows, None
+
+    def put(self, name: str, seen: Seen) -> None:
+        self._rows[name] = seen
+        self._owned = None
+
+    def drop(self, name: str) -> None:
+        self._rows.pop(name, None)
+        self._owned = None
+
+    def owned_by(self, label: str) -> list[str]:
+        """The names of the listener's own rows of one deployment: a resync asks this once per
+        deployment and kind, so it is an index, not a scan of every row of the namespace."""
+        if self._owned is None:
+            owned: dict[str, list[str]] = {}
+            for name, seen in self._rows.items():
+                if seen.owned and seen.deployment is not None:
+                    owned.setdefault(seen.deployment, []).append(name)
+            self._owned = owned
+        return self._owned.get(label, [])
 
 
 class Inventory:
@@ -144,8 +173,8 @@ class Inventory:
             with table.lock:
                 found += [
                     (kind, name)
-                    for name, seen in table.rows.items()
-                    if seen.owned and seen.deployment == label and not seen.data and (kind, name) not in keep
+                    for name in table.owned_by(label)
+                    if not table.rows[name].data and (kind, name) not in keep
                 ]
         return found
 
@@ -181,9 +210,9 @@ class Inventory:
         name = obj["metadata"]["name"]
         with table.lock:
             if change == "DELETED" or obj["metadata"].get("deletionTimestamp"):
-                table.rows.pop(name, None)
+                table.drop(name)
             elif change in ("ADDED", "MODIFIED"):
-                table.rows[name] = seen_of({**obj, "kind": kind}, self._listener_id)
+                table.put(name, seen_of({**obj, "kind": kind}, self._listener_id))
 
     def unwatched(self, namespace: str, api_version: str, kind: str) -> None:
         """The table's watch broke: list it per cycle again until the watch is back."""
@@ -200,7 +229,7 @@ class Inventory:
         seen = seen_of(obj, self._listener_id)
         table = self._table(meta["namespace"], obj["apiVersion"], obj["kind"])
         with table.lock:
-            table.rows[meta["name"]] = seen
+            table.put(meta["name"], seen)
         return seen
 
 

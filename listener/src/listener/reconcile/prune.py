@@ -145,16 +145,16 @@ class Inventory:
 def inventory(
     cluster: Cluster, listener_id: str, namespaces: Iterable[str], served: frozenset[tuple[str, str]]
 ) -> Inventory:
-    """Everything this listener owns in its namespaces, grouped by (deployment, namespace). Objects
-    carrying its labels that it did not write, or whose deployment id is not a UUID, are left out
-    with a warning."""
+    """Everything this listener owns in its namespaces, grouped by (deployment, namespace), metadata
+    only (every rule here reads labels, annotations and managedFields). Objects carrying its labels
+    that it did not write, or whose deployment id is not a UUID, are left out with a warning."""
     found = Inventory()
     selector = naming.ownership_selector(listener_id)
     for namespace in namespaces:
         for api_version, kind in KINDS:
             if (api_version, kind) not in served:
                 continue
-            for obj in cluster.list(api_version, kind, namespace, selector):
+            for obj in cluster.list_metadata(api_version, kind, namespace, selector):
                 obj = {**obj, "kind": kind}
                 meta = obj.get("metadata") or {}
                 if meta.get("deletionTimestamp"):
@@ -575,7 +575,7 @@ def prune_stale(
     for api_version, kind in KINDS:
         if (api_version, kind) not in served:
             continue
-        for obj in cluster.list(api_version, kind, namespace, selector):
+        for obj in cluster.list_metadata(api_version, kind, namespace, selector):
             obj = {**obj, "kind": kind}
             name = _name(obj)
             # A managed-store credentials Secret under an old name (a rename) is not data: the
