@@ -151,3 +151,35 @@ def test_urgent_work_is_taken_before_the_rest_and_a_queued_key_can_be_promoted()
     finally:
         release.set()
         work.close(WAIT)
+
+
+def test_a_finished_rollouts_waves_are_packed_and_read_back_unchanged() -> None:
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_render import make_spec
+
+    from listener import naming
+    from listener.reconcile.unit import Attempt
+    from listener.render import RenderOptions, render
+
+    waves = render(make_spec(), RenderOptions(run_as_non_root=True))
+    names = naming.ObjectNames.of("alpha", "00000000-0000-0000-0000-000000000001")
+    attempt = Attempt(fingerprint=("f",), revision_id="r", names=names, started=None, phase="deployed")  # type: ignore[arg-type]
+    attempt.waves = waves
+    before = json.dumps([(w.index, w.name, w.objects) for w in waves], sort_keys=True)
+    attempt.pack()
+    assert attempt._waves is None
+    assert attempt._packed is not None
+    assert len(attempt._packed) < len(before) / 3
+    restored = attempt.waves
+    assert restored is not None
+    assert json.dumps([(w.index, w.name, w.objects) for w in restored], sort_keys=True) == before
+    assert all(isinstance(w.objects, tuple) for w in restored)
+    secrets = [o for w in waves for o in w.objects if o["kind"] == "Secret" and o.get("data")]
+    assert secrets, "the render carries Secret data"
+    for secret in secrets:
+        for value in secret["data"].values():
+            assert value not in repr(attempt), "waves hold passwords: never in a repr"

@@ -24,10 +24,13 @@ import base64
 import logging
 import secrets
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
 
 from listener import metrics, naming, ownership, validate
 from listener.controlplane import StatusReporter
@@ -60,7 +63,9 @@ class Attempt:
     started: datetime
     """The rollout deadline counts from here, through retries and restarts of the step."""
     phase: Phase = "pending"
-    waves: list[Wave] | None = None
+    _waves: list[Wave] | None = field(default=None, repr=False)
+    _packed: bytes | None = field(default=None, repr=False)
+    """The waves of a finished rollout, compressed (`pack`); never in a repr (they hold passwords)."""
     applied: set[int] = field(default_factory=set)
     reason: str = ""
     failures: int = 0
@@ -74,6 +79,29 @@ class Attempt:
     @property
     def busy(self) -> bool:
         return self.phase in ("pending", "stores", "rolling")
+
+    @property
+    def waves(self) -> list[Wave] | None:
+        """What the rollout renders; read back from `pack`'s form on first use after a pack."""
+        if self._waves is None and self._packed is not None:
+            decoded = msgspec.json.decode(zlib.decompress(self._packed))
+            self._waves = [Wave(index, name, tuple(objects)) for index, name, objects in decoded]
+        return self._waves
+
+    @waves.setter
+    def waves(self, waves: list[Wave] | None) -> None:
+        self._waves, self._packed = waves, None
+
+    def pack(self) -> None:
+        """Keep the waves compressed until they are needed again (a resync's drift check, a re-apply):
+        a finished rollout's manifests are ~55 KiB as Python objects and ~5 KiB packed, which is
+        most of a listener's memory at N = 1,000."""
+        if self._waves is None:
+            return
+        if self._packed is None:
+            encoded = msgspec.json.encode([(w.index, w.name, w.objects) for w in self._waves])
+            self._packed = zlib.compress(encoded, 1)
+        self._waves = None
 
 
 @dataclass
@@ -179,6 +207,8 @@ def step(ctx: StepContext, record: DeploymentRecord, placement: Placement, now: 
         _outcome(ctx, record, attempt, outcome, now, result)
     except (validate.InvalidDeployment, RenderError) as error:
         _fail(ctx, record, attempt, str(error), result)
+    if not attempt.busy:
+        attempt.pack()
     return result
 
 
