@@ -208,8 +208,8 @@ def test_a_replica_that_lost_the_lease_never_touches_the_managed_stores(world: W
 
 @pytest.mark.xfail(
     strict=True,
-    reason="open defect: a forced server-side apply of an object the inventory saw absent earlier in the "
-    "cycle merges into one created meanwhile (not even force=False refuses: no field conflicts); closing "
+    reason="open defect: a forced server-side apply of an object the inventory saw absent at the last poll "
+    "merges into one created meanwhile (not even force=False refuses: no field conflicts); closing "
     "it needs create-if-absent semantics without a second field-manager entry",
 )
 def test_an_object_created_after_the_inventory_listed_it_as_absent_is_not_taken_over(
