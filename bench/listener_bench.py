@@ -160,6 +160,15 @@ def _fakekube_child(conn: Any, kubeconfig: str, n: int) -> None:
             conn.send([(r.at, r.verb, r.namespace, r.name, r.kind) for r in kube.log.records(user=user)])
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """A process's CPU time so far (user + system, all threads), from /proc; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 1)
+
+
 def _breakdown(records: list[tuple[Any, ...]], n: int) -> dict[str, float]:
     """Requests per deployment by "verb kind", most first: where the cold start's requests go."""
     counts: dict[str, int] = {}
@@ -350,6 +359,7 @@ def run(bench: Run) -> dict[str, Any]:
                 break
             time.sleep(0.5)  # a bounded poll of the emulator's state, not synchronisation
         cold = time.time() - started
+        cpu_listener, cpu_kube = _cpu_seconds(listener.pid), _cpu_seconds(kube.info["pid"])
         cold_records = kube.ask("records", timeout=120)
         result["cold_start"] = {
             "converged": len(done) == n,
@@ -360,6 +370,10 @@ def run(bench: Run) -> dict[str, Any]:
             "k8s_requests_per_deployment": round(len(cold_records) / n, 1),
             "k8s_writes_per_deployment": round(sum(1 for r in cold_records if r[1] in WRITE_VERBS) / n, 1),
             "k8s_requests_per_deployment_by_verb_and_kind": _breakdown(cold_records, n),
+            # Who was busy: the listener's own CPU, and fakekube's (its API, validation, server-side
+            # apply and the simulated controllers and kubelet, on one asyncio thread).
+            "listener_cpu_s": cpu_listener,
+            "fakekube_cpu_s": cpu_kube,
         }
         bench.log(f"cold start: {result['cold_start']}")
         if listener.poll() is not None:
@@ -561,6 +575,16 @@ def markdown(results: list[dict[str, Any]], machine: dict[str, Any]) -> str:
         )
 
     row("cold start until all DEPLOYED", [cold(r) for r in results], "≤ 30 s")
+    row(
+        "cold start: CPU of the listener / of fakekube",
+        [
+            f"{r['cold_start'].get('listener_cpu_s')} s / {r['cold_start'].get('fakekube_cpu_s')} s"
+            if r.get("cold_start")
+            else "—"
+            for r in results
+        ],
+        "—",
+    )
     row(
         "Kubernetes requests / writes per deployment at cold start",
         [_per_deployment(r) for r in results],

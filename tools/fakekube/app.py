@@ -370,17 +370,7 @@ def _list(
         head = _ENCODER.encode(
             {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta}
         )
-        partial = (
-            {
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": s.render()["metadata"],
-            }
-            for s in items
-        )
-        return json_response(
-            head[:-1] + b',"items":[' + b",".join(_ENCODER.encode(p) for p in partial) + b"]}"
-        )
+        return json_response(head[:-1] + b',"items":[' + b",".join(s.metadata_json() for s in items) + b"]}")
     head = _ENCODER.encode({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": meta})
     body = head[:-1] + b',"items":[' + b",".join(s.json() for s in items) + b"]}"
     return json_response(body)

@@ -103,12 +103,13 @@ def _intern(paths: Iterable[ssa.Path]) -> frozenset[ssa.Path]:
 class Stored:
     """One committed version of an object. ``body`` is never mutated after commit."""
 
-    __slots__ = ("_flat", "_json", "body", "managed")
+    __slots__ = ("_flat", "_json", "_metadata_json", "body", "managed")
 
     def __init__(self, body: dict[str, Any], managed: dict[ManagerKey, _Entry]) -> None:
         self.body = body
         self.managed = managed
         self._json: bytes | None = None
+        self._metadata_json: bytes | None = None
         self._flat: dict[ssa.Path, Any] | None = None
 
     @property
@@ -138,6 +139,18 @@ class Stored:
         if self._json is None:
             self._json = _ENCODER.encode(self.render())
         return self._json
+
+    def metadata_json(self) -> bytes:
+        """This version as a `PartialObjectMetadata` list item (what a metadata-only list returns)."""
+        if self._metadata_json is None:
+            self._metadata_json = _ENCODER.encode(
+                {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": self.render()["metadata"],
+                }
+            )
+        return self._metadata_json
 
     def flat(self, kind: Kind) -> dict[ssa.Path, Any]:
         """The owned-field view of the main resource, flattened once per version."""

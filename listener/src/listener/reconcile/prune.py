@@ -170,7 +170,10 @@ def inventory(
                     )
                     continue
                 group = found.groups.setdefault((deployment, namespace), Group(deployment, namespace))
-                group.items.append((api_version, kind, obj))
+                # Kept without managedFields (most of the bytes): ownership was decided above, and
+                # nothing after it reads them — a resync at N = 1,000 holds every object's metadata here.
+                slim = {k: v for k, v in meta.items() if k != "managedFields"}
+                group.items.append((api_version, kind, {"kind": kind, "metadata": slim}))
     return found
 
 
