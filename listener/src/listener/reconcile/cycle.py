@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -239,6 +239,8 @@ class Reconciler:
         if context is None:
             return report  # no poll yet: nothing is under way
         self._latest = (placements, now)  # queued items step at the tick's time (deadlines, retries)
+        # The inventory is not listed again at a tick: a write's ownership look GETs (`StepContext.tick`).
+        context = replace(context, tick=True)
         queued = []
         for deployment_id in placements:
             record = self.records.get(deployment_id)
