@@ -3,15 +3,22 @@ against the control-plane emulator and fakekube: a tick is cheaper than a poll, 
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from e2e import NS, World, make_reconciler
 from lightkube.codecs import from_dict
 from lightkube.resources.apps_v1 import Deployment
+from test_service import base_env
 
+from listener import metrics
 from listener.kube import FIELD_MANAGER
+from listener.reconcile import CycleReport
 from listener.reconcile.status import STATUS_ANNOTATION
+from listener.service import Service, control_plane_client
+from listener.settings import load_settings
 
 TICK = timedelta(seconds=2)
 
@@ -98,3 +105,59 @@ def test_a_status_transition_at_a_tick_never_annotates_an_object_that_is_no_long
     )
     managers = {e["manager"] for e in live["metadata"].get("managedFields") or []}
     assert not {m for m in managers if m.startswith(FIELD_MANAGER)}, managers
+
+
+class ScriptedReconciler:
+    """Duck-types the reconciler for `Service.cycle`: answers each cycle with the next report."""
+
+    in_progress = True
+
+    def __init__(self, reports: list[CycleReport]) -> None:
+        self.records: dict[str, Any] = {}
+        self._reports = iter(reports)
+
+    def run_once(self, now: datetime, *, wait: float | None = None, poll: bool = True) -> CycleReport:
+        return next(self._reports)
+
+    def close(self, timeout: float | None = None) -> bool:
+        return True
+
+
+def _service(reports: list[CycleReport]) -> Service:
+    settings = load_settings(base_env(status_reporting="off"))
+    clock = iter(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=2 * i) for i in range(100))
+    with control_plane_client(settings) as unused:
+        return Service(settings, ScriptedReconciler(reports), unused, clock=lambda: next(clock))  # type: ignore[arg-type]
+
+
+def test_a_tick_during_a_control_plane_outage_is_not_a_successful_poll() -> None:
+    # A tick lists nothing on the control plane: its report's control_plane_ok says nothing about it.
+    # The last-successful-poll gauge (what an outage alert watches) must not move at a tick, or a
+    # rollout under way during an outage hides the outage.
+    outage = CycleReport(control_plane_ok=False, errors=["control plane: unreachable"])
+    service = _service([CycleReport(), outage, CycleReport(), CycleReport()])
+    service.cycle()
+    good = metrics.LAST_SUCCESSFUL_POLL._value.get()
+    service.cycle()
+    service.cycle(poll=False)
+    service.cycle(poll=False)
+    assert metrics.LAST_SUCCESSFUL_POLL._value.get() == good
+
+
+def test_a_refused_prune_is_said_once_even_with_ticks_in_between(caplog: pytest.LogCaptureFixture) -> None:
+    # "Refused prunes and foreign objects repeat every cycle until something changes: say each once."
+    # Ticks run no prune: their empty report must not make the next poll say it all again.
+    refused = "11111111-1111-4111-8111-111111111111"
+
+    def poll() -> CycleReport:
+        return CycleReport(prune_refused={refused: "within the prune window"})
+
+    service = _service([poll(), CycleReport(), poll(), CycleReport(), poll()])
+    with caplog.at_level(logging.WARNING, logger="listener.service"):
+        service.cycle()
+        service.cycle(poll=False)
+        service.cycle()
+        service.cycle(poll=False)
+        service.cycle()
+    said = [r for r in caplog.records if f"not pruned {refused}" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]
