@@ -4,11 +4,12 @@ against the control-plane emulator and fakekube: a tick is cheaper than a poll, 
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from e2e import NS, World, make_reconciler
+from e2e import NS, OTHER_NS, World, make_reconciler
 from lightkube.codecs import from_dict
 from lightkube.resources.apps_v1 import Deployment
 from test_service import base_env
@@ -16,6 +17,7 @@ from test_service import base_env
 from listener import metrics
 from listener.kube import FIELD_MANAGER
 from listener.reconcile import CycleReport
+from listener.reconcile import cycle as cycle_module
 from listener.reconcile.status import STATUS_ANNOTATION
 from listener.service import Service, control_plane_client
 from listener.settings import load_settings
@@ -161,3 +163,70 @@ def test_a_refused_prune_is_said_once_even_with_ticks_in_between(caplog: pytest.
         service.cycle()
     said = [r for r in caplog.records if f"not pruned {refused}" in r.getMessage()]
     assert len(said) == 1, [r.getMessage() for r in said]
+
+
+def _move(world: World, deployment_id: str, namespace: str) -> None:
+    with world.emulator.store._lock:
+        world.emulator.store.deployments[deployment_id]["source_config"]["listener_config"][
+            "k8s_namespace"
+        ] = namespace
+
+
+def test_prune_never_runs_alongside_a_ticks_step_for_another_namespace(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prune waits for any step "queued for another namespace than its placement now" (`_stepping`).
+    # A tick queues steps too: the namespace it queued one for must be known, or a deployment moved
+    # back and forth looks placed where its running step is not writing.
+    gates: dict[str, tuple[threading.Event, threading.Event]] = {}
+
+    def prober(namespace: str, service: str) -> bool:
+        gate = gates.get(namespace)
+        if gate is not None:
+            gate[0].set()
+            gate[1].wait(30)
+        return False
+
+    world.reconciler.close(5)
+    world.reconciler = make_reconciler(
+        world.client,
+        world.kube,
+        world.listener_id,
+        world.servers,
+        (NS, OTHER_NS),
+        prober=prober,
+        cycle_wait=0.5,
+    )
+    pruned: list[str] = []
+    real_run = cycle_module.prune.run
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        pruned.append(threading.current_thread().name)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(cycle_module.prune, "run", run)
+    queue = world.reconciler._queue
+    try:
+        mover = world.deploy("mover")
+        world.cycle(wait=60)  # placed in NS, rolling (never healthy)
+        assert world.reconciler.records[mover].busy
+        gates[NS] = (threading.Event(), threading.Event())
+        _tick(world)  # its step holds in the probe in NS
+        assert gates[NS][0].wait(10)
+        _move(world, mover, OTHER_NS)
+        pruned.clear()
+        world.cycle(wait=0)  # busy: not queued again; prune waits (its step is for NS)
+        assert pruned == []
+        gates.pop(NS)[1].set()
+        assert queue.wait([mover], 10)
+        gates[OTHER_NS] = (threading.Event(), threading.Event())
+        _tick(world)  # steps the move to OTHER_NS (the last poll's placement), holds in the probe there
+        assert gates[OTHER_NS][0].wait(10)
+        _move(world, mover, NS)
+        world.cycle(
+            after=timedelta(seconds=301), wait=0
+        )  # a resync: placed in NS again, its step writes OTHER_NS
+        assert pruned == [], "prune ran alongside a step writing another namespace"
+    finally:
+        for _, release in gates.values():
+            release.set()

@@ -242,12 +242,13 @@ class Reconciler:
         # The inventory is not listed again at a tick: a write's ownership look GETs (`StepContext.tick`).
         context = replace(context, tick=True)
         queued = []
-        for deployment_id in placements:
+        for deployment_id, placement in placements.items():
             record = self.records.get(deployment_id)
             if record is None or not record.busy:
                 continue
             if self._queue.submit(deployment_id, partial(self._step_latest, context, record)):
                 queued.append(deployment_id)
+                self._stepping[deployment_id] = placement.namespace  # what prune must not overlap
         self._queue.wait(queued, self.config.cycle_wait if wait is None else wait)
         self._collect(report)
         return report
