@@ -230,3 +230,29 @@ def test_prune_never_runs_alongside_a_ticks_step_for_another_namespace(
     finally:
         for _, release in gates.values():
             release.set()
+
+
+class _Leading:
+    """A leader elector that leads, in one term."""
+
+    term = 1
+
+    def is_leader(self) -> bool:
+        return True
+
+    def holder(self) -> str:
+        return "this-replica"
+
+
+def test_a_refused_prune_is_said_once_with_leader_election(caplog: pytest.LogCaptureFixture) -> None:
+    # The loop asks `leading()` before every cycle; leading must not forget what was said already.
+    refused = "22222222-2222-4222-8222-222222222222"
+    reports = [CycleReport(prune_refused={refused: "within the prune window"}) for _ in range(3)]
+    service = _service(reports)
+    service._leader = _Leading()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="listener.service"):
+        for _ in range(3):
+            assert service.leading()
+            service.cycle()
+    said = [r for r in caplog.records if f"not pruned {refused}" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]

@@ -234,9 +234,9 @@ class Service:
                 self._standing_by = True
             return False
         self._standing_by = False
-        self._logged: set[str] = set()
         term = self._leader.term
         if term != self._term:
+            self._logged = set()  # a new term says again what still holds
             if self._term is not None and self._new_reconciler is not None:
                 self.reconciler.close()  # its last steps finish before the new term's first
                 self.reconciler = self._new_reconciler()
