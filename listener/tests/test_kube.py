@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx2
 import pytest
 
 from listener.kube import (
@@ -153,3 +154,69 @@ def test_a_metadata_list_fails_like_any_call(kube: FakeKube, cluster: Cluster):
     assert caught.value.status == 0
     with pytest.raises(UndeclaredAccess):
         Cluster(cluster._client).list_metadata("v1", "ConfigMap", NS)
+
+
+def test_a_metadata_list_whose_continue_token_expired_lists_again_from_the_start(
+    kube: FakeKube, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+):
+    # An API server answers 410 Expired to a continue token older than its compaction (client-go's
+    # pager then lists again). 410 is one of the answers that fail a revision (`apply.REJECTED_STATUSES`):
+    # a transient expiry during an inventory list must not fail a rollout.
+    from listener import kube as kube_module
+
+    monkeypatch.setattr(kube_module, "LIST_PAGE", 2)
+    for i in range(5):
+        cluster.apply(config_map(f"m{i}", {}))
+    http = cluster._client._client._client
+    send = http.get
+    expired: list[str] = []
+
+    def get(path: str, **kwargs: object) -> httpx2.Response:
+        params = kwargs.get("params") or {}
+        if "continue" in params and not expired:  # type: ignore[operator]
+            expired.append(path)
+            status = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": "Expired",
+                "message": "The provided continue parameter is too old to display a consistent list result.",
+                "code": 410,
+            }
+            return httpx2.Response(410, json=status, request=httpx2.Request("GET", f"https://fake{path}"))
+        return send(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(http, "get", get)
+    listed = cluster.list_metadata("v1", "ConfigMap", NS)
+    assert expired, "the fault was not hit"
+    assert sorted(o["metadata"]["name"] for o in listed) == ["kube-root-ca.crt", "m0", "m1", "m2", "m3", "m4"]
+
+
+def test_a_metadata_list_that_expires_again_is_a_cluster_error(
+    kube: FakeKube, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+):
+    from listener import kube as kube_module
+
+    monkeypatch.setattr(kube_module, "LIST_PAGE", 2)
+    for i in range(5):
+        cluster.apply(config_map(f"m{i}", {}))
+    http = cluster._client._client._client
+    send = http.get
+
+    def get(path: str, **kwargs: object) -> httpx2.Response:
+        params = kwargs.get("params") or {}
+        if "continue" in params:  # type: ignore[operator]
+            status = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": "Expired",
+                "code": 410,
+            }
+            return httpx2.Response(410, json=status, request=httpx2.Request("GET", f"https://fake{path}"))
+        return send(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(http, "get", get)
+    with pytest.raises(ClusterError) as caught:
+        cluster.list_metadata("v1", "ConfigMap", NS)
+    assert caught.value.status == 410

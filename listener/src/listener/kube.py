@@ -309,7 +309,9 @@ class Cluster:
         client-go's metadata informers ask for): names, labels, annotations and managedFields, never
         a spec or a Secret's data. A tenth of the bytes of a full list and no typed decoding: the
         inventory (`reconcile.inventory`) and prune list this way. `labels` selects by equality.
-        Pages are followed to the end. Each item is `{"metadata": ...}`."""
+        Pages are followed to the end; a continue token that expired (410: the API server compacted
+        past it) lists once more from the first page, as client-go's pager does. Each item is
+        `{"metadata": ...}`."""
         self._check("list", api_version, kind)
         _, resource = _group_and_resource(api_version, kind)
         prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
@@ -317,11 +319,16 @@ class Cluster:
         items: list[dict[str, Any]] = []
         selector = {"labelSelector": naming.selector_string(labels)} if labels else {}
         params: dict[str, str] = {"limit": str(LIST_PAGE), **selector}
+        restarted = False
         with _translated("list", _target(api_version, kind, namespace, None), "list", self._observe):
             while True:
                 response = self._client._client._client.get(  # lightkube has no metadata-only list
                     path, params=params, headers={"Accept": METADATA_LIST_MEDIA_TYPE}
                 )
+                if response.status_code == 410 and "continue" in params and not restarted:
+                    restarted, items = True, []
+                    params = {"limit": str(LIST_PAGE), **selector}
+                    continue
                 if response.status_code >= 400:
                     raise _api_error(response)
                 body = _METADATA_LIST.decode(response.content)

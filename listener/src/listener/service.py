@@ -203,7 +203,7 @@ class Service:
         finally:
             metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
         self._heartbeat(now)
-        _observe(report, self.reconciler, now, self._clock())
+        _observe(report, self.reconciler, now, self._clock(), polled=poll)
         for line, extra in _summary(report, self.reconciler):
             log.info(line, extra=extra)
         # Refused prunes and foreign objects repeat every cycle until something changes: say each once.
@@ -212,7 +212,9 @@ class Service:
         for line, extra in notices:
             if line not in self._logged:
                 log.warning(line, extra=extra)
-        self._logged = {line for line, _ in notices}
+        # A poll says what holds now; a tick (no list, no prune) only adds what its steps said.
+        lines = {line for line, _ in notices}
+        self._logged = lines if poll else self._logged | lines
         if self._health is not None and poll:
             self._health.polled(report.control_plane_ok)
         if self._on_cycle:
@@ -232,9 +234,9 @@ class Service:
                 self._standing_by = True
             return False
         self._standing_by = False
-        self._logged: set[str] = set()
         term = self._leader.term
         if term != self._term:
+            self._logged = set()  # a new term says again what still holds
             if self._term is not None and self._new_reconciler is not None:
                 self.reconciler.close()  # its last steps finish before the new term's first
                 self.reconciler = self._new_reconciler()
@@ -316,14 +318,18 @@ def _summary(report: CycleReport, reconciler: Reconciler) -> list[tuple[str, dic
 PHASES = ("pending", "stores", "rolling", "deployed", "failed")
 
 
-def _observe(report: CycleReport, reconciler: Reconciler, now: datetime, ended: datetime) -> None:
-    """The cycle's metrics: its result, the last good poll (`now`, when the cycle listed), deployments
-    by state, and rollouts that finished in it (timed until `ended`, the end of the cycle)."""
+def _observe(
+    report: CycleReport, reconciler: Reconciler, now: datetime, ended: datetime, *, polled: bool = True
+) -> None:
+    """The cycle's metrics: its result, the last good poll (`now`, when the cycle listed; a tick
+    lists nothing, so it is never a good poll), deployments by state, and rollouts that finished in
+    it (timed until `ended`, the end of the cycle)."""
     if not report.control_plane_ok:
         result = "control_plane_unavailable"
     else:
         result = "error" if report.errors or report.failed else "ok"
-        metrics.LAST_SUCCESSFUL_POLL.set(now.timestamp())
+        if polled:
+            metrics.LAST_SUCCESSFUL_POLL.set(now.timestamp())
     metrics.RECONCILES.labels(result=result).inc()
     counts = dict.fromkeys(PHASES, 0)
     for record in reconciler.records.values():

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -239,13 +239,16 @@ class Reconciler:
         if context is None:
             return report  # no poll yet: nothing is under way
         self._latest = (placements, now)  # queued items step at the tick's time (deadlines, retries)
+        # The inventory is not listed again at a tick: a write's ownership look GETs (`StepContext.tick`).
+        context = replace(context, tick=True)
         queued = []
-        for deployment_id in placements:
+        for deployment_id, placement in placements.items():
             record = self.records.get(deployment_id)
             if record is None or not record.busy:
                 continue
             if self._queue.submit(deployment_id, partial(self._step_latest, context, record)):
                 queued.append(deployment_id)
+                self._stepping[deployment_id] = placement.namespace  # what prune must not overlap
         self._queue.wait(queued, self.config.cycle_wait if wait is None else wait)
         self._collect(report)
         return report

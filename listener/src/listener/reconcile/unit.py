@@ -142,6 +142,10 @@ class StepContext:
     """Managed mode: the shared PostgreSQL and Redis (one bounded admin pool each for all deployments)."""
     inventory: Inventory | None = None
     """The inventory of live objects (`reconcile.inventory`); None: GET each object, re-apply all."""
+    tick: bool = False
+    """A tick between polls: the inventory's tables are the last poll's lists, up to a poll interval
+    old, so what decides a write to a possibly foreign object (the look right before a wave, the
+    status target) GETs the few objects it writes instead of trusting a row."""
 
     @property
     def listener_id(self) -> str:
@@ -430,7 +434,7 @@ def _apply_waves(
             ctx.cluster,
             [o for index in indices for o in attempt.waves[index].objects],
             ctx.listener_id,
-            ctx.inventory,
+            None if ctx.tick else ctx.inventory,
         )
     for index in indices:
         _apply_some(ctx, attempt, attempt.waves[index].objects, live)
@@ -652,7 +656,9 @@ def _transition(
             if o["metadata"]["name"].startswith(attempt.names.env_secret)
         ]
     try:
-        target = status.status_target(ctx.cluster, namespace, candidates, ctx.listener_id, ctx.inventory)
+        target = status.status_target(
+            ctx.cluster, namespace, candidates, ctx.listener_id, None if ctx.tick else ctx.inventory
+        )
         if target is not None:
             since = attempt.started if state == "DEPLOYING" else None
             rendered = render_hash(attempt.waves) if attempt.waves is not None else None
