@@ -256,3 +256,30 @@ def test_a_refused_prune_is_said_once_with_leader_election(caplog: pytest.LogCap
             service.cycle()
     said = [r for r in caplog.records if f"not pruned {refused}" in r.getMessage()]
     assert len(said) == 1, [r.getMessage() for r in said]
+
+
+def test_ticks_step_nothing_after_a_poll_that_could_not_list(world: World) -> None:
+    """A failed list changes nothing (the loop's rule): the ticks after it must not go on rolling out
+    what the last good list said (that deployment may have been deleted or superseded since)."""
+    ready: set[str] = set()
+    world.reconciler = make_reconciler(
+        world.client,
+        world.kube,
+        world.listener_id,
+        world.servers,
+        (NS,),
+        prober=lambda namespace, service: service in ready,
+    )
+    rolling = world.deploy("rolling")
+    world.cycle()
+    assert world.reconciler.records[rolling].busy
+    ready.add(world.names(rolling).api)
+    world.emulator.faults.add(kind="error", status=503, path="/v2/deployments", times=100)
+    outage = world.cycle()
+    assert not outage.control_plane_ok
+    writes = world.writes()
+    _tick(world)
+    assert world.reports[-1].deployed == [], "nothing moves on a list that failed"
+    assert world.writes() == writes
+    world.emulator.faults.clear()
+    assert world.cycle().deployed == [rolling], "the next good poll goes on"

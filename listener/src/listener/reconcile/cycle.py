@@ -140,7 +140,9 @@ class Reconciler:
             return self._tick(now, report, wait)
         listed = fetch.list_deployments(self._cp)
         if listed.deployments is None:
-            # Keep everything running as it is; the next cycle tries again.
+            # Keep everything running as it is; the next cycle tries again. Ticks step nothing until
+            # a poll lists again: what the last list said may be stale (deleted, superseded).
+            self._context = None
             report.control_plane_ok = False
             report.errors.append(f"control plane: {listed.error}")
             log.warning("control plane unavailable, nothing changed this cycle: %s", listed.error)
@@ -237,7 +239,7 @@ class Reconciler:
         placements, _ = self._latest
         context = self._context
         if context is None:
-            return report  # no poll yet: nothing is under way
+            return report  # no successful poll yet, or the last one could not list: nothing moves
         self._latest = (placements, now)  # queued items step at the tick's time (deadlines, retries)
         # The inventory is not listed again at a tick: a write's ownership look GETs (`StepContext.tick`).
         context = replace(context, tick=True)
