@@ -220,3 +220,29 @@ def test_a_metadata_list_that_expires_again_is_a_cluster_error(
     with pytest.raises(ClusterError) as caught:
         cluster.list_metadata("v1", "ConfigMap", NS)
     assert caught.value.status == 410
+
+
+def test_a_metadata_list_keeps_only_the_listeners_own_field_sets_and_hashes_like_a_get(
+    kube: FakeKube, cluster: Cluster
+):
+    """The drift baseline is a hash of the listener's Apply entry (`inventory.fields_hash`), taken from
+    the apply's answer and later compared with what a metadata list says: both must hash alike, or
+    every resync would see drift and write. Other managers' field sets are never decoded."""
+    from listener.reconcile.inventory import fields_hash
+
+    cluster.apply(config_map("shared", {"ours": "1"}))
+    with kube.admin_client(NS, field_manager="kubectl-edit") as admin:
+        admin._client._client.patch(
+            f"/api/v1/namespaces/{NS}/configmaps/shared",
+            json={"data": {"theirs": "2"}},
+            headers={"Content-Type": "application/merge-patch+json"},
+            params={"fieldManager": "kubectl-edit"},
+        ).raise_for_status()
+    (listed,) = [o for o in cluster.list_metadata("v1", "ConfigMap", NS) if o["metadata"]["name"] == "shared"]
+    entries = {e["manager"]: e for e in listed["metadata"]["managedFields"]}
+    assert set(entries) == {FIELD_MANAGER, "kubectl-edit"}
+    assert "fieldsV1" in entries[FIELD_MANAGER]
+    assert "fieldsV1" not in entries["kubectl-edit"], "another manager's field set stays undecoded"
+    live = cluster.get("v1", "ConfigMap", NS, "shared")
+    assert live is not None
+    assert fields_hash(listed) == fields_hash(live) is not None

@@ -39,7 +39,7 @@ Key = tuple[str, str]
 """(kind, name) within one namespace, as `apply.key_of`."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Seen:
     """What the listener needs to know about one live object (never its data)."""
 
