@@ -423,14 +423,15 @@ metadata list's bytes) stay raw bytes until one is needed: about half the CPU of
 
 def _metadata_dict(meta: _Metadata) -> dict[str, Any]:
     """The plain-dict form every caller reads; `managedFields` entries carry `fieldsV1` only for the
-    listener's own field managers (the drift baseline hashes its Apply entry's)."""
+    listener's own field managers, as raw JSON (`msgspec.Raw`): the drift baseline hashes its Apply
+    entry's, and only for an object whose resourceVersion changed since the last list."""
     entries = []
     for entry in meta.managedFields:
         out: dict[str, Any] = {"manager": entry.manager, "operation": entry.operation}
         if entry.subresource:
             out["subresource"] = entry.subresource
         if len(entry.fieldsV1) and entry.manager.startswith(FIELD_MANAGER):
-            out["fieldsV1"] = msgspec.json.decode(entry.fieldsV1)
+            out["fieldsV1"] = entry.fieldsV1  # raw JSON: `inventory.fields_hash` decodes it if it must
         entries.append(out)
     result: dict[str, Any] = {
         "name": meta.name,

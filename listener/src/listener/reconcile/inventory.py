@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from listener import naming, ownership
 from listener.kube import FIELD_MANAGER, Cluster
 from listener.reconcile.apply import is_create_only
@@ -63,7 +65,10 @@ def fields_hash(obj: Mapping[str, Any]) -> str | None:
             and entry.get("operation") == "Apply"
             and not entry.get("subresource")
         ):
-            encoded = json.dumps(entry.get("fieldsV1") or {}, sort_keys=True, separators=(",", ":"))
+            fields = entry.get("fieldsV1") or {}
+            if isinstance(fields, msgspec.Raw):  # from a metadata list (`Cluster.list_metadata`)
+                fields = msgspec.json.decode(fields)
+            encoded = json.dumps(fields, sort_keys=True, separators=(",", ":"))
             return hashlib.sha256(encoded.encode()).hexdigest()[:32]
     return None
 
