@@ -283,6 +283,7 @@ def _per_cycle(
                 "start": c["start"],
                 "end": c["end"],
                 "resync": c.get("resync"),
+                "poll": c.get("poll", True),
                 "wall_ms": (c["end"] - c["start"]) * 1000,
                 "cpu_ms": (c["cpu_end"] - c["cpu_start"]) * 1000,
                 "cp_requests": c["cp_end"] - c["cp_start"],
@@ -486,6 +487,7 @@ def run(bench: Run) -> dict[str, Any]:
                 if c["start"] >= cold_end
                 and (c["end"] <= resync_began or c["start"] > after_rollouts)
                 and not c["resync"]
+                and c["poll"]  # a tick between polls (rollouts under way) is not a steady cycle
             ]
             resync = [c for c in per[1:] if c["resync"] and c["start"] >= cold_end - poll]
             result["steady"] = _cycle_row(steady)
