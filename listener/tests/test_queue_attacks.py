@@ -208,7 +208,7 @@ def test_a_replica_that_lost_the_lease_never_touches_the_managed_stores(world: W
 
 @pytest.mark.xfail(
     strict=True,
-    reason="open defect: a forced server-side apply of an object the inventory saw absent at the last poll "
+    reason="open defect: a forced server-side apply of an object the inventory saw absent earlier in the poll "
     "merges into one created meanwhile (not even force=False refuses: no field conflicts); closing "
     "it needs create-if-absent semantics without a second field-manager entry",
 )

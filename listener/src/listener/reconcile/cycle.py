@@ -15,6 +15,11 @@ for one deployment. A cycle queues every listed deployment that is not already q
 waits for them up to `cycle_wait`, and reports what finished (a step that finishes later reports in
 the next cycle). Prune runs on the cycle's thread only while no step is queued or running, so it
 never overlaps a step of the deployment it looks at; otherwise it waits for the next cycle.
+
+A cycle is a *poll* (all of the above) or a *tick* (`run_once(poll=False)`, the service's 2 s beat
+between polls while rollouts are under way): a tick steps only those rollouts, as the last good poll
+placed them, and lists nothing. A poll queues only deployments with work (`unit.has_work`); new
+deployments and revisions go to the queue's urgent lane (`unit.wants_rollout`).
 """
 
 from __future__ import annotations
