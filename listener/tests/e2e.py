@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from lightkube.codecs import from_dict
 
 from listener import naming
 from listener.controlplane import ControlPlaneClient, EmulatorStatusReporter
@@ -201,6 +202,33 @@ def make_reconciler(
         watch=(lambda: kube.async_client(namespaces[0])) if watch else None,
         stores=stores,
     )
+
+
+def gated_prober(world: World) -> set[str]:
+    """Give `world` a reconciler whose `GET /ok` answers 200 only for the API Services added to the
+    returned set: a rollout stays under way (ticks step it) until the test lets it finish."""
+    ready: set[str] = set()
+    world.reconciler = make_reconciler(
+        world.client,
+        world.kube,
+        world.listener_id,
+        world.servers,
+        (NS,),
+        prober=lambda namespace, service: service in ready,
+    )
+    return ready
+
+
+def foreign_service(kube: FakeKube, name: str) -> None:
+    """Someone else's Service with one of our names (another field manager, none of our labels)."""
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NS, "labels": {"team": "theirs"}},
+        "spec": {"selector": {"app": "theirs"}, "ports": [{"name": "web", "port": 9999}]},
+    }
+    with kube.admin_client(NS) as client:
+        client.create(from_dict(theirs), field_manager="someone-else")
 
 
 @pytest.fixture

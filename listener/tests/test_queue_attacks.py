@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from e2e import NS, OTHER_NS, World, make_reconciler
+from e2e import NS, OTHER_NS, World, foreign_service, make_reconciler
 from lightkube.codecs import from_dict
 
 from listener.kube import FIELD_MANAGER
@@ -45,14 +45,7 @@ def test_an_object_created_by_someone_else_while_the_stores_roll_out_is_never_wr
     report = world.cycle()
     assert world.revision_status(deployment_id)[1] == "DEPLOYING", report
     assert world.get("Service", names.api) is None
-    theirs = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": names.api, "namespace": NS, "labels": {"team": "theirs"}},
-        "spec": {"selector": {"app": "theirs"}, "ports": [{"name": "web", "port": 9999}]},
-    }
-    with world.kube.admin_client(NS) as client:
-        client.create(from_dict(theirs), field_manager="someone-else")
+    foreign_service(world.kube, names.api)
     world.kube.controller.hold_rollout(NS, names.postgres, ready=None)
     for _ in range(3):
         world.cycle()

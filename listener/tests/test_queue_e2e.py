@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from e2e import IMAGE_2, NS, OTHER_NS, World, make_reconciler
+from e2e import IMAGE_2, NS, OTHER_NS, World, gated_prober, make_reconciler
 from lightkube.codecs import from_dict
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
@@ -286,15 +286,7 @@ def test_a_tick_steps_only_the_rollouts_under_way_and_lists_nothing(world: World
     """Between polls the service ticks every 2 s while rollouts are under way (`run_once(poll=False)`):
     a tick must cost the rollouts' own reads and writes, never a control-plane list or an inventory
     relist, whatever N is; a deployment created meanwhile waits for the next poll."""
-    ready: set[str] = set()
-    world.reconciler = make_reconciler(
-        world.client,
-        world.kube,
-        world.listener_id,
-        world.servers,
-        (NS,),
-        prober=lambda namespace, service: service in ready,
-    )
+    ready = gated_prober(world)
     rolling, steady = world.deploy("rolling"), world.deploy("steady")
     ready.add(world.names(steady).api)
     first = world.cycle()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from e2e import NS, OTHER_NS, World, make_reconciler
+from e2e import NS, OTHER_NS, World, foreign_service, gated_prober, make_reconciler
 from lightkube.codecs import from_dict
 from lightkube.resources.apps_v1 import Deployment
 from test_service import base_env
@@ -40,14 +40,7 @@ def test_an_object_created_after_the_poll_is_never_taken_over_by_a_tick(world: W
     world.cycle()
     assert world.revision_status(deployment_id)[1] == "DEPLOYING"
     assert world.get("Service", names.api) is None
-    theirs = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": names.api, "namespace": NS, "labels": {"team": "theirs"}},
-        "spec": {"selector": {"app": "theirs"}, "ports": [{"name": "web", "port": 9999}]},
-    }
-    with world.kube.admin_client(NS) as client:
-        client.create(from_dict(theirs), field_manager="someone-else")
+    foreign_service(world.kube, names.api)
     world.kube.controller.hold_rollout(NS, names.postgres, ready=None)
     for _ in range(3):
         _tick(world)
@@ -80,15 +73,7 @@ def test_a_status_transition_at_a_tick_never_annotates_an_object_that_is_no_long
     # The status record goes on the API server Deployment the rollout wrote. Someone deletes it and
     # creates their own Deployment with that name after the poll listed the inventory; the rollout
     # then fails (or succeeds) at a tick. The annotation must not be merged into their Deployment.
-    ready: set[str] = set()
-    world.reconciler = make_reconciler(
-        world.client,
-        world.kube,
-        world.listener_id,
-        world.servers,
-        (NS,),
-        prober=lambda namespace, service: service in ready,
-    )
+    gated_prober(world)  # never ready: the rollout stays under way
     deployment_id = world.deploy("alpha")
     names = world.names(deployment_id)
     world.cycle()
@@ -261,15 +246,7 @@ def test_a_refused_prune_is_said_once_with_leader_election(caplog: pytest.LogCap
 def test_ticks_step_nothing_after_a_poll_that_could_not_list(world: World) -> None:
     """A failed list changes nothing (the loop's rule): the ticks after it must not go on rolling out
     what the last good list said (that deployment may have been deleted or superseded since)."""
-    ready: set[str] = set()
-    world.reconciler = make_reconciler(
-        world.client,
-        world.kube,
-        world.listener_id,
-        world.servers,
-        (NS,),
-        prober=lambda namespace, service: service in ready,
-    )
+    ready = gated_prober(world)
     rolling = world.deploy("rolling")
     world.cycle()
     assert world.reconciler.records[rolling].busy
