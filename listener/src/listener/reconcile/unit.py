@@ -426,8 +426,9 @@ def _apply_waves(
     if live is None:
         # Look again right before writing: a wave is written one or more cycles after the survey in
         # `_prepare` (the servers wait for the stores), and a forced apply would take over an object
-        # someone else created with one of our names meanwhile. From the inventory this costs no
-        # request beyond its one list per namespace and kind per cycle. Its answer is not passed
+        # someone else created with one of our names meanwhile. In a poll the inventory answers (no
+        # request beyond its one list per namespace and kind per poll); at a tick, whose inventory
+        # may be a poll interval old, the wave's objects are read with GETs. Its answer is not passed
         # on: a generated credential is still created (a 409 then re-reads a password another
         # writer created meanwhile, so the revision is re-rendered with it instead of flipping it).
         apply.survey(
