@@ -219,6 +219,34 @@ def gated_prober(world: World) -> set[str]:
     return ready
 
 
+@dataclass
+class HeldProbe:
+    """`GET /ok` that hangs for the API Services in `held` (as an Agent Server that does not answer
+    until its timeout) until `release` is set, bounded at 30 s, then answers `answer`; `stuck` is set
+    once one hangs. Every other service answers 200."""
+
+    answer: bool = True
+    held: set[str] = field(default_factory=set)
+    stuck: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self, namespace: str, service: str) -> bool:
+        if service in self.held:
+            self.stuck.set()
+            self.release.wait(30)
+            return self.answer
+        return True
+
+
+def with_probe(world: World, prober: Any, **config: Any) -> None:
+    """Replace `world`'s reconciler (closed first) with one watching both namespaces that probes with
+    `prober`; `config` as for `make_reconciler` (e.g. the loop's `cycle_wait=1.0`)."""
+    world.reconciler.close(5)
+    world.reconciler = make_reconciler(
+        world.client, world.kube, world.listener_id, world.servers, (NS, OTHER_NS), prober=prober, **config
+    )
+
+
 def foreign_service(kube: FakeKube, name: str) -> None:
     """Someone else's Service with one of our names (another field manager, none of our labels)."""
     theirs = {

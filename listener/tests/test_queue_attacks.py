@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from e2e import NS, OTHER_NS, World, foreign_service, make_reconciler
+from e2e import NS, OTHER_NS, HeldProbe, World, foreign_service, make_reconciler, with_probe
 from lightkube.codecs import from_dict
 
 from listener.kube import FIELD_MANAGER
@@ -63,26 +63,10 @@ def test_one_step_stuck_in_a_request_does_not_hold_back_pruning_of_another_deplo
     # A step can sit in one request for a long time (an API server or an Agent Server's /ok that
     # does not answer until its timeout). Prune must not overlap the step of the deployment it looks
     # at — but a deployment the control plane deleted has no step, and must go within its window.
-    stuck, release = threading.Event(), threading.Event()
-    slow: set[str] = set()
-
-    def prober(namespace: str, service: str) -> bool:
-        if service in slow:
-            stuck.set()
-            release.wait(30)
-            return False
-        return True
-
-    world.reconciler.close(5)
-    world.reconciler = make_reconciler(
-        world.client,
-        world.kube,
-        world.listener_id,
-        world.servers,
-        (NS, OTHER_NS),
-        prober=prober,
-        cycle_wait=1.0,
-    )  # the service's loop waits 1 s for its steps, then reports the rest in a later cycle
+    probe = HeldProbe(answer=False)
+    stuck, release, slow = probe.stuck, probe.release, probe.held
+    # The service's loop waits 1 s for its steps, then reports the rest in a later cycle.
+    with_probe(world, probe, cycle_wait=1.0)
     try:
         keep, gone = world.deploy("keep"), world.deploy("gone")
         # Set-up waits for its steps (bounded); only the cycles under test use the loop's 1 s.
@@ -105,25 +89,9 @@ def test_one_step_stuck_in_a_request_does_not_hold_back_pruning_of_another_deplo
 
 
 def test_a_deployment_deleted_while_its_own_step_runs_is_pruned_only_after_the_step(world: World) -> None:
-    stuck, release = threading.Event(), threading.Event()
-    slow: set[str] = set()
-
-    def prober(namespace: str, service: str) -> bool:
-        if service in slow:
-            stuck.set()
-            release.wait(30)
-        return True
-
-    world.reconciler.close(5)
-    world.reconciler = make_reconciler(
-        world.client,
-        world.kube,
-        world.listener_id,
-        world.servers,
-        (NS, OTHER_NS),
-        prober=prober,
-        cycle_wait=1.0,
-    )
+    probe = HeldProbe()
+    stuck, release, slow = probe.stuck, probe.release, probe.held
+    with_probe(world, probe, cycle_wait=1.0)
     try:
         keep = world.deploy("keep")
         assert world.cycle(wait=60).deployed == [keep]
@@ -252,26 +220,9 @@ def test_a_deployment_deleted_while_its_item_waits_for_a_worker_is_not_rolled_ou
     # One worker, held by a step hung in its probe. A new deployment's item waits in the queue; the
     # control plane deletes it meanwhile. When a worker frees up, the item must act on what the
     # control plane says now, not roll out (and report DEPLOYING for) a deployment that is gone.
-    stuck, release = threading.Event(), threading.Event()
-    slow: set[str] = set()
-
-    def prober(namespace: str, service: str) -> bool:
-        if service in slow:
-            stuck.set()
-            release.wait(30)
-        return True
-
-    world.reconciler.close(5)
-    world.reconciler = make_reconciler(
-        world.client,
-        world.kube,
-        world.listener_id,
-        world.servers,
-        (NS, OTHER_NS),
-        prober=prober,
-        cycle_wait=1.0,
-        workers=1,
-    )
+    probe = HeldProbe()
+    stuck, release, slow = probe.stuck, probe.release, probe.held
+    with_probe(world, probe, cycle_wait=1.0, workers=1)
     try:
         hung = world.deploy("hung")
         slow.add(world.names(hung).api)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from e2e import NS, OTHER_NS, World, foreign_service, gated_prober, make_reconciler
+from e2e import NS, OTHER_NS, World, foreign_service, gated_prober, with_probe
 from lightkube.codecs import from_dict
 from lightkube.resources.apps_v1 import Deployment
 from test_service import base_env
@@ -172,16 +172,7 @@ def test_prune_never_runs_alongside_a_ticks_step_for_another_namespace(
             gate[1].wait(30)
         return False
 
-    world.reconciler.close(5)
-    world.reconciler = make_reconciler(
-        world.client,
-        world.kube,
-        world.listener_id,
-        world.servers,
-        (NS, OTHER_NS),
-        prober=prober,
-        cycle_wait=0.5,
-    )
+    with_probe(world, prober, cycle_wait=0.5)
     pruned: list[str] = []
     real_run = cycle_module.prune.run
 

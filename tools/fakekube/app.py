@@ -283,13 +283,7 @@ def _list_options(ctx: Context, query: MutableMapping[str, str], *, watch: bool)
                 errors.field_forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list")
             )
     if errs:
-        text = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
-        raise errors.ApiStatusError(
-            422,
-            "Invalid",
-            f'ListOptions.meta.k8s.io "" is invalid: {text}',
-            causes=[{"reason": e.type, "message": e.body, "field": e.field} for e in errs],
-        )
+        raise errors.invalid_options("ListOptions", errs)
     current = ctx.store.current_rv
     if rv is not None and rv > current:
         raise errors.ApiStatusError(
@@ -490,13 +484,7 @@ def _write_options(
     ]
     if errs and verb in ("create", "update", "patch", "apply"):
         what = {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions")
-        text = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
-        raise errors.ApiStatusError(
-            422,
-            "Invalid",
-            f'{what}.meta.k8s.io "" is invalid: {text}',
-            causes=[{"reason": e.type, "message": e.body, "field": e.field} for e in errs],
-        )
+        raise errors.invalid_options(what, errs)
     agent = request.headers.get("user-agent", "unknown").split("/")[0]
     manager = query.get("fieldManager") if verb == "apply" else (query.get("fieldManager") or agent)
     return WriteOptions(
@@ -723,13 +711,7 @@ def _delete_options(raw: bytes, query: MutableMapping[str, str]) -> dict[str, An
         if value != "All":
             errs.append(errors.field_not_supported("dryRun", value, ["All"]))
     if errs:
-        text = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
-        raise errors.ApiStatusError(
-            422,
-            "Invalid",
-            f'DeleteOptions.meta.k8s.io "" is invalid: {text}',
-            causes=[{"reason": e.type, "message": e.body, "field": e.field} for e in errs],
-        )
+        raise errors.invalid_options("DeleteOptions", errs)
     return options
 
 

@@ -180,18 +180,34 @@ def forbidden(kind: Kind | None, name: str | None, why: str) -> ApiStatusError:
     return ApiStatusError(403, "Forbidden", message, kind=kind, name=name)
 
 
+def _error_list(errs: list[FieldError]) -> str:
+    """field.ErrorList's text: the one error, or all of them in brackets."""
+    return str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
+
+
+def _causes(errs: list[FieldError]) -> list[dict[str, str]]:
+    return [{"reason": e.type, "message": e.body, "field": e.field} for e in errs]
+
+
 def invalid(kind: Kind, name: str, errs: list[FieldError]) -> ApiStatusError:
     """errors.NewInvalid over a field.ErrorList."""
-    text = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
     qualified = f"{kind.kind}.{kind.group}" if kind.group else kind.kind
     return ApiStatusError(
         422,
         "Invalid",
-        f'{qualified} "{name}" is invalid: {text}',
+        f'{qualified} "{name}" is invalid: {_error_list(errs)}',
         kind=kind,
         name=name,
-        causes=[{"reason": e.type, "message": e.body, "field": e.field} for e in errs],
+        causes=_causes(errs),
         details_kind=kind.kind,
+    )
+
+
+def invalid_options(options: str, errs: list[FieldError]) -> ApiStatusError:
+    """errors.NewInvalid for a request's options (ListOptions, DeleteOptions, CreateOptions, ...):
+    ``<Options>.meta.k8s.io "" is invalid: ...``."""
+    return ApiStatusError(
+        422, "Invalid", f'{options}.meta.k8s.io "" is invalid: {_error_list(errs)}', causes=_causes(errs)
     )
 
 

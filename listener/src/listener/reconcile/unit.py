@@ -572,8 +572,8 @@ def has_work(config: ReconcilerConfig, record: DeploymentRecord, placement: Plac
     attempt = record.attempt
     if attempt is None or record.unreported or attempt.busy:
         return True
-    current = _fingerprint(record, placement)  # cached on the record: no step is running
-    if current != attempt.fingerprint and current not in record.failed:
+    _fingerprint(record, placement)  # cache it on the record (no step is running) for `wants_rollout`
+    if wants_rollout(record, placement):
         return True
     if attempt.phase == "failed":
         return False
